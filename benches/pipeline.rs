@@ -1,0 +1,100 @@
+//! Benchmarks of the pipeline at scale: parse and check a 10,000-line file,
+//! expand a million-point experiment, plan 100,000 patterns in 1,000 groups.
+//! Run with `cargo bench --bench pipeline`; figures go in the issue notes.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use nixl::check::imports::Loader;
+use std::path::Path;
+use std::time::Duration;
+
+struct NoFiles;
+impl Loader for NoFiles {
+    fn read(&self, _: &Path) -> std::io::Result<Vec<u8>> {
+        Err(std::io::Error::new(std::io::ErrorKind::NotFound, "none"))
+    }
+}
+
+/// About `lines` lines: setups with steps, tools, and an experiment with layers.
+pub fn big_file(lines: usize) -> String {
+    let mut s = String::from("# generated\nlet tp = 4\n");
+    let mut n = 2;
+    let mut i = 0;
+    while n < lines {
+        s += &format!("setup s{i} {{\n  let version = \"0.{i}\"\n");
+        n += 2;
+        for j in 0..8 {
+            s += &format!("  step \"{j:02}-install\" {{\n    name    = \"install {j}\"\n    run     = \"pip install pkg{j}=={{version}}\"\n    skip_if = \"python3 -c 'import pkg{j}'\"\n    timeout = 10min\n  }}\n");
+            n += 6;
+        }
+        s += "}\n";
+        n += 1;
+        i += 1;
+    }
+    s
+}
+
+/// An experiment with 6 factors of `levels` levels each: levels^6 candidate points.
+pub fn grid(levels: usize, prune: bool) -> String {
+    let mut s = String::from("experiment big {\n");
+    for f in 0..6 {
+        let vals: Vec<String> = (1..=levels).map(|v| v.to_string()).collect();
+        s += &format!("  factor f{f} = [{}]\n", vals.join(", "));
+    }
+    if prune {
+        s += "  prune f0 == 1 and f1 > 2 because \"bench\"\n";
+    }
+    s += "  restart_on = [mode, f0]\n";
+    s += "  layer \"L\" { mode = unified, id = \"b-{f0}-{f1}-{f2}-{f3}-{f4}-{f5}\" }\n}\n";
+    s
+}
+
+fn bench(c: &mut Criterion) {
+    let text = big_file(10_000);
+    c.bench_function("parse+check 10k lines", |b| {
+        b.iter(|| {
+            let out = nixl::check::check_text("big.nixl", &text, &NoFiles);
+            assert!(!out.has_errors());
+        })
+    });
+    let mut g = c.benchmark_group("expand");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    for (levels, label) in [(5usize, "15625"), (7, "117649"), (10, "1000000")] {
+        let src = grid(levels, true);
+        let out = nixl::check::check_text("grid.nixl", &src, &NoFiles);
+        assert!(!out.has_errors());
+        g.bench_function(format!("expand+prune+report {label} points"), |b| {
+            b.iter(|| {
+                let (d, diags) = nixl::design::expand(&out.model, "big");
+                assert!(diags.iter().all(|d| !d.is_error()));
+                let d = d.unwrap();
+                std::hint::black_box(nixl::design::report::pattern_table(&d).len());
+            })
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("plan");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    // 100,000 patterns: f0 has 1,000 levels (the restart key), f1 100.
+    let vals0: Vec<String> = (1..=1000).map(|v| v.to_string()).collect();
+    let vals1: Vec<String> = (1..=100).map(|v| v.to_string()).collect();
+    let src = format!(
+        "experiment big {{\n  factor f0 = [{}]\n  factor f1 = [{}]\n  restart_on = [mode, f0]\n  layer \"L\" {{ mode = unified, id = \"b-{{f0}}-{{f1}}\" }}\n}}\n",
+        vals0.join(", "),
+        vals1.join(", ")
+    );
+    let out = nixl::check::check_text("plan.nixl", &src, &NoFiles);
+    let (d, _) = nixl::design::expand(&out.model, "big");
+    let d = d.unwrap();
+    assert_eq!(d.patterns.len(), 100_000);
+    g.bench_function("plan 100k patterns in 1000 groups", |b| {
+        b.iter(|| {
+            let mut diags = vec![];
+            let p = nixl::plan::build(&out.model, &d, &nixl::state::State::new(), "", &mut diags);
+            assert_eq!(p.summary.launches, 1000);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,119 @@
+//! Commands for each action, rendered from the templates in the file and the
+//! standard library with every setting of the pattern in scope.
+
+use crate::check::model::{SetupStep, Tool};
+use crate::check::value::{Eval, Value};
+use crate::check::Model;
+use crate::provider::NodeInfo;
+use crate::syntax::ast::Expr;
+use std::collections::BTreeMap;
+
+/// Values every template may use besides the pattern's settings.
+pub struct RenderVars {
+    pub vars: BTreeMap<String, Value>,
+}
+
+impl RenderVars {
+    pub fn new(nodes: &[NodeInfo], here: &str) -> RenderVars {
+        let mut vars = BTreeMap::new();
+        let ip = |i: usize| nodes.get(i).map(|n| n.private_ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
+        vars.insert("prefill_ip".into(), Value::Str(ip(0)));
+        vars.insert("decode_ip".into(), Value::Str(ip(1)));
+        vars.insert("peer".into(), Value::Str(ip(0)));
+        vars.insert("here".into(), Value::Str(here.to_string()));
+        vars.insert("etcd".into(), Value::Str(format!("http://{}:2379", ip(0))));
+        RenderVars { vars }
+    }
+
+    pub fn with(&self, extra: &[(&str, Value)]) -> BTreeMap<String, Value> {
+        let mut v = self.vars.clone();
+        for (k, x) in extra {
+            v.insert(k.to_string(), x.clone());
+        }
+        v
+    }
+}
+
+/// A template string (or list of lines) evaluated in a scope.
+pub fn template(e: &Expr, scope: &BTreeMap<String, Value>, kv_per_token: Option<f64>) -> Result<String, String> {
+    let ev = Eval { scope, kv_bytes_per_token: kv_per_token };
+    match ev.eval(e) {
+        Ok(Value::Str(s)) => Ok(s),
+        Ok(Value::List(items)) => Ok(items.iter().map(Value::interpolated).collect::<Vec<_>>().join("\n")),
+        Ok(other) => Ok(other.interpolated()),
+        Err(d) => Err(d.message),
+    }
+}
+
+/// The scope a server, bench or tool template sees: settings, then render variables.
+pub fn scope(settings: &BTreeMap<String, Value>, model: &Model, render: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    let mut s = settings.clone();
+    if let Some(Value::Ref { name, .. }) = settings.get("model") {
+        if let Some(m) = model.models.get(name) {
+            s.insert("model_id".into(), Value::Str(m.hf_id.clone()));
+        }
+    }
+    for (k, v) in render {
+        s.insert(k.clone(), v.clone());
+    }
+    s
+}
+
+/// A setup step as one script: its skip condition first, then its commands with `set -e`
+/// (the first failing command fails the step, as the seed's runner did).
+pub fn setup_script(step: &SetupStep) -> String {
+    let mut s = String::from("#!/bin/bash\n");
+    for (k, v) in &step.env {
+        s += &format!("export {k}={}\n", shell_quote(v));
+    }
+    if let Some(cond) = &step.skip_if {
+        s += &format!("if ( {cond} ) >/dev/null 2>&1; then echo 'NIXL_SKIPPED'; exit 0; fi\n");
+    }
+    s += "set -e\n";
+    for line in &step.run {
+        s += line;
+        s.push('\n');
+    }
+    s
+}
+
+/// The command lines of a tool run, per role: `run`, or `server` and `client`.
+pub fn tool_commands(
+    tool: &Tool,
+    params: &BTreeMap<String, Value>,
+    render: &BTreeMap<String, Value>,
+    kv: Option<f64>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut merged: BTreeMap<String, Value> = render.clone();
+    for (k, v) in params {
+        merged.insert(k.clone(), v.clone());
+    }
+    let mut out = vec![];
+    for (role, e) in [("run", &tool.run), ("server", &tool.server), ("client", &tool.client)] {
+        if let Some(e) = e {
+            out.push((role.to_string(), template(e, &merged, kv)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Single quotes for the shell, with embedded quotes escaped.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_only_what_needs_it() {
+        assert_eq!(shell_quote("0.16.0"), "0.16.0");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,763 @@
+//! Builds the typed model from validated blocks and checks domains: the
+//! instance catalogue, zones within the region, references between blocks.
+
+use super::model::*;
+use super::value::Value;
+use super::Globals;
+use crate::diagnostics::{did_you_mean, Code, Diagnostic, FileId, Span};
+use crate::syntax::ast::{self, Block, StmtKind};
+use std::collections::BTreeMap;
+
+/// Attribute expressions of a block by name (the first one when set twice).
+fn attrs(b: &Block) -> BTreeMap<&str, &ast::Expr> {
+    let mut m = BTreeMap::new();
+    for s in &b.body {
+        if let StmtKind::Attr(id, e) = &s.kind {
+            m.entry(id.name.as_str()).or_insert(e);
+        }
+    }
+    m
+}
+
+fn label(b: &Block) -> (String, Span) {
+    b.name().map(|l| (l.text().to_string(), l.span())).unwrap_or_else(|| (String::new(), b.kind.span))
+}
+
+struct Ctx<'g, 'a> {
+    g: &'g Globals<'a>,
+    diags: &'g mut Vec<Diagnostic>,
+}
+
+impl Ctx<'_, '_> {
+    fn value(&mut self, b: &Block, name: &str) -> Option<Value> {
+        let e = attrs(b).get(name).copied()?;
+        self.g.eval(e).ok()
+    }
+    fn expr(&self, b: &Block, name: &str) -> Option<ast::Expr> {
+        attrs(b).get(name).map(|e| (*e).clone())
+    }
+    fn str(&mut self, b: &Block, name: &str) -> Option<String> {
+        // An enumeration literal stands for itself even where a definition shares its name.
+        if let Some(id) = attrs(b).get(name).and_then(|e| e.as_name()) {
+            if super::value::SYMBOLS.contains(&id.name.as_str()) {
+                return Some(id.name.clone());
+            }
+        }
+        match self.value(b, name)? {
+            Value::Str(s) | Value::Sym(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn num(&mut self, b: &Block, name: &str) -> Option<f64> {
+        self.value(b, name)?.as_f64()
+    }
+    fn bool(&mut self, b: &Block, name: &str) -> Option<bool> {
+        self.value(b, name)?.as_bool()
+    }
+    fn strs(&mut self, b: &Block, name: &str) -> Vec<String> {
+        match self.value(b, name) {
+            Some(Value::List(items)) => items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            Some(Value::Str(s)) => vec![s],
+            _ => vec![],
+        }
+    }
+    fn span_of(&self, b: &Block, name: &str) -> Span {
+        attrs(b).get(name).map(|e| e.span).unwrap_or(b.kind.span)
+    }
+}
+
+pub fn build(g: &Globals, files: &[(FileId, ast::File)], model: &mut Model, diags: &mut Vec<Diagnostic>) {
+    let mut cx = Ctx { g, diags };
+    let blocks: Vec<&Block> = files
+        .iter()
+        .flat_map(|(_, f)| f.items.iter())
+        .filter_map(|s| match &s.kind {
+            StmtKind::Block(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    // Catalogue entries first: stacks and experiments are checked against them.
+    for b in &blocks {
+        let (name, span) = label(b);
+        match b.kind.name.as_str() {
+            "instance" => {
+                let inst = Instance {
+                    gpu: cx.str(b, "gpu").unwrap_or_default(),
+                    gpus: cx.num(b, "gpus").unwrap_or(0.0) as u32,
+                    gpu_memory: cx.num(b, "gpu_memory").unwrap_or(0.0),
+                    efa: cx.bool(b, "efa").unwrap_or(false),
+                    efa_bandwidth: cx.num(b, "efa_bandwidth"),
+                    rdma: cx.bool(b, "rdma").unwrap_or(false),
+                    price_per_hour: cx.num(b, "price").unwrap_or(0.0),
+                    volume: cx.num(b, "volume").unwrap_or(0.0),
+                    name: name.clone(),
+                    span,
+                };
+                model.instances.insert(name, inst);
+            }
+            "region" => {
+                let zones = cx.strs(b, "zones");
+                model.regions.insert(name, zones);
+            }
+            "model" => {
+                let m = LlmModel {
+                    hf_id: cx.str(b, "hf_id").unwrap_or_default(),
+                    layers: cx.num(b, "layers").unwrap_or(0.0) as u32,
+                    kv_heads: cx.num(b, "kv_heads").unwrap_or(0.0) as u32,
+                    head_dim: cx.num(b, "head_dim").unwrap_or(0.0) as u32,
+                    dtype: cx.str(b, "dtype").unwrap_or_else(|| "bf16".into()),
+                    max_position_embeddings: cx.num(b, "max_position_embeddings").unwrap_or(0.0) as u32,
+                    name: name.clone(),
+                    span,
+                };
+                model.models.insert(name, m);
+            }
+            "service" => {
+                let s = Service {
+                    run: cx.strs(b, "run"),
+                    health: cx.str(b, "health"),
+                    port: cx.num(b, "port").map(|p| p as u32),
+                    name: name.clone(),
+                    span,
+                };
+                model.services.insert(name, s);
+            }
+            "tool" => {
+                let tool = build_tool(&mut cx, b, name.clone(), span);
+                model.tools.insert(name, tool);
+            }
+            "server" | "bench" => {
+                let keys = ["start_unified", "start_prefill", "start_decode", "start_proxy", "health", "stop", "run"];
+                let t: BTreeMap<String, ast::Expr> =
+                    attrs(b).into_iter().filter(|(k, _)| keys.contains(k)).map(|(k, e)| (k.to_string(), e.clone())).collect();
+                model.templates.insert(name, t);
+            }
+            _ => {}
+        }
+    }
+    for b in &blocks {
+        let (name, span) = label(b);
+        match b.kind.name.as_str() {
+            "setup" => {
+                let s = build_setup(&mut cx, b, name, span);
+                model.setups.push(s);
+            }
+            "stack" => {
+                let s = build_stack(&mut cx, b, name, span, model);
+                model.stacks.push(s);
+            }
+            "experiment" => {
+                let e = build_experiment(&mut cx, b, name, span, model);
+                model.experiments.push(e);
+            }
+            _ => {}
+        }
+    }
+    let late = g.take_errors();
+    cx.diags.extend(late);
+}
+
+/// Names a command template may use besides the tool's params.
+pub const RENDER_VARS: &[&str] = &["peer", "self_ip", "out", "node", "etcd"];
+
+fn build_tool(cx: &mut Ctx, b: &Block, name: String, span: Span) -> Tool {
+    let params = match cx.value(b, "params") {
+        Some(Value::Record(m)) => m,
+        _ => BTreeMap::new(),
+    };
+    let nodes = cx.num(b, "nodes").unwrap_or(1.0) as u32;
+    let a = attrs(b);
+    if nodes == 2 && (!a.contains_key("server") || !a.contains_key("client")) {
+        cx.diags.push(
+            Diagnostic::error(
+                Code::MissingAttribute,
+                b.kind.span,
+                format!("two-node tool `{name}` needs `server` and `client` commands"),
+            )
+            .help("the server runs on the first node, the client on the second with `{peer}` set to the server's IP"),
+        );
+    }
+    if nodes == 1 && !a.contains_key("run") {
+        cx.diags.push(
+            Diagnostic::error(Code::MissingAttribute, b.kind.span, format!("one-node tool `{name}` needs a `run` command"))
+                .help("add `run = \"...\"`"),
+        );
+    }
+    if nodes > 2 {
+        cx.diags.push(Diagnostic::error(Code::Domain, cx.span_of(b, "nodes"), format!("`nodes` must be 1 or 2, found {nodes}")));
+    }
+    // Templates may only name params and render variables.
+    let mut allowed: Vec<String> = params.keys().cloned().collect();
+    allowed.extend(RENDER_VARS.iter().map(|s| s.to_string()));
+    for key in ["slug", "run", "server", "client"] {
+        if let Some(e) = a.get(key) {
+            check_template_names(e, &allowed, cx.diags);
+        }
+    }
+    Tool {
+        kind: cx.str(b, "kind").unwrap_or_default(),
+        nodes,
+        slug: cx.expr(b, "slug").unwrap_or(ast::Expr { kind: ast::ExprKind::Str(vec![]), span }),
+        duration: cx.num(b, "duration").unwrap_or(0.0),
+        run: cx.expr(b, "run"),
+        server: cx.expr(b, "server"),
+        client: cx.expr(b, "client"),
+        params,
+        needs: cx.strs_of_names(b, "needs"),
+        metrics: cx.strs(b, "metrics"),
+        name,
+        span,
+    }
+}
+
+impl Ctx<'_, '_> {
+    fn strs_of_names(&self, b: &Block, name: &str) -> Vec<String> {
+        match attrs(b).get(name).map(|e| &e.kind) {
+            Some(ast::ExprKind::List(items)) => items.iter().filter_map(|i| i.as_name().map(|n| n.name.clone())).collect(),
+            _ => vec![],
+        }
+    }
+}
+
+/// Reports interpolated names in a template that are not in `allowed`.
+pub fn check_template_names(e: &ast::Expr, allowed: &[String], diags: &mut Vec<Diagnostic>) {
+    let mut names = vec![];
+    collect_interp_names(e, &mut names);
+    for id in names {
+        if !allowed.contains(&id.name) && !super::value::SYMBOLS.contains(&id.name.as_str()) {
+            let mut d = Diagnostic::error(Code::UnknownName, id.span, format!("unknown name `{}` in a template", id.name));
+            d = d.help(
+                did_you_mean(&id.name, allowed.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("templates may use {}; escape a literal brace as `\\{{`", allowed.join(", "))),
+            );
+            diags.push(d);
+        }
+    }
+}
+
+fn collect_interp_names(e: &ast::Expr, out: &mut Vec<ast::Ident>) {
+    match &e.kind {
+        ast::ExprKind::Str(parts) => {
+            for p in parts {
+                if let ast::StrPart::Interp(x) = p {
+                    collect_free_names(x, out);
+                }
+            }
+        }
+        ast::ExprKind::List(items) => items.iter().for_each(|i| collect_interp_names(i, out)),
+        _ => {}
+    }
+}
+
+/// Names an expression reads (not field names after a dot).
+pub fn collect_free_names(e: &ast::Expr, out: &mut Vec<ast::Ident>) {
+    use ast::ExprKind::*;
+    match &e.kind {
+        Name(i) => out.push(i.clone()),
+        Member(b, _) => collect_free_names(b, out),
+        Call(_, args) => args.iter().for_each(|a| collect_free_names(&a.value, out)),
+        With(b, fs) => {
+            collect_free_names(b, out);
+            fs.iter().for_each(|f| collect_free_names(&f.value, out));
+        }
+        Unary(_, x) | Paren(x) => collect_free_names(x, out),
+        Binary(_, a, b) => {
+            collect_free_names(a, out);
+            collect_free_names(b, out);
+        }
+        Ternary(a, b, c) => {
+            collect_free_names(a, out);
+            collect_free_names(b, out);
+            collect_free_names(c, out);
+        }
+        List(items) | Tuple(items) => items.iter().for_each(|i| collect_free_names(i, out)),
+        Record(fs) => fs.iter().for_each(|f| collect_free_names(&f.value, out)),
+        Str(parts) => parts.iter().for_each(|p| {
+            if let ast::StrPart::Interp(x) = p {
+                collect_free_names(x, out)
+            }
+        }),
+        _ => {}
+    }
+}
+
+fn build_setup(cx: &mut Ctx, b: &Block, name: String, span: Span) -> Setup {
+    // Variables are evaluated in order; each may use the ones before it.
+    let mut vars: BTreeMap<String, Value> = BTreeMap::new();
+    let mut steps = vec![];
+    let mut ids: BTreeMap<String, Span> = BTreeMap::new();
+    for s in &b.body {
+        match &s.kind {
+            StmtKind::Let(id, e) => {
+                let scope = super::value::Layered { inner: &vars, outer: cx.g };
+                match (super::value::Eval { scope: &scope, kv_bytes_per_token: None }).eval(e) {
+                    Ok(v) => {
+                        vars.insert(id.name.clone(), v);
+                    }
+                    Err(d) => cx.diags.push(cx.g.explain(*d)),
+                }
+            }
+            StmtKind::Block(step) if step.kind.name == "step" => {
+                let (sid, sspan) = label(step);
+                if let Some(prev) = ids.insert(sid.clone(), sspan) {
+                    cx.diags.push(
+                        Diagnostic::error(Code::Duplicate, sspan, format!("step `{sid}` is defined twice"))
+                            .with(prev, "first defined here")
+                            .help("step ids must be unique within a setup"),
+                    );
+                }
+                let scope = super::value::Layered { inner: &vars, outer: cx.g };
+                let ev = super::value::Eval { scope: &scope, kv_bytes_per_token: None };
+                let a = attrs(step);
+                let mut errs = vec![];
+                let mut text = |key: &str| -> Option<Value> {
+                    let e = a.get(key)?;
+                    match ev.eval(e) {
+                        Ok(v) => Some(v),
+                        Err(d) => {
+                            errs.push(cx.g.explain(*d));
+                            None
+                        }
+                    }
+                };
+                let run_value = text("run");
+                let skip_value = text("skip_if");
+                let timeout_value = text("timeout");
+                let name_value = text("name");
+                let nodes_value = text("nodes");
+                let env_value = text("env");
+                cx.diags.append(&mut errs);
+                let run = match &run_value {
+                    Some(Value::List(items)) if items.iter().all(|v| matches!(v, Value::Str(_))) => {
+                        items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+                    }
+                    Some(Value::Str(s)) => vec![s.clone()],
+                    Some(other) => {
+                        let at = a.get("run").map(|e| e.span).unwrap_or(sspan);
+                        cx.diags.push(Diagnostic::error(
+                            Code::Type,
+                            at,
+                            format!("`run` must be a string or a list of strings, found {}", other.type_name()),
+                        ));
+                        vec![]
+                    }
+                    None => vec![],
+                };
+                let skip_if = match &skip_value {
+                    Some(Value::Str(s)) => Some(s.clone()),
+                    Some(other) => {
+                        let at = a.get("skip_if").map(|e| e.span).unwrap_or(sspan);
+                        cx.diags.push(Diagnostic::error(
+                            Code::Type,
+                            at,
+                            format!("`skip_if` must be a shell condition string, found {}", other.type_name()),
+                        ));
+                        None
+                    }
+                    None => None,
+                };
+                if let Some(Value::Num(_, u)) = &timeout_value {
+                    if *u != ast::Unit::Duration {
+                        let at = a.get("timeout").map(|e| e.span).unwrap_or(sspan);
+                        cx.diags.push(
+                            Diagnostic::error(Code::Unit, at, format!("`timeout` must be a duration, found {}", u.describe()))
+                                .help("write durations with a unit: 30s, 10min, 2h"),
+                        );
+                    }
+                }
+                let step_name = name_value.and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| sid.clone());
+                let timeout = timeout_value.and_then(|v| v.as_f64()).unwrap_or(1800.0);
+                let nodes = match nodes_value {
+                    Some(Value::List(items)) => items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                    _ => vec![],
+                };
+                let env = match env_value {
+                    Some(Value::Record(m)) => m.into_iter().map(|(k, v)| (k, v.interpolated())).collect(),
+                    _ => BTreeMap::new(),
+                };
+                steps.push(SetupStep { id: sid, name: step_name, run, skip_if, timeout, nodes, env, span: sspan });
+            }
+            _ => {}
+        }
+    }
+    Setup { name, vars, steps, span }
+}
+
+fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model) -> Stack {
+    let region = cx.str(b, "region").unwrap_or_default();
+    let zones = cx.strs(b, "zones");
+    let instance_types = cx.strs(b, "instance_type");
+    let itype_span = cx.span_of(b, "instance_type");
+    if instance_types.is_empty() && attrs(b).contains_key("instance_type") {
+        cx.diags.push(Diagnostic::error(Code::Type, itype_span, "`instance_type` must be a string or a list of strings"));
+    }
+    let mut node_names: BTreeMap<String, Span> = BTreeMap::new();
+    let mut nodes = vec![];
+    let mut buckets = vec![];
+    for s in &b.body {
+        if let StmtKind::Block(c) = &s.kind {
+            let (cname, cspan) = label(c);
+            match c.kind.name.as_str() {
+                "node" => {
+                    if let Some(prev) = node_names.insert(cname.clone(), cspan) {
+                        cx.diags.push(
+                            Diagnostic::error(Code::Duplicate, cspan, format!("node `{cname}` is defined twice"))
+                                .with(prev, "first defined here")
+                                .help("node names must be unique in a stack"),
+                        );
+                    }
+                    nodes.push(Node { role: cx.str(c, "role"), name: cname, span: cspan });
+                }
+                "bucket" => buckets.push(cname),
+                _ => {}
+            }
+        }
+    }
+    let broken = b.body.iter().any(|s| matches!(s.kind, StmtKind::Error(_)));
+    if nodes.is_empty() && !broken {
+        cx.diags.push(
+            Diagnostic::error(Code::MissingAttribute, b.kind.span, format!("stack `{name}` has no nodes"))
+                .help("add `node \"node1\" {}` (and `node \"node2\" {}` for disaggregated serving)"),
+        );
+    }
+    // Instance types must be in the catalogue and support EFA when EFA is asked for.
+    let efa = cx.bool(b, "efa").unwrap_or(true);
+    if model.instances.is_empty() && !instance_types.is_empty() {
+        cx.diags.push(
+            Diagnostic::error(
+                Code::Domain,
+                itype_span,
+                "no instance catalogue is loaded, so the instance type cannot be checked",
+            )
+            .help("add `import \"std/aws\"`"),
+        );
+    }
+    for t in &instance_types {
+        if model.instances.is_empty() {
+            break;
+        }
+        match model.instances.get(t) {
+            None => {
+                let mut d = Diagnostic::error(Code::Domain, itype_span, format!("instance type `{t}` is not in the catalogue"));
+                d = d.help(
+                    did_you_mean(t, model.instances.keys().map(String::as_str))
+                        .unwrap_or_else(|| "see std/aws for the EFA-capable GPU types, or add an `instance` block".into()),
+                );
+                cx.diags.push(d);
+            }
+            Some(i) if efa && !i.efa => cx.diags.push(
+                Diagnostic::error(Code::Domain, itype_span, format!("instance type `{t}` does not support EFA"))
+                    .help("choose an EFA-capable type or set `efa = false`"),
+            ),
+            _ => {}
+        }
+    }
+    // Zones must belong to the region.
+    let zspan = cx.span_of(b, "zones");
+    if zones.is_empty() && attrs(b).contains_key("zones") {
+        cx.diags.push(
+            Diagnostic::error(Code::Zone, zspan, "`zones` is empty")
+                .help("list at least one availability zone, e.g. [\"us-east-1a\"]"),
+        );
+    }
+    let known = model.regions.get(&region);
+    if !region.is_empty() && known.is_none() && !model.regions.is_empty() {
+        let mut d = Diagnostic::error(Code::Zone, cx.span_of(b, "region"), format!("unknown region `{region}`"));
+        if let Some(h) = did_you_mean(&region, model.regions.keys().map(String::as_str)) {
+            d = d.help(h);
+        }
+        cx.diags.push(d);
+    }
+    if let Some(ast::ExprKind::List(items)) = attrs(b).get("zones").map(|e| &e.kind).filter(|_| !region.is_empty()) {
+        for (z, item) in zones.iter().zip(items) {
+            let in_region = match known {
+                Some(list) => list.contains(z),
+                None => {
+                    z.strip_prefix(region.as_str()).is_some_and(|s| s.len() == 1 && s.chars().all(|c| c.is_ascii_lowercase()))
+                }
+            };
+            if !in_region {
+                let mut d = Diagnostic::error(Code::Zone, item.span, format!("zone `{z}` is not in region `{region}`"));
+                d = d.help(match known.and_then(|l| did_you_mean(z, l.iter().map(String::as_str))) {
+                    Some(h) => h,
+                    None => format!("zones of {region} look like {region}a, {region}b, ..."),
+                });
+                cx.diags.push(d);
+            }
+        }
+    }
+    let volume = cx
+        .num(b, "volume")
+        .unwrap_or_else(|| instance_types.first().and_then(|t| model.instances.get(t)).map(|i| i.volume).unwrap_or(200e9));
+    Stack {
+        region,
+        zones,
+        placement: cx.str(b, "placement").unwrap_or_else(|| "cluster".into()),
+        volume,
+        efa,
+        ami: cx.str(b, "ami"),
+        ami_parameter: cx.str(b, "ami_parameter"),
+        subnet: cx.str(b, "subnet"),
+        ssh_cidr: cx.str(b, "ssh_cidr"),
+        capacity_reservation: cx.str(b, "capacity_reservation"),
+        capacity_block: cx.bool(b, "capacity_block").unwrap_or(false),
+        setup: attrs(b).get("setup").and_then(|e| e.as_name()).map(|i| i.name.clone()),
+        retry_interval: cx.num(b, "retry_interval").unwrap_or(30.0),
+        instance_types,
+        nodes,
+        buckets,
+        name,
+        span,
+    }
+}
+
+fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model) -> Experiment {
+    let extends = b.extends.as_ref().map(|e| {
+        match cx.g.defs.get(&e.name) {
+            Some(("experiment", _)) => {}
+            _ => {
+                let names: Vec<&str> =
+                    cx.g.defs.iter().filter(|(_, (k, _))| *k == "experiment").map(|(n, _)| n.as_str()).collect();
+                let mut d =
+                    Diagnostic::error(Code::UnknownReference, e.span, format!("no experiment named `{}` to extend", e.name));
+                d = d.help(
+                    did_you_mean(&e.name, names.iter().copied()).unwrap_or_else(|| "import the file that defines it".into()),
+                );
+                cx.diags.push(d);
+            }
+        }
+        e.name.clone()
+    });
+    let a = attrs(b);
+    let model_name = a.get("model").and_then(|e| e.as_name()).map(|i| i.name.clone());
+    if let (Some(m), Some(e)) = (&model_name, a.get("model")) {
+        if !model.models.contains_key(m) && cx.g.defs.get(m).is_some_and(|(k, _)| *k == "model") {
+            cx.diags.push(Diagnostic::error(Code::UnknownReference, e.span, format!("model `{m}` is incomplete")));
+        }
+    }
+    let mut settings = BTreeMap::new();
+    for key in ["server", "bench"] {
+        if let Some(v) = cx.value(b, key) {
+            match v {
+                Value::Ref { fields, .. } | Value::Record(fields) => {
+                    for (k, v) in fields {
+                        settings.insert(k, v);
+                    }
+                }
+                other => cx.diags.push(Diagnostic::error(
+                    Code::Type,
+                    cx.span_of(b, key),
+                    format!("`{key}` must be a `{key}` definition or a record, found {}", other.type_name()),
+                )),
+            }
+        }
+    }
+    let mut factors = vec![];
+    let mut derived = vec![];
+    let mut prunes = vec![];
+    let mut layers = vec![];
+    let mut patterns = vec![];
+    let mut rules = vec![];
+    let mut factor_names: BTreeMap<String, Span> = BTreeMap::new();
+    for s in &b.body {
+        match &s.kind {
+            StmtKind::Factor(id, e) => {
+                if let Some(prev) = factor_names.insert(id.name.clone(), id.span) {
+                    cx.diags.push(
+                        Diagnostic::error(Code::Duplicate, id.span, format!("factor `{}` is declared twice", id.name))
+                            .with(prev, "first declared here")
+                            .help("keep one declaration"),
+                    );
+                    continue;
+                }
+                if let Some(f) = build_factor(cx, id, e) {
+                    factors.push(f);
+                }
+            }
+            StmtKind::Let(id, e) | StmtKind::Set(id, e) => {
+                derived.push(Derived {
+                    name: id.name.clone(),
+                    expr: e.clone(),
+                    setting: matches!(s.kind, StmtKind::Set(..)),
+                    span: id.span,
+                });
+            }
+            StmtKind::Prune { cond, reason } => {
+                prunes.push(Prune { cond: cond.clone(), reason: reason.value.clone(), span: s.span })
+            }
+            StmtKind::When { cond, action } => rules.push(RuleDecl { cond: cond.clone(), action: action.clone(), span: s.span }),
+            StmtKind::Block(c) if c.kind.name == "layer" => layers.push(build_layer(cx, c)),
+            StmtKind::Block(c) if c.kind.name == "pattern" => {
+                let (id, pspan) = label(c);
+                let values = attrs(c).into_iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                let (layer, layer_span) = c.in_layer.as_ref().map(|l| (l.value.clone(), l.span)).unwrap_or_default();
+                if c.in_layer.is_none() {
+                    cx.diags.push(
+                        Diagnostic::error(
+                            Code::MissingAttribute,
+                            pspan,
+                            format!("pattern `{id}` does not say which layer it is in"),
+                        )
+                        .help(format!("write `pattern \"{id}\" in \"LAYER\" {{ ... }}`")),
+                    );
+                }
+                patterns.push(ExtraPattern { id, layer, layer_span, values, span: pspan });
+            }
+            _ => {}
+        }
+    }
+    let mlflow = match cx.value(b, "mlflow") {
+        Some(Value::Record(m)) => m,
+        _ => BTreeMap::new(),
+    };
+    Experiment {
+        extends,
+        prefix: cx.str(b, "prefix").unwrap_or_else(|| name.clone()),
+        model: model_name,
+        stack: cx.str(b, "stack"),
+        server_def: definition_name(a.get("server").copied()),
+        bench_def: definition_name(a.get("bench").copied()),
+        settings,
+        factors,
+        derived,
+        restart_on: cx.expr(b, "restart_on"),
+        duration: cx.expr(b, "duration"),
+        startup: cx.expr(b, "startup"),
+        order: cx.expr(b, "order"),
+        prunes,
+        layers,
+        patterns,
+        rules,
+        mlflow,
+        hand_estimate: cx.num(b, "hand_estimate"),
+        name,
+        span,
+    }
+}
+
+/// `vllm` or `vllm { tp = 4 }`: the definition an attribute builds on.
+fn definition_name(e: Option<&ast::Expr>) -> Option<String> {
+    match &e?.kind {
+        ast::ExprKind::Name(i) => Some(i.name.clone()),
+        ast::ExprKind::With(base, _) => base.as_name().map(|i| i.name.clone()),
+        _ => None,
+    }
+}
+
+fn build_factor(cx: &mut Ctx, id: &ast::Ident, e: &ast::Expr) -> Option<Factor> {
+    let v = cx.g.eval_report(e, cx.diags)?;
+    let Value::List(levels) = v else {
+        cx.diags.push(
+            Diagnostic::error(
+                Code::Type,
+                e.span,
+                format!("factor `{}` needs a list of levels, found {}", id.name, v.type_name()),
+            )
+            .help(format!("write `factor {} = [level1, level2]`", id.name)),
+        );
+        return None;
+    };
+    if levels.is_empty() {
+        cx.diags.push(
+            Diagnostic::error(Code::Domain, e.span, format!("factor `{}` has no levels", id.name))
+                .help("give at least one level"),
+        );
+        return None;
+    }
+    let items: Vec<&ast::Expr> = match &e.kind {
+        ast::ExprKind::List(items) => items.iter().collect(),
+        _ => vec![],
+    };
+    for (i, l) in levels.iter().enumerate() {
+        let at = items.get(i).map(|x| x.span).unwrap_or(e.span);
+        if levels[..i].iter().any(|p| super::value::values_equal(p, l)) {
+            cx.diags.push(
+                Diagnostic::error(Code::Duplicate, at, format!("level {} of factor `{}` is listed twice", l.display(), id.name))
+                    .help("remove the repeated level"),
+            );
+        }
+        if id.name == "concurrency" {
+            let ok = matches!(l, Value::Num(x, ast::Unit::None) if *x >= 1.0 && x.fract() == 0.0);
+            if !ok {
+                cx.diags.push(
+                    Diagnostic::error(
+                        Code::Domain,
+                        at,
+                        format!("concurrency must be a whole number of at least 1, found {}", l.display()),
+                    )
+                    .help("concurrency is the number of requests in flight"),
+                );
+            }
+        }
+        if id.name == "prompt" && !matches!(l, Value::Num(x, ast::Unit::Tokens) | Value::Num(x, ast::Unit::None) if *x >= 1.0) {
+            cx.diags.push(
+                Diagnostic::error(Code::Unit, at, format!("prompt lengths are tokens, found {}", l.type_name()))
+                    .help("write prompt lengths as 1K, 12K, 128K"),
+            );
+        }
+    }
+    Some(Factor { name: id.name.clone(), levels, span: id.span })
+}
+
+fn build_layer(cx: &mut Ctx, b: &Block) -> Layer {
+    let (name, span) = label(b);
+    let mut fixed = BTreeMap::new();
+    let mut derived = vec![];
+    let mut prunes = vec![];
+    let mut analyses = vec![];
+    const OWN: &[&str] = &["id", "design", "steps", "keep", "adhoc", "schedule", "name", "priority", "description"];
+    for s in &b.body {
+        match &s.kind {
+            StmtKind::Attr(id, e) if !OWN.contains(&id.name.as_str()) => {
+                fixed.insert(id.name.clone(), e.clone());
+            }
+            StmtKind::Let(id, e) | StmtKind::Set(id, e) => {
+                derived.push(Derived {
+                    name: id.name.clone(),
+                    expr: e.clone(),
+                    setting: matches!(s.kind, StmtKind::Set(..)),
+                    span: id.span,
+                });
+            }
+            StmtKind::Prune { cond, reason } => {
+                prunes.push(Prune { cond: cond.clone(), reason: reason.value.clone(), span: s.span })
+            }
+            StmtKind::Block(c) if c.kind.name == "analysis" => {
+                let (aname, aspan) = label(c);
+                let inputs = match attrs(c).get("inputs").map(|e| &e.kind) {
+                    Some(ast::ExprKind::List(items)) => {
+                        items.iter().filter_map(|i| i.as_plain_str().map(|s| (s, i.span))).collect()
+                    }
+                    _ => vec![],
+                };
+                analyses.push(Analysis {
+                    name: aname,
+                    inputs,
+                    method: cx.expr(c, "method").unwrap_or(ast::Expr { kind: ast::ExprKind::None, span: aspan }),
+                    metrics: cx.strs(c, "metrics"),
+                    duration: cx.num(c, "duration"),
+                    span: aspan,
+                });
+            }
+            _ => {}
+        }
+    }
+    let schedule = match attrs(b).get("schedule").map(|e| &e.kind) {
+        Some(ast::ExprKind::List(items)) => Some(items.iter().filter_map(|i| i.as_plain_str().map(|s| (s, i.span))).collect()),
+        _ => None,
+    };
+    Layer {
+        id: cx.expr(b, "id"),
+        design: cx.expr(b, "design"),
+        steps: cx.expr(b, "steps"),
+        keep: cx.expr(b, "keep"),
+        adhoc: cx.bool(b, "adhoc").unwrap_or(false),
+        schedule,
+        fixed,
+        derived,
+        prunes,
+        analyses,
+        name,
+        span,
+    }
+}

@@ -1,0 +1,202 @@
+//! Loading a file and everything it imports: relative files and the standard
+//! library embedded in the binary. Cycles are reported with the whole chain.
+
+use crate::diagnostics::{Code, Diagnostic, FileId, SourceMap, Span};
+use crate::syntax::{self, ast};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The standard library, compiled into the binary so nixl works from any directory.
+pub const STDLIB: &[(&str, &str)] = &[
+    ("std/aws", include_str!("../../stdlib/aws.nixl")),
+    ("std/models", include_str!("../../stdlib/models.nixl")),
+    ("std/vllm", include_str!("../../stdlib/vllm.nixl")),
+    ("std/tools", include_str!("../../stdlib/tools.nixl")),
+];
+
+/// Every parsed file, in dependency order (imports before importers).
+pub struct Loaded {
+    pub sources: SourceMap,
+    pub files: Vec<(FileId, ast::File)>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Where file text comes from; tests and the language server supply their own.
+pub trait Loader {
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>>;
+}
+
+pub struct FsLoader;
+
+impl Loader for FsLoader {
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}
+
+pub fn load(entry: &Path, loader: &dyn Loader) -> Loaded {
+    let mut l = Loading {
+        loader,
+        sources: SourceMap::default(),
+        files: vec![],
+        diagnostics: vec![],
+        done: HashMap::new(),
+        stack: vec![],
+    };
+    l.visit_path(entry, None);
+    Loaded { sources: l.sources, files: l.files, diagnostics: l.diagnostics }
+}
+
+/// Loads one in-memory text as the entry (the language server's open buffer).
+pub fn load_text(name: &str, text: &str, loader: &dyn Loader) -> Loaded {
+    let mut l = Loading {
+        loader,
+        sources: SourceMap::default(),
+        files: vec![],
+        diagnostics: vec![],
+        done: HashMap::new(),
+        stack: vec![],
+    };
+    l.visit_text(name.to_string(), text.to_string(), Path::new(name).parent().map(Path::to_path_buf));
+    Loaded { sources: l.sources, files: l.files, diagnostics: l.diagnostics }
+}
+
+struct Loading<'a> {
+    loader: &'a dyn Loader,
+    sources: SourceMap,
+    files: Vec<(FileId, ast::File)>,
+    diagnostics: Vec<Diagnostic>,
+    /// Files finished or in progress, by canonical key.
+    done: HashMap<String, FileId>,
+    /// The import chain being loaded, for cycle reports.
+    stack: Vec<(String, Option<Span>)>,
+}
+
+impl Loading<'_> {
+    fn visit_path(&mut self, path: &Path, from: Option<Span>) {
+        let key = path.to_string_lossy().to_string();
+        let bytes = match self.loader.read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                let span = from.unwrap_or_default();
+                let d = Diagnostic::error(Code::ImportNotFound, span, format!("cannot read `{key}`: {e}"));
+                self.report_unreadable(d, from, &key);
+                return;
+            }
+        };
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let text = String::from_utf8_lossy(e.as_bytes()).to_string();
+                let id = self.sources.add(key.clone(), text);
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::Encoding,
+                        Span::new(id, at, at),
+                        format!("`{key}` is not UTF-8 text (invalid byte at offset {at})"),
+                    )
+                    .help("nixl files are UTF-8 text; is this the right file?"),
+                );
+                return;
+            }
+        };
+        self.visit_text(key, text, path.parent().map(Path::to_path_buf));
+    }
+
+    fn report_unreadable(&mut self, d: Diagnostic, from: Option<Span>, key: &str) {
+        if from.is_none() {
+            // The entry file itself: a source entry so the diagnostic can be printed.
+            let id = self.sources.add(key.to_string(), String::new());
+            let mut d = d;
+            d.primary.span = Span::new(id, 0, 0);
+            self.diagnostics.push(d);
+        } else {
+            self.diagnostics.push(d.help("import paths are relative to the importing file; the standard library is `std/aws`, `std/models`, `std/vllm`, `std/tools`"));
+        }
+    }
+
+    fn visit_text(&mut self, key: String, text: String, dir: Option<PathBuf>) {
+        let id = self.sources.add(key.clone(), text.clone());
+        self.done.insert(key.clone(), id);
+        let (file, diags) = syntax::parse(id, &text);
+        self.diagnostics.extend(diags);
+        for stmt in &file.items {
+            if let ast::StmtKind::Import(target) = &stmt.kind {
+                self.visit_import(&key, target, dir.as_deref());
+            }
+        }
+        self.files.push((id, file));
+    }
+
+    fn visit_import(&mut self, importer: &str, target: &ast::StrLit, dir: Option<&Path>) {
+        let (key, std_text) = if let Some(name) = target.value.strip_prefix("std/") {
+            let key = format!("std/{}", name.trim_end_matches(".nixl"));
+            match STDLIB.iter().find(|(k, _)| *k == key) {
+                Some((_, text)) => (key, Some(*text)),
+                None => {
+                    let names: Vec<&str> = STDLIB.iter().map(|(k, _)| *k).collect();
+                    let mut d = Diagnostic::error(
+                        Code::ImportNotFound,
+                        target.span,
+                        format!("no standard library module `{}`", target.value),
+                    );
+                    d = d.help(
+                        crate::diagnostics::did_you_mean(&key, names.iter().copied())
+                            .unwrap_or_else(|| format!("the standard library has {}", names.join(", "))),
+                    );
+                    self.diagnostics.push(d);
+                    return;
+                }
+            }
+        } else {
+            let p = dir.map(|d| d.join(&target.value)).unwrap_or_else(|| PathBuf::from(&target.value));
+            (normalize(&p), None)
+        };
+        if self.stack_contains(&key) || key == importer {
+            let mut chain: Vec<&str> = self.stack.iter().map(|(k, _)| k.as_str()).collect();
+            chain.push(importer);
+            let start = chain.iter().position(|k| *k == key).unwrap_or(0);
+            let mut shown: Vec<&str> = chain[start..].to_vec();
+            shown.push(&key);
+            self.diagnostics.push(
+                Diagnostic::error(Code::ImportCycle, target.span, format!("import cycle: {}", shown.join(" -> ")))
+                    .help("move what both files need into a third file that imports neither"),
+            );
+            return;
+        }
+        if self.done.contains_key(&key) {
+            return;
+        }
+        self.stack.push((importer.to_string(), Some(target.span)));
+        match std_text {
+            Some(text) => self.visit_text(key, text.to_string(), None),
+            None => self.visit_path(Path::new(&key), Some(target.span)),
+        }
+        self.stack.pop();
+    }
+
+    fn stack_contains(&self, key: &str) -> bool {
+        self.stack.iter().any(|(k, _)| k == key)
+    }
+}
+
+/// `a/./b/../c.nixl` to `a/c.nixl`, without touching the file system.
+fn normalize(p: &Path) -> String {
+    let mut out: Vec<String> = vec![];
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if out.last().is_some_and(|l| l != "..") => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str().to_string_lossy().to_string()),
+        }
+    }
+    let s = out.join("/");
+    if p.is_absolute() && !s.starts_with('/') {
+        format!("/{s}")
+    } else {
+        s
+    }
+}

@@ -1,0 +1,236 @@
+//! The resolved model: plain data handed to the design engine and the planner.
+//! Values are evaluated; expressions that depend on a pattern's factor levels
+//! stay as expressions (with spans) for the design engine to evaluate.
+
+use super::value::Value;
+use crate::diagnostics::Span;
+use crate::syntax::ast::Expr;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Model {
+    pub instances: BTreeMap<String, Instance>,
+    pub regions: BTreeMap<String, Vec<String>>,
+    pub models: BTreeMap<String, LlmModel>,
+    pub tools: BTreeMap<String, Tool>,
+    pub services: BTreeMap<String, Service>,
+    pub setups: Vec<Setup>,
+    /// Command templates of `server` and `bench` definitions, by definition name.
+    pub templates: BTreeMap<String, BTreeMap<String, Expr>>,
+    pub stacks: Vec<Stack>,
+    pub experiments: Vec<Experiment>,
+    /// Top-level `let` values.
+    pub globals: BTreeMap<String, Value>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Instance {
+    pub name: String,
+    pub gpu: String,
+    pub gpus: u32,
+    pub gpu_memory: f64,
+    pub efa: bool,
+    pub efa_bandwidth: Option<f64>,
+    pub rdma: bool,
+    pub price_per_hour: f64,
+    pub volume: f64,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LlmModel {
+    pub name: String,
+    pub hf_id: String,
+    pub layers: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    pub dtype: String,
+    pub max_position_embeddings: u32,
+    pub span: Span,
+}
+
+impl LlmModel {
+    pub fn dtype_bytes(&self) -> u32 {
+        match self.dtype.as_str() {
+            "fp32" => 4,
+            "fp8" => 1,
+            _ => 2,
+        }
+    }
+    /// 2 (K and V) x layers x kv_heads x head_dim x dtype bytes.
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        2 * self.layers as u64 * self.kv_heads as u64 * self.head_dim as u64 * self.dtype_bytes() as u64
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Tool {
+    pub name: String,
+    pub kind: String,
+    pub nodes: u32,
+    pub slug: Expr,
+    pub duration: f64,
+    pub run: Option<Expr>,
+    pub server: Option<Expr>,
+    pub client: Option<Expr>,
+    pub params: BTreeMap<String, Value>,
+    pub needs: Vec<String>,
+    pub metrics: Vec<String>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub run: Vec<String>,
+    pub health: Option<String>,
+    pub port: Option<u32>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Setup {
+    pub name: String,
+    pub vars: BTreeMap<String, Value>,
+    pub steps: Vec<SetupStep>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SetupStep {
+    pub id: String,
+    pub name: String,
+    /// Commands with variables interpolated, run as one script.
+    pub run: Vec<String>,
+    pub skip_if: Option<String>,
+    pub timeout: f64,
+    /// Nodes to run on; empty means all.
+    pub nodes: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Stack {
+    pub name: String,
+    pub region: String,
+    pub zones: Vec<String>,
+    /// Candidate instance types, tried in order.
+    pub instance_types: Vec<String>,
+    pub placement: String,
+    pub volume: f64,
+    pub efa: bool,
+    pub ami: Option<String>,
+    pub ami_parameter: Option<String>,
+    pub subnet: Option<String>,
+    pub ssh_cidr: Option<String>,
+    pub capacity_reservation: Option<String>,
+    pub capacity_block: bool,
+    pub setup: Option<String>,
+    pub retry_interval: f64,
+    pub nodes: Vec<Node>,
+    pub buckets: Vec<String>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub role: Option<String>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Experiment {
+    pub name: String,
+    pub extends: Option<String>,
+    pub prefix: String,
+    pub model: Option<String>,
+    pub stack: Option<String>,
+    /// The `server` and `bench` definitions used (their templates render the commands).
+    pub server_def: Option<String>,
+    pub bench_def: Option<String>,
+    /// Server, benchmark and other fixed settings shared by every pattern.
+    pub settings: BTreeMap<String, Value>,
+    pub factors: Vec<Factor>,
+    /// `let` and `set` statements in order; `set` ones become pattern settings.
+    pub derived: Vec<Derived>,
+    pub restart_on: Option<Expr>,
+    pub duration: Option<Expr>,
+    pub startup: Option<Expr>,
+    pub order: Option<Expr>,
+    pub prunes: Vec<Prune>,
+    pub layers: Vec<Layer>,
+    pub patterns: Vec<ExtraPattern>,
+    pub rules: Vec<RuleDecl>,
+    pub mlflow: BTreeMap<String, Value>,
+    pub hand_estimate: Option<f64>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Factor {
+    pub name: String,
+    pub levels: Vec<Value>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Derived {
+    pub name: String,
+    pub expr: Expr,
+    /// `set` (a pattern setting) rather than `let` (a helper name).
+    pub setting: bool,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Prune {
+    pub cond: Expr,
+    pub reason: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Layer {
+    pub name: String,
+    pub id: Option<Expr>,
+    /// Settings the layer fixes (mode, transport, server overrides).
+    pub fixed: BTreeMap<String, Expr>,
+    pub design: Option<Expr>,
+    pub steps: Option<Expr>,
+    pub keep: Option<Expr>,
+    pub adhoc: bool,
+    pub schedule: Option<Vec<(String, Span)>>,
+    pub derived: Vec<Derived>,
+    pub prunes: Vec<Prune>,
+    pub analyses: Vec<Analysis>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExtraPattern {
+    pub id: String,
+    pub layer: String,
+    pub layer_span: Span,
+    pub values: BTreeMap<String, Expr>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Analysis {
+    pub name: String,
+    pub inputs: Vec<(String, Span)>,
+    pub method: Expr,
+    pub metrics: Vec<String>,
+    pub duration: Option<f64>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleDecl {
+    pub cond: Expr,
+    pub action: Expr,
+    pub span: Span,
+}

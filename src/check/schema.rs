@@ -1,0 +1,323 @@
+//! What each block kind may contain: labels, attributes with their types,
+//! statements and child blocks. The checker, the language server's completion
+//! and the docs all read this one table.
+
+use crate::syntax::ast::Unit;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Ty {
+    Str,
+    Bool,
+    Int,
+    /// An integer of at least 1.
+    PosInt,
+    Num,
+    Quantity(Unit),
+    /// One of the listed enumeration literals.
+    Sym(&'static [&'static str]),
+    StrList,
+    /// A string or a list of strings (commands).
+    Commands,
+    Record,
+    /// A name of a top-level definition of this kind.
+    Ref(&'static str),
+    RefList(&'static str),
+    /// Evaluated later, per pattern, by the design engine.
+    Lazy,
+    Any,
+}
+
+pub struct Attr {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+const fn req(name: &'static str, ty: Ty, doc: &'static str) -> Attr {
+    Attr { name, ty, required: true, doc }
+}
+const fn opt(name: &'static str, ty: Ty, doc: &'static str) -> Attr {
+    Attr { name, ty, required: false, doc }
+}
+
+pub struct BlockSchema {
+    pub kind: &'static str,
+    /// Kinds this block may stand in; "" is the top level of a file.
+    pub parents: &'static [&'static str],
+    /// Minimum and maximum number of labels.
+    pub labels: (usize, usize),
+    pub attrs: &'static [Attr],
+    /// Accepts attributes not listed (settings passed through to a server).
+    pub open: bool,
+    /// Statement keywords allowed in the body.
+    pub stmts: &'static [&'static str],
+    pub doc: &'static str,
+}
+
+pub const MODES: &[&str] = &["unified", "disaggregated"];
+pub const TRANSPORTS: &[&str] = &["efa", "srd", "tcp"];
+pub const DTYPES: &[&str] = &["bf16", "fp16", "fp32", "fp8"];
+pub const PLACEMENTS: &[&str] = &["cluster", "spread", "partition"];
+pub const TOOL_KINDS: &[&str] = &["baseline", "lowlevel"];
+pub const BUFFER_DEVICES: &[&str] = &["cuda", "cpu"];
+pub const BACKENDS: &[&str] = &["libfabric", "ucx"];
+
+use Ty::*;
+
+pub const BLOCKS: &[BlockSchema] = &[
+    BlockSchema {
+        kind: "instance",
+        parents: &[""],
+        labels: (1, 1),
+        open: false,
+        stmts: &[],
+        doc: "An EC2 instance type of the catalogue.",
+        attrs: &[
+            req("gpu", Str, "GPU model"),
+            req("gpus", PosInt, "GPUs per instance"),
+            req("gpu_memory", Quantity(Unit::Bytes), "memory per GPU"),
+            req("efa", Bool, "whether the type supports EFA"),
+            opt("efa_bandwidth", Quantity(Unit::Bandwidth), "EFA network bandwidth"),
+            opt("rdma", Bool, "EFA hardware RDMA read/write"),
+            req("price", Quantity(Unit::Money), "on-demand price per hour (us-east-1)"),
+            req("volume", Quantity(Unit::Bytes), "recommended root volume"),
+            opt("vcpus", PosInt, "vCPUs"),
+            opt("memory", Quantity(Unit::Bytes), "host memory"),
+        ],
+    },
+    BlockSchema {
+        kind: "region",
+        parents: &[""],
+        labels: (1, 1),
+        open: false,
+        stmts: &[],
+        doc: "An AWS region and its availability zones.",
+        attrs: &[req("zones", StrList, "availability zones")],
+    },
+    BlockSchema {
+        kind: "model",
+        parents: &[""],
+        labels: (1, 1),
+        open: false,
+        stmts: &[],
+        doc: "A model's shape, for KV-cache sizes.",
+        attrs: &[
+            req("hf_id", Str, "Hugging Face model id"),
+            req("layers", PosInt, "transformer layers"),
+            req("kv_heads", PosInt, "key/value heads"),
+            req("head_dim", PosInt, "dimension per head"),
+            req("dtype", Sym(DTYPES), "KV-cache data type"),
+            req("max_position_embeddings", PosInt, "native context length"),
+            opt("params", Num, "parameter count"),
+        ],
+    },
+    BlockSchema {
+        kind: "service",
+        parents: &[""],
+        labels: (1, 1),
+        open: false,
+        stmts: &[],
+        doc: "A long-running helper such as etcd, started once and reused.",
+        attrs: &[
+            req("run", Commands, "command that starts it"),
+            opt("health", Str, "command that succeeds when it is up"),
+            opt("port", PosInt, "port it listens on"),
+        ],
+    },
+    BlockSchema {
+        kind: "tool",
+        parents: &[""],
+        labels: (1, 1),
+        open: false,
+        stmts: &[],
+        doc: "A baseline or low-level measurement tool.",
+        attrs: &[
+            req("kind", Sym(TOOL_KINDS), "baseline or lowlevel"),
+            req("nodes", PosInt, "1 or 2 nodes"),
+            req("slug", Lazy, "id fragment of its patterns; may interpolate params"),
+            req("duration", Quantity(Unit::Duration), "estimated time of one run"),
+            opt("run", Lazy, "command on one node"),
+            opt("server", Lazy, "command on the first node"),
+            opt("client", Lazy, "command on the second node; `{peer}` is the first node's IP"),
+            opt("params", Record, "parameters and their defaults"),
+            opt("needs", RefList("service"), "services that must run first"),
+            opt("metrics", StrList, "metrics its results report"),
+            opt("description", Str, "what it measures"),
+        ],
+    },
+    BlockSchema {
+        kind: "server",
+        parents: &[""],
+        labels: (1, 1),
+        open: true,
+        stmts: &[],
+        doc: "Inference server settings (vLLM); any attribute is passed to the server.",
+        attrs: &[
+            opt("version", Str, "server version"),
+            opt("tp", PosInt, "tensor parallel size"),
+            opt("health_timeout", Quantity(Unit::Duration), "how long to wait for health"),
+            opt("start_unified", Lazy, "command starting the unified server on the first node"),
+            opt("start_prefill", Lazy, "command starting the prefill (producer) server on the first node"),
+            opt("start_decode", Lazy, "command starting the decode (consumer) server on the second node"),
+            opt("start_proxy", Lazy, "command starting the disaggregation proxy on the first node"),
+            opt("health", Lazy, "command that succeeds once the server answers"),
+            opt("stop", Lazy, "command stopping the servers on a node and checking the GPUs are free"),
+        ],
+    },
+    BlockSchema {
+        kind: "bench",
+        parents: &[""],
+        labels: (1, 1),
+        open: true,
+        stmts: &[],
+        doc: "Benchmark client settings.",
+        attrs: &[
+            opt("warmup", Int, "warm-up requests"),
+            opt("iterations", PosInt, "measured requests"),
+            opt("max_tokens", PosInt, "output tokens per request"),
+            opt("run", Lazy, "command running one pattern's benchmark; writes its result JSON to `{out}`"),
+        ],
+    },
+    BlockSchema {
+        kind: "setup",
+        parents: &[""],
+        labels: (1, 1),
+        open: false,
+        stmts: &["let"],
+        doc: "Idempotent node setup: ordered steps with skip conditions.",
+        attrs: &[],
+    },
+    BlockSchema {
+        kind: "step",
+        parents: &["setup"],
+        labels: (1, 1),
+        open: false,
+        stmts: &[],
+        doc: "One setup step, run on every node unless `nodes` says otherwise.",
+        attrs: &[
+            req("name", Str, "what the step does"),
+            req("run", Commands, "shell commands, run as one script"),
+            opt("skip_if", Str, "shell condition; the step is skipped when it succeeds"),
+            opt("timeout", Quantity(Unit::Duration), "limit for the step (default 30min)"),
+            opt("nodes", StrList, "nodes to run on (default all)"),
+            opt("env", Record, "environment variables"),
+        ],
+    },
+    BlockSchema {
+        kind: "stack",
+        parents: &[""],
+        labels: (1, 1),
+        open: false,
+        stmts: &[],
+        doc: "The cloud resources: nodes, placement group, bucket, zones to fall back across.",
+        attrs: &[
+            req("region", Str, "AWS region"),
+            req("zones", StrList, "availability zones, tried in order on capacity errors"),
+            req("instance_type", Any, "instance type, or a list tried in order"),
+            opt("placement", Sym(PLACEMENTS), "placement group strategy (default cluster)"),
+            opt("volume", Quantity(Unit::Bytes), "root volume (default: the catalogue's recommendation)"),
+            opt("efa", Bool, "attach an EFA interface (default true)"),
+            opt("ami", Str, "explicit AMI id"),
+            opt("ami_parameter", Str, "SSM public parameter naming the AMI"),
+            opt("subnet", Str, "subnet id (default: the zone's default subnet)"),
+            opt("ssh_cidr", Str, "CIDR allowed to SSH (default: none)"),
+            opt("capacity_reservation", Str, "capacity reservation id"),
+            opt("capacity_block", Bool, "launch into a capacity block"),
+            opt("setup", Ref("setup"), "setup run on every node"),
+            opt("retry_interval", Quantity(Unit::Duration), "pause between rounds with --retry-until-up (default 30s)"),
+        ],
+    },
+    BlockSchema {
+        kind: "node",
+        parents: &["stack"],
+        labels: (1, 1),
+        open: false,
+        stmts: &[],
+        doc: "A node of the stack.",
+        attrs: &[opt("role", Str, "what runs there, for people reading the plan")],
+    },
+    BlockSchema {
+        kind: "bucket",
+        parents: &["stack"],
+        labels: (1, 1),
+        open: false,
+        stmts: &[],
+        doc: "An S3 bucket for scripts and results.",
+        attrs: &[opt("versioned", Bool, "keep object versions")],
+    },
+    BlockSchema {
+        kind: "experiment",
+        parents: &[""],
+        labels: (1, 1),
+        open: false,
+        stmts: &["factor", "let", "set", "prune", "when"],
+        doc: "Factors, layers, pruning rules, designs and analyses.",
+        attrs: &[
+            opt("prefix", Str, "prefix of pattern ids"),
+            opt("model", Ref("model"), "the model served"),
+            opt("server", Any, "server settings (a `server` definition, optionally with overrides)"),
+            opt("bench", Any, "benchmark settings"),
+            opt("stack", Str, "the stack it runs on (default: the only one)"),
+            opt("restart_on", Lazy, "settings whose change forces a server restart"),
+            opt("duration", Lazy, "estimated time of one pattern"),
+            opt("startup", Lazy, "estimated server start-up time of a restart group"),
+            opt("order", Lazy, "restart groups in a pinned order"),
+            opt("mlflow", Record, "MLflow settings: experiment, timestamp_suffix, tracking_uri"),
+            opt("description", Str, "what the experiment is for"),
+            opt("hand_estimate", Quantity(Unit::Duration), "an earlier hand-made estimate, shown beside the computed one"),
+        ],
+    },
+    BlockSchema {
+        kind: "layer",
+        parents: &["experiment"],
+        labels: (1, 1),
+        open: true,
+        stmts: &["prune", "let", "set"],
+        doc: "A group of patterns that fixes some settings (mode, transport...).",
+        attrs: &[
+            opt("id", Lazy, "pattern id template"),
+            opt("mode", Sym(MODES), "unified or disaggregated"),
+            opt("transport", Sym(TRANSPORTS), "KV transport"),
+            opt("design", Lazy, "full (default), points(...) or d_optimal(...)"),
+            opt("steps", Lazy, "tool runs instead of factorial patterns"),
+            opt("keep", Lazy, "in an extending experiment: the steps kept"),
+            opt("adhoc", Bool, "patterns run only when a rule or the user asks"),
+            opt("schedule", StrList, "the ids scheduled; the layer's other patterns become ad hoc"),
+            opt("name", Str, "a readable name"),
+            opt("priority", Str, "P0, P1, ..."),
+            opt("description", Str, "what the layer measures"),
+        ],
+    },
+    BlockSchema {
+        kind: "pattern",
+        parents: &["experiment"],
+        labels: (1, 1),
+        open: true,
+        stmts: &[],
+        doc: "A single extra pattern in a layer: `pattern \"id\" in \"layer\" { factor = level ... }`.",
+        attrs: &[],
+    },
+    BlockSchema {
+        kind: "analysis",
+        parents: &["layer"],
+        labels: (1, 1),
+        open: false,
+        stmts: &[],
+        doc: "An analysis run on the local machine over stored results.",
+        attrs: &[
+            req("inputs", StrList, "layers whose results it reads"),
+            req("method", Lazy, "dip_test(...), compare(...), correlation(...), tpot_separation(), proxy_overhead()"),
+            opt("metrics", StrList, "metrics it reports"),
+            opt("description", Str, "the question it answers"),
+            opt("duration", Quantity(Unit::Duration), "estimated time"),
+        ],
+    },
+];
+
+pub fn block(kind: &str) -> Option<&'static BlockSchema> {
+    BLOCKS.iter().find(|b| b.kind == kind)
+}
+
+/// Settings a layer or pattern may fix besides the schema's own attributes.
+pub const PATTERN_SETTINGS: &[&str] = &["mode", "transport", "cross_layers"];

@@ -1,0 +1,1066 @@
+//! Layer by layer: factorial candidates filtered by prunes and designs, tool
+//! steps expanded over their parameter lists, analyses, extra patterns.
+
+use super::memo::{deps, Memo};
+use super::scope::PointScope;
+use super::{doptimal, Category, Design, FactorInfo, LayerInfo, Pattern, RestartKey};
+use crate::check::model::{Derived, Experiment, Layer};
+use crate::check::value::{values_equal, Layered, Scope, Value};
+use crate::check::Model;
+use crate::diagnostics::{did_you_mean, Code, Diagnostic, Span};
+use crate::syntax::ast::{Expr, ExprKind, Unit};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+const DEFAULT_DURATION: f64 = 300.0;
+const DEFAULT_STARTUP: f64 = 600.0;
+const DEFAULT_ANALYSIS: f64 = 60.0;
+
+/// Names every pattern has, with their values when a layer does not set them.
+fn defaults() -> BTreeMap<String, Value> {
+    let mut m = BTreeMap::new();
+    m.insert("mode".into(), Value::None);
+    m.insert("transport".into(), Value::None);
+    m.insert("cross_layers".into(), Value::Bool(false));
+    m
+}
+
+/// Globals, definitions (tools, models, services) and experiment settings.
+pub fn base_scope(model: &Model, exp: &Experiment) -> BTreeMap<String, Value> {
+    let mut base = defaults();
+    for (k, v) in &model.globals {
+        base.insert(k.clone(), v.clone());
+    }
+    for (name, t) in &model.tools {
+        base.insert(name.clone(), Value::Ref { kind: "tool".into(), name: name.clone(), fields: t.params.clone() });
+    }
+    for name in model.services.keys() {
+        base.insert(name.clone(), Value::Ref { kind: "service".into(), name: name.clone(), fields: BTreeMap::new() });
+    }
+    for (name, m) in &model.models {
+        let mut f = BTreeMap::new();
+        f.insert("layers".into(), Value::num(m.layers as f64));
+        f.insert("kv_heads".into(), Value::num(m.kv_heads as f64));
+        f.insert("head_dim".into(), Value::num(m.head_dim as f64));
+        f.insert("max_position_embeddings".into(), Value::num(m.max_position_embeddings as f64));
+        f.insert("hf_id".into(), Value::Str(m.hf_id.clone()));
+        base.insert(name.clone(), Value::Ref { kind: "model".into(), name: name.clone(), fields: f });
+    }
+    for (k, v) in &exp.settings {
+        base.insert(k.clone(), v.clone());
+    }
+    base.insert("prefix".into(), Value::Str(exp.prefix.clone()));
+    base
+}
+
+struct Ctx<'a> {
+    model: &'a Model,
+    exp: &'a Experiment,
+    base: BTreeMap<String, Value>,
+    factor_names: Vec<String>,
+    kv: Option<f64>,
+    diags: &'a mut Vec<Diagnostic>,
+    reported: HashSet<(Span, String)>,
+    groups: Vec<RestartKey>,
+    group_index: HashMap<String, u32>,
+    startup: Vec<f64>,
+}
+
+impl Ctx<'_> {
+    fn report(&mut self, d: Diagnostic) {
+        if self.reported.insert((d.primary.span, d.message.clone())) {
+            self.diags.push(d);
+        }
+    }
+    fn report_all(&mut self, ds: Vec<Diagnostic>) {
+        for d in ds {
+            self.report(d);
+        }
+    }
+}
+
+pub fn run(model: &Model, exp: &Experiment, diags: &mut Vec<Diagnostic>) -> Design {
+    let m = super::experiment_model(model, exp).cloned();
+    let kv = m.as_ref().map(|m| m.kv_bytes_per_token() as f64);
+    let tp = exp.settings.get("tp").and_then(Value::as_f64).unwrap_or(1.0) as u32;
+    let mut cx = Ctx {
+        model,
+        exp,
+        base: base_scope(model, exp),
+        factor_names: exp.factors.iter().map(|f| f.name.clone()).collect(),
+        kv,
+        diags,
+        reported: HashSet::new(),
+        groups: vec![],
+        group_index: HashMap::new(),
+        startup: vec![],
+    };
+    let mut layers = vec![];
+    let mut patterns: Vec<Pattern> = vec![];
+    for (li, layer) in exp.layers.iter().enumerate() {
+        let info = if layer.steps.is_some() {
+            expand_steps(&mut cx, li, layer, &mut patterns)
+        } else if !layer.analyses.is_empty() {
+            expand_analyses(&mut cx, li, layer, &mut patterns)
+        } else {
+            expand_factorial(&mut cx, li, layer, &mut patterns)
+        };
+        layers.push(info);
+    }
+    add_extra_patterns(&mut cx, &mut patterns);
+    apply_schedules(&mut cx, &mut patterns);
+    check_duplicate_ids(&mut cx, &patterns);
+    // Notes on estimability only make sense for a design without errors.
+    let clean = !cx.diags.iter().any(|d| d.is_error());
+    let notes: Vec<String> = (if clean { super::report::estimability_notes(exp, &layers, &patterns) } else { vec![] })
+        .into_iter()
+        .map(|(li, note)| {
+            cx.diags.push(
+                Diagnostic::error(Code::Unestimable, layers[li].span, note.clone())
+                    .help("add points that vary it, or accept that the analysis cannot separate it"),
+            );
+            note
+        })
+        .collect();
+    Design {
+        experiment: exp.name.clone(),
+        extends: exp.extends.clone(),
+        prefix: exp.prefix.clone(),
+        factors: exp.factors.iter().map(|f| FactorInfo { name: f.name.clone(), levels: f.levels.clone() }).collect(),
+        layers,
+        patterns,
+        groups: cx.groups,
+        model: m,
+        tp: tp.max(1),
+        startup: cx.startup,
+        notes,
+    }
+}
+
+fn fixed_of(layer: &Layer) -> Vec<(String, Expr)> {
+    layer.fixed.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn derived_of<'e>(exp: &'e Experiment, layer: &'e Layer) -> Vec<&'e Derived> {
+    exp.derived.iter().chain(layer.derived.iter()).collect()
+}
+
+/// Iterates the level indices of a full factorial, last factor fastest.
+struct Odometer {
+    sizes: Vec<usize>,
+    cur: Vec<usize>,
+    done: bool,
+}
+
+impl Odometer {
+    fn new(sizes: Vec<usize>) -> Odometer {
+        let done = sizes.contains(&0);
+        Odometer { cur: vec![0; sizes.len()], sizes, done }
+    }
+    fn advance(&mut self) {
+        for i in (0..self.cur.len()).rev() {
+            self.cur[i] += 1;
+            if self.cur[i] < self.sizes[i] {
+                return;
+            }
+            self.cur[i] = 0;
+        }
+        self.done = true;
+    }
+}
+
+fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Pattern>) -> LayerInfo {
+    let exp = cx.exp;
+    let fixed = fixed_of(layer);
+    let derived = derived_of(exp, layer);
+    let prunes: Vec<&crate::check::model::Prune> = exp.prunes.iter().chain(layer.prunes.iter()).collect();
+    let sizes: Vec<usize> = exp.factors.iter().map(|f| f.levels.len()).collect();
+    let candidates: usize = sizes.iter().product();
+    let mut removed: Vec<(String, usize)> = prunes.iter().map(|p| (p.reason.clone(), 0)).collect();
+    let mut no_overrides = BTreeMap::new();
+    no_overrides.insert("layer".to_string(), Value::Str(layer.name.clone()));
+    let base = std::mem::take(&mut cx.base);
+    let names = std::mem::take(&mut cx.factor_names);
+    // Each prune is evaluated once per combination of the factor levels it reads.
+    let mut memos: Vec<Memo<bool>> =
+        prunes.iter().map(|p| Memo::new(deps(&[&p.cond], &names, &fixed, &derived), &sizes)).collect();
+    let mut survivors: Vec<Vec<u16>> = vec![];
+    let mut odo = Odometer::new(sizes.clone());
+    let mut levels: Vec<u16> = vec![0; sizes.len()];
+    let mut values: Vec<Value> = Vec::with_capacity(sizes.len());
+    let mut failed = false;
+    while !odo.done && !failed {
+        for (l, c) in levels.iter_mut().zip(&odo.cur) {
+            *l = *c as u16;
+        }
+        // A scope is built only when some prune misses its cache.
+        let miss = memos.iter().any(|m| m.get(&levels).is_none());
+        if miss {
+            values.clear();
+            values.extend(odo.cur.iter().enumerate().map(|(i, l)| exp.factors[i].levels[*l].clone()));
+        }
+        let scope = miss.then(|| PointScope::new(&no_overrides, &names, &values, &fixed, &derived, &base, cx.kv));
+        let mut pruned_by = None;
+        for (pi, p) in prunes.iter().enumerate() {
+            let hit = match memos[pi].get(&levels) {
+                Some(b) => b,
+                None => {
+                    let sc = scope.as_ref().expect("built on a miss");
+                    match sc.eval(&p.cond) {
+                        Ok(Value::Bool(b)) => {
+                            memos[pi].put(&levels, b);
+                            b
+                        }
+                        Ok(other) => {
+                            cx.report(Diagnostic::error(
+                                Code::Type,
+                                p.cond.span,
+                                format!("a prune condition must be a boolean, found {}", other.type_name()),
+                            ));
+                            failed = true;
+                            break;
+                        }
+                        Err(d) => {
+                            cx.report(explain(&base, &names, *d));
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+            };
+            if hit {
+                pruned_by = Some(pi);
+                break;
+            }
+        }
+        if let Some(sc) = scope {
+            let errs = sc.errors.take();
+            if !errs.is_empty() {
+                let errs = errs.into_iter().map(|d| explain(&base, &names, d)).collect();
+                cx.report_all(errs);
+                failed = true;
+            }
+        }
+        match pruned_by {
+            Some(pi) => removed[pi].1 += 1,
+            None => survivors.push(levels.clone()),
+        }
+        odo.advance();
+    }
+    cx.base = base;
+    cx.factor_names = names;
+    if failed {
+        return LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, span: layer.span };
+    }
+    // A prune that empties the layer is a mistake worth stopping for.
+    if survivors.is_empty() && candidates > 0 {
+        let mut d = Diagnostic::error(
+            Code::EmptyDesign,
+            layer.span,
+            format!("the prunes remove every pattern of layer `{}`", layer.name),
+        )
+        .help("loosen a prune condition, or remove the layer");
+        for (p, (_, n)) in prunes.iter().zip(&removed) {
+            if *n > 0 {
+                d = d.with(p.span, format!("removes {n}"));
+            }
+        }
+        cx.report(d);
+    }
+    survivors = select_design(cx, layer, survivors, &mut removed);
+    // Evaluate every derived setting once, so a unit error in one nothing reads is still reported.
+    if let Some(first) = survivors.first() {
+        let values: Vec<Value> = first.iter().enumerate().map(|(i, l)| exp.factors[i].levels[*l as usize].clone()).collect();
+        let base = std::mem::take(&mut cx.base);
+        let scope = PointScope::new(&no_overrides, &cx.factor_names, &values, &fixed, &derived, &base, cx.kv);
+        let _ = scope.all_settings();
+        let errs: Vec<Diagnostic> = scope.errors.take().into_iter().map(|d| explain(&base, &cx.factor_names, d)).collect();
+        drop(scope);
+        cx.base = base;
+        if !errs.is_empty() {
+            cx.report_all(errs);
+            return LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, span: layer.span };
+        }
+    }
+    let start = out.len();
+    let mut memo = LayerMemo::new(exp, &cx.factor_names, &fixed, &derived);
+    out.reserve(survivors.len());
+    for levels in survivors {
+        if let Some(p) = make_pattern(cx, li, layer, &fixed, &derived, levels, &no_overrides, layer.span, Some(&mut memo)) {
+            out.push(p);
+        } else {
+            out.truncate(start);
+            break;
+        }
+    }
+    removed.retain(|(_, n)| *n > 0);
+    LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, span: layer.span }
+}
+
+/// Unknown names get a "did you mean" over factors and globals.
+fn explain(base: &BTreeMap<String, Value>, factors: &[String], mut d: Diagnostic) -> Diagnostic {
+    if d.code == Code::UnknownName && d.help.is_none() {
+        if let Some(name) = d.message.strip_prefix("unknown name `").and_then(|s| s.strip_suffix('`')).map(str::to_string) {
+            let mut names: Vec<&str> = base.keys().map(String::as_str).chain(factors.iter().map(String::as_str)).collect();
+            names.extend(crate::check::value::SYMBOLS);
+            d = d.help(
+                did_you_mean(&name, names)
+                    .unwrap_or_else(|| "declare it with `factor`, `let` or `set`, or fix the spelling".into()),
+            );
+        }
+    }
+    d
+}
+
+/// Builds one factorial or extra pattern: id, restart group, duration, KV size.
+#[allow(clippy::too_many_arguments)]
+fn make_pattern(
+    cx: &mut Ctx,
+    li: usize,
+    layer: &Layer,
+    fixed: &[(String, Expr)],
+    derived: &[&Derived],
+    levels: Vec<u16>,
+    overrides: &BTreeMap<String, Value>,
+    span: Span,
+    mut memo: Option<&mut LayerMemo>,
+) -> Option<Pattern> {
+    let exp = cx.exp;
+    let values: Vec<Value> =
+        levels.iter().enumerate().map(|(i, l)| exp.factors[i].levels.get(*l as usize).cloned().unwrap_or(Value::None)).collect();
+    let base = &cx.base;
+    let scope = PointScope::new(overrides, &cx.factor_names, &values, fixed, derived, base, cx.kv);
+    let id = match (overrides.get("id"), &layer.id) {
+        (Some(Value::Str(id)), _) => Ok(Value::Str(id.clone())),
+        (_, Some(t)) => scope.eval(t),
+        (_, None) => Ok(Value::Str(format!(
+            "{}-{}-{}",
+            exp.prefix,
+            layer.name.to_lowercase(),
+            values.iter().map(Value::interpolated).collect::<Vec<_>>().join("-")
+        ))),
+    };
+    let id = match id {
+        Ok(v) => v.interpolated(),
+        Err(d) => {
+            let d = explain(base, &cx.factor_names, *d);
+            cx.report(d);
+            return None;
+        }
+    };
+    // Restart group and estimates usually depend on few factors: look them up first.
+    let cached_group = memo.as_ref().and_then(|m| m.group.get(&levels));
+    let cached_duration = memo.as_ref().and_then(|m| m.duration.get(&levels));
+    let kv = prompt_tokens(cx, &scope, &levels).and_then(|t| cx.kv.map(|k| t * k));
+    if let (Some((group, _)), Some(duration)) = (cached_group, cached_duration) {
+        return Some(Pattern {
+            id,
+            layer: li as u32,
+            category: Category::E2e,
+            levels,
+            values: BTreeMap::new(),
+            group: Some(group),
+            duration,
+            kv_bytes: kv,
+            adhoc: layer.adhoc,
+            tool: None,
+            inputs: vec![],
+            span,
+        });
+    }
+    let key = match &exp.restart_on {
+        Some(e) => restart_key(&scope, e),
+        None => Ok(vec![
+            ("mode".into(), scope.lookup("mode").unwrap_or(Value::None)),
+            ("transport".into(), scope.lookup("transport").unwrap_or(Value::None)),
+        ]),
+    };
+    let duration = exp.duration.as_ref().map(|e| scope.eval(e));
+    let startup = exp.startup.as_ref().map(|e| scope.eval(e));
+    let errs = scope.errors.take();
+    let ext = |r: Result<Value, Box<Diagnostic>>, cx: &mut Ctx| -> Option<f64> {
+        match r {
+            Ok(Value::Num(v, Unit::Duration)) => Some(v),
+            Ok(other) => {
+                cx.report(
+                    Diagnostic::error(
+                        Code::Unit,
+                        exp.duration.as_ref().map(|e| e.span).unwrap_or(span),
+                        format!("an estimate must be a duration, found {}", other.type_name()),
+                    )
+                    .help("write it with a unit: 5min"),
+                );
+                None
+            }
+            Err(d) => {
+                let d = explain(&cx.base, &cx.factor_names, *d);
+                cx.report(d);
+                None
+            }
+        }
+    };
+    let duration = duration.and_then(|r| ext(r, cx)).unwrap_or(DEFAULT_DURATION);
+    let startup = startup.and_then(|r| ext(r, cx)).unwrap_or(DEFAULT_STARTUP);
+    if !errs.is_empty() {
+        let errs = errs.into_iter().map(|d| explain(&cx.base, &cx.factor_names, d)).collect();
+        cx.report_all(errs);
+    }
+    let key = match key {
+        Ok(k) => k,
+        Err(d) => {
+            let d = explain(&cx.base, &cx.factor_names, *d);
+            cx.report(d);
+            return None;
+        }
+    };
+    let label: String = key.iter().map(|(_, v)| v.interpolated()).collect::<Vec<_>>().join("\u{1f}");
+    let group = match cx.group_index.get(&label) {
+        Some(g) => *g,
+        None => {
+            let g = cx.groups.len() as u32;
+            cx.groups.push(RestartKey { values: key });
+            cx.startup.push(startup);
+            cx.group_index.insert(label, g);
+            g
+        }
+    };
+    if let Some(m) = memo.as_mut() {
+        m.group.put(&levels, (group, startup));
+        m.duration.put(&levels, duration);
+    }
+    let mut extra = overrides.clone();
+    extra.remove("id");
+    extra.remove("layer");
+    Some(Pattern {
+        id,
+        layer: li as u32,
+        category: Category::E2e,
+        levels,
+        values: extra,
+        group: Some(group),
+        duration,
+        kv_bytes: kv,
+        adhoc: layer.adhoc,
+        tool: None,
+        inputs: vec![],
+        span,
+    })
+}
+
+/// Per-layer caches of the restart group (with its start-up) and the duration estimate.
+struct LayerMemo {
+    group: Memo<(u32, f64)>,
+    duration: Memo<f64>,
+}
+
+impl LayerMemo {
+    fn new(exp: &Experiment, factors: &[String], fixed: &[(String, Expr)], derived: &[&Derived]) -> LayerMemo {
+        let sizes: Vec<usize> = exp.factors.iter().map(|f| f.levels.len()).collect();
+        let group_exprs: Vec<&Expr> = exp.restart_on.iter().chain(exp.startup.iter()).collect();
+        // Without `restart_on` the key is mode and transport, which the layer fixes.
+        let mut group_deps = deps(&group_exprs, factors, fixed, derived);
+        if exp.restart_on.is_none() {
+            let names: Vec<Expr> =
+                fixed.iter().filter(|(n, _)| n == "mode" || n == "transport").map(|(_, e)| e.clone()).collect();
+            let refs: Vec<&Expr> = names.iter().collect();
+            group_deps.extend(deps(&refs, factors, fixed, derived));
+            group_deps.sort_unstable();
+            group_deps.dedup();
+        }
+        let duration_deps = deps(&exp.duration.iter().collect::<Vec<_>>(), factors, fixed, derived);
+        LayerMemo { group: Memo::new(group_deps, &sizes), duration: Memo::new(duration_deps, &sizes) }
+    }
+}
+
+/// The prompt length of a pattern, in tokens, read from its factor level when it is one.
+fn prompt_tokens(cx: &Ctx, scope: &PointScope, levels: &[u16]) -> Option<f64> {
+    let v = match cx.factor_names.iter().position(|n| n == "prompt") {
+        Some(i) if scope.overrides.get("prompt").is_none() => cx.exp.factors[i].levels.get(levels[i] as usize).cloned(),
+        _ => scope.lookup("prompt"),
+    };
+    match v {
+        Some(Value::Num(t, Unit::Tokens | Unit::None)) => Some(t),
+        _ => None,
+    }
+}
+
+fn restart_key(scope: &PointScope, e: &Expr) -> Result<Vec<(String, Value)>, Box<Diagnostic>> {
+    let ExprKind::List(items) = &e.kind else {
+        return Err(Box::new(
+            Diagnostic::error(Code::Type, e.span, "`restart_on` must be a list of setting names")
+                .help("write `restart_on = [mode, transport, max_model_len]`"),
+        ));
+    };
+    let mut key = vec![];
+    for i in items {
+        let Some(id) = i.as_name() else {
+            return Err(Box::new(Diagnostic::error(Code::Type, i.span, "`restart_on` lists setting names")));
+        };
+        let v = scope
+            .lookup(&id.name)
+            .ok_or_else(|| Box::new(Diagnostic::error(Code::UnknownName, id.span, format!("unknown name `{}`", id.name))))?;
+        key.push((id.name.clone(), v));
+    }
+    Ok(key)
+}
+
+/// Applies `design = points(...)` or `d_optimal(...)` to the surviving candidates.
+fn select_design(cx: &mut Ctx, layer: &Layer, survivors: Vec<Vec<u16>>, removed: &mut Vec<(String, usize)>) -> Vec<Vec<u16>> {
+    let Some(design) = &layer.design else {
+        return survivors;
+    };
+    let (func, args, named) = match &design.kind {
+        ExprKind::Name(id) if id.name == "full" => return survivors,
+        ExprKind::Call(f, args) => match f.as_name() {
+            Some(n) => (
+                n.name.as_str(),
+                args.iter().filter(|a| a.name.is_none()).map(|a| &a.value).collect::<Vec<_>>(),
+                args.iter().filter(|a| a.name.is_some()).collect::<Vec<_>>(),
+            ),
+            None => (" ", vec![], vec![]),
+        },
+        _ => (" ", vec![], vec![]),
+    };
+    match func {
+        "points" => {
+            let items: Vec<&Expr> = if args.len() == 1 {
+                match &args[0].kind {
+                    ExprKind::List(items) => items.iter().collect(),
+                    _ => args.clone(),
+                }
+            } else {
+                args.clone()
+            };
+            let mut wanted: Vec<Vec<u16>> = vec![];
+            for it in items {
+                if let Some(levels) = point_levels(cx, it) {
+                    wanted.push(levels);
+                }
+            }
+            let keep: HashSet<&Vec<u16>> = wanted.iter().collect();
+            let before = survivors.len();
+            let kept: Vec<Vec<u16>> = survivors.into_iter().filter(|s| keep.contains(s)).collect();
+            removed.push(("not among the design's points".into(), before - kept.len()));
+            kept
+        }
+        "d_optimal" => {
+            let runs = named.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == "runs")).map(|a| &a.value);
+            let Some(runs_expr) = runs else {
+                cx.report(
+                    Diagnostic::error(Code::DesignBudget, design.span, "`d_optimal` needs a run budget")
+                        .help("write `d_optimal(quadratic(prompt, concurrency), runs = 9)`"),
+                );
+                return survivors;
+            };
+            let runs = match &runs_expr.kind {
+                ExprKind::Number { value, .. } if *value >= 1.0 => *value as usize,
+                _ => {
+                    cx.report(Diagnostic::error(
+                        Code::DesignBudget,
+                        runs_expr.span,
+                        "`runs` must be a whole number of at least 1",
+                    ));
+                    return survivors;
+                }
+            };
+            let Some(terms) = args.first() else {
+                cx.report(
+                    Diagnostic::error(Code::DesignBudget, design.span, "`d_optimal` needs model terms")
+                        .help("write `d_optimal(quadratic(prompt, concurrency), runs = 9)`"),
+                );
+                return survivors;
+            };
+            let model = match doptimal::terms(terms, &cx.factor_names) {
+                Ok(m) => m,
+                Err(d) => {
+                    cx.report(*d);
+                    return survivors;
+                }
+            };
+            let p = model.columns();
+            if runs > survivors.len() {
+                cx.report(
+                    Diagnostic::error(
+                        Code::DesignBudget,
+                        runs_expr.span,
+                        format!("a budget of {runs} runs is more than the {} candidate points", survivors.len()),
+                    )
+                    .help("lower `runs`, or use the full factorial"),
+                );
+                return survivors;
+            }
+            if runs < p {
+                cx.report(
+                    Diagnostic::error(
+                        Code::DesignBudget,
+                        runs_expr.span,
+                        format!("{runs} runs cannot estimate a model with {p} terms"),
+                    )
+                    .help(format!("give at least {p} runs, or a smaller model")),
+                );
+                return survivors;
+            }
+            let x: Vec<Vec<f64>> = survivors.iter().map(|s| model.row(&cx.exp.factors, s)).collect();
+            let chosen = doptimal::fedorov(&x, runs);
+            let before = survivors.len();
+            let kept: Vec<Vec<u16>> = chosen.into_iter().map(|i| survivors[i].clone()).collect();
+            removed.push(("not chosen by the D-optimal design".into(), before - kept.len()));
+            kept
+        }
+        _ => {
+            cx.report(
+                Diagnostic::error(Code::Type, design.span, "unknown design")
+                    .help("use `full`, `points((1K, 1), ...)` or `d_optimal(terms, runs = N)`"),
+            );
+            survivors
+        }
+    }
+}
+
+/// A point `(1K, 16)` (factor order) or `{ prompt = 1K, concurrency = 16 }` to level indices.
+fn point_levels(cx: &mut Ctx, e: &Expr) -> Option<Vec<u16>> {
+    let base = &cx.base;
+    let ev = crate::check::value::Eval { scope: base, kv_bytes_per_token: cx.kv };
+    let v = match ev.eval(e) {
+        Ok(v) => v,
+        Err(d) => {
+            cx.report(*d);
+            return None;
+        }
+    };
+    let factors = &cx.exp.factors;
+    let by_name: Vec<Option<Value>> = match v {
+        Value::List(items) if items.len() == factors.len() => items.into_iter().map(Some).collect(),
+        Value::Record(m) => factors.iter().map(|f| m.get(&f.name).cloned()).collect(),
+        Value::List(items) => {
+            cx.report(
+                Diagnostic::error(
+                    Code::PointOutsideLevels,
+                    e.span,
+                    format!("a point has {} values but the experiment has {} factors", items.len(), factors.len()),
+                )
+                .help(format!(
+                    "give values in factor order: ({})",
+                    factors.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+            );
+            return None;
+        }
+        other => {
+            cx.report(Diagnostic::error(
+                Code::Type,
+                e.span,
+                format!("a point is a tuple or record, found {}", other.type_name()),
+            ));
+            return None;
+        }
+    };
+    let mut levels = vec![];
+    for (f, v) in factors.iter().zip(by_name) {
+        let Some(v) = v else {
+            cx.report(Diagnostic::error(
+                Code::PointOutsideLevels,
+                e.span,
+                format!("the point does not give factor `{}`", f.name),
+            ));
+            return None;
+        };
+        match f.levels.iter().position(|l| values_equal(l, &v)) {
+            Some(i) => levels.push(i as u16),
+            None => {
+                cx.report(
+                    Diagnostic::error(
+                        Code::PointOutsideLevels,
+                        e.span,
+                        format!("{} is not a level of factor `{}`", v.display(), f.name),
+                    )
+                    .help(format!("its levels are {}", f.levels.iter().map(Value::display).collect::<Vec<_>>().join(", "))),
+                );
+                return None;
+            }
+        }
+    }
+    Some(levels)
+}
+
+fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Pattern>) -> LayerInfo {
+    let steps = layer.steps.as_ref().expect("steps layer");
+    let base = std::mem::take(&mut cx.base);
+    let items = match (crate::check::value::Eval { scope: &base, kv_bytes_per_token: cx.kv }).eval(steps) {
+        Ok(Value::List(items)) => items,
+        Ok(other) => {
+            cx.report(Diagnostic::error(
+                Code::Type,
+                steps.span,
+                format!("`steps` must be a list of tool runs, found {}", other.type_name()),
+            ));
+            vec![]
+        }
+        Err(d) => {
+            cx.report(explain(&base, &[], *d));
+            vec![]
+        }
+    };
+    let item_spans: Vec<Span> = match &steps.kind {
+        ExprKind::List(xs) => xs.iter().map(|x| x.span).collect(),
+        _ => vec![],
+    };
+    let mut saw_lowlevel = false;
+    let mut candidates = 0;
+    let mut made = vec![];
+    for (i, item) in items.into_iter().enumerate() {
+        let span = item_spans.get(i).copied().unwrap_or(steps.span);
+        let Value::Ref { kind, name, fields } = item else {
+            cx.report(
+                Diagnostic::error(Code::Type, span, format!("a step is a tool, found {}", item.type_name()))
+                    .help("write a tool name such as `fi_info`, or `nixlbench { backend = [efa, ucx] }`"),
+            );
+            continue;
+        };
+        let Some(tool) = cx.model.tools.get(&name).filter(|_| kind == "tool") else {
+            cx.report(Diagnostic::error(Code::UnknownReference, span, format!("`{name}` is a {kind}, not a tool")));
+            continue;
+        };
+        // A layer of baseline tools is a baseline layer; any low-level tool makes it low level.
+        if tool.kind != "baseline" {
+            saw_lowlevel = true;
+        }
+        // Overrides must be params; lists expand into one run per value.
+        let mut axes: Vec<(String, Vec<Value>)> = vec![];
+        for (k, v) in &fields {
+            if !tool.params.contains_key(k) {
+                let mut d = Diagnostic::error(Code::UnknownAttribute, span, format!("tool `{name}` has no parameter `{k}`"));
+                d = d.help(did_you_mean(k, tool.params.keys().map(String::as_str)).unwrap_or_else(|| {
+                    format!("its parameters are {}", tool.params.keys().cloned().collect::<Vec<_>>().join(", "))
+                }));
+                cx.report(d);
+                continue;
+            }
+            let default_is_list = matches!(tool.params.get(k), Some(Value::List(_)));
+            match v {
+                Value::List(xs) if !default_is_list => axes.push((k.clone(), xs.clone())),
+                other => axes.push((k.clone(), vec![other.clone()])),
+            }
+        }
+        let sizes: Vec<usize> = axes.iter().map(|(_, v)| v.len()).collect();
+        let mut odo = Odometer::new(sizes);
+        while !odo.done {
+            let mut params = tool.params.clone();
+            for (ai, (k, vals)) in axes.iter().enumerate() {
+                params.insert(k.clone(), vals[odo.cur[ai]].clone());
+            }
+            params.insert("tool".into(), Value::Str(name.clone()));
+            params.insert("layer".into(), Value::Str(layer.name.clone()));
+            candidates += 1;
+            let scope = Layered { inner: &params, outer: &base };
+            let ev = crate::check::value::Eval { scope: &scope, kv_bytes_per_token: cx.kv };
+            let slug = match ev.eval(&tool.slug) {
+                Ok(v) => v.interpolated(),
+                Err(d) => {
+                    cx.report(*d);
+                    odo.advance();
+                    continue;
+                }
+            };
+            params.insert("slug".into(), Value::Str(slug.clone()));
+            let scope = Layered { inner: &params, outer: &base };
+            let ev = crate::check::value::Eval { scope: &scope, kv_bytes_per_token: cx.kv };
+            let id = match &layer.id {
+                Some(t) => match ev.eval(t) {
+                    Ok(v) => v.interpolated(),
+                    Err(d) => {
+                        cx.report(explain(&base, &[], *d));
+                        odo.advance();
+                        continue;
+                    }
+                },
+                None => format!("{}-{slug}", cx.exp.prefix),
+            };
+            params.remove("layer");
+            params.remove("slug");
+            params.remove("tool");
+            let kv = params.get("tokens").and_then(Value::as_f64).and_then(|t| cx.kv.map(|k| t * k));
+            made.push(Pattern {
+                id,
+                layer: li as u32,
+                category: Category::LowLevel,
+                levels: vec![],
+                values: params,
+                group: None,
+                duration: tool.duration,
+                kv_bytes: kv,
+                adhoc: layer.adhoc,
+                tool: Some(name.clone()),
+                inputs: vec![],
+                span,
+            });
+            odo.advance();
+        }
+    }
+    let mut removed = vec![];
+    if let Some(keep) = &layer.keep {
+        let names: Vec<String> = match (crate::check::value::Eval { scope: &base, kv_bytes_per_token: None }).eval(keep) {
+            Ok(Value::List(xs)) => xs.iter().map(Value::interpolated).collect(),
+            Ok(other) => {
+                cx.report(Diagnostic::error(
+                    Code::Type,
+                    keep.span,
+                    format!("`keep` must be a list of tools or ids, found {}", other.type_name()),
+                ));
+                vec![]
+            }
+            Err(d) => {
+                cx.report(explain(&base, &[], *d));
+                vec![]
+            }
+        };
+        let before = made.len();
+        made.retain(|p| names.iter().any(|n| Some(n) == p.tool.as_ref() || *n == p.id));
+        removed.push(("not kept by this experiment".to_string(), before - made.len()));
+    }
+    cx.base = base;
+    let category = if saw_lowlevel { Category::LowLevel } else { Category::Baseline };
+    for p in &mut made {
+        p.category = category;
+    }
+    out.extend(made);
+    removed.retain(|(_, n)| *n > 0);
+    LayerInfo { name: layer.name.clone(), category, candidates, removed, span: layer.span }
+}
+
+fn expand_analyses(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Pattern>) -> LayerInfo {
+    let layer_names: Vec<&str> = cx.exp.layers.iter().map(|l| l.name.as_str()).collect();
+    for a in &layer.analyses {
+        for (input, span) in &a.inputs {
+            if !layer_names.contains(&input.as_str()) {
+                let mut d = Diagnostic::error(
+                    Code::UnknownReference,
+                    *span,
+                    format!("analysis `{}` reads layer `{input}`, which does not exist", a.name),
+                );
+                d = d.help(
+                    did_you_mean(input, layer_names.iter().copied())
+                        .unwrap_or_else(|| format!("layers: {}", layer_names.join(", "))),
+                );
+                cx.report(d);
+            }
+        }
+        let mut vars = BTreeMap::new();
+        vars.insert("name".to_string(), Value::Str(a.name.clone()));
+        let scope = Layered { inner: &vars, outer: &cx.base };
+        let id = match &layer.id {
+            Some(t) => match (crate::check::value::Eval { scope: &scope, kv_bytes_per_token: None }).eval(t) {
+                Ok(v) => v.interpolated(),
+                Err(d) => {
+                    let d = explain(&cx.base, &[], *d);
+                    cx.report(d);
+                    continue;
+                }
+            },
+            None => format!("{}-analysis-{}", cx.exp.prefix, a.name),
+        };
+        out.push(Pattern {
+            id,
+            layer: li as u32,
+            category: Category::Analysis,
+            levels: vec![],
+            values: BTreeMap::new(),
+            group: None,
+            duration: a.duration.unwrap_or(DEFAULT_ANALYSIS),
+            kv_bytes: None,
+            adhoc: layer.adhoc,
+            tool: None,
+            inputs: a.inputs.iter().map(|(s, _)| s.clone()).collect(),
+            span: a.span,
+        });
+    }
+    LayerInfo {
+        name: layer.name.clone(),
+        category: Category::Analysis,
+        candidates: layer.analyses.len(),
+        removed: vec![],
+        span: layer.span,
+    }
+}
+
+fn add_extra_patterns(cx: &mut Ctx, out: &mut Vec<Pattern>) {
+    let exp = cx.exp;
+    for xp in &exp.patterns {
+        let Some(li) = exp.layers.iter().position(|l| l.name == xp.layer) else {
+            let names: Vec<&str> = exp.layers.iter().map(|l| l.name.as_str()).collect();
+            let mut d = Diagnostic::error(
+                Code::UnknownReference,
+                xp.layer_span,
+                format!("pattern `{}` is placed in layer `{}`, which does not exist", xp.id, xp.layer),
+            );
+            d = d.help(did_you_mean(&xp.layer, names.iter().copied()).unwrap_or_else(|| format!("layers: {}", names.join(", "))));
+            cx.report(d);
+            continue;
+        };
+        let layer = &exp.layers[li];
+        let base = &cx.base;
+        let ev = crate::check::value::Eval { scope: base, kv_bytes_per_token: cx.kv };
+        let mut overrides = BTreeMap::new();
+        let mut errs = vec![];
+        for (k, e) in &xp.values {
+            match ev.eval(e) {
+                Ok(v) => {
+                    overrides.insert(k.clone(), v);
+                }
+                Err(d) => errs.push(explain(base, &cx.factor_names, *d)),
+            }
+        }
+        cx.report_all(errs);
+        overrides.insert("id".into(), Value::Str(xp.id.clone()));
+        let levels: Vec<u16> = exp
+            .factors
+            .iter()
+            .map(|f| overrides.get(&f.name).and_then(|v| f.levels.iter().position(|l| values_equal(l, v))).unwrap_or(0) as u16)
+            .collect();
+        let fixed = fixed_of(layer);
+        let derived = derived_of(exp, layer);
+        // Factor values given by the pattern take the place of the levels.
+        overrides.insert("layer".into(), Value::Str(layer.name.clone()));
+        if let Some(p) = make_pattern(cx, li, layer, &fixed, &derived, levels, &overrides, xp.span, None) {
+            out.push(p);
+        }
+    }
+}
+
+fn apply_schedules(cx: &mut Ctx, out: &mut [Pattern]) {
+    for (li, layer) in cx.exp.layers.iter().enumerate() {
+        let Some(schedule) = &layer.schedule else {
+            continue;
+        };
+        for (id, span) in schedule {
+            if !out.iter().any(|p| p.layer as usize == li && &p.id == id) {
+                let ids: Vec<&str> = out.iter().filter(|p| p.layer as usize == li).map(|p| p.id.as_str()).collect();
+                let mut d = Diagnostic::error(
+                    Code::UnknownReference,
+                    *span,
+                    format!("layer `{}` has no pattern `{id}` to schedule", layer.name),
+                );
+                d = d.help(
+                    did_you_mean(id, ids.iter().copied())
+                        .unwrap_or_else(|| "check the id against `nixl plan`'s pattern table".into()),
+                );
+                cx.diags.push(d);
+            }
+        }
+        for p in out.iter_mut().filter(|p| p.layer as usize == li) {
+            p.adhoc = !schedule.iter().any(|(id, _)| *id == p.id);
+        }
+    }
+}
+
+/// FNV-1a: ids are short strings, and SipHash's DoS resistance buys nothing here.
+#[derive(Default, Clone, Copy)]
+struct BuildFnv;
+
+struct Fnv(u64);
+
+impl std::hash::BuildHasher for BuildFnv {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn check_duplicate_ids(cx: &mut Ctx, patterns: &[Pattern]) {
+    let mut seen: HashMap<&str, usize, BuildFnv> = HashMap::with_capacity_and_hasher(patterns.len(), BuildFnv);
+    for (i, p) in patterns.iter().enumerate() {
+        if let Some(&j) = seen.get(p.id.as_str()) {
+            let first = &patterns[j];
+            cx.report(
+                Diagnostic::error(Code::Duplicate, p.span, format!("pattern id `{}` is produced twice", p.id))
+                    .label("second pattern with this id")
+                    .with(first.span, "first produced here")
+                    .help("make the id template include every factor that varies, e.g. \"{prefix}-efa-{prompt}-c{concurrency}\""),
+            );
+        } else {
+            seen.insert(&p.id, i);
+        }
+    }
+}
+
+/// Resolves every setting of a design's patterns: what `nixl show` prints and
+/// what the planner hashes. Merges the experiment once for all patterns.
+pub struct Resolver {
+    exp: Option<Experiment>,
+    base: BTreeMap<String, Value>,
+    /// Hash of the settings every pattern shares, computed once.
+    common_hash: String,
+    names: Vec<String>,
+    /// Each layer's fixed settings.
+    fixed: Vec<Vec<(String, Expr)>>,
+    kv: Option<f64>,
+}
+
+impl Resolver {
+    pub fn new(model: &Model, design: &Design) -> Resolver {
+        let mut diags = vec![];
+        let exp = super::merge::merged(model, &design.experiment, &mut diags);
+        let base = exp.as_ref().map(|e| base_scope(model, e)).unwrap_or_default();
+        let common_hash = crate::state::content_hash(&exp.as_ref().map(|e| &e.settings));
+        let names = exp.as_ref().map(|e| e.factors.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
+        let fixed = exp.as_ref().map(|e| e.layers.iter().map(fixed_of).collect()).unwrap_or_default();
+        let kv = exp.as_ref().and_then(|e| super::experiment_model(model, e)).map(|m| m.kv_bytes_per_token() as f64);
+        Resolver { exp, base, common_hash, names, fixed, kv }
+    }
+
+    /// Every setting of a pattern: the experiment's shared settings and its own.
+    pub fn settings(&self, p: &Pattern) -> BTreeMap<String, Value> {
+        let mut out = self.exp.as_ref().map(|e| e.settings.clone()).unwrap_or_default();
+        out.extend(self.own_settings(p));
+        out
+    }
+
+    /// Content hash of everything that decides what a pattern runs.
+    pub fn hash(&self, p: &Pattern) -> String {
+        crate::state::content_hash(&(&self.common_hash, &p.id, self.own_settings(p), &p.tool, &p.inputs))
+    }
+
+    /// The settings a pattern has beyond the experiment's shared ones.
+    pub fn own_settings(&self, p: &Pattern) -> BTreeMap<String, Value> {
+        // Every pattern has a mode, a transport and a KV layout, set or not.
+        let mut out = defaults();
+        let Some(exp) = &self.exp else { return out };
+        let Some(layer) = exp.layers.get(p.layer as usize) else { return out };
+        out.insert("layer".into(), Value::Str(layer.name.clone()));
+        if p.category != super::Category::E2e {
+            out.extend(p.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+            if let Some(t) = &p.tool {
+                out.insert("tool".into(), Value::Str(t.clone()));
+            }
+            return out;
+        }
+        let values: Vec<Value> = p
+            .levels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| exp.factors[i].levels.get(*l as usize).cloned().unwrap_or(Value::None))
+            .collect();
+        let derived = derived_of(exp, layer);
+        let mut overrides = p.values.clone();
+        overrides.insert("layer".into(), Value::Str(layer.name.clone()));
+        let scope =
+            PointScope::new(&overrides, &self.names, &values, &self.fixed[p.layer as usize], &derived, &self.base, self.kv);
+        out.extend(scope.all_settings());
+        out
+    }
+}
+
+/// Every setting of one pattern, resolved: what `nixl show` prints.
+pub fn pattern_settings(model: &Model, design: &Design, p: &Pattern) -> BTreeMap<String, Value> {
+    Resolver::new(model, design).settings(p)
+}

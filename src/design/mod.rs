@@ -1,0 +1,161 @@
+//! Stage 3: an experiment to its patterns. Factors and levels, layers, prunes,
+//! explicit points, D-optimal designs, tool steps and analyses become a flat
+//! list of patterns with ids, restart keys, KV-cache sizes and estimates.
+
+pub mod doptimal;
+mod expand;
+mod memo;
+pub mod merge;
+pub mod report;
+mod scope;
+
+use crate::check::model::{Experiment, LlmModel};
+use crate::check::value::Value;
+use crate::check::Model;
+use crate::diagnostics::{Diagnostic, Span};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub use expand::{base_scope as expand_base_scope, pattern_settings, Resolver};
+
+/// What a layer holds, which decides its row in the reduction table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    Baseline,
+    E2e,
+    Analysis,
+    LowLevel,
+}
+
+impl Category {
+    pub fn label(self) -> &'static str {
+        match self {
+            Category::E2e => "E2E",
+            Category::LowLevel => "low-level",
+            Category::Baseline => "baseline",
+            Category::Analysis => "analysis",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Design {
+    pub experiment: String,
+    pub extends: Option<String>,
+    pub prefix: String,
+    pub factors: Vec<FactorInfo>,
+    pub layers: Vec<LayerInfo>,
+    pub patterns: Vec<Pattern>,
+    /// Distinct restart keys; `Pattern::group` indexes this.
+    pub groups: Vec<RestartKey>,
+    pub model: Option<LlmModel>,
+    /// Tensor parallel size, for per-GPU KV sizes.
+    pub tp: u32,
+    /// Estimated server start-up per group, in seconds.
+    pub startup: Vec<f64>,
+    /// Notes for the report (effects a prune made unestimable).
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FactorInfo {
+    pub name: String,
+    pub levels: Vec<Value>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerInfo {
+    pub name: String,
+    pub category: Category,
+    /// Candidate patterns before prunes, design selection, keep and schedule.
+    pub candidates: usize,
+    /// Candidates removed, by reason, in declaration order.
+    pub removed: Vec<(String, usize)>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RestartKey {
+    pub values: Vec<(String, Value)>,
+}
+
+impl RestartKey {
+    pub fn label(&self) -> String {
+        self.values
+            .iter()
+            .filter(|(_, v)| !matches!(v, Value::None | Value::Bool(false)))
+            .map(|(k, v)| match v {
+                // A record such as YaRN's rope scaling reads as "on" in a one-line key.
+                Value::Record(_) | Value::Bool(true) => k.clone(),
+                _ => format!("{k}={}", v.interpolated()),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Pattern {
+    pub id: String,
+    pub layer: u32,
+    pub category: Category,
+    /// Factor level indices (factorial patterns).
+    pub levels: Vec<u16>,
+    /// Extra-pattern or step values that are not factor levels.
+    pub values: BTreeMap<String, Value>,
+    /// Restart group index; None for patterns that need no server.
+    pub group: Option<u32>,
+    pub duration: f64,
+    /// Total KV-cache bytes of the prompt.
+    pub kv_bytes: Option<f64>,
+    pub adhoc: bool,
+    /// The tool of a step pattern.
+    pub tool: Option<String>,
+    /// Layers an analysis reads.
+    pub inputs: Vec<String>,
+    pub span: Span,
+}
+
+impl Design {
+    pub fn factor_value(&self, p: &Pattern, name: &str) -> Option<Value> {
+        if let Some(v) = p.values.get(name) {
+            return Some(v.clone());
+        }
+        let i = self.factors.iter().position(|f| f.name == name)?;
+        p.levels.get(i).map(|l| self.factors[i].levels[*l as usize].clone())
+    }
+    pub fn scheduled(&self) -> impl Iterator<Item = &Pattern> {
+        self.patterns.iter().filter(|p| !p.adhoc)
+    }
+    pub fn pattern(&self, id: &str) -> Option<&Pattern> {
+        self.patterns.iter().find(|p| p.id == id)
+    }
+}
+
+/// Expands one experiment (with what it extends) into its design.
+pub fn expand(model: &Model, experiment: &str) -> (Option<Design>, Vec<Diagnostic>) {
+    let mut diags = vec![];
+    let Some(exp) = merge::merged(model, experiment, &mut diags) else {
+        return (None, diags);
+    };
+    let design = expand::run(model, &exp, &mut diags);
+    (Some(design), diags)
+}
+
+/// Expands every experiment of a model: what `nixl check` runs to report design errors.
+pub fn expand_all(model: &Model) -> (Vec<Design>, Vec<Diagnostic>) {
+    let mut designs = vec![];
+    let mut diags = vec![];
+    for e in &model.experiments {
+        let (d, mut ds) = expand(model, &e.name);
+        diags.append(&mut ds);
+        designs.extend(d);
+    }
+    (designs, diags)
+}
+
+/// The model an experiment serves, for KV sizes.
+pub fn experiment_model<'m>(model: &'m Model, exp: &Experiment) -> Option<&'m LlmModel> {
+    exp.model.as_ref().and_then(|m| model.models.get(m))
+}

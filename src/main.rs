@@ -1,0 +1,183 @@
+//! The `nixl` command line: argument parsing and dispatch only.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod cli;
+mod cli_run;
+
+#[derive(Parser)]
+#[command(name = "nixl", version, about = "Declarative benchmarking of disaggregated LLM inference on GPU clusters")]
+#[command(long_about = "nixl reads a .nixl file that declares a GPU stack, the setup of its nodes, an experiment \
+(factors, layers, pruning rules) and its analyses, and plans, applies and destroys it.\n\n\
+Start with `nixl check FILE` for diagnostics and `nixl plan FILE` to see what apply would do.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check files; print every diagnostic. Exits 1 on any error.
+    Check {
+        /// The .nixl files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How to print diagnostics: auto (graphical on a terminal), graphical, plain, json.
+        #[arg(long, value_enum, default_value = "auto")]
+        format: nixl::render::Format,
+    },
+    /// Print one pattern's resolved settings, restart key, KV size and estimate.
+    Show {
+        file: PathBuf,
+        /// The pattern id, e.g. p2-efa-12k-c1.
+        pattern: String,
+        /// The experiment (default: the file's own, the last one declared).
+        #[arg(long)]
+        experiment: Option<String>,
+    },
+    /// Show what apply would do: actions, order, server launches, time and cost.
+    ///
+    /// Works offline: it plans against the state file alone. Exit codes: 0 success,
+    /// 1 error, and with --detailed-exitcode 2 when changes are pending.
+    Plan {
+        file: PathBuf,
+        #[arg(long)]
+        experiment: Option<String>,
+        /// State file (default: .nixl/<experiment>/state.json beside the file).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Print the plan as JSON (schema: docs/plan-json.md).
+        #[arg(long)]
+        json: bool,
+        /// Save the plan; `nixl apply PLAN` then performs exactly it.
+        #[arg(long, value_name = "PLAN")]
+        out: Option<PathBuf>,
+        /// Exit 0 when nothing is to do, 2 when changes are pending, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Print the action graph as DOT, one cluster per server launch.
+    Graph {
+        file: PathBuf,
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Create what is missing, set up the nodes, run the patterns, keep the results.
+    ///
+    /// FILE is a .nixl file (planned afresh and confirmed) or a plan saved with
+    /// `nixl plan --out`, which is applied exactly, or refused if the file or the
+    /// state changed since. Every finished action is recorded at once; an
+    /// interrupted apply resumes where it stopped.
+    Apply {
+        file: PathBuf,
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Where to run: aws (the stack's region) or local (this machine).
+        #[arg(long, value_enum, default_value = "aws")]
+        provider: cli_run::ProviderKind,
+        /// Skip the confirmation prompt.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Run only this (pattern id, layer name or `group:N`) and what it needs; repeatable.
+        #[arg(long = "target", value_name = "ID")]
+        targets: Vec<String>,
+        /// Run this again even if it is done; repeatable.
+        #[arg(long = "replace", value_name = "ID")]
+        replace: Vec<String>,
+    },
+    /// Remove everything apply created: bucket contents, nodes, the stack. Results stay on disk.
+    Destroy {
+        file: PathBuf,
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "aws")]
+        provider: cli_run::ProviderKind,
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Per layer: done, failed, pending and ad-hoc patterns, last errors, time used and left.
+    Status {
+        file: PathBuf,
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every stored result with its metrics.
+    Results {
+        file: PathBuf,
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Only this layer.
+        #[arg(long)]
+        layer: Option<String>,
+    },
+    /// Remove a lock left by an apply or destroy that died.
+    ForceUnlock {
+        file: PathBuf,
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Rewrite files in the canonical format, comments kept.
+    ///
+    /// With --check, change nothing and exit 1 if any file would change (as `terraform fmt -check`).
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { files, format } => cli::check(&files, format),
+        Command::Plan { file, experiment, state, json, out, detailed_exitcode } => {
+            let args = cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() };
+            cli::plan(&args, json, out.as_deref(), detailed_exitcode)
+        }
+        Command::Graph { file, experiment, state } => {
+            cli::graph(&cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() })
+        }
+        Command::Apply { file, experiment, state, provider, auto_approve, targets, replace } => {
+            let plan = cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() };
+            cli_run::apply(&cli_run::ApplyArgs { plan, provider, auto_approve, targets, replace })
+        }
+        Command::Destroy { file, experiment, state, provider, auto_approve } => cli_run::destroy(
+            &cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() },
+            provider,
+            auto_approve,
+        ),
+        Command::Status { file, experiment, state, json } => {
+            cli_run::status(&cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() }, json)
+        }
+        Command::Results { file, experiment, state, format, layer } => cli_run::results(
+            &cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() },
+            &format,
+            layer.as_deref(),
+        ),
+        Command::ForceUnlock { file, experiment, state } => {
+            cli_run::force_unlock(&cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() })
+        }
+        Command::Fmt { files, check } => cli::fmt(&files, check),
+        Command::Show { file, pattern, experiment } => cli::show(&file, &pattern, experiment.as_deref()),
+    }
+}

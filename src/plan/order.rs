@@ -1,0 +1,153 @@
+//! The order of restart groups and of patterns inside them. Patterns are
+//! grouped by restart key, so launches equal the number of distinct keys,
+//! the lower bound. Groups follow a documented policy (docs/planning.md):
+//! smaller context first (max_model_len, else the largest prompt), then layer
+//! declaration order, then the remaining key values with `false`/`none` first.
+//! Inside a group: factor levels in declaration order (prompt, then concurrency).
+
+use crate::check::value::Value;
+use crate::design::{Category, Design, Pattern};
+use std::cmp::Ordering;
+
+/// Scheduled E2E patterns in run order, and the group order used.
+pub struct Schedule {
+    pub groups: Vec<u32>,
+    pub patterns: Vec<usize>,
+    /// Launches the order needs: changes of restart key along it.
+    pub launches: usize,
+    /// Distinct restart keys among the scheduled patterns.
+    pub min_launches: usize,
+}
+
+fn context_size(d: &Design, g: u32, members: &[&Pattern]) -> f64 {
+    let key = &d.groups[g as usize];
+    if let Some((_, v)) = key.values.iter().find(|(k, _)| k == "max_model_len") {
+        if let Some(x) = v.as_f64() {
+            return x;
+        }
+    }
+    members.iter().filter_map(|p| d.factor_value(p, "prompt")).filter_map(|v| v.as_f64()).fold(0.0, f64::max)
+}
+
+fn value_rank(v: &Value) -> (u8, String) {
+    match v {
+        Value::None | Value::Bool(false) => (0, String::new()),
+        Value::Bool(true) => (2, String::new()),
+        Value::Num(x, _) => (1, format!("{x:020.3}")),
+        other => (1, other.interpolated()),
+    }
+}
+
+/// Scheduled patterns by restart group, in one pass.
+fn by_group(d: &Design, scheduled: &[usize]) -> std::collections::BTreeMap<u32, Vec<usize>> {
+    let mut m: std::collections::BTreeMap<u32, Vec<usize>> = std::collections::BTreeMap::new();
+    for &i in scheduled {
+        if let Some(g) = d.patterns[i].group {
+            m.entry(g).or_default().push(i);
+        }
+    }
+    m
+}
+
+/// Default policy order of the groups that have scheduled patterns.
+pub fn group_order(d: &Design, scheduled: &[usize]) -> Vec<u32> {
+    let buckets = by_group(d, scheduled);
+    let groups: Vec<u32> = buckets.keys().copied().collect();
+    // (group, context size, first layer, other key values)
+    type SortKey = (u32, f64, u32, Vec<(u8, String)>);
+    let info: Vec<SortKey> = groups
+        .iter()
+        .map(|&g| {
+            let members: Vec<&Pattern> = buckets[&g].iter().map(|&i| &d.patterns[i]).collect();
+            let layer = members.iter().map(|p| p.layer).min().unwrap_or(0);
+            let rest =
+                d.groups[g as usize].values.iter().filter(|(k, _)| k != "max_model_len").map(|(_, v)| value_rank(v)).collect();
+            (g, context_size(d, g, &members), layer, rest)
+        })
+        .collect();
+    let mut sorted = info;
+    sorted.sort_by(|a, b| {
+        a.1.partial_cmp(&b.1).unwrap_or(Ordering::Equal).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)).then(a.0.cmp(&b.0))
+    });
+    sorted.into_iter().map(|x| x.0).collect()
+}
+
+/// Orders patterns inside a group: factor levels in declaration order, then id.
+pub fn within_group(d: &Design, members: &mut [usize]) {
+    members.sort_by(|&a, &b| {
+        let (pa, pb) = (&d.patterns[a], &d.patterns[b]);
+        for f in &d.factors {
+            let va = d.factor_value(pa, &f.name).and_then(|v| v.as_f64());
+            let vb = d.factor_value(pb, &f.name).and_then(|v| v.as_f64());
+            match (va, vb) {
+                (Some(x), Some(y)) if x != y => return x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+                _ => {}
+            }
+        }
+        pa.id.cmp(&pb.id)
+    });
+}
+
+/// The default schedule of the scheduled E2E patterns.
+pub fn schedule(d: &Design) -> Schedule {
+    let scheduled: Vec<usize> =
+        (0..d.patterns.len()).filter(|&i| !d.patterns[i].adhoc && d.patterns[i].category == Category::E2e).collect();
+    let groups = group_order(d, &scheduled);
+    let mut buckets = by_group(d, &scheduled);
+    let mut patterns = Vec::with_capacity(scheduled.len());
+    for g in &groups {
+        let mut members = buckets.remove(g).unwrap_or_default();
+        within_group(d, &mut members);
+        patterns.extend(members);
+    }
+    let launches = count_launches(d, &patterns);
+    Schedule { min_launches: groups.len(), groups, patterns, launches }
+}
+
+/// A pinned order: the listed layers or pattern ids first, in that order, the rest by policy.
+pub fn pinned(d: &Design, items: &[String]) -> Schedule {
+    let default = schedule(d);
+    let mut order: Vec<usize> = vec![];
+    let mut taken = vec![false; d.patterns.len()];
+    for item in items {
+        let layer = d.layers.iter().position(|l| &l.name == item);
+        for &i in &default.patterns {
+            let p = &d.patterns[i];
+            let hit = match layer {
+                Some(li) => p.layer as usize == li,
+                None => &p.id == item,
+            };
+            if hit && !taken[i] {
+                taken[i] = true;
+                order.push(i);
+            }
+        }
+    }
+    for &i in &default.patterns {
+        if !taken[i] {
+            taken[i] = true;
+            order.push(i);
+        }
+    }
+    let mut groups: Vec<u32> = vec![];
+    for &i in &order {
+        let g = d.patterns[i].group.unwrap_or(0);
+        if groups.last() != Some(&g) {
+            groups.push(g);
+        }
+    }
+    Schedule { launches: count_launches(d, &order), min_launches: default.min_launches, groups, patterns: order }
+}
+
+pub fn count_launches(d: &Design, order: &[usize]) -> usize {
+    let mut launches = 0;
+    let mut last = None;
+    for &i in order {
+        let g = d.patterns[i].group;
+        if g != last {
+            launches += 1;
+            last = g;
+        }
+    }
+    launches
+}

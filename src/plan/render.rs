@@ -1,0 +1,217 @@
+//! Plan output: terraform-like text, stable JSON, and DOT with one cluster per restart group.
+
+use super::{Change, Kind, Plan};
+use crate::check::value::fmt_duration;
+use std::fmt::Write;
+
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn sym(&self, c: Change) -> String {
+        let s = c.symbol();
+        if !self.on {
+            return s.to_string();
+        }
+        let code = match c {
+            Change::Create => "32",
+            Change::Update => "33",
+            Change::Replace => "35",
+            Change::Delete => "31",
+            Change::NoOp => "0",
+        };
+        format!("\x1b[{code}m{s}\x1b[0m")
+    }
+    fn bold(&self, s: &str) -> String {
+        if self.on {
+            format!("\x1b[1m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+pub fn money(x: f64) -> String {
+    format!("${x:.2}")
+}
+
+/// The text plan. `color` adds ANSI colours to the change symbols.
+pub fn text(plan: &Plan, reduction: Option<&str>, color: bool) -> String {
+    let p = Paint { on: color };
+    let mut s = String::new();
+    let ext = plan.extends.as_ref().map(|e| format!(" (extends {e})")).unwrap_or_default();
+    let _ = writeln!(s, "nixl will perform these actions for experiment {}{ext}:", p.bold(&plan.experiment));
+    let _ = writeln!(s, "Symbols: + create or run, ~ update in place, -/+ run again (changed), - forget.\n");
+    let w = plan.actions.iter().filter(|a| a.change != Change::NoOp).map(|a| a.label.len()).max().unwrap_or(10).clamp(10, 48);
+    let mut section = "";
+    let mut setup_nodes: Vec<String> = vec![];
+    for a in &plan.actions {
+        let heading = match a.kind {
+            Kind::Stack | Kind::Nodes | Kind::Upload => "infrastructure",
+            Kind::Setup => "setup",
+            Kind::Service => "services",
+            Kind::ServerStart | Kind::Pattern | Kind::ServerStop => "measurement",
+            Kind::Step => "steps",
+            Kind::Analysis => "analyses (local, as soon as their inputs exist)",
+            Kind::Teardown => "teardown",
+        };
+        let heading = if a.kind == Kind::Step { a.layer.as_deref().unwrap_or("steps") } else { heading };
+        if a.change == Change::NoOp {
+            continue;
+        }
+        if heading != section {
+            let _ = writeln!(s, "  # {heading}");
+            section = heading;
+        }
+        if a.kind == Kind::Setup {
+            // One line per node: the step list is long and identical across nodes.
+            let node = a.node.clone().unwrap_or_default();
+            if !setup_nodes.contains(&node) {
+                let steps: Vec<_> = plan
+                    .actions
+                    .iter()
+                    .filter(|b| b.kind == Kind::Setup && b.node == a.node && b.change != Change::NoOp)
+                    .collect();
+                let total: f64 = steps.iter().map(|b| b.duration).sum();
+                let first = steps.first().map(|b| b.id.rsplit('.').next().unwrap_or("").to_string()).unwrap_or_default();
+                let label = format!("setup on {node}");
+                let _ = writeln!(
+                    s,
+                    "  {:>3} {label:<w$}  {} steps from {first}, ~{}",
+                    p.sym(a.change),
+                    steps.len(),
+                    fmt_duration(total)
+                );
+                setup_nodes.push(node);
+            }
+            continue;
+        }
+        let detail = if a.detail.is_empty() { format!("~{}", fmt_duration(a.duration)) } else { a.detail.clone() };
+        let _ = writeln!(s, "  {:>3} {:<w$}  {detail}", p.sym(a.change), a.label);
+    }
+    let unchanged = plan.summary.unchanged;
+    if unchanged > 0 {
+        let _ = writeln!(s, "\n  ({unchanged} actions already done with the same settings are not shown)");
+    }
+    if !plan.adhoc.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n  {} ad-hoc patterns are not scheduled; rules or `nixl apply --target ID` run them.",
+            plan.adhoc.len()
+        );
+    }
+    if let Some(r) = reduction {
+        let _ = writeln!(s, "\n{r}");
+    } else {
+        let _ = writeln!(s);
+    }
+    if !plan.notes.is_empty() {
+        let _ = writeln!(s, "Notes on the design:");
+        for n in &plan.notes {
+            let _ = writeln!(s, "  - {n}");
+        }
+        let _ = writeln!(s);
+    }
+    if !plan.groups.is_empty() {
+        let _ = writeln!(s, "Server launches, in order (one per restart key):");
+        let kw = plan.groups.iter().map(|g| g.key.len()).max().unwrap_or(10);
+        for (i, g) in plan.groups.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "  {:>2}. {:<kw$}  {:>2} patterns  start-up ~{:<7}  measure ~{}",
+                i + 1,
+                g.key,
+                g.patterns,
+                fmt_duration(g.startup),
+                fmt_duration(g.measure)
+            );
+        }
+        let _ =
+            writeln!(s, "  {} launches; the minimum for these patterns is {}.", plan.summary.launches, plan.summary.min_launches);
+        let _ = writeln!(s);
+    }
+    let e = &plan.estimate;
+    let _ = write!(s, "Estimate: {} wall time (critical path)", fmt_duration(e.wall_seconds));
+    if e.nodes > 0 {
+        let _ =
+            write!(s, ", {:.1} node-hours at {}/h per node = {}", e.node_hours, money(e.price_per_node_hour), money(e.cost_usd));
+    }
+    let _ = writeln!(s, ".");
+    if let Some(h) = e.hand_estimate_seconds {
+        let _ = writeln!(
+            s,
+            "The hand estimate for this experiment was {} ({} min); computed: {} min.",
+            fmt_duration(h),
+            (h / 60.0).round(),
+            (e.wall_seconds / 60.0).round()
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "{}", summary_line(plan, &p));
+    s
+}
+
+fn summary_line(plan: &Plan, p: &Paint) -> String {
+    let sm = &plan.summary;
+    if !sm.has_changes() {
+        return p.bold("No changes. Everything is done and up to date.");
+    }
+    let mut line = format!("Plan: {} to add, {} to change, {} to run, {} to destroy", sm.add, sm.change, sm.run, sm.destroy);
+    if sm.setup_steps > 0 {
+        line += &format!(", {} setup steps", sm.setup_steps);
+    }
+    line += &format!(". {} server launches, est. {}", sm.launches, fmt_duration(plan.estimate.wall_seconds));
+    if plan.estimate.nodes > 0 {
+        line += &format!(", {}", money(plan.estimate.cost_usd));
+    }
+    line.push('.');
+    p.bold(&line)
+}
+
+pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).expect("plan serialises") + "\n"
+}
+
+/// DOT: actions as nodes, dependencies as edges, one cluster per server launch.
+pub fn dot(plan: &Plan) -> String {
+    let mut s = String::from("digraph nixl {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+    let q = |x: &str| format!("\"{}\"", x.replace('"', "\\\""));
+    let mut cluster = 0;
+    let mut i = 0;
+    while i < plan.actions.len() {
+        let a = &plan.actions[i];
+        if a.kind == Kind::ServerStart {
+            cluster += 1;
+            let _ = writeln!(
+                s,
+                "  subgraph cluster_{cluster} {{\n    label={};",
+                q(&format!("launch {cluster}: {}", a.label.trim_start_matches("start server: ")))
+            );
+            while i < plan.actions.len() {
+                let b = &plan.actions[i];
+                let _ = writeln!(s, "    n{i} [label={}];", q(&b.id));
+                i += 1;
+                if b.kind == Kind::ServerStop {
+                    break;
+                }
+            }
+            let _ = writeln!(s, "  }}");
+            continue;
+        }
+        let shape = match a.kind {
+            Kind::Analysis => ", shape=ellipse",
+            Kind::Stack | Kind::Nodes => ", shape=box3d",
+            _ => "",
+        };
+        let _ = writeln!(s, "  n{i} [label={}{shape}];", q(&a.id));
+        i += 1;
+    }
+    for (i, a) in plan.actions.iter().enumerate() {
+        for d in &a.deps {
+            let _ = writeln!(s, "  n{d} -> n{i};");
+        }
+    }
+    s.push_str("}\n");
+    s
+}

@@ -1,0 +1,121 @@
+//! Providers: where the stack lives and how commands reach the nodes. The
+//! executor knows only this trait; `aws` maps it to CloudFormation, EC2, SSM
+//! and S3, `local` to directories and processes on this machine.
+
+pub mod local;
+
+use crate::check::model::Stack;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// A node as the provider created it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeInfo {
+    pub name: String,
+    /// Instance id, or the working directory for the local provider.
+    pub id: String,
+    pub private_ip: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub instance_type: Option<String>,
+}
+
+/// The base resources' outputs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StackInfo {
+    pub id: String,
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandOutput {
+    pub node: String,
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// The last lines of output, for error messages.
+    pub fn tail(&self, lines: usize) -> String {
+        let all: Vec<&str> = self.stdout.lines().chain(self.stderr.lines()).collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// Why a provider call failed, classified so the executor knows what to do next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProviderError {
+    /// No capacity for the instance type in a zone: try the next candidate.
+    Capacity { zone: String, instance_type: String, message: String },
+    /// An account limit: stop and name it.
+    Quota(String),
+    /// Credentials or configuration: stop, no failover.
+    Credentials(String),
+    /// Throttling or a dropped connection: retry in place.
+    Transient(String),
+    /// A command ran past its limit.
+    Timeout { node: String, seconds: u64 },
+    /// Anything else, with the raw message.
+    Other(String),
+}
+
+impl std::fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProviderError::Capacity { zone, instance_type, message } => {
+                write!(f, "no {instance_type} capacity in {zone}: {message}")
+            }
+            ProviderError::Quota(m) => write!(f, "account limit reached: {m}"),
+            ProviderError::Credentials(m) => write!(f, "credentials or configuration: {m}"),
+            ProviderError::Transient(m) => write!(f, "transient error: {m}"),
+            ProviderError::Timeout { node, seconds } => write!(f, "command on {node} ran past its limit of {seconds}s"),
+            ProviderError::Other(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for ProviderError {}
+
+/// What the executor needs from a place to run a campaign.
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Creates the base resources (or finds them) and returns their outputs.
+    fn ensure_stack(&self, stack: &Stack) -> impl Future<Output = Result<StackInfo, ProviderError>> + Send;
+
+    /// Creates the nodes, or returns the ones in `existing` that still run.
+    fn ensure_nodes(
+        &self,
+        stack: &Stack,
+        info: &StackInfo,
+        existing: &[NodeInfo],
+    ) -> impl Future<Output = Result<Vec<NodeInfo>, ProviderError>> + Send;
+
+    /// Runs one shell script on several nodes at once; one output per node, in order.
+    fn run(
+        &self,
+        nodes: &[NodeInfo],
+        script: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Vec<CommandOutput>, ProviderError>> + Send;
+
+    /// Reads a file a command wrote on a node.
+    fn fetch(&self, node: &NodeInfo, path: &str) -> impl Future<Output = Result<Vec<u8>, ProviderError>> + Send;
+
+    /// Stores an object (a generated script) under a key, once per content hash.
+    fn put_object(&self, key: &str, bytes: &[u8]) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
+    /// Removes the nodes and the base resources.
+    fn destroy(
+        &self,
+        stack: &Stack,
+        info: Option<&StackInfo>,
+        nodes: &[NodeInfo],
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+}

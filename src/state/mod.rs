@@ -1,0 +1,153 @@
+//! The state file: what exists and what has run, with the content hash of
+//! what produced it. Versioned JSON, written atomically (temp file, fsync,
+//! rename) and guarded by a lock file. A corrupt or newer state is refused,
+//! never overwritten.
+
+pub mod lock;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The format version this build reads and writes.
+pub const VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    pub version: u32,
+    /// Incremented on every write, so a saved plan can tell the state moved on.
+    pub serial: u64,
+    /// Actions that finished (or failed), by action id.
+    pub actions: BTreeMap<String, ActionRecord>,
+    /// Cloud resources by address (`stack`, `node.node1`, `bucket.scripts`).
+    #[serde(default)]
+    pub resources: BTreeMap<String, Resource>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ActionRecord {
+    /// Content hash of what produced it (settings, rendered commands).
+    pub hash: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Done,
+    Failed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct Resource {
+    pub kind: String,
+    /// The provider's id (stack id, instance id, bucket name).
+    pub id: String,
+    pub hash: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub enum StateError {
+    Io(PathBuf, std::io::Error),
+    Corrupt(PathBuf, String),
+    Newer(PathBuf, u32),
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateError::Io(p, e) => write!(f, "cannot read or write state `{}`: {e}", p.display()),
+            StateError::Corrupt(p, e) => write!(
+                f,
+                "state `{}` is not valid nixl state ({e}); it was left untouched. Restore it from `{}.backup` or move it away to start afresh",
+                p.display(),
+                p.display()
+            ),
+            StateError::Newer(p, v) => write!(
+                f,
+                "state `{}` has format version {v}, newer than this nixl understands ({VERSION}); upgrade nixl, it was left untouched",
+                p.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+impl State {
+    pub fn new() -> State {
+        State { version: VERSION, ..State::default() }
+    }
+
+    /// Reads a state file; a missing file is an empty state.
+    pub fn load(path: &Path) -> Result<State, StateError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new()),
+            Err(e) => return Err(StateError::Io(path.into(), e)),
+        };
+        let probe: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| StateError::Corrupt(path.into(), e.to_string()))?;
+        let version = probe
+            .get("version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| StateError::Corrupt(path.into(), "no `version` field".into()))?;
+        if version as u32 > VERSION {
+            return Err(StateError::Newer(path.into(), version as u32));
+        }
+        serde_json::from_value(probe).map_err(|e| StateError::Corrupt(path.into(), e.to_string()))
+    }
+
+    /// Writes atomically: a temp file beside the target, fsync, rename, fsync the directory.
+    pub fn save(&mut self, path: &Path) -> Result<(), StateError> {
+        self.serial += 1;
+        self.version = VERSION;
+        let text = serde_json::to_string_pretty(self).expect("state serialises");
+        // Keep the previous version as a backup: a bad write can always be undone by hand.
+        if path.exists() {
+            let mut backup = path.as_os_str().to_owned();
+            backup.push(".backup");
+            let _ = std::fs::copy(path, backup);
+        }
+        write_atomic(path, text.as_bytes()).map_err(|e| StateError::Io(path.into(), e))
+    }
+
+    pub fn is_done(&self, action: &str, hash: &str) -> bool {
+        self.actions.get(action).is_some_and(|r| r.status == Status::Done && r.hash == hash)
+    }
+}
+
+/// Temp file in the same directory, fsync, rename over the target, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "state".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// sha256 of a value's canonical JSON, hex, first 16 bytes.
+pub fn content_hash<T: Serialize>(v: &T) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(v).expect("hashable value serialises");
+    let digest = Sha256::digest(&json);
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,8 @@
+//! Stage 1: text to syntax tree, and the formatter that prints it back.
+
+pub mod ast;
+pub mod fmt;
+pub mod parser;
+pub mod scan;
+
+pub use parser::parse;

@@ -1,0 +1,654 @@
+//! Text to syntax tree: limits and delimiter pre-scan, pest, then a builder that
+//! turns pest pairs into the typed AST and error nodes into diagnostics.
+
+use super::ast::*;
+use super::scan;
+use crate::diagnostics::{Code, Diagnostic, FileId, Span};
+use pest::iterators::Pair;
+use pest::Parser;
+use std::sync::Once;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/nixl.pest"]
+pub struct NixlParser;
+
+/// Files larger than this are refused with a diagnostic rather than parsed.
+pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+/// Expressions nested deeper than this (operators, ternaries) are refused.
+const MAX_EXPR_DEPTH: usize = 200;
+
+static INIT: Once = Once::new();
+
+fn init_pest() {
+    INIT.call_once(|| {
+        // Bounds backtracking on hostile input; legitimate files use far fewer calls.
+        pest::set_call_limit(std::num::NonZeroUsize::new(200_000_000));
+    });
+}
+
+/// Parses one file. Always returns a tree (possibly with error nodes) and every syntax diagnostic.
+pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
+    init_pest();
+    let whole = Span::new(file, 0, text.len());
+    let empty = |diags| (File { items: vec![], comments: vec![], span: whole }, diags);
+    if text.len() > MAX_FILE_BYTES {
+        let d = Diagnostic::error(
+            Code::Limit,
+            Span::new(file, 0, 0),
+            format!("file is {} bytes, more than the limit of {} bytes", text.len(), MAX_FILE_BYTES),
+        )
+        .help("split the file with `import`");
+        return empty(vec![d]);
+    }
+    let scanned = scan::scan(file, text);
+    if !scanned.diags.is_empty() {
+        return empty(scanned.diags);
+    }
+    let pairs = match NixlParser::parse(Rule::file, text) {
+        Ok(mut p) => p.next().expect("file rule"),
+        Err(e) => {
+            let (offset, msg) = describe_error(&e, text);
+            let d = Diagnostic::error(Code::Syntax, Span::new(file, offset, (offset + 1).min(text.len())), msg);
+            return empty(vec![d]);
+        }
+    };
+    let mut b = Builder { file, diags: vec![], depth: 0 };
+    let mut items = vec![];
+    for p in pairs.into_inner() {
+        if let Some(s) = b.item(p, true) {
+            items.push(s);
+        }
+    }
+    (File { items, comments: scanned.comments, span: whole }, b.diags)
+}
+
+struct Builder {
+    file: FileId,
+    diags: Vec<Diagnostic>,
+    depth: usize,
+}
+
+impl Builder {
+    fn span(&self, p: &Pair<Rule>) -> Span {
+        let s = p.as_span();
+        Span::new(self.file, s.start(), s.end())
+    }
+
+    fn ident(&self, p: Pair<Rule>) -> Ident {
+        Ident { name: p.as_str().to_string(), span: self.span(&p) }
+    }
+
+    fn item(&mut self, p: Pair<Rule>, top: bool) -> Option<Stmt> {
+        let span = self.span(&p);
+        let kind = match p.as_rule() {
+            Rule::EOI | Rule::lbrace | Rule::rbrace => return None,
+            Rule::import_stmt => {
+                let s = p.into_inner().nth(1).expect("import string");
+                StmtKind::Import(self.str_lit(s))
+            }
+            Rule::let_stmt | Rule::set_stmt | Rule::factor_stmt | Rule::attribute => {
+                let rule = p.as_rule();
+                let mut it = p.into_inner().filter(|q| q.as_rule() == Rule::ident || q.as_rule() == Rule::expr);
+                let name = self.ident(it.next().expect("name"));
+                let value = self.expr(it.next().expect("value"));
+                match rule {
+                    Rule::let_stmt => StmtKind::Let(name, value),
+                    Rule::set_stmt => StmtKind::Set(name, value),
+                    Rule::factor_stmt => StmtKind::Factor(name, value),
+                    _ => StmtKind::Attr(name, value),
+                }
+            }
+            Rule::prune_stmt => {
+                let mut it = p.into_inner().filter(|q| matches!(q.as_rule(), Rule::expr | Rule::string));
+                let cond = self.expr(it.next().expect("cond"));
+                let reason = self.str_lit(it.next().expect("reason"));
+                StmtKind::Prune { cond, reason }
+            }
+            Rule::when_stmt => {
+                let mut it = p.into_inner().filter(|q| q.as_rule() == Rule::expr);
+                let cond = self.expr(it.next().expect("cond"));
+                let action = self.expr(it.next().expect("action"));
+                StmtKind::When { cond, action }
+            }
+            Rule::block => StmtKind::Block(self.block(p)),
+            Rule::error_top | Rule::error_line | Rule::error_block => {
+                let text = p.as_str();
+                let d = explain_error_node(self.file, span, text, top);
+                self.diags.push(d);
+                StmtKind::Error(text.to_string())
+            }
+            r => unreachable!("unexpected rule {r:?}"),
+        };
+        Some(Stmt { kind, span })
+    }
+
+    fn block(&mut self, p: Pair<Rule>) -> Block {
+        let mut kind = None;
+        let mut labels = vec![];
+        let mut extends = None;
+        let mut in_layer = None;
+        let mut body = vec![];
+        let mut body_span = self.span(&p);
+        for q in p.into_inner() {
+            match q.as_rule() {
+                Rule::ident => kind = Some(self.ident(q)),
+                Rule::label => {
+                    let l = q.into_inner().next().expect("label");
+                    labels.push(match l.as_rule() {
+                        Rule::string => BlockLabel::Str(self.str_lit(l)),
+                        _ => BlockLabel::Ident(self.ident(l)),
+                    });
+                }
+                Rule::extends => extends = Some(self.ident(q.into_inner().nth(1).expect("extends name"))),
+                Rule::in_clause => in_layer = Some(self.str_lit(q.into_inner().nth(1).expect("in string"))),
+                Rule::body => {
+                    body_span = self.span(&q);
+                    for s in q.into_inner() {
+                        if let Some(s) = self.item(s, false) {
+                            body.push(s);
+                        }
+                    }
+                }
+                r => unreachable!("unexpected rule in block {r:?}"),
+            }
+        }
+        Block { kind: kind.expect("block kind"), labels, extends, in_layer, body, body_span }
+    }
+
+    fn str_lit(&mut self, p: Pair<Rule>) -> StrLit {
+        let span = self.span(&p);
+        let e = self.string(p);
+        let value = match &e.kind {
+            ExprKind::Str(parts) => {
+                let mut s = String::new();
+                for part in parts {
+                    match part {
+                        StrPart::Text(t) => s.push_str(t),
+                        StrPart::Interp(x) => {
+                            self.diags.push(
+                                Diagnostic::error(Code::Literal, x.span, "interpolation is not allowed here")
+                                    .help("write the text literally, or escape the brace as `\\{`"),
+                            );
+                        }
+                    }
+                }
+                s
+            }
+            _ => String::new(),
+        };
+        StrLit { value, span }
+    }
+
+    fn too_deep(&mut self, span: Span) -> Expr {
+        self.diags.push(
+            Diagnostic::error(Code::Limit, span, format!("expression nested more than {MAX_EXPR_DEPTH} levels deep"))
+                .help("split it with `let`"),
+        );
+        Expr { kind: ExprKind::None, span }
+    }
+
+    fn expr(&mut self, p: Pair<Rule>) -> Expr {
+        let span = self.span(&p);
+        if self.depth > MAX_EXPR_DEPTH {
+            return self.too_deep(span);
+        }
+        self.depth += 1;
+        let e = self.expr_inner(p, span);
+        self.depth -= 1;
+        e
+    }
+
+    fn expr_inner(&mut self, p: Pair<Rule>, span: Span) -> Expr {
+        match p.as_rule() {
+            Rule::expr => {
+                let mut it = p.into_inner().filter(|q| matches!(q.as_rule(), Rule::binary | Rule::expr));
+                let cond = self.expr(it.next().expect("binary"));
+                match (it.next(), it.next()) {
+                    (Some(a), Some(b)) => {
+                        let a = self.expr(a);
+                        let b = self.expr(b);
+                        Expr { kind: ExprKind::Ternary(Box::new(cond), Box::new(a), Box::new(b)), span }
+                    }
+                    _ => cond,
+                }
+            }
+            Rule::binary => self.binary(p),
+            Rule::unary => {
+                let mut ops = vec![];
+                let mut operand = None;
+                for q in p.into_inner() {
+                    match q.as_rule() {
+                        Rule::op_not => ops.push((UnOp::Not, self.span(&q))),
+                        Rule::op_neg => ops.push((UnOp::Neg, self.span(&q))),
+                        _ => operand = Some(self.expr(q)),
+                    }
+                }
+                if ops.len() > MAX_EXPR_DEPTH {
+                    return self.too_deep(span);
+                }
+                let mut e = operand.expect("operand");
+                for (op, s) in ops.into_iter().rev() {
+                    let sp = s.to(e.span);
+                    e = Expr { kind: ExprKind::Unary(op, Box::new(e)), span: sp };
+                }
+                e
+            }
+            Rule::postfixed => {
+                let mut it = p.into_inner();
+                let mut e = self.expr(it.next().expect("primary"));
+                for q in it {
+                    let qs = self.span(&q);
+                    let sp = e.span.to(qs);
+                    e = match q.as_rule() {
+                        Rule::member => Expr {
+                            kind: ExprKind::Member(Box::new(e), self.ident(q.into_inner().next().expect("member"))),
+                            span: sp,
+                        },
+                        Rule::call_args => {
+                            let mut args = vec![];
+                            for a in q.into_inner().filter(|a| a.as_rule() == Rule::arg) {
+                                let mut name = None;
+                                let mut value = None;
+                                for x in a.into_inner() {
+                                    match x.as_rule() {
+                                        Rule::ident => name = Some(self.ident(x)),
+                                        Rule::expr => value = Some(self.expr(x)),
+                                        _ => {}
+                                    }
+                                }
+                                args.push(Arg { name, value: value.expect("arg value") });
+                            }
+                            Expr { kind: ExprKind::Call(Box::new(e), args), span: sp }
+                        }
+                        Rule::with_record => {
+                            let rec = self.record_fields(q.into_inner().next().expect("record"));
+                            Expr { kind: ExprKind::With(Box::new(e), rec), span: sp }
+                        }
+                        r => unreachable!("postfix {r:?}"),
+                    };
+                }
+                e
+            }
+            Rule::none_lit => Expr { kind: ExprKind::None, span },
+            Rule::bool_lit => Expr { kind: ExprKind::Bool(p.as_str() == "true"), span },
+            Rule::quantity | Rule::money => self.number(p, span),
+            Rule::string => self.string(p),
+            Rule::raw_string => {
+                let long = p.as_str().starts_with("'''");
+                let inner = p.into_inner().next().map(|q| q.as_str().to_string()).unwrap_or_default();
+                Expr { kind: ExprKind::Raw { value: inner, long }, span }
+            }
+            Rule::list => {
+                let items = p.into_inner().filter(|q| q.as_rule() == Rule::expr).map(|q| self.expr(q)).collect();
+                Expr { kind: ExprKind::List(items), span }
+            }
+            Rule::record => Expr { kind: ExprKind::Record(self.record_fields(p)), span },
+            Rule::paren => {
+                let mut comma = false;
+                let mut items = vec![];
+                for q in p.into_inner() {
+                    match q.as_rule() {
+                        Rule::comma => comma = true,
+                        Rule::expr => items.push(self.expr(q)),
+                        _ => {}
+                    }
+                }
+                if items.len() == 1 && !comma {
+                    Expr { kind: ExprKind::Paren(Box::new(items.pop().expect("one"))), span }
+                } else {
+                    Expr { kind: ExprKind::Tuple(items), span }
+                }
+            }
+            Rule::ident => Expr { kind: ExprKind::Name(self.ident(p)), span },
+            r => unreachable!("unexpected expression rule {r:?}"),
+        }
+    }
+
+    fn record_fields(&mut self, p: Pair<Rule>) -> Vec<Field> {
+        p.into_inner()
+            .filter(|q| q.as_rule() == Rule::field)
+            .map(|f| {
+                let mut it = f.into_inner().filter(|q| matches!(q.as_rule(), Rule::field_name | Rule::expr));
+                let name = self.ident(it.next().expect("field name"));
+                let value = self.expr(it.next().expect("field value"));
+                Field { name, value }
+            })
+            .collect()
+    }
+
+    /// Operators by precedence climbing over the flat `unary (op unary)*` list.
+    fn binary(&mut self, p: Pair<Rule>) -> Expr {
+        let mut operands = vec![];
+        let mut ops = vec![];
+        for q in p.into_inner() {
+            match q.as_rule() {
+                Rule::unary => operands.push(self.expr(q)),
+                r => ops.push(binop(r)),
+            }
+        }
+        if ops.len() > 10_000 {
+            let span = operands[0].span.to(operands[operands.len() - 1].span);
+            return self.too_deep(span);
+        }
+        let mut operands = operands.into_iter();
+        let first = operands.next().expect("operand");
+        let rest: Vec<(BinOp, Expr)> = ops.into_iter().zip(operands).collect();
+        let mut rest = rest.into_iter().peekable();
+        climb(first, &mut rest, 0)
+    }
+
+    fn number(&mut self, p: Pair<Rule>, span: Span) -> Expr {
+        let text = p.as_str().to_string();
+        let money = p.as_rule() == Rule::money;
+        let mut num = "";
+        let mut unit = "";
+        for q in p.into_inner() {
+            match q.as_rule() {
+                Rule::number => num = q.as_str(),
+                Rule::unit => unit = q.as_str(),
+                _ => {}
+            }
+        }
+        let value: f64 = match num.replace('_', "").parse() {
+            Ok(v) => v,
+            Err(_) => {
+                self.diags.push(Diagnostic::error(Code::Literal, span, format!("`{num}` is not a valid number")));
+                0.0
+            }
+        };
+        let (unit, scale) = if money { (Unit::Money, 1.0) } else { unit_scale(unit) };
+        let value = value * scale;
+        if !value.is_finite() {
+            self.diags.push(Diagnostic::error(Code::Literal, span, format!("`{text}` is too large")));
+        }
+        Expr { kind: ExprKind::Number { value, unit, text }, span }
+    }
+
+    fn string(&mut self, p: Pair<Rule>) -> Expr {
+        let span = self.span(&p);
+        let mut parts: Vec<StrPart> = vec![];
+        let push_text = |parts: &mut Vec<StrPart>, t: &str| {
+            if let Some(StrPart::Text(last)) = parts.last_mut() {
+                last.push_str(t);
+            } else {
+                parts.push(StrPart::Text(t.to_string()));
+            }
+        };
+        for q in p.into_inner() {
+            match q.as_rule() {
+                Rule::text => push_text(&mut parts, q.as_str()),
+                Rule::escape => {
+                    let c = &q.as_str()[1..];
+                    let t = match c {
+                        "n" => "\n",
+                        "t" => "\t",
+                        "\\" => "\\",
+                        "\"" => "\"",
+                        "{" => "{",
+                        "}" => "}",
+                        _ => {
+                            self.diags.push(
+                                Diagnostic::error(Code::Literal, self.span(&q), format!("unknown escape `{}`", q.as_str()))
+                                    .help("valid escapes are \\n \\t \\\\ \\\" \\{ \\}"),
+                            );
+                            c
+                        }
+                    };
+                    push_text(&mut parts, t)
+                }
+                Rule::interp => {
+                    let e = q.into_inner().next().expect("interp expr");
+                    let e = self.expr(e);
+                    parts.push(StrPart::Interp(e));
+                }
+                _ => {}
+            }
+        }
+        Expr { kind: ExprKind::Str(parts), span }
+    }
+}
+
+fn climb(mut lhs: Expr, rest: &mut std::iter::Peekable<std::vec::IntoIter<(BinOp, Expr)>>, min_prec: u8) -> Expr {
+    while let Some((op, _)) = rest.peek() {
+        let prec = op.precedence();
+        if prec < min_prec {
+            break;
+        }
+        let (op, mut rhs) = rest.next().expect("peeked");
+        while let Some((next, _)) = rest.peek() {
+            if next.precedence() > prec {
+                rhs = climb(rhs, rest, prec + 1);
+            } else {
+                break;
+            }
+        }
+        let span = lhs.span.to(rhs.span);
+        lhs = Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span };
+    }
+    lhs
+}
+
+fn binop(r: Rule) -> BinOp {
+    match r {
+        Rule::op_or => BinOp::Or,
+        Rule::op_and => BinOp::And,
+        Rule::op_eq => BinOp::Eq,
+        Rule::op_ne => BinOp::Ne,
+        Rule::op_lt => BinOp::Lt,
+        Rule::op_le => BinOp::Le,
+        Rule::op_gt => BinOp::Gt,
+        Rule::op_ge => BinOp::Ge,
+        Rule::op_in => BinOp::In,
+        Rule::op_add => BinOp::Add,
+        Rule::op_sub => BinOp::Sub,
+        Rule::op_mul => BinOp::Mul,
+        Rule::op_div => BinOp::Div,
+        Rule::op_mod => BinOp::Mod,
+        r => unreachable!("not an operator: {r:?}"),
+    }
+}
+
+/// The unit of a suffix and its factor to the base unit.
+pub fn unit_scale(unit: &str) -> (Unit, f64) {
+    match unit {
+        "" => (Unit::None, 1.0),
+        "K" => (Unit::Tokens, 1024.0),
+        "M" => (Unit::Tokens, 1024.0 * 1024.0),
+        "B" => (Unit::Bytes, 1.0),
+        "KB" => (Unit::Bytes, 1e3),
+        "MB" => (Unit::Bytes, 1e6),
+        "GB" => (Unit::Bytes, 1e9),
+        "TB" => (Unit::Bytes, 1e12),
+        "KiB" => (Unit::Bytes, 1024.0),
+        "MiB" => (Unit::Bytes, 1024.0 * 1024.0),
+        "GiB" => (Unit::Bytes, 1024.0 * 1024.0 * 1024.0),
+        "TiB" => (Unit::Bytes, 1024.0f64.powi(4)),
+        "Kbps" => (Unit::Bandwidth, 1e3),
+        "Mbps" => (Unit::Bandwidth, 1e6),
+        "Gbps" => (Unit::Bandwidth, 1e9),
+        "us" => (Unit::Duration, 1e-6),
+        "ms" => (Unit::Duration, 1e-3),
+        "s" => (Unit::Duration, 1.0),
+        "min" => (Unit::Duration, 60.0),
+        "h" => (Unit::Duration, 3600.0),
+        other => unreachable!("unit {other} not in the grammar"),
+    }
+}
+
+/// Serialises strict re-parses: pest's error detail is a process-wide switch, and it is
+/// only worth its cost when explaining an error.
+static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn strict_parse(rule: Rule, text: &str) -> Result<(), pest::error::Error<Rule>> {
+    let _guard = DETAIL.lock().unwrap_or_else(|e| e.into_inner());
+    pest::set_error_detail(true);
+    let r = NixlParser::parse(rule, text).map(|_| ());
+    pest::set_error_detail(false);
+    r
+}
+
+/// Explains an error node by parsing its text strictly and naming what was expected.
+fn explain_error_node(file: FileId, span: Span, text: &str, top: bool) -> Diagnostic {
+    let rule = if top { Rule::strict_item } else { Rule::strict_stmt };
+    let err = match strict_parse(rule, text) {
+        Err(e) => e,
+        Ok(_) => {
+            // It parses as a statement, just not here.
+            let first = text.split_whitespace().next().unwrap_or("");
+            let msg = if top {
+                format!("`{first}` cannot stand at the top level of a file")
+            } else {
+                format!("`{first}` is not allowed inside a block")
+            };
+            let help = if top {
+                "only `import`, `let` and blocks such as `stack`, `setup` and `experiment` stand at the top level; move this into a block"
+            } else {
+                "`import` is only allowed at the top level of a file"
+            };
+            return Diagnostic::error(Code::Syntax, span, msg).help(help);
+        }
+    };
+    // `name value` is almost always a forgotten `=`: say so when adding it would parse.
+    if let Some(name_end) = missing_equals(text, rule) {
+        let at = Span::new(file, span.start as usize + name_end, span.start as usize + name_end);
+        let name = text[..name_end].trim();
+        return Diagnostic::error(Code::Syntax, at, format!("expected `=` after `{name}`"))
+            .with(span, "this statement was skipped")
+            .help(format!("write `{name} = value`"));
+    }
+    let (offset, msg) = describe_error(&err, text);
+    let start = span.start as usize + offset;
+    let at = Span::new(file, start, (start + next_char_len(text, offset)).max(start));
+    let first_word = text.split_whitespace().next().unwrap_or("");
+    let help = if top
+        && !matches!(first_word, "let" | "import")
+        && text.trim_start().starts_with(|c: char| c.is_alphabetic())
+        && text.contains('=')
+        && !text.contains('{')
+    {
+        "attributes belong inside a block; at the top level use `let name = value`".to_string()
+    } else {
+        "each statement is `name = value`, `kind \"label\" { ... }`, or a `let`, `set`, `factor`, `prune` or `when` statement"
+            .to_string()
+    };
+    Diagnostic::error(Code::Syntax, at, msg).with(span, "this statement was skipped").help(help)
+}
+
+/// The end of the leading name if `text` parses once `=` follows that name.
+fn missing_equals(text: &str, rule: Rule) -> Option<usize> {
+    let trimmed = text.trim_start();
+    let lead = text.len() - trimmed.len();
+    let name_len = trimmed.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+    if name_len == 0 {
+        return None;
+    }
+    let rest = &trimmed[name_len..];
+    if rest.trim_start().starts_with('=') || rest.trim_start().starts_with('{') {
+        return None;
+    }
+    let fixed = format!("{} = {}", &trimmed[..name_len], rest.trim_start());
+    let ok = NixlParser::parse(Rule::strict_stmt, &fixed).is_ok()
+        || (rule == Rule::strict_item && NixlParser::parse(Rule::strict_item, &format!("let {fixed}")).is_ok());
+    ok.then_some(lead + name_len)
+}
+
+fn next_char_len(text: &str, offset: usize) -> usize {
+    text[offset.min(text.len())..].chars().next().map(|c| if c == '\n' { 0 } else { c.len_utf8() }).unwrap_or(0)
+}
+
+/// Turns a pest error into an offset and a message that names expected tokens in words.
+fn describe_error(e: &pest::error::Error<Rule>, text: &str) -> (usize, String) {
+    let offset = match e.location {
+        pest::error::InputLocation::Pos(p) => p,
+        pest::error::InputLocation::Span((s, _)) => s,
+    };
+    if let pest::error::ErrorVariant::CustomError { message } = &e.variant {
+        return (offset, format!("the parser gave up: {message}"));
+    }
+    let mut words: Vec<String> = vec![];
+    let mut add = |w: String| {
+        if !words.contains(&w) {
+            words.push(w);
+        }
+    };
+    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
+        for r in positives {
+            if let Some(w) = rule_word(*r) {
+                add(w.to_string());
+            }
+        }
+    }
+    if let Some(attempts) = e.parse_attempts() {
+        for t in attempts.expected_tokens() {
+            if let Some(w) = token_word(&t.to_string()) {
+                add(w);
+            }
+        }
+    }
+    let found = match text[offset.min(text.len())..].chars().next() {
+        None | Some('\n') | Some('\r') => "end of line".to_string(),
+        Some(c) => format!(
+            "`{}`",
+            text[offset..]
+                .split(|x: char| x.is_whitespace())
+                .next()
+                .map(|s| s.chars().take(20).collect::<String>())
+                .unwrap_or_else(|| c.to_string())
+        ),
+    };
+    words.sort_by_key(|w| word_rank(w));
+    let msg = match words.len() {
+        0 => format!("unexpected {found}"),
+        1 => format!("expected {}, found {found}", words[0]),
+        n => {
+            let shown: Vec<&String> = words.iter().take(6).collect();
+            let (last, head) = shown.split_last().expect("non-empty");
+            let head: Vec<&str> = head.iter().map(|s| s.as_str()).collect();
+            let more = if n > 6 { ", ..." } else { "" };
+            format!("expected {} or {}{more}, found {found}", head.join(", "), last)
+        }
+    };
+    (offset, msg)
+}
+
+fn word_rank(w: &str) -> u8 {
+    if w.starts_with('`') {
+        0
+    } else {
+        1
+    }
+}
+
+fn rule_word(r: Rule) -> Option<&'static str> {
+    Some(match r {
+        Rule::eq => "`=`",
+        Rule::lbrace | Rule::body | Rule::record => "`{`",
+        Rule::rbrace => "`}`",
+        Rule::rbracket => "`]`",
+        Rule::rparen => "`)`",
+        Rule::colon => "`:`",
+        Rule::qmark => "`?`",
+        Rule::comma => "`,`",
+        Rule::kw_because => "`because`",
+        Rule::kw_then => "`then`",
+        Rule::kw_run => "`run`",
+        Rule::kw_extends => "`extends`",
+        Rule::kw_in => "`in`",
+        Rule::ident => "a name",
+        Rule::string | Rule::label | Rule::raw_string => "a string",
+        Rule::expr | Rule::binary | Rule::unary | Rule::postfixed | Rule::quantity | Rule::number | Rule::list | Rule::paren => {
+            "an expression"
+        }
+        Rule::EOI => "end of line",
+        _ => return None,
+    })
+}
+
+fn token_word(t: &str) -> Option<String> {
+    match t {
+        "=" | "{" | "}" | "]" | ")" | ":" | "?" | "," | "[" | "(" | "because" | "then" | "run" | "extends" | "in" => {
+            Some(format!("`{t}`"))
+        }
+        _ => None,
+    }
+}

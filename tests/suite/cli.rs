@@ -1,0 +1,132 @@
+//! The binary as a user runs it: exit codes, output streams, saved plans.
+
+use crate::support::{nixl, root, scratch};
+
+#[test]
+fn check_accepts_every_example() {
+    let mut cmd = nixl();
+    cmd.arg("check");
+    for e in std::fs::read_dir(root().join("examples")).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "nixl") {
+            cmd.arg(e.path());
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn check_reports_errors_with_exit_one_and_json_on_request() {
+    let out = nixl().args(["check", "tests/golden/invalid/e0103_unknown_name.nixl", "--format", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["code"], "nixl::E0103");
+    assert_eq!(v[0]["line"], 8);
+    assert_eq!(v[0]["help"], "did you mean `unified`?");
+}
+
+#[test]
+fn check_never_panics_on_garbage_files() {
+    let dir = scratch("garbage");
+    for (i, bytes) in [&b""[..], b"\x00\x01\x02\xff", b"{{{{", b"\"", b"'''", b"experiment"].iter().enumerate() {
+        let p = dir.join(format!("{i}.nixl"));
+        std::fs::write(&p, bytes).unwrap();
+        let out = nixl().arg("check").arg(&p).output().unwrap();
+        assert!(matches!(out.status.code(), Some(0) | Some(1)), "{:?}", out.status);
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+    let out = nixl().args(["check", "no/such/file.nixl"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn plan_detailed_exitcode_says_changes_are_pending() {
+    let dir = scratch("detailed");
+    let state = dir.join("state.json");
+    let out = nixl().args(["plan", "examples/phase2.nixl", "--detailed-exitcode", "--state"]).arg(&state).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("128 -> 51"), "{text}");
+    assert!(text.contains("6 server launches"), "{text}");
+}
+
+#[test]
+fn plan_json_is_valid_and_versioned() {
+    let out = nixl().args(["plan", "examples/phase2.nixl", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["format"], 1);
+    assert_eq!(v["summary"]["launches"], 6);
+    assert_eq!(v["summary"]["run"], 51);
+}
+
+#[test]
+fn a_saved_plan_is_refused_after_the_file_changes() {
+    let dir = scratch("saved");
+    for f in ["phase1.nixl", "phase2.nixl", "setup.nixl"] {
+        std::fs::copy(root().join("examples").join(f), dir.join(f)).unwrap();
+    }
+    let file = dir.join("phase2.nixl");
+    let saved = dir.join("p.plan");
+    let out = nixl().arg("plan").arg(&file).arg("--out").arg(&saved).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(saved.exists());
+    let text = std::fs::read_to_string(&file).unwrap().replace("prune prompt == 100K", "prune prompt == 64K");
+    std::fs::write(&file, text).unwrap();
+    let out = nixl().arg("apply").arg(&saved).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the saved plan is stale"), "{err}");
+    assert!(err.contains("changed since the plan was made"), "{err}");
+}
+
+#[test]
+fn show_prints_a_patterns_resolved_settings() {
+    let out = nixl().args(["show", "examples/phase2.nixl", "p2-efa-64k-c1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("max_model_len"), "{text}");
+    assert!(text.contains("131072"), "{text}");
+    assert!(text.contains("17179869184 bytes"), "{text}");
+    let out = nixl().args(["show", "examples/phase2.nixl", "p2-efa-64k-c8"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean"));
+}
+
+#[test]
+fn fmt_check_accepts_the_examples_and_stdlib() {
+    let mut cmd = nixl();
+    cmd.args(["fmt", "--check"]);
+    for dir in ["examples", "stdlib"] {
+        for e in std::fs::read_dir(root().join(dir)).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "nixl") {
+                cmd.arg(e.path());
+            }
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "would reformat:\n{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn fmt_rewrites_a_file_and_check_reports_it() {
+    let dir = scratch("fmt");
+    let f = dir.join("messy.nixl");
+    std::fs::write(&f, "# keep me\nlet  x=1K+  4K   # and me\nmodel m {hf_id=\"a\"\n  layers = 2}\n").unwrap();
+    let out = nixl().args(["fmt", "--check"]).arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("messy.nixl"));
+    let out = nixl().arg("fmt").arg(&f).output().unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&f).unwrap();
+    assert!(text.contains("# keep me") && text.contains("# and me"), "{text}");
+    assert!(text.contains("let x = 1K + 4K"), "{text}");
+    let out = nixl().args(["fmt", "--check"]).arg(&f).output().unwrap();
+    assert!(out.status.success());
+    // A file that does not parse is never rewritten.
+    std::fs::write(&f, "let x = \n").unwrap();
+    let out = nixl().arg("fmt").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "let x = \n");
+}

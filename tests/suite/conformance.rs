@@ -1,0 +1,203 @@
+//! The examples against the seed system's real plans in ../shared/reference.
+
+use crate::support::{reference, root};
+use nixl::check::value::Value;
+use nixl::design::{Category, Design, Resolver};
+use nixl::pipeline::Loaded;
+use std::collections::BTreeMap;
+
+fn load(example: &str) -> Loaded {
+    let loaded = nixl::pipeline::load(&root().join("examples").join(example));
+    assert!(!loaded.check.has_errors(), "{example} has errors: {:?}", loaded.check.diagnostics);
+    loaded
+}
+
+fn json(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(reference(name)).expect("../shared/reference is beside the repository");
+    serde_json::from_str(&text).expect("reference JSON")
+}
+
+/// What the reference says of one E2E pattern, in comparable form.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone)]
+struct E2e {
+    id: String,
+    layer: String,
+    mode: String,
+    transport: String,
+    prompt: u64,
+    concurrency: u64,
+    yarn: bool,
+    cross_layers: bool,
+}
+
+fn reference_e2e(plan: &serde_json::Value) -> Vec<E2e> {
+    let mut out = vec![];
+    for layer in plan["layers"].as_array().unwrap() {
+        for p in layer["patterns"].as_array().unwrap() {
+            if p.get("prompt_tokens").is_none() || p.get("concurrency").is_none() || p.get("tool").is_some() {
+                continue;
+            }
+            out.push(E2e {
+                id: p["id"].as_str().unwrap().to_string(),
+                layer: layer["id"].as_str().unwrap().to_string(),
+                mode: p["mode"].as_str().unwrap_or("unified").to_string(),
+                transport: p.get("transport").and_then(|t| t.as_str()).unwrap_or("none").to_string(),
+                prompt: p["prompt_tokens"].as_u64().unwrap(),
+                concurrency: p["concurrency"].as_u64().unwrap(),
+                yarn: p.get("requires_yarn").and_then(|v| v.as_bool()).unwrap_or(false),
+                cross_layers: p.get("enable_cross_layers_blocks").and_then(|v| v.as_bool()).unwrap_or(false),
+            });
+        }
+    }
+    out.sort();
+    out
+}
+
+fn ours_e2e(loaded: &Loaded, d: &Design) -> Vec<E2e> {
+    let r = Resolver::new(&loaded.check.model, d);
+    let mut out: Vec<E2e> = d
+        .scheduled()
+        .filter(|p| p.category == Category::E2e)
+        .map(|p| {
+            let s = r.settings(p);
+            let text = |k: &str| s.get(k).map(Value::interpolated).unwrap_or_else(|| "none".into());
+            E2e {
+                id: p.id.clone(),
+                layer: d.layers[p.layer as usize].name.clone(),
+                mode: text("mode"),
+                transport: text("transport"),
+                prompt: s["prompt"].as_f64().unwrap() as u64,
+                concurrency: s["concurrency"].as_f64().unwrap() as u64,
+                yarn: !matches!(s.get("yarn"), None | Some(Value::None)),
+                cross_layers: s.get("cross_layers") == Some(&Value::Bool(true)),
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn ids_by_layer(plan: &serde_json::Value, skip_e2e: bool) -> BTreeMap<String, Vec<String>> {
+    let mut m = BTreeMap::new();
+    for layer in plan["layers"].as_array().unwrap() {
+        let mut ids: Vec<String> = layer["patterns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| !(skip_e2e && p.get("prompt_tokens").is_some() && p.get("tool").is_none()))
+            .map(|p| p["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        m.insert(layer["id"].as_str().unwrap().to_string(), ids);
+    }
+    m
+}
+
+#[test]
+fn phase1_yields_exactly_the_128_reference_patterns() {
+    let loaded = load("phase1.nixl");
+    let d = loaded.design(Some("phase1")).unwrap();
+    let reference = json("phase1.json");
+    assert_eq!(ours_e2e(&loaded, d), reference_e2e(&reference));
+    let mut ours: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in d.scheduled() {
+        ours.entry(d.layers[p.layer as usize].name.clone()).or_default().push(p.id.clone());
+    }
+    for v in ours.values_mut() {
+        v.sort();
+    }
+    assert_eq!(ours, ids_by_layer(&reference, false));
+    let count = |c: Category| d.scheduled().filter(|p| p.category == c).count();
+    assert_eq!(
+        (count(Category::E2e), count(Category::LowLevel), count(Category::Baseline), count(Category::Analysis)),
+        (73, 44, 8, 3)
+    );
+    assert_eq!(d.scheduled().count(), 128);
+}
+
+#[test]
+fn phase2_yields_the_37_reference_e2e_patterns_and_51_in_all() {
+    let loaded = load("phase2.nixl");
+    let d = loaded.design(Some("phase2")).unwrap();
+    let reference = json("phase2.json");
+    let ours = ours_e2e(&loaded, d);
+    assert_eq!(ours, reference_e2e(&reference));
+    let per_layer = |l: &str| ours.iter().filter(|p| p.layer == l).count();
+    assert_eq!((per_layer("L1-Unified"), per_layer("L2-EFA"), per_layer("L3-TCP")), (9, 14, 14));
+    assert!(ours.iter().any(|p| p.id == "p2-efa-12k-c1-crosslayers" && p.cross_layers));
+    let count = |c: Category| d.scheduled().filter(|p| p.category == c).count();
+    assert_eq!(
+        (count(Category::E2e), count(Category::LowLevel), count(Category::Baseline), count(Category::Analysis)),
+        (37, 8, 3, 3)
+    );
+    assert_eq!(d.scheduled().count(), 51);
+    // The rest of phase 1's low-level patterns stay an ad-hoc pool, with phase 2 ids.
+    let adhoc: Vec<&str> = d.patterns.iter().filter(|p| p.adhoc).map(|p| p.id.as_str()).collect();
+    assert_eq!(adhoc.len(), 36);
+    let reference_ll = &ids_by_layer(&reference, true)["L5-LowLevel"];
+    for p in d.patterns.iter().filter(|p| p.category == Category::LowLevel) {
+        assert!(reference_ll.contains(&p.id), "{} is not a phase-2 low-level id", p.id);
+    }
+    let reference_analysis = &ids_by_layer(&reference, true)["L4-Analysis"];
+    let ours_analysis: Vec<String> = d.scheduled().filter(|p| p.category == Category::Analysis).map(|p| p.id.clone()).collect();
+    assert_eq!(&ours_analysis, reference_analysis);
+}
+
+#[test]
+fn reduction_table_is_computed_from_the_declarations() {
+    let loaded = load("phase2.nixl");
+    let child = loaded.design(Some("phase2")).unwrap();
+    let parent = loaded.design(Some("phase1")).unwrap();
+    let r = nixl::design::report::reduction(parent, child);
+    let rows: Vec<(String, usize, usize)> = r.categories.iter().map(|c| (c.name.clone(), c.before, c.after)).collect();
+    assert_eq!(
+        rows,
+        vec![("E2E".into(), 73, 37), ("low-level".into(), 44, 8), ("baseline".into(), 8, 3), ("analysis".into(), 3, 3)]
+    );
+    assert_eq!(r.total, (128, 51));
+}
+
+#[test]
+fn kv_cache_sizes_equal_the_reference() {
+    let loaded = load("phase2.nixl");
+    let d = loaded.design(Some("phase2")).unwrap();
+    let reference = json("phase2.json");
+    let kv = &reference["kv_cache_reference"];
+    assert_eq!(d.model.as_ref().unwrap().kv_bytes_per_token(), kv["bytes_per_token"].as_u64().unwrap());
+    assert_eq!(d.model.as_ref().unwrap().kv_bytes_per_token(), 262_144);
+    for (label, size) in kv["sizes"].as_object().unwrap() {
+        let tokens = size["tokens"].as_f64().unwrap();
+        let p = d
+            .patterns
+            .iter()
+            .find(|p| d.factor_value(p, "prompt").and_then(|v| v.as_f64()) == Some(tokens))
+            .unwrap_or_else(|| panic!("no pattern at {label}"));
+        assert_eq!(p.kv_bytes.unwrap() as u64, size["total_bytes"].as_u64().unwrap(), "{label}");
+    }
+    let qwen7 = &loaded.check.model.models["qwen2_5_7b"];
+    assert_eq!(qwen7.kv_bytes_per_token(), 57_344);
+}
+
+#[test]
+fn phase2_needs_six_launches_in_the_seed_order() {
+    let loaded = load("phase2.nixl");
+    let d = loaded.design(Some("phase2")).unwrap();
+    let mut diags = vec![];
+    let plan = nixl::plan::build(&loaded.check.model, d, &nixl::state::State::new(), "", &mut diags);
+    assert!(diags.is_empty(), "{diags:?}");
+    let keys: Vec<&str> = plan.groups.iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "mode=unified max_model_len=32768",
+            "mode=disaggregated transport=srd max_model_len=32768",
+            "mode=disaggregated transport=srd max_model_len=32768 cross_layers",
+            "mode=disaggregated transport=tcp max_model_len=32768",
+            "mode=disaggregated transport=srd max_model_len=131072 yarn",
+            "mode=disaggregated transport=tcp max_model_len=131072 yarn",
+        ]
+    );
+    let counts: Vec<usize> = plan.groups.iter().map(|g| g.patterns).collect();
+    assert_eq!(counts, vec![9, 10, 1, 11, 3, 3]);
+    assert_eq!(plan.summary.launches, 6);
+}

@@ -1,0 +1,184 @@
+//! Campaigns on the local provider, through the binary: the demo, resume after
+//! SIGKILL, a failing setup step, changed patterns, status.
+
+use crate::support::{golden, nixl, root, scratch};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// The stand-in servers listen on fixed ports: one local campaign at a time.
+static PORTS: Mutex<()> = Mutex::new(());
+
+fn copy_examples(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    for e in std::fs::read_dir(root().join("examples")).unwrap().flatten() {
+        let to = dir.join(e.file_name());
+        if e.path().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            for f in std::fs::read_dir(e.path()).unwrap().flatten() {
+                std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+            }
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+    dir
+}
+
+fn apply(dir: &Path, extra: &[&str]) -> Output {
+    let mut c = nixl();
+    c.current_dir(dir).args(["apply", "local-demo.nixl", "--provider", "local", "--auto-approve"]).args(extra);
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn state(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join(".nixl/demo/state.json")).unwrap()).unwrap()
+}
+
+fn destroy(dir: &Path) {
+    let _ = nixl().current_dir(dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output();
+}
+
+#[test]
+fn the_local_demo_runs_from_a_fresh_copy_and_then_has_nothing_to_do() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("demo");
+    let out = apply(&dir, &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("19 done, 0 failed, 0 skipped, 2 server launches"), "{t}");
+    assert!(t.contains("node1: skipped (condition holds)"), "{t}");
+    // 6 E2E patterns, one baseline step, one analysis: 8 results, each once.
+    let out = nixl().current_dir(&dir).args(["results", "local-demo.nixl", "--format", "json"]).output().unwrap();
+    let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results.len(), 8);
+    assert!(results.iter().filter(|r| r["layer"] != "L4-Analysis" && r["layer"] != "L0-Baseline").all(|r| r["metrics"]["ttft_mean"].as_f64().unwrap() > 0.0));
+    let plan = nixl().current_dir(&dir).args(["plan", "local-demo.nixl", "--detailed-exitcode"]).output().unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let again = apply(&dir, &[]);
+    assert!(text(&again).contains("Nothing to do."), "{}", text(&again));
+    destroy(&dir);
+    assert!(!dir.join(".nixl/demo/local").exists());
+}
+
+#[test]
+fn changing_one_patterns_concurrency_reruns_exactly_that_pattern() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("change");
+    let file = dir.join("local-demo.nixl");
+    let extra = "\nexperiment more extends demo {\n  pattern \"more-extra\" in \"L2-EFA\" {\n    prompt      = 1K\n    concurrency = 2\n  }\n}\n";
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap() + extra).unwrap();
+    let run = |d: &Path| nixl().current_dir(d).args(["apply", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output().unwrap();
+    let first = run(&dir);
+    assert!(first.status.success(), "{}", text(&first));
+    let before: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(".nixl/more/state.json")).unwrap()).unwrap();
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("concurrency = 2", "concurrency = 3")).unwrap();
+    let second = run(&dir);
+    let t = text(&second);
+    assert!(second.status.success(), "{t}");
+    let ran: Vec<&str> = t.lines().filter(|l| l.starts_with('[') && (l.contains(" more-") || l.contains(" demo-"))).collect();
+    assert_eq!(ran.len(), 1, "{t}");
+    assert!(ran[0].contains("-/+ more-extra"), "{t}");
+    assert!(t.contains("1 server launches"), "{t}");
+    let after: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(".nixl/more/state.json")).unwrap()).unwrap();
+    for (id, rec) in before["actions"].as_object().unwrap() {
+        if id != "more-extra" {
+            assert_eq!(rec["finished_at"], after["actions"][id]["finished_at"], "{id} ran again");
+        }
+    }
+    assert_ne!(before["actions"]["more-extra"]["hash"], after["actions"]["more-extra"]["hash"]);
+    let _ = nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--experiment", "more", "--provider", "local", "--auto-approve"]).output();
+}
+
+#[test]
+fn a_killed_apply_resumes_without_rerunning_or_losing_results() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("kill");
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let mut finished: std::collections::BTreeMap<String, String> = Default::default();
+    for round in 0..20 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let wait = 80 + (seed >> 33) % 900;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nixl"))
+            .current_dir(&dir)
+            .env("NO_COLOR", "1")
+            .args(["apply", "local-demo.nixl", "--provider", "local", "--auto-approve"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if !dir.join(".nixl/demo/state.json").exists() {
+            continue;
+        }
+        // What was finished stays finished: never run again after a kill.
+        let s = state(&dir);
+        for (id, rec) in s["actions"].as_object().unwrap() {
+            if rec["status"] == "done" {
+                let at = rec["finished_at"].as_str().unwrap().to_string();
+                if let Some(prev) = finished.get(id) {
+                    assert_eq!(prev, &at, "round {round}: {id} was run again");
+                }
+                finished.insert(id.clone(), at);
+            }
+        }
+    }
+    let out = apply(&dir, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = state(&dir);
+    for (id, at) in &finished {
+        assert_eq!(s["actions"][id]["finished_at"].as_str().unwrap(), at, "{id} was run again by the final apply");
+    }
+    // Every pattern's result exists exactly once.
+    let results = dir.join(".nixl/results/demo");
+    let names: Vec<String> = std::fs::read_dir(&results).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    let records = names.iter().filter(|n| n.ends_with(".json")).count();
+    let raws = names.iter().filter(|n| n.contains(".raw.")).count();
+    assert_eq!((records, raws), (8, 8), "{names:?}");
+    destroy(&dir);
+}
+
+#[test]
+fn a_failing_setup_step_stops_its_dependants_and_the_next_apply_retries_it() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("setupfail");
+    let file = dir.join("local-demo.nixl");
+    let step = "  step \"03-gate\" {\n    name = \"Wait for the go-ahead\"\n    run  = [\"echo checking the go-ahead on $NIXL_NODE\", \"test -f go-ahead\"]\n  }\n}\n\ntool clock_check";
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replacen("}\n\ntool clock_check", step, 1)).unwrap();
+    let out = apply(&dir, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("checking the go-ahead on node1"), "the node's output is reported: {t}");
+    assert!(t.contains("skip demo-unified-1k-c4"), "{t}");
+    assert!(!dir.join(".nixl/results/demo/demo-unified-1k-c4.json").exists());
+    for n in ["node1", "node2"] {
+        std::fs::write(dir.join(".nixl/demo/local/nodes").join(n).join("go-ahead"), "").unwrap();
+    }
+    let out = apply(&dir, &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("setup 03-gate"), "{t}");
+    assert!(!t.contains("setup 01-python"), "finished steps are not run again: {t}");
+    destroy(&dir);
+}
+
+#[test]
+fn status_of_a_partly_done_campaign_matches_its_golden() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("status");
+    let out = apply(&dir, &["--target", "L1-Unified"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let st = nixl().current_dir(&dir).args(["status", "local-demo.nixl"]).output().unwrap();
+    let t = String::from_utf8_lossy(&st.stdout).to_string();
+    // The last line has timings, which vary.
+    let stable: String = t.lines().filter(|l| !l.starts_with("Infrastructure:")).map(|l| format!("{l}\n")).collect();
+    golden(&root().join("tests/golden/status/local-demo-partial.txt"), &stable);
+    assert!(t.contains("Infrastructure: up"), "{t}");
+    destroy(&dir);
+}

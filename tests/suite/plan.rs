@@ -1,0 +1,121 @@
+//! Plans of the examples: text and JSON goldens with no state, half done, one pattern changed.
+
+use crate::support::{golden, root};
+use nixl::plan::{Change, Kind, Plan};
+use nixl::state::{ActionRecord, State, Status};
+
+fn plan_with(example: &str, experiment: &str, state: &State) -> (Plan, Option<String>) {
+    let loaded = nixl::pipeline::load(&root().join("examples").join(example));
+    assert!(!loaded.check.has_errors(), "{:?}", loaded.check.diagnostics);
+    let d = loaded.design(Some(experiment)).unwrap();
+    let mut diags = vec![];
+    let plan = nixl::plan::build(&loaded.check.model, d, state, "fixed-for-goldens", &mut diags);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let reduction = d
+        .extends
+        .as_ref()
+        .and_then(|p| loaded.designs.iter().find(|x| &x.experiment == p))
+        .map(|parent| nixl::design::report::render_reduction(&nixl::design::report::reduction(parent, d)));
+    (plan, reduction)
+}
+
+fn record(hash: &str) -> ActionRecord {
+    ActionRecord { hash: hash.into(), status: Status::Done, finished_at: None, seconds: None, error: None }
+}
+
+/// A state in which every other pattern, and all infrastructure and setup, is done.
+fn half_done(plan: &Plan) -> State {
+    let mut s = State::new();
+    let mut n = 0;
+    for a in &plan.actions {
+        let done = match a.kind {
+            Kind::Stack | Kind::Nodes | Kind::Setup => true,
+            Kind::Pattern | Kind::Step | Kind::Analysis => {
+                n += 1;
+                n % 2 == 0
+            }
+            _ => false,
+        };
+        if done {
+            s.actions.insert(a.id.clone(), record(&a.hash));
+        }
+    }
+    s
+}
+
+/// Everything done, but one pattern ran with other settings.
+fn one_changed(plan: &Plan, changed: &str) -> State {
+    let mut s = State::new();
+    for a in
+        plan.actions.iter().filter(|a| !matches!(a.kind, Kind::ServerStart | Kind::ServerStop | Kind::Upload | Kind::Service))
+    {
+        let hash = if a.id == changed { "0123456789abcdef".to_string() } else { a.hash.clone() };
+        s.actions.insert(a.id.clone(), record(&hash));
+    }
+    s
+}
+
+fn check_goldens(example: &str, experiment: &str, changed: &str) {
+    let dir = root().join("tests/golden/plan");
+    let (fresh, reduction) = plan_with(example, experiment, &State::new());
+    golden(&dir.join(format!("{experiment}.txt")), &nixl::plan::render::text(&fresh, reduction.as_deref(), false));
+    golden(&dir.join(format!("{experiment}.json")), &nixl::plan::render::json(&fresh));
+
+    let (half, _) = plan_with(example, experiment, &half_done(&fresh));
+    golden(&dir.join(format!("{experiment}-half-done.txt")), &nixl::plan::render::text(&half, None, false));
+    golden(&dir.join(format!("{experiment}-half-done.json")), &nixl::plan::render::json(&half));
+    let runs = |p: &Plan| {
+        p.actions
+            .iter()
+            .filter(|a| matches!(a.kind, Kind::Pattern | Kind::Step | Kind::Analysis) && a.change != Change::NoOp)
+            .count()
+    };
+    assert_eq!(runs(&half), runs(&fresh) - runs(&fresh) / 2);
+    assert!(half.actions.iter().all(|a| a.kind != Kind::Stack || a.change == Change::NoOp));
+
+    let (one, _) = plan_with(example, experiment, &one_changed(&fresh, changed));
+    golden(&dir.join(format!("{experiment}-one-changed.txt")), &nixl::plan::render::text(&one, None, false));
+    golden(&dir.join(format!("{experiment}-one-changed.json")), &nixl::plan::render::json(&one));
+    let pending: Vec<(&str, Change)> = one
+        .actions
+        .iter()
+        .filter(|a| matches!(a.kind, Kind::Pattern | Kind::Step | Kind::Analysis) && a.change != Change::NoOp)
+        .map(|a| (a.id.as_str(), a.change))
+        .collect();
+    assert_eq!(pending, vec![(changed, Change::Replace)]);
+    // Only the changed pattern's group is launched again.
+    assert_eq!(one.summary.launches, 1);
+}
+
+#[test]
+fn phase1_plans_match_their_goldens() {
+    check_goldens("phase1.nixl", "phase1", "p1-efa-12k-c4");
+}
+
+#[test]
+fn phase2_plans_match_their_goldens() {
+    check_goldens("phase2.nixl", "phase2", "p2-tcp-64k-c1");
+}
+
+#[test]
+fn nothing_to_do_when_everything_is_done() {
+    let (fresh, _) = plan_with("phase2.nixl", "phase2", &State::new());
+    let mut s = State::new();
+    for a in &fresh.actions {
+        s.actions.insert(a.id.clone(), record(&a.hash));
+    }
+    let (done, _) = plan_with("phase2.nixl", "phase2", &s);
+    assert!(!done.summary.has_changes(), "{:?}", done.summary);
+    assert_eq!(done.summary.launches, 0);
+    assert!(nixl::plan::render::text(&done, None, false).contains("No changes."));
+}
+
+#[test]
+fn a_pattern_removed_from_the_file_is_forgotten() {
+    let (fresh, _) = plan_with("phase2.nixl", "phase2", &State::new());
+    let mut s = State::new();
+    s.actions.insert("p2-efa-100k-c1".into(), record("feedfacefeedface"));
+    let (p, _) = plan_with("phase2.nixl", "phase2", &s);
+    assert_eq!(p.summary.destroy, 1);
+    assert_eq!(p.summary.run, fresh.summary.run);
+}

@@ -1,0 +1,172 @@
+//! Properties: no input makes nixl panic; plans always launch the minimum and respect every edge.
+
+use crate::support::root;
+use nixl::check::imports::Loader;
+use proptest::prelude::*;
+use std::path::Path;
+
+/// Imports resolve to nothing: the properties exercise one buffer at a time.
+struct NoFiles;
+impl Loader for NoFiles {
+    fn read(&self, _: &Path) -> std::io::Result<Vec<u8>> {
+        Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no files in this test"))
+    }
+}
+
+fn examples() -> Vec<String> {
+    let mut v = vec![];
+    for dir in ["examples", "stdlib"] {
+        if let Ok(rd) = std::fs::read_dir(root().join(dir)) {
+            for e in rd.flatten() {
+                if e.path().extension().is_some_and(|x| x == "nixl") {
+                    v.push(std::fs::read_to_string(e.path()).unwrap());
+                }
+            }
+        }
+    }
+    v
+}
+
+fn run_everything(text: &str) {
+    let loaded = nixl::pipeline::load_text("fuzz.nixl", text, &NoFiles);
+    for d in &loaded.designs {
+        let mut diags = vec![];
+        let _ = nixl::plan::build(&loaded.check.model, d, &nixl::state::State::new(), "", &mut diags);
+    }
+    let _ = nixl::render::render(&loaded.check.diagnostics, &loaded.check.sources, nixl::render::Format::Plain, false);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_text_never_panics(s in "\\PC{0,300}") {
+        run_everything(&s);
+    }
+
+    #[test]
+    fn random_grammar_fragments_never_panic(parts in proptest::collection::vec(prop_oneof![
+        Just("{"), Just("}"), Just("["), Just("]"), Just("("), Just(")"), Just("\""), Just("'"), Just("'''"), Just("\n"),
+        Just("="), Just("=="), Just("?"), Just(":"), Just(","), Just("experiment e "), Just("layer \"L\" "), Just("factor p = "),
+        Just("prune "), Just(" because \"r\""), Just("1K"), Just("10s"), Just("200GB"), Just("$3"), Just("x"), Just("{x}"), Just("# c"),
+        Just("let "), Just("set "), Just("when "), Just(" then run "), Just("not "), Just(" and "), Just("-"), Just("\\"),
+    ], 0..60)) {
+        run_everything(&parts.concat());
+    }
+
+    #[test]
+    fn mutated_examples_never_panic(which in 0usize..64, cuts in proptest::collection::vec((0usize..100_000, 0usize..40, ".{0,3}"), 1..6)) {
+        let all = examples();
+        prop_assume!(!all.is_empty());
+        let mut text = all[which % all.len()].clone();
+        for (at, len, insert) in cuts {
+            let at = nixl::diagnostics::floor_char_boundary(&text, at % (text.len() + 1));
+            let end = nixl::diagnostics::floor_char_boundary(&text, (at + len).min(text.len()));
+            text.replace_range(at..end.max(at), &insert);
+        }
+        run_everything(&text);
+    }
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    // Binary garbage through the file loader, including invalid UTF-8.
+    let dir = crate::support::scratch("bytes");
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..64 {
+        let len = (i * 37) % 2000;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let p = dir.join(format!("g{i}.nixl"));
+        std::fs::write(&p, &bytes).unwrap();
+        let _ = nixl::pipeline::load(&p);
+    }
+    let empty = dir.join("empty.nixl");
+    std::fs::write(&empty, "").unwrap();
+    assert!(!nixl::pipeline::load(&empty).check.has_errors());
+}
+
+#[test]
+fn hostile_nesting_and_size_end_in_diagnostics() {
+    let deep = "let x = ".to_string() + &"[".repeat(100_000) + &"]".repeat(100_000);
+    let loaded = nixl::pipeline::load_text("deep.nixl", &deep, &NoFiles);
+    assert!(loaded.check.diagnostics.iter().any(|d| d.code == nixl::diagnostics::Code::Limit));
+    let ops = "let x = ".to_string() + &"not ".repeat(50_000) + "true";
+    let loaded = nixl::pipeline::load_text("ops.nixl", &ops, &NoFiles);
+    assert!(loaded.check.diagnostics.iter().any(|d| d.code == nixl::diagnostics::Code::Limit));
+    let big = "let x = 1\n".repeat(1_000_000);
+    let loaded = nixl::pipeline::load_text("big.nixl", &big, &NoFiles);
+    assert!(loaded.check.diagnostics.iter().any(|d| d.code == nixl::diagnostics::Code::Limit));
+}
+
+/// A random experiment: factors, layers with modes, prunes, a derived restart setting.
+fn experiment_text(levels: &[usize], layers: &[(bool, u8)], prune_at: usize, big_at: usize) -> String {
+    let mut s = String::from("experiment e {\n");
+    for (i, n) in levels.iter().enumerate() {
+        let vals: Vec<String> = (1..=*n).map(|v| (v * 2).to_string()).collect();
+        s += &format!("  factor f{i} = [{}]\n", vals.join(", "));
+    }
+    s += &format!("  set big = f0 > {}\n", big_at * 2);
+    s += "  restart_on = [mode, transport, big]\n";
+    s += &format!("  prune f0 == {} because \"random\"\n", prune_at * 2);
+    let idt: Vec<String> = (0..levels.len()).map(|i| format!("{{f{i}}}")).collect();
+    for (li, (unified, t)) in layers.iter().enumerate() {
+        let mode = if *unified {
+            "unified".to_string()
+        } else {
+            format!("disaggregated, transport = {}", ["efa", "srd", "tcp"][*t as usize % 3])
+        };
+        s += &format!("  layer \"L{li}\" {{ mode = {mode}, id = \"l{li}-{}\" }}\n", idt.join("-"));
+    }
+    s + "}\n"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn launches_equal_distinct_restart_keys_and_edges_are_respected(
+        levels in proptest::collection::vec(1usize..5, 1..4),
+        layers in proptest::collection::vec((any::<bool>(), 0u8..3), 1..4),
+        prune_at in 0usize..6,
+        big_at in 0usize..5,
+    ) {
+        let text = experiment_text(&levels, &layers, prune_at, big_at);
+        let loaded = nixl::pipeline::load_text("random.nixl", &text, &NoFiles);
+        let errors: Vec<_> = loaded.check.diagnostics.iter().filter(|d| d.is_error()).collect();
+        if errors.iter().any(|d| d.code == nixl::diagnostics::Code::EmptyDesign) {
+            return Ok(());
+        }
+        prop_assert!(errors.is_empty(), "{text}\n{errors:?}");
+        let d = loaded.design(None).unwrap();
+        let mut diags = vec![];
+        let plan = nixl::plan::build(&loaded.check.model, d, &nixl::state::State::new(), "", &mut diags);
+        let mut keys: Vec<u32> = d.scheduled().filter_map(|p| p.group).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        prop_assert_eq!(plan.summary.launches, keys.len());
+        let position: std::collections::HashMap<&str, usize> = plan.actions.iter().enumerate().map(|(i, a)| (a.id.as_str(), i)).collect();
+        for (i, a) in plan.actions.iter().enumerate() {
+            for &dep in &a.deps {
+                prop_assert!(dep < i, "{} runs before its dependency {}", a.id, plan.actions[dep].id);
+            }
+            prop_assert_eq!(position[a.id.as_str()], i);
+        }
+        // Every pattern runs inside its own group's launch.
+        let mut current = None;
+        for a in &plan.actions {
+            match a.kind {
+                nixl::plan::Kind::ServerStart => current = a.group,
+                nixl::plan::Kind::Pattern => prop_assert_eq!(a.group, current),
+                nixl::plan::Kind::ServerStop => current = None,
+                _ => {}
+            }
+        }
+    }
+}

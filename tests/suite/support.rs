@@ -1,0 +1,61 @@
+//! Shared helpers: paths, golden comparison with re-blessing, running the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/reference` beside the repository, where CI has it.
+pub fn reference(name: &str) -> PathBuf {
+    root().join("..").join("shared").join("reference").join(name)
+}
+
+/// Compares `actual` with the file at `expected`; `NIXL_BLESS=1` rewrites it instead.
+pub fn golden(expected: &Path, actual: &str) {
+    if std::env::var_os("NIXL_BLESS").is_some() {
+        std::fs::write(expected, actual).expect("write golden");
+        return;
+    }
+    let want = std::fs::read_to_string(expected)
+        .unwrap_or_else(|_| panic!("missing golden {} (run with NIXL_BLESS=1 to create it)", expected.display()));
+    if want != actual {
+        panic!(
+            "golden mismatch for {}\n--- expected\n{want}\n--- actual\n{actual}\n(run with NIXL_BLESS=1 to accept the new output)",
+            expected.display()
+        );
+    }
+}
+
+pub fn nixl() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nixl"));
+    c.current_dir(root()).env("NO_COLOR", "1");
+    c
+}
+
+/// A fresh scratch directory under the target directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = root().join("target").join("test-scratch").join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Runs the whole pipeline (check, expand, plan against an empty state) and renders
+/// its diagnostics one per line, as `nixl check --format plain` does, plus the exit code.
+pub fn diagnose(path: &str) -> String {
+    let loaded = nixl::pipeline::load(Path::new(path));
+    let mut diags = loaded.check.diagnostics.clone();
+    if !loaded.check.has_errors() {
+        for d in &loaded.designs {
+            let mut pd = vec![];
+            nixl::plan::build(&loaded.check.model, d, &nixl::state::State::new(), "", &mut pd);
+            diags.extend(pd);
+        }
+    }
+    let errors = diags.iter().any(|d| d.is_error());
+    let mut out = nixl::render::render(&diags, &loaded.check.sources, nixl::render::Format::Plain, false);
+    out.push_str(&format!("exit: {}\n", u8::from(errors)));
+    out
+}
