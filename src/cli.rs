@@ -77,8 +77,7 @@ pub fn state_path(file: &Path, experiment: &str, explicit: Option<&Path>) -> Pat
     if let Some(p) = explicit {
         return p.to_path_buf();
     }
-    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    dir.join(".nixl").join(experiment).join("state.json")
+    nixl::config::Config::beside(file).state_dir().join(experiment).join("state.json")
 }
 
 /// Loads, checks, expands and plans; diagnostics are printed. Err is an exit code.

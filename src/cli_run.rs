@@ -1,8 +1,11 @@
 //! apply, destroy, status, results and force-unlock: the commands that touch the state.
 
 use crate::cli::{self, PlanArgs};
+use nixl::check::model::{Model, Stack};
 use nixl::plan::{Change, Kind, Plan};
+use nixl::provider::aws::{AwsOptions, AwsProvider};
 use nixl::provider::local::LocalProvider;
+use nixl::provider::Provider;
 use nixl::state::lock::{Lock, LockError};
 use nixl::state::State;
 use std::io::{BufRead, IsTerminal, Write};
@@ -17,6 +20,26 @@ pub enum ProviderKind {
     Aws,
     /// Directories and processes on this machine (`.nixl/<experiment>/local`).
     Local,
+}
+
+/// The stack an experiment runs on: the one it names, or the file's first.
+pub fn stack_of<'m>(model: &'m Model, experiment: &str) -> Option<&'m Stack> {
+    let exp = model.experiments.iter().find(|e| e.name == experiment);
+    match exp.and_then(|e| e.stack.clone()) {
+        Some(s) => model.stacks.iter().find(|x| x.name == s),
+        None => model.stacks.first(),
+    }
+}
+
+/// The flag, else `provider` in nixl.toml, else AWS.
+fn provider_kind(flag: Option<ProviderKind>, file: &Path) -> ProviderKind {
+    if let Some(k) = flag {
+        return k;
+    }
+    match nixl::config::Config::beside(file).provider.as_deref() {
+        Some("local") => ProviderKind::Local,
+        _ => ProviderKind::Aws,
+    }
 }
 
 fn dir_of(file: &Path) -> PathBuf {
@@ -70,7 +93,8 @@ fn confirm(question: &str, auto_approve: bool) -> bool {
 
 pub struct ApplyArgs<'a> {
     pub plan: PlanArgs<'a>,
-    pub provider: ProviderKind,
+    pub provider: Option<ProviderKind>,
+    pub retry_until_up: bool,
     pub auto_approve: bool,
     pub targets: Vec<String>,
     pub replace: Vec<String>,
@@ -124,6 +148,8 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Before the runtime starts threads: the SDK reads these from the environment.
+    nixl::config::Config::beside(&file).export_env();
     let interrupted = Arc::new(AtomicBool::new(false));
     let opts = nixl::apply::Options {
         state_path: state_path.clone(),
@@ -151,12 +177,19 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
                 }
             }
         });
-        match args.provider {
+        match provider_kind(args.provider, &file) {
             ProviderKind::Local => {
                 let p = LocalProvider::new(&local_root(&file, &plan.experiment), &dir_of(&file));
                 nixl::apply::run(&p, &loaded.check.model, design, &plan, state, &opts).await
             }
-            ProviderKind::Aws => Err("the AWS provider is not available in this build; use --provider local".to_string()),
+            ProviderKind::Aws => {
+                let Some(stack) = stack_of(&loaded.check.model, &plan.experiment) else {
+                    return Err("the experiment has no stack to run on".to_string());
+                };
+                let aws_opts = AwsOptions { retry_until_up: args.retry_until_up, ..AwsOptions::default() };
+                let p = AwsProvider::new(&stack.region, aws_opts).await;
+                nixl::apply::run(&p, &loaded.check.model, design, &plan, state, &opts).await
+            }
         }
     });
     match outcome {
@@ -185,7 +218,7 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
     }
 }
 
-pub fn destroy(args: &PlanArgs, provider: ProviderKind, auto_approve: bool) -> ExitCode {
+pub fn destroy(args: &PlanArgs, provider: Option<ProviderKind>, auto_approve: bool) -> ExitCode {
     let loaded = cli::load(args.file);
     if cli::report(&loaded.check, nixl::render::Format::Auto) {
         return ExitCode::from(1);
@@ -206,12 +239,7 @@ pub fn destroy(args: &PlanArgs, provider: ProviderKind, auto_approve: bool) -> E
             return ExitCode::from(1);
         }
     };
-    let exp = loaded.check.model.experiments.iter().find(|e| e.name == design.experiment);
-    let stack = match exp.and_then(|e| e.stack.clone()) {
-        Some(s) => loaded.check.model.stacks.iter().find(|x| x.name == s),
-        None => loaded.check.model.stacks.first(),
-    };
-    let Some(stack) = stack else {
+    let Some(stack) = stack_of(&loaded.check.model, &design.experiment) else {
         eprintln!("error: the experiment has no stack");
         return ExitCode::from(1);
     };
@@ -237,14 +265,18 @@ pub fn destroy(args: &PlanArgs, provider: ProviderKind, auto_approve: bool) -> E
         bucket: r.attributes.get("bucket").cloned(),
         outputs: r.attributes.clone(),
     });
+    nixl::config::Config::beside(args.file).export_env();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let result = rt.block_on(async {
-        match provider {
+        match provider_kind(provider, args.file) {
             ProviderKind::Local => {
                 let p = LocalProvider::new(&local_root(args.file, &design.experiment), &dir_of(args.file));
-                nixl::provider::Provider::destroy(&p, stack, info.as_ref(), &nodes).await.map_err(|e| e.to_string())
+                Provider::destroy(&p, stack, info.as_ref(), &nodes).await.map_err(|e| e.to_string())
             }
-            ProviderKind::Aws => Err("the AWS provider is not available in this build; use --provider local".to_string()),
+            ProviderKind::Aws => {
+                let p = AwsProvider::new(&stack.region, AwsOptions::default()).await;
+                Provider::destroy(&p, stack, info.as_ref(), &nodes).await.map_err(|e| e.to_string())
+            }
         }
     });
     if let Err(e) = result {
@@ -406,4 +438,22 @@ pub fn results(args: &PlanArgs, format: &str, layer: Option<&str>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+pub fn export_cfn(file: &Path, experiment: Option<&str>) -> ExitCode {
+    let loaded = cli::load(file);
+    if cli::report(&loaded.check, nixl::render::Format::Auto) {
+        return ExitCode::from(1);
+    }
+    let name = loaded.design(experiment).map(|d| d.experiment.clone()).unwrap_or_default();
+    match stack_of(&loaded.check.model, &name) {
+        Some(stack) => {
+            println!("{}", nixl::provider::aws::template::template_body(stack));
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("error: the file declares no stack");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod config;
 pub mod design;
 pub mod diagnostics;
 pub mod pipeline;

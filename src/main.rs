@@ -79,11 +79,16 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
         /// Where to run: aws (the stack's region) or local (this machine).
-        #[arg(long, value_enum, default_value = "aws")]
-        provider: cli_run::ProviderKind,
+        /// Default: `provider` in nixl.toml beside the file, else aws.
+        #[arg(long, value_enum)]
+        provider: Option<cli_run::ProviderKind>,
         /// Skip the confirmation prompt.
         #[arg(long)]
         auto_approve: bool,
+        /// When no zone has capacity, start a new round over every zone after the
+        /// stack's `retry_interval` (default 30s, jittered), until the nodes are up.
+        #[arg(long)]
+        retry_until_up: bool,
         /// Run only this (pattern id, layer name or `group:N`) and what it needs; repeatable.
         #[arg(long = "target", value_name = "ID")]
         targets: Vec<String>,
@@ -98,10 +103,18 @@ enum Command {
         experiment: Option<String>,
         #[arg(long)]
         state: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "aws")]
-        provider: cli_run::ProviderKind,
+        /// aws or local; default: `provider` in nixl.toml beside the file, else aws.
+        #[arg(long, value_enum)]
+        provider: Option<cli_run::ProviderKind>,
+        /// Skip the confirmation prompt.
         #[arg(long)]
         auto_approve: bool,
+    },
+    /// Print the CloudFormation template of the stack's base resources.
+    ExportCfn {
+        file: PathBuf,
+        #[arg(long)]
+        experiment: Option<String>,
     },
     /// Per layer: done, failed, pending and ad-hoc patterns, last errors, time used and left.
     Status {
@@ -157,10 +170,11 @@ fn main() -> ExitCode {
         Command::Graph { file, experiment, state } => {
             cli::graph(&cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() })
         }
-        Command::Apply { file, experiment, state, provider, auto_approve, targets, replace } => {
+        Command::Apply { file, experiment, state, provider, auto_approve, retry_until_up, targets, replace } => {
             let plan = cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() };
-            cli_run::apply(&cli_run::ApplyArgs { plan, provider, auto_approve, targets, replace })
+            cli_run::apply(&cli_run::ApplyArgs { plan, provider, retry_until_up, auto_approve, targets, replace })
         }
+        Command::ExportCfn { file, experiment } => cli_run::export_cfn(&file, experiment.as_deref()),
         Command::Destroy { file, experiment, state, provider, auto_approve } => cli_run::destroy(
             &cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() },
             provider,

@@ -269,11 +269,10 @@ impl<P: Provider> Exec<'_, P> {
     fn restore_infra(&mut self, a: &Action) {
         if a.kind == Kind::Stack && self.stack_info.is_none() {
             if let Some(r) = self.state.resources.get("stack") {
-                self.stack_info = Some(StackInfo {
-                    id: r.id.clone(),
-                    bucket: r.attributes.get("bucket").cloned(),
-                    outputs: r.attributes.clone(),
-                });
+                let info =
+                    StackInfo { id: r.id.clone(), bucket: r.attributes.get("bucket").cloned(), outputs: r.attributes.clone() };
+                self.provider.attach(&info);
+                self.stack_info = Some(info);
             }
         }
         if a.kind == Kind::Nodes && self.nodes.is_empty() {

@@ -2,6 +2,7 @@
 //! executor knows only this trait; `aws` maps it to CloudFormation, EC2, SSM
 //! and S3, `local` to directories and processes on this machine.
 
+pub mod aws;
 pub mod local;
 
 use crate::check::model::Stack;
@@ -85,6 +86,9 @@ impl std::error::Error for ProviderError {}
 /// What the executor needs from a place to run a campaign.
 pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
+
+    /// Tells the provider the stack's outputs recorded by an earlier apply.
+    fn attach(&self, _info: &StackInfo) {}
 
     /// Creates the base resources (or finds them) and returns their outputs.
     fn ensure_stack(&self, stack: &Stack) -> impl Future<Output = Result<StackInfo, ProviderError>> + Send;

@@ -1,8 +1,10 @@
 //! One integration-test binary (the AWS SDK makes each binary expensive to link):
 //! golden diagnostics, conformance with the seed's plans, properties, CLI behaviour.
 
+mod moto;
 mod support;
 
+mod aws;
 mod cli;
 mod conformance;
 mod golden;

@@ -1,0 +1,505 @@
+//! Nodes with RunInstances: every node of the stack in one call (MinCount =
+//! MaxCount), in the placement group, with an EFA interface. A capacity error
+//! moves to the next zone, then to the next instance type, at once; zones the
+//! error message suggests go first; the ones that do not offer the type are
+//! skipped up front. Nodes that exist are found by tag and kept in place.
+
+use super::errors::{classify, jitter, with_retry};
+use super::template::{self, STACK_TAG};
+use super::AwsProvider;
+use crate::check::model::Stack;
+use crate::provider::{NodeInfo, ProviderError, StackInfo};
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, CapacityReservationSpecification, CapacityReservationTarget, EbsBlockDevice, Filter, HttpTokensState,
+    IamInstanceProfileSpecification, InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest,
+    InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, LocationType, MarketType, Placement, ResourceType,
+    Tag, TagSpecification, VolumeType,
+};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// One instance as EC2 describes it.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub id: String,
+    pub node: Option<String>,
+    pub launch_index: i32,
+    pub zone: String,
+    pub instance_type: String,
+    pub private_ip: String,
+    pub state: String,
+}
+
+/// One try at launching the nodes, for the table shown when every zone fails.
+struct Attempt {
+    zone: String,
+    instance_type: String,
+    reason: String,
+}
+
+pub async fn ensure(
+    p: &AwsProvider,
+    stack: &Stack,
+    info: &StackInfo,
+    existing: &[NodeInfo],
+) -> Result<Vec<NodeInfo>, ProviderError> {
+    let want = stack.nodes.len();
+    let found = find(p, &stack.name, None).await?;
+    if found.len() == want {
+        return keep(p, stack, found).await;
+    }
+    if !found.is_empty() {
+        // An interrupted launch: a partial set cannot serve, and a fresh pair lands together.
+        eprintln!("  found {} of {want} nodes from an interrupted launch; terminating them first", found.len());
+        terminate(p, &found.iter().map(|f| f.id.clone()).collect::<Vec<_>>()).await?;
+    } else if !existing.is_empty() {
+        eprintln!("  the nodes recorded in the state are gone; launching new ones");
+    }
+    launch_with_fallback(p, stack, info).await
+}
+
+/// Existing nodes: start stopped ones in place (never re-created elsewhere), wait, name them.
+async fn keep(p: &AwsProvider, stack: &Stack, found: Vec<Found>) -> Result<Vec<NodeInfo>, ProviderError> {
+    let stopped: Vec<String> =
+        found.iter().filter(|f| f.state == "stopped" || f.state == "stopping").map(|f| f.id.clone()).collect();
+    if !stopped.is_empty() {
+        eprintln!("  starting stopped nodes {}", stopped.join(", "));
+        with_retry("StartInstances", || async {
+            p.ec2
+                .start_instances()
+                .set_instance_ids(Some(stopped.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(&e, "", ""))
+        })
+        .await?;
+    }
+    let ids: Vec<String> = found.iter().map(|f| f.id.clone()).collect();
+    let running = wait_running(p, &stack.name, &ids).await?;
+    wait_ssm_online(p, &ids).await?;
+    Ok(name_nodes(stack, running))
+}
+
+async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) -> Result<Vec<NodeInfo>, ProviderError> {
+    let ami = resolve_ami(p, stack).await?;
+    let offered = offerings(p, &stack.instance_types).await?;
+    let mut attempts: Vec<Attempt> = vec![];
+    let mut round = 1;
+    loop {
+        // Each type is tried zone by zone before the next type: the first type is the one the user prefers.
+        let mut queue: Vec<(String, String)> = vec![];
+        for t in &stack.instance_types {
+            for z in &stack.zones {
+                if offered.contains(&(z.clone(), t.clone())) {
+                    queue.push((z.clone(), t.clone()));
+                } else if round == 1 {
+                    eprintln!("  skipping {z}: it does not offer {t}");
+                    attempts.push(Attempt {
+                        zone: z.clone(),
+                        instance_type: t.clone(),
+                        reason: "not offered in this zone".into(),
+                    });
+                }
+            }
+        }
+        if queue.is_empty() {
+            return Err(ProviderError::Other(format!(
+                "no zone of the stack offers {}\n{}",
+                stack.instance_types.join(" or "),
+                table(&attempts)
+            )));
+        }
+        while !queue.is_empty() {
+            let (zone, ty) = queue.remove(0);
+            eprintln!("  launching {} x {ty} in {zone}", stack.nodes.len());
+            match launch(p, stack, info, &ami, &zone, &ty).await {
+                Ok(nodes) => {
+                    let failed = attempts.iter().filter(|a| a.reason != "not offered in this zone").count();
+                    if failed > 0 {
+                        eprintln!("  landed in {zone} after {failed} failed attempt(s):\n{}", table(&attempts));
+                    }
+                    return Ok(nodes);
+                }
+                Err(ProviderError::Capacity { message, .. }) => {
+                    eprintln!("  no capacity for {ty} in {zone}: {message}");
+                    attempts.push(Attempt { zone: zone.clone(), instance_type: ty.clone(), reason: message.clone() });
+                    // Never leave a partial launch running while trying elsewhere.
+                    let partial: Vec<String> = find(p, &stack.name, Some(&zone)).await?.into_iter().map(|f| f.id).collect();
+                    if !partial.is_empty() {
+                        terminate(p, &partial).await?;
+                    }
+                    prefer_suggested(&mut queue, &ty, &super::suggested_zones(&message));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if !p.opts.retry_until_up {
+            return Err(ProviderError::Other(format!(
+                "no capacity in any zone for {} (pass --retry-until-up to keep trying)\n{}",
+                stack.instance_types.join(" or "),
+                table(&attempts)
+            )));
+        }
+        // A fixed, jittered pause (not a growing back-off), with a visible countdown.
+        let base = stack.retry_interval.max(1.0);
+        let wait = Duration::from_millis((base * 900.0) as u64 + jitter((base * 200.0) as u64));
+        countdown(round, wait).await;
+        round += 1;
+    }
+}
+
+/// Moves the zones an error message suggests to the front, for the same type, in its order.
+fn prefer_suggested(queue: &mut Vec<(String, String)>, ty: &str, zones: &[String]) {
+    for z in zones.iter().rev() {
+        if let Some(pos) = queue.iter().position(|(qz, qt)| qz == z && qt == ty) {
+            let item = queue.remove(pos);
+            queue.insert(0, item);
+        }
+    }
+}
+
+async fn countdown(round: u32, wait: Duration) {
+    let end = Instant::now() + wait;
+    eprintln!("  round {round} found no capacity; next round in {}s (Ctrl-C to stop)", wait.as_secs());
+    while Instant::now() < end {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.as_secs().is_multiple_of(10) && left.as_secs() > 0 {
+            eprintln!("  next round in {}s", left.as_secs());
+        }
+        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+    }
+}
+
+fn table(attempts: &[Attempt]) -> String {
+    let mut s = format!("  {:<16} {:<16} {}\n", "zone", "instance type", "reason");
+    for a in attempts {
+        s.push_str(&format!("  {:<16} {:<16} {}\n", a.zone, a.instance_type, a.reason));
+    }
+    s
+}
+
+async fn launch(
+    p: &AwsProvider,
+    stack: &Stack,
+    info: &StackInfo,
+    ami: &str,
+    zone: &str,
+    ty: &str,
+) -> Result<Vec<NodeInfo>, ProviderError> {
+    let n = stack.nodes.len() as i32;
+    let subnet = match &stack.subnet {
+        Some(s) => s.clone(),
+        None => default_subnet(p, zone).await?,
+    };
+    let sg = info.outputs.get(template::OUT_SECURITY_GROUP).cloned();
+    let mut nic = InstanceNetworkInterfaceSpecification::builder().device_index(0).subnet_id(&subnet).delete_on_termination(true);
+    if stack.efa {
+        nic = nic.interface_type("efa");
+    }
+    if let Some(g) = &sg {
+        nic = nic.groups(g);
+    }
+    let mut placement = Placement::builder().availability_zone(zone);
+    if let Some(pg) = info.outputs.get(template::OUT_PLACEMENT_GROUP).filter(|s| !s.is_empty()) {
+        placement = placement.group_name(pg);
+    }
+    let tags = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(Tag::builder().key(STACK_TAG).value(&stack.name).build())
+        .tags(Tag::builder().key("Name").value(format!("{}-node", stack.name)).build())
+        .build();
+    let vol_tags = TagSpecification::builder()
+        .resource_type(ResourceType::Volume)
+        .tags(Tag::builder().key(STACK_TAG).value(&stack.name).build())
+        .build();
+    let mut req = p
+        .ec2
+        .run_instances()
+        .image_id(ami)
+        .instance_type(InstanceType::from(ty))
+        .min_count(n)
+        .max_count(n)
+        .placement(placement.build())
+        .network_interfaces(nic.build())
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name("/dev/sda1")
+                .ebs(
+                    EbsBlockDevice::builder()
+                        .volume_size((stack.volume / 1e9).round() as i32)
+                        .volume_type(VolumeType::Gp3)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .metadata_options(InstanceMetadataOptionsRequest::builder().http_tokens(HttpTokensState::Required).build())
+        .tag_specifications(tags)
+        .tag_specifications(vol_tags)
+        .client_token(crate::state::content_hash(&(&stack.name, zone, ty, std::process::id(), jitter(u64::MAX))));
+    if let Some(arn) = info.outputs.get(template::OUT_INSTANCE_PROFILE) {
+        req = req.iam_instance_profile(IamInstanceProfileSpecification::builder().arn(arn).build());
+    }
+    if let Some(r) = &stack.capacity_reservation {
+        req = req.capacity_reservation_specification(
+            CapacityReservationSpecification::builder()
+                .capacity_reservation_target(CapacityReservationTarget::builder().capacity_reservation_id(r).build())
+                .build(),
+        );
+    }
+    if stack.capacity_block {
+        req = req.instance_market_options(InstanceMarketOptionsRequest::builder().market_type(MarketType::CapacityBlock).build());
+    }
+    // Not wrapped in with_retry: a create call is never repeated blindly, only classified.
+    let out = match req.send().await {
+        Ok(o) => o,
+        Err(e) => return Err(classify(&e, zone, ty)),
+    };
+    let mut ids: Vec<(i32, String)> =
+        out.instances().iter().filter_map(|i| Some((i.ami_launch_index().unwrap_or(0), i.instance_id()?.to_string()))).collect();
+    ids.sort();
+    // Name each instance after its node, so a later apply can tell them apart.
+    for ((_, id), node) in ids.iter().zip(&stack.nodes) {
+        with_retry("CreateTags", || async {
+            p.ec2
+                .create_tags()
+                .resources(id)
+                .tags(Tag::builder().key("Name").value(format!("{}-{}", stack.name, node.name)).build())
+                .tags(Tag::builder().key("nixl:node").value(&node.name).build())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(&e, zone, ty))
+        })
+        .await?;
+    }
+    let ids: Vec<String> = ids.into_iter().map(|(_, id)| id).collect();
+    let running = wait_running(p, &stack.name, &ids).await?;
+    wait_ssm_online(p, &ids).await?;
+    Ok(name_nodes(stack, running))
+}
+
+fn name_nodes(stack: &Stack, mut found: Vec<Found>) -> Vec<NodeInfo> {
+    found.sort_by_key(|f| {
+        (
+            f.node.as_ref().and_then(|n| stack.nodes.iter().position(|s| &s.name == n)).unwrap_or(usize::MAX),
+            f.launch_index,
+            f.id.clone(),
+        )
+    });
+    found
+        .into_iter()
+        .zip(&stack.nodes)
+        .map(|(f, n)| NodeInfo {
+            name: n.name.clone(),
+            id: f.id,
+            private_ip: f.private_ip,
+            zone: Some(f.zone),
+            instance_type: Some(f.instance_type),
+        })
+        .collect()
+}
+
+/// Instances of the stack that are not terminated (optionally in one zone).
+pub async fn find(p: &AwsProvider, stack: &str, zone: Option<&str>) -> Result<Vec<Found>, ProviderError> {
+    let states = ["pending", "running", "stopping", "stopped"];
+    let out = with_retry("DescribeInstances", || async {
+        let mut req =
+            p.ec2.describe_instances().filters(Filter::builder().name(format!("tag:{STACK_TAG}")).values(stack).build()).filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(states.iter().map(|s| s.to_string()).collect()))
+                    .build(),
+            );
+        if let Some(z) = zone {
+            req = req.filters(Filter::builder().name("availability-zone").values(z).build());
+        }
+        req.send().await.map_err(|e| classify(&e, "", ""))
+    })
+    .await?;
+    Ok(describe_found(out.reservations().iter().flat_map(|r| r.instances())))
+}
+
+fn describe_found<'a>(instances: impl Iterator<Item = &'a aws_sdk_ec2::types::Instance>) -> Vec<Found> {
+    instances
+        .filter(|i| {
+            !matches!(i.state().and_then(|s| s.name()), Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown))
+        })
+        .map(|i| Found {
+            id: i.instance_id().unwrap_or_default().into(),
+            node: i.tags().iter().find(|t| t.key() == Some("nixl:node")).and_then(|t| t.value()).map(String::from),
+            launch_index: i.ami_launch_index().unwrap_or(0),
+            zone: i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().into(),
+            instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+            private_ip: i.private_ip_address().unwrap_or_default().into(),
+            state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+async fn wait_running(p: &AwsProvider, stack: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let out = with_retry("DescribeInstances", || async {
+            p.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await.map_err(|e| classify(&e, "", ""))
+        })
+        .await?;
+        let all: Vec<&aws_sdk_ec2::types::Instance> = out.reservations().iter().flat_map(|r| r.instances()).collect();
+        if let Some(dead) = all.iter().find(|i| {
+            matches!(i.state().and_then(|s| s.name()), Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown))
+        }) {
+            // A launch can fail after RunInstances returned: the state reason says why.
+            let reason = dead.state_reason().and_then(|r| r.message()).unwrap_or("terminated during launch").to_string();
+            let zone = dead.placement().and_then(|p| p.availability_zone()).unwrap_or_default();
+            let ty = dead.instance_type().map(|t| t.as_str()).unwrap_or_default();
+            let others: Vec<String> = ids.iter().filter(|i| Some(i.as_str()) != dead.instance_id()).cloned().collect();
+            terminate(p, &others).await?;
+            return Err(super::classify_reason(&reason, zone, ty)
+                .unwrap_or(ProviderError::Other(format!("node of {stack} ended: {reason}"))));
+        }
+        let running = all.iter().filter(|i| i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running)).count();
+        if running == ids.len() {
+            return Ok(describe_found(all.into_iter()));
+        }
+        if Instant::now() > deadline {
+            return Err(ProviderError::Other(format!("nodes {} did not reach `running` in 15 minutes", ids.join(", "))));
+        }
+        tokio::time::sleep(p.opts.poll).await;
+    }
+}
+
+/// Commands go through SSM, so a node is usable only once its agent reports online.
+async fn wait_ssm_online(p: &AwsProvider, ids: &[String]) -> Result<(), ProviderError> {
+    use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
+    let deadline = Instant::now() + p.opts.ssm_online_timeout;
+    let filter = InstanceInformationStringFilter::builder()
+        .key("InstanceIds")
+        .set_values(Some(ids.to_vec()))
+        .build()
+        .map_err(|e| ProviderError::Other(e.to_string()))?;
+    loop {
+        let out = with_retry("DescribeInstanceInformation", || async {
+            p.ssm.describe_instance_information().filters(filter.clone()).send().await.map_err(|e| classify(&e, "", ""))
+        })
+        .await?;
+        let online: BTreeSet<&str> = out
+            .instance_information_list()
+            .iter()
+            .filter(|i| i.ping_status() == Some(&PingStatus::Online))
+            .filter_map(|i| i.instance_id())
+            .collect();
+        if ids.iter().all(|i| online.contains(i.as_str())) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(ProviderError::Other(format!(
+                "the SSM agent of {} did not come online in {}s: check the AMI has it and the instance profile has AmazonSSMManagedInstanceCore",
+                ids.join(", "),
+                p.opts.ssm_online_timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(p.opts.poll).await;
+    }
+}
+
+/// Terminates instances and waits until they are gone, so nothing is paid for after a failure.
+pub async fn terminate(p: &AwsProvider, ids: &[String]) -> Result<(), ProviderError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    with_retry("TerminateInstances", || async {
+        p.ec2
+            .terminate_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e, "", ""))
+    })
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let out = with_retry("DescribeInstances", || async {
+            p.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await.map_err(|e| classify(&e, "", ""))
+        })
+        .await?;
+        let left = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| i.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated))
+            .count();
+        if left == 0 || Instant::now() > deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(p.opts.poll).await;
+    }
+}
+
+async fn default_subnet(p: &AwsProvider, zone: &str) -> Result<String, ProviderError> {
+    let out = with_retry("DescribeSubnets", || async {
+        p.ec2
+            .describe_subnets()
+            .filters(Filter::builder().name("availability-zone").values(zone).build())
+            .filters(Filter::builder().name("default-for-az").values("true").build())
+            .send()
+            .await
+            .map_err(|e| classify(&e, zone, ""))
+    })
+    .await?;
+    out.subnets()
+        .iter()
+        .find_map(|s| s.subnet_id())
+        .map(String::from)
+        .ok_or_else(|| ProviderError::Credentials(format!("{zone} has no default subnet; set `subnet` in the stack block")))
+}
+
+/// (zone, type) pairs EC2 offers, for the types the stack names.
+async fn offerings(p: &AwsProvider, types: &[String]) -> Result<BTreeSet<(String, String)>, ProviderError> {
+    let out = with_retry("DescribeInstanceTypeOfferings", || async {
+        p.ec2
+            .describe_instance_type_offerings()
+            .location_type(LocationType::AvailabilityZone)
+            .filters(Filter::builder().name("instance-type").set_values(Some(types.to_vec())).build())
+            .send()
+            .await
+            .map_err(|e| classify(&e, "", ""))
+    })
+    .await?;
+    Ok(out
+        .instance_type_offerings()
+        .iter()
+        .filter_map(|o| Some((o.location()?.to_string(), o.instance_type()?.as_str().to_string())))
+        .collect())
+}
+
+/// The AMI: an explicit id, or the one an SSM public parameter names (the Deep Learning AMIs publish one).
+async fn resolve_ami(p: &AwsProvider, stack: &Stack) -> Result<String, ProviderError> {
+    if let Some(a) = &stack.ami {
+        return Ok(a.clone());
+    }
+    let Some(param) = &stack.ami_parameter else {
+        return Err(ProviderError::Credentials("the stack names no `ami` and no `ami_parameter`".into()));
+    };
+    let out =
+        with_retry("GetParameter", || async { p.ssm.get_parameter().name(param).send().await.map_err(|e| classify(&e, "", "")) })
+            .await?;
+    out.parameter()
+        .and_then(|x| x.value())
+        .map(String::from)
+        .ok_or_else(|| ProviderError::Other(format!("SSM parameter {param} has no value")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggested_zones_move_to_the_front_for_the_same_type() {
+        let q = |z: &str, t: &str| (z.to_string(), t.to_string());
+        let mut queue = vec![q("b", "x"), q("c", "x"), q("d", "x"), q("a", "y"), q("d", "y")];
+        prefer_suggested(&mut queue, "x", &["d".into(), "c".into()]);
+        assert_eq!(queue, vec![q("d", "x"), q("c", "x"), q("b", "x"), q("a", "y"), q("d", "y")]);
+    }
+}

@@ -1,0 +1,404 @@
+//! The AWS provider through the real SDK, against moto on 127.0.0.1 behind the
+//! fault-injecting proxy in `moto.rs`: create, converge, fail over across
+//! zones, survive throttling and SIGKILL, lock, destroy, and the SSM path.
+
+use crate::moto::{Moto, Proxy, AMI};
+use crate::support::{nixl, scratch};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const STACK: &str = "nixl-test";
+
+fn campaign(name: &str, zones: &[&str]) -> PathBuf {
+    let dir = scratch(name);
+    let zones: Vec<String> = zones.iter().map(|z| format!("\"{z}\"")).collect();
+    let text = format!(
+        r#"import "std/aws"
+import "std/models"
+import "std/vllm"
+
+setup env {{
+  step "01-hello" {{
+    name = "Say hello"
+    run  = "echo hello"
+  }}
+  step "02-marker" {{
+    name = "Write a marker"
+    run  = "touch /tmp/nixl-marker"
+    skip_if = "test -f /tmp/nixl-marker"
+  }}
+}}
+
+stack "{STACK}" {{
+  region         = "us-east-1"
+  zones          = [{}]
+  instance_type  = "g6e.12xlarge"
+  ami            = "{AMI}"
+  setup          = env
+  retry_interval = 2s
+
+  node "node1" {{ role = "prefill" }}
+  node "node2" {{ role = "decode" }}
+  bucket "scripts" {{}}
+}}
+
+experiment smoke {{
+  prefix = "sm"
+  model  = qwen2_5_7b
+  server = vllm {{ tp = 4 }}
+  bench  = vllm_bench {{ iterations = 5 }}
+
+  factor prompt      = [1K]
+  factor concurrency = [1]
+
+  layer "unified" {{
+    mode = unified
+    id   = "{{prefix}}-u-{{prompt}}-c{{concurrency}}"
+  }}
+}}
+"#,
+        zones.join(", ")
+    );
+    std::fs::write(dir.join("aws.nixl"), text).unwrap();
+    dir
+}
+
+fn aws_cmd(dir: &Path, proxy: &Proxy, args: &[&str]) -> Command {
+    let mut c = nixl();
+    c.current_dir(dir)
+        .args(args)
+        .env("AWS_ENDPOINT_URL", proxy.url())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
+        .env("NIXL_AWS_POLL_MS", "20");
+    c
+}
+
+fn run(dir: &Path, proxy: &Proxy, args: &[&str]) -> Output {
+    aws_cmd(dir, proxy, args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+const APPLY_NODES: &[&str] = &["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--target", "nodes"];
+const DESTROY: &[&str] = &["destroy", "aws.nixl", "--provider", "aws", "--auto-approve"];
+
+/// What moto holds, asked directly (not through the proxy).
+struct World {
+    stacks: Vec<String>,
+    running: Vec<(String, String)>,
+    buckets: usize,
+}
+
+fn world(moto: &Moto) -> World {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://127.0.0.1:{}", moto.port))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+            .load()
+            .await;
+        let cfn = aws_sdk_cloudformation::Client::new(&conf);
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
+        let stacks = cfn.describe_stacks().send().await.unwrap();
+        let stacks = stacks
+            .stacks()
+            .iter()
+            .filter(|s| s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE"))
+            .map(|s| s.stack_name().unwrap_or_default().to_string())
+            .collect();
+        let inst = ec2.describe_instances().send().await.unwrap();
+        let running = inst
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| matches!(i.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running" | "pending")))
+            .map(|i| {
+                (
+                    i.instance_id().unwrap_or_default().to_string(),
+                    i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let buckets = s3.list_buckets().send().await.unwrap().buckets().len();
+        World { stacks, running, buckets }
+    })
+}
+
+fn state(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join(".nixl/smoke/state.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn apply_creates_the_stack_and_two_nodes_a_second_apply_does_nothing_and_destroy_removes_everything() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-basic", &["us-east-1a", "us-east-1b"]);
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let st = state(&dir);
+    let n1 = st["resources"]["node.node1"]["id"].as_str().unwrap().to_string();
+    let n2 = st["resources"]["node.node2"]["id"].as_str().unwrap().to_string();
+    assert!(n1.starts_with("i-") && n2.starts_with("i-") && n1 != n2);
+    assert!(st["resources"]["stack"]["attributes"]["bucket"].as_str().is_some_and(|b| !b.is_empty()));
+    let w = world(&moto);
+    assert_eq!(w.stacks, vec![STACK.to_string()]);
+    assert_eq!(w.running.len(), 2);
+    assert_eq!(w.buckets, 1);
+    // RunInstances asked for both nodes at once, with EFA, IMDSv2 and the stack tag.
+    let runs = proxy.calls("RunInstances");
+    assert_eq!(runs.len(), 1);
+    let body = &runs[0].body;
+    for want in
+        ["MinCount=2", "MaxCount=2", "InterfaceType=efa", "HttpTokens=required", "Value=nixl-test", &format!("ImageId={AMI}")]
+    {
+        assert!(body.contains(want), "RunInstances lacks {want}: {body}");
+    }
+
+    // A second apply finds everything and creates nothing.
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(proxy.calls("RunInstances").len(), 1);
+    assert_eq!(proxy.calls("CreateStack").len(), 1);
+    assert_eq!(world(&moto).running.len(), 2);
+
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+    let w = world(&moto);
+    assert!(w.stacks.is_empty(), "stacks left: {:?}", w.stacks);
+    assert!(w.running.is_empty(), "instances left: {:?}", w.running);
+    assert_eq!(w.buckets, 0, "a bucket was left behind");
+    // Destroy again: nothing to remove, still fine.
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn capacity_errors_in_two_zones_land_the_nodes_in_the_third() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-capacity", &["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]);
+    proxy.faults.lock().unwrap().capacity_zones = ["us-east-1a", "us-east-1b"].iter().map(|s| s.to_string()).collect();
+    let out = run(&dir, &proxy, APPLY_NODES);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("landed in us-east-1c after 2 failed attempt(s)"), "{t}");
+    let st = state(&dir);
+    assert_eq!(st["resources"]["node.node1"]["attributes"]["zone"], "us-east-1c");
+    let w = world(&moto);
+    assert_eq!(w.running.len(), 2);
+    assert!(w.running.iter().all(|(_, z)| z == "us-east-1c"), "{:?}", w.running);
+    // The tool's own time from a capacity error to the next attempt.
+    let runs = proxy.calls("RunInstances");
+    assert_eq!(runs.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(), vec!["capacity", "capacity", "forwarded"]);
+    let gap = runs[1].at.duration_since(runs[0].at);
+    eprintln!("capacity error to next attempt: {} ms", gap.as_millis());
+    assert!(gap < Duration::from_secs(5), "failover took {gap:?}");
+}
+
+#[test]
+fn a_zone_suggested_by_the_error_message_is_tried_first() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-suggest", &["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]);
+    {
+        let mut f = proxy.faults.lock().unwrap();
+        f.capacity_zones = ["us-east-1a".to_string()].into_iter().collect();
+        f.suggest = vec!["us-east-1d".into()];
+    }
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(state(&dir)["resources"]["node.node1"]["attributes"]["zone"], "us-east-1d");
+    assert_eq!(proxy.calls("RunInstances").len(), 2);
+}
+
+#[test]
+fn all_zones_failing_is_a_clear_error_and_leaves_nothing_running() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let zones = ["us-east-1a", "us-east-1b", "us-east-1c"];
+    let dir = campaign("aws-nocap", &zones);
+    proxy.faults.lock().unwrap().capacity_zones = zones.iter().map(|s| s.to_string()).collect();
+    let out = run(&dir, &proxy, APPLY_NODES);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("no capacity in any zone for g6e.12xlarge"), "{t}");
+    for z in zones {
+        assert!(t.contains(&format!("  {z:<16} g6e.12xlarge"),), "attempt table lacks {z}: {t}");
+    }
+    assert!(world(&moto).running.is_empty());
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(world(&moto).stacks.is_empty());
+}
+
+#[test]
+fn throttling_on_the_first_five_calls_does_not_stop_apply() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-throttle", &["us-east-1a"]);
+    proxy.faults.lock().unwrap().throttle = 5;
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = proxy.log.lock().unwrap().clone();
+    let throttled: Vec<_> = log.iter().filter(|l| l.outcome == "throttled").collect();
+    assert_eq!(throttled.len(), 5);
+    assert!(throttled.iter().all(|l| l.service == "cloudformation" || l.service == "ec2" || l.service == "ssm"), "{throttled:?}");
+    assert_eq!(world(&moto).running.len(), 2);
+}
+
+#[test]
+fn a_dropped_connection_is_retried() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-drop", &["us-east-1a"]);
+    proxy.faults.lock().unwrap().drop = 2;
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(world(&moto).running.len(), 2);
+}
+
+#[test]
+fn sigkill_at_random_points_converges_to_one_stack_and_one_pair_of_nodes() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-kill", &["us-east-1a", "us-east-1b"]);
+    // A fixed pseudo-random sequence, so a failure can be replayed.
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    for round in 0..20 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_millis(50 + seed % 900);
+        let mut child = aws_cmd(&dir, &proxy, APPLY_NODES).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = run(&dir, &proxy, APPLY_NODES);
+        assert!(out.status.success(), "round {round} (killed after {delay:?}): {}", text(&out));
+        let w = world(&moto);
+        assert_eq!(w.stacks.len(), 1, "round {round}: {:?}", w.stacks);
+        assert_eq!(w.running.len(), 2, "round {round}: {:?}", w.running);
+        let st = state(&dir);
+        let mut ids = vec![
+            st["resources"]["node.node1"]["id"].as_str().unwrap().to_string(),
+            st["resources"]["node.node2"]["id"].as_str().unwrap().to_string(),
+        ];
+        let mut live: Vec<String> = w.running.iter().map(|(i, _)| i.clone()).collect();
+        ids.sort();
+        live.sort();
+        assert_eq!(ids, live, "round {round}: the state does not name the running nodes");
+        // Every third round starts from nothing, so kills also land inside creation.
+        if round % 3 == 2 {
+            let out = run(&dir, &proxy, DESTROY);
+            assert!(out.status.success(), "{}", text(&out));
+        }
+    }
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+    let w = world(&moto);
+    assert!(w.stacks.is_empty() && w.running.is_empty() && w.buckets == 0, "left: {:?} {:?} {}", w.stacks, w.running, w.buckets);
+}
+
+#[test]
+fn a_second_concurrent_apply_stops_with_a_lock_error_naming_the_holder() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-lock", &["us-east-1a"]);
+    // The first apply waits for capacity forever.
+    proxy.faults.lock().unwrap().capacity_zones = ["us-east-1a".to_string()].into_iter().collect();
+    let mut args = APPLY_NODES.to_vec();
+    args.push("--retry-until-up");
+    let mut first = aws_cmd(&dir, &proxy, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.calls("RunInstances").is_empty() {
+        assert!(Instant::now() < deadline, "the first apply never tried to launch");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = run(&dir, &proxy, APPLY_NODES);
+    let t = text(&out);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("locked") && t.contains(&format!("pid {}", first.id())), "{t}");
+}
+
+#[test]
+fn setup_goes_through_ssm_to_both_nodes_with_each_script_uploaded_once() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-ssm", &["us-east-1a"]);
+    let args = [
+        "apply",
+        "aws.nixl",
+        "--provider",
+        "aws",
+        "--auto-approve",
+        "--target",
+        "setup.node1.02-marker",
+        "--target",
+        "setup.node2.02-marker",
+    ];
+    let out = run(&dir, &proxy, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    let st = state(&dir);
+    let ids = [st["resources"]["node.node1"]["id"].as_str().unwrap(), st["resources"]["node.node2"]["id"].as_str().unwrap()];
+    let sends = proxy.calls("SendCommand");
+    assert_eq!(sends.len(), 2, "one command per setup step, to both nodes at once");
+    let mut keys = vec![];
+    for s in &sends {
+        let v: serde_json::Value = serde_json::from_str(&s.body).unwrap();
+        assert_eq!(v["DocumentName"], "AWS-RunShellScript");
+        let mut sent: Vec<&str> = v["InstanceIds"].as_array().unwrap().iter().filter_map(|x| x.as_str()).collect();
+        sent.sort();
+        let mut want = ids.to_vec();
+        want.sort();
+        assert_eq!(sent, want);
+        let cmds: Vec<&str> = v["Parameters"]["commands"].as_array().unwrap().iter().filter_map(|x| x.as_str()).collect();
+        let cp = cmds.iter().find(|c| c.contains("aws s3 cp")).expect("the node fetches the script from the bucket");
+        let key = cp.split("nixl/scripts/").nth(1).unwrap().split('\'').next().unwrap().to_string();
+        keys.push(key);
+        assert!(v["Parameters"]["executionTimeout"].is_array());
+    }
+    assert_ne!(keys[0], keys[1]);
+    // Each script went to the bucket exactly once.
+    let log = proxy.log.lock().unwrap().clone();
+    for k in &keys {
+        let puts =
+            log.iter().filter(|l| l.action.starts_with("PUT ") && l.action.ends_with(&format!("nixl/scripts/{k}"))).count();
+        assert_eq!(puts, 1, "{k} uploaded {puts} times");
+    }
+    for step in ["setup.node1.01-hello", "setup.node2.01-hello", "setup.node1.02-marker", "setup.node2.02-marker"] {
+        assert_eq!(st["actions"][step]["status"], "done", "{step}: {}", st["actions"][step]);
+    }
+    // Re-running the same targets sends nothing: the outcomes are recorded.
+    let out = run(&dir, &proxy, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(proxy.calls("SendCommand").len(), 2);
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn export_cfn_prints_the_base_resources() {
+    let dir = campaign("aws-cfn", &["us-east-1a"]);
+    let out = nixl().current_dir(&dir).args(["export-cfn", "aws.nixl"]).output().unwrap();
+    assert!(out.status.success());
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &t["Resources"];
+    assert_eq!(r["SecurityGroup"]["Type"], "AWS::EC2::SecurityGroup");
+    assert_eq!(r["SelfIngress"]["Properties"]["IpProtocol"], "-1");
+    assert!(r.get("SshIngress").is_none(), "no SSH ingress unless a CIDR is given");
+    assert_eq!(r["Bucket"]["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicAcls"], true);
+    assert_eq!(r["PlacementGroup"]["Properties"]["Strategy"], "cluster");
+    assert_eq!(r["Role"]["Properties"]["ManagedPolicyArns"][0], "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore");
+}

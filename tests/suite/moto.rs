@@ -1,0 +1,340 @@
+//! Test support for the AWS provider: a moto server on a free 127.0.0.1 port,
+//! and a small proxy between the SDK and moto that answers what moto lacks
+//! (SSM DescribeInstanceInformation, the Deep Learning AMI parameter) and
+//! injects faults on demand: capacity errors for chosen zones, throttling for
+//! the first N calls, a dropped connection. Every request is logged.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A moto AMI id, so RunInstances finds its image.
+pub const AMI: &str = "ami-03cf127a";
+
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Moto {
+    /// Starts `moto_server` (pip install 'moto[server]'); panics with the fix if it is missing.
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server not found: run `python3 -m pip install 'moto[server]'` (.ci/run does)");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen on 127.0.0.1:{port} within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, port }
+    }
+}
+
+#[derive(Default)]
+pub struct Faults {
+    /// RunInstances in these zones fails with InsufficientInstanceCapacity.
+    pub capacity_zones: HashSet<String>,
+    /// Zones the capacity message suggests ("... choosing us-east-1c").
+    pub suggest: Vec<String>,
+    /// The next N calls (of any service but S3) are throttled.
+    pub throttle: usize,
+    /// The next N connections are dropped without an answer.
+    pub drop: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub service: String,
+    pub action: String,
+    pub body: String,
+    pub at: Instant,
+    /// What the proxy did: "forwarded", "capacity", "throttled", "dropped", "answered".
+    pub outcome: String,
+}
+
+#[derive(Clone)]
+pub struct Proxy {
+    pub port: u16,
+    pub faults: Arc<Mutex<Faults>>,
+    pub log: Arc<Mutex<Vec<Logged>>>,
+}
+
+impl Proxy {
+    pub fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let p = Proxy { port, faults: Arc::default(), log: Arc::default() };
+        let q = p.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let q = q.clone();
+                std::thread::spawn(move || q.serve(conn, upstream));
+            }
+        });
+        p
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn calls(&self, action: &str) -> Vec<Logged> {
+        self.log.lock().unwrap().iter().filter(|l| l.action == action).cloned().collect()
+    }
+
+    fn serve(&self, conn: TcpStream, upstream: u16) {
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let Some((head, body)) = read_request(&mut reader) else { return };
+        let (service, action) = classify(&head, &body);
+        let raw = String::from_utf8_lossy(&body).into_owned();
+        // Query protocols (EC2, CloudFormation) send forms; SSM sends JSON, which must stay as it is.
+        let body_text =
+            if header(&head, "content-type").is_some_and(|c| c.contains("urlencoded")) { url_decode(&raw) } else { raw };
+        let (outcome, reply) = self.decide(&service, &action, &body_text);
+        self.log.lock().unwrap().push(Logged {
+            service: service.clone(),
+            action: action.clone(),
+            body: body_text,
+            at: Instant::now(),
+            outcome: outcome.to_string(),
+        });
+        let mut out = conn;
+        match reply {
+            Reply::Drop => {}
+            Reply::Answer(bytes) => {
+                let _ = out.write_all(&bytes);
+            }
+            Reply::Forward => {
+                if let Some(resp) = forward(&head, &body, upstream) {
+                    let _ = out.write_all(&resp);
+                }
+            }
+        }
+        let _ = out.flush();
+    }
+
+    fn decide(&self, service: &str, action: &str, body: &str) -> (&'static str, Reply) {
+        let mut f = self.faults.lock().unwrap();
+        if f.drop > 0 {
+            f.drop -= 1;
+            return ("dropped", Reply::Drop);
+        }
+        if f.throttle > 0 && service != "s3" {
+            f.throttle -= 1;
+            return ("throttled", Reply::Answer(throttle(service)));
+        }
+        if action == "RunInstances" {
+            if let Some(z) = f.capacity_zones.iter().find(|z| body.contains(&format!("Placement.AvailabilityZone={z}"))) {
+                let ty = field(body, "InstanceType").unwrap_or_default();
+                let hint = if f.suggest.is_empty() { String::new() } else { format!(" or choosing {}.", f.suggest.join(", ")) };
+                let msg = format!("We currently do not have sufficient {ty} capacity in the Availability Zone you requested ({z}). Our system will be working on provisioning additional capacity. You can currently get {ty} capacity by not specifying an Availability Zone in your request{hint}");
+                return ("capacity", Reply::Answer(ec2_error(500, "InsufficientInstanceCapacity", &msg)));
+            }
+        }
+        drop(f);
+        if action == "DescribeInstanceInformation" {
+            // moto has no SSM inventory: every instance asked about is online.
+            let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let ids: Vec<String> = v["Filters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|f| f["Key"] == "InstanceIds")
+                .flat_map(|f| f["Values"].as_array().cloned().unwrap_or_default())
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect();
+            let list: Vec<serde_json::Value> = ids
+                .iter()
+                .map(|i| serde_json::json!({"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"}))
+                .collect();
+            return ("answered", Reply::Answer(json_ok(&serde_json::json!({ "InstanceInformationList": list }))));
+        }
+        if action == "GetParameter" && body.contains("/aws/service/deeplearning/") {
+            let name = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v["Name"].as_str().map(String::from));
+            let p = serde_json::json!({"Parameter": {"Name": name, "Type": "String", "Value": AMI, "Version": 1}});
+            return ("answered", Reply::Answer(json_ok(&p)));
+        }
+        ("forwarded", Reply::Forward)
+    }
+}
+
+enum Reply {
+    Forward,
+    Answer(Vec<u8>),
+    Drop,
+}
+
+/// Reads one HTTP/1.1 request: the head as text, the body by length or chunks.
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let len = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok());
+    let mut body = vec![];
+    if let Some(n) = len {
+        body.resize(n, 0);
+        r.read_exact(&mut body).ok()?;
+    } else if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).ok()?;
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        // Re-frame as a plain body for moto.
+        head = head.replace("Transfer-Encoding: chunked\r\n", "").replace("transfer-encoding: chunked\r\n", "");
+        head.insert_str(head.len() - 2, &format!("content-length: {}\r\n", body.len()));
+    }
+    Some((head, body))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The service from the SigV4 credential scope, the action from the target header, form or path.
+fn classify(head: &str, body: &[u8]) -> (String, String) {
+    let service = header(head, "authorization")
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_string();
+    if let Some(t) = header(head, "x-amz-target") {
+        return (service, t.rsplit('.').next().unwrap_or(t).to_string());
+    }
+    let text = String::from_utf8_lossy(body);
+    if let Some(a) = field(&text, "Action") {
+        return (service, a);
+    }
+    let line = head.lines().next().unwrap_or("");
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or("");
+    let path = parts.next().unwrap_or("").split('?').next().unwrap_or("");
+    (service, format!("{method} {path}"))
+}
+
+fn field(form: &str, name: &str) -> Option<String> {
+    form.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(String::from))
+}
+
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match h {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends the request to moto on a fresh connection and returns its answer, marked `Connection: close`.
+fn forward(head: &str, body: &[u8], upstream: u16) -> Option<Vec<u8>> {
+    let mut up = TcpStream::connect(("127.0.0.1", upstream)).ok()?;
+    let head: String = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect::<String>();
+    let head = head.trim_end_matches("\r\n").to_string() + "\r\nConnection: close\r\n\r\n";
+    up.write_all(head.as_bytes()).ok()?;
+    up.write_all(body).ok()?;
+    let mut resp = vec![];
+    up.read_to_end(&mut resp).ok()?;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let rhead = String::from_utf8_lossy(&resp[..split]).to_string();
+    let rhead: String =
+        rhead.lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).map(|l| format!("{l}\r\n")).collect();
+    let mut out = rhead.into_bytes();
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(&resp[split + 4..]);
+    Some(out)
+}
+
+fn response(status: u16, content_type: &str, extra: &str, body: &str) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        _ => "Internal Server Error",
+    };
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn ec2_error(status: u16, code: &str, msg: &str) -> Vec<u8> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{msg}</Message></Error></Errors><RequestID>proxy-0001</RequestID></Response>"
+    );
+    response(status, "text/xml", "", &body)
+}
+
+fn json_ok(v: &serde_json::Value) -> Vec<u8> {
+    response(200, "application/x-amz-json-1.1", "", &v.to_string())
+}
+
+fn throttle(service: &str) -> Vec<u8> {
+    match service {
+        "ec2" => ec2_error(503, "RequestLimitExceeded", "Request limit exceeded."),
+        "ssm" => {
+            let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+            response(400, "application/x-amz-json-1.1", "x-amzn-ErrorType: ThrottlingException\r\n", body)
+        }
+        _ => {
+            let body = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>proxy-0002</RequestId></ErrorResponse>";
+            response(400, "text/xml", "", body)
+        }
+    }
+}
