@@ -2,6 +2,7 @@
 //! records each outcome in the state the moment it ends, keeps every result,
 //! and stops cleanly on Ctrl-C. The same code drives AWS and the local machine.
 
+pub mod progress;
 pub mod render;
 
 use crate::check::value::Value;
@@ -57,7 +58,7 @@ struct Exec<'a, P: Provider> {
 }
 
 fn log(msg: &str) {
-    eprintln!("{msg}");
+    progress::log(msg);
 }
 
 /// Runs the plan. The state is saved after every action.
@@ -88,6 +89,8 @@ pub async fn run<P: Provider>(
     let wanted = selection(plan, &opts.targets, &opts.replace);
     let actions = &plan.actions;
     let total = wanted.iter().filter(|&&i| runs(&actions[i], &opts.replace)).count();
+    let to_run: Vec<&Action> = wanted.iter().map(|&i| &actions[i]).filter(|a| runs(a, &opts.replace)).collect();
+    progress::begin(plan, &to_run);
     let mut n = 0;
     let mut server_up: Option<u32> = None;
     // Setup actions already run as part of a batch across nodes.
@@ -140,7 +143,12 @@ pub async fn run<P: Provider>(
             continue;
         }
         n += 1;
-        log(&format!("[{n}/{total}] {} {}", symbol(a), a.label));
+        progress::starting(plan, a);
+        if a.kind == Kind::Pattern {
+            log(&format!("[{n}/{total}] {} {}  ({})", symbol(a), a.label, progress::position()));
+        } else {
+            log(&format!("[{n}/{total}] {} {}", symbol(a), a.label));
+        }
         let started = Instant::now();
         let result = match a.kind {
             Kind::Stack => ex.stack(a).await,
@@ -164,6 +172,7 @@ pub async fn run<P: Provider>(
             Kind::Analysis => ex.analysis(a, started),
             Kind::Teardown | Kind::Setup => Ok(None),
         };
+        progress::finished(a);
         match result {
             Ok(_) => {
                 ex.outcome.done += 1;
@@ -190,6 +199,7 @@ pub async fn run<P: Provider>(
     if server_up.is_some() {
         let _ = ex.stop_servers().await;
     }
+    progress::end();
     Ok(ex.outcome)
 }
 

@@ -201,3 +201,70 @@ fn phase2_needs_six_launches_in_the_seed_order() {
     assert_eq!(counts, vec![9, 10, 1, 11, 3, 3]);
     assert_eq!(plan.summary.launches, 6);
 }
+
+/// The reference's `{{VAR}}` placeholders replaced by its own variables.
+fn substitute(text: &str, vars: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut out = text.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{{{k}}}}}"), v.as_str().unwrap_or_default());
+    }
+    out
+}
+
+/// Whitespace-insensitive form of a shell line, for comparison.
+fn norm(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn the_setup_example_renders_the_reference_task_list() {
+    let loaded = load("setup.nixl");
+    let setup = loaded.check.model.setups.iter().find(|s| s.name == "env_v0_16").expect("setup env_v0_16");
+    let reference = json("setup-v0.16.0-environment.json");
+    let vars = reference["variables"].as_object().unwrap();
+    let tasks = reference["tasks"].as_array().unwrap();
+    // The same steps, in the same order, with the same names.
+    let ids: Vec<&str> = setup.steps.iter().map(|s| s.id.as_str()).collect();
+    let want: Vec<&str> = tasks.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, want);
+    // 05 names the NIXL version it now pins (the seed installed whatever was newest).
+    for (step, task) in setup.steps.iter().zip(tasks).filter(|(s, _)| s.id != "05-install-nixl") {
+        assert_eq!(step.name, task["name"].as_str().unwrap(), "{}", step.id);
+    }
+    // Skip conditions render to the reference's, but for the fixes the example's header documents.
+    // 04 and 05 compare the installed version to the pinned one (05's was not pinned); 18 no
+    // longer hard-codes the etcd version; 17 reads nixl's own record; 21 uses one cache path.
+    let fixed_skips =
+        ["04-install-vllm", "05-install-nixl", "17-test-environment", "18-pre-pull-etcd-image", "21-pre-download-model"];
+    // Quoting style is not meaning: compare with one kind of quote.
+    let quotes = |s: String| s.replace('"', "'");
+    let mut differing = vec![];
+    for (step, task) in setup.steps.iter().zip(tasks) {
+        let want = task["skip_if"].as_str().map(|s| quotes(norm(&substitute(s, vars))));
+        if step.skip_if.as_deref().map(|s| quotes(norm(s))) != want {
+            differing.push(step.id.clone());
+        }
+    }
+    eprintln!("skip conditions that differ: {differing:?}");
+    differing.retain(|d| !fixed_skips.contains(&d.as_str()));
+    assert!(differing.is_empty(), "skip conditions differ from the reference: {differing:?}");
+    // Every install and configuration command of the reference is in the rendered script.
+    let mut missing = vec![];
+    for (step, task) in setup.steps.iter().zip(tasks) {
+        let script = quotes(norm(&nixl::apply::render::setup_script(step)));
+        for c in task["commands"].as_array().unwrap() {
+            let line = quotes(norm(&substitute(c.as_str().unwrap(), vars)));
+            let essential = ["pip install", "apt-get install", "git clone", "docker run", "docker pull", "make "]
+                .iter()
+                .any(|k| line.contains(k));
+            if essential && !script.contains(&line) {
+                missing.push(format!("{}: {line}", step.id));
+            }
+        }
+    }
+    eprintln!("reference commands not rendered verbatim:\n{}", missing.join("\n"));
+    // 05 pins NIXL's version in its pip line; 16 no longer hides apt's errors behind grep.
+    let known = ["05-install-nixl", "16-install-perftest"];
+    missing.retain(|m| !known.iter().any(|k| m.starts_with(k)));
+    assert!(missing.is_empty(), "reference commands not rendered: {missing:#?}");
+}

@@ -149,7 +149,7 @@ where
         match call().await {
             Err(ProviderError::Transient(m)) if attempt + 1 < ATTEMPTS => {
                 let wait = backoff(attempt);
-                eprintln!("  {what}: {m}; retrying in {:.1}s", wait.as_secs_f64());
+                say!("  {what}: {m}; retrying in {:.1}s", wait.as_secs_f64());
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }

@@ -3,6 +3,11 @@
 //! (`ssm`), objects in the stack's S3 bucket. Credentials and region come from
 //! the standard chain; `AWS_ENDPOINT_URL` points every client at an emulator.
 
+/// Progress lines go through apply's view, so they scroll above its status line.
+macro_rules! say {
+    ($($t:tt)*) => { $crate::apply::progress::log(&format!($($t)*)) };
+}
+
 mod errors;
 mod nodes;
 mod ssm;
@@ -128,7 +133,7 @@ impl AwsProvider {
             if !seen.insert(id) {
                 continue;
             }
-            eprintln!(
+            say!(
                 "  [cloudformation] {} {}{}",
                 ev.logical_resource_id().unwrap_or("?"),
                 ev.resource_status().map(|s| s.as_str()).unwrap_or("?"),
@@ -160,7 +165,7 @@ impl AwsProvider {
     }
 
     async fn create_stack(&self, stack: &Stack, body: &str) -> Result<(), ProviderError> {
-        eprintln!("  creating CloudFormation stack `{}` in {}", stack.name, stack.region);
+        say!("  creating CloudFormation stack `{}` in {}", stack.name, stack.region);
         with_retry("CreateStack", || async {
             self.cfn
                 .create_stack()
@@ -182,7 +187,7 @@ impl AwsProvider {
     /// Applies a changed template through a change set, so the change is reviewable and atomic.
     async fn update_stack(&self, stack: &Stack, body: &str) -> Result<(), ProviderError> {
         let cs = format!("nixl-{}", &crate::state::content_hash(&body)[..12]);
-        eprintln!("  updating stack `{}` through change set {cs}", stack.name);
+        say!("  updating stack `{}` through change set {cs}", stack.name);
         with_retry("CreateChangeSet", || async {
             self.cfn
                 .create_change_set()
@@ -322,11 +327,11 @@ impl Provider for AwsProvider {
             let status = st.stack_status().map(|s| s.as_str().to_string()).unwrap_or_default();
             match status.as_str() {
                 s if s.ends_with("_IN_PROGRESS") => {
-                    eprintln!("  stack `{}` is {s}; waiting", stack.name);
+                    say!("  stack `{}` is {s}; waiting", stack.name);
                     self.wait_stack(&stack.name, &mut seen).await?;
                 }
                 "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED" => {
-                    eprintln!("  stack `{}` is {status} from an earlier attempt; deleting it to start over", stack.name);
+                    say!("  stack `{}` is {status} from an earlier attempt; deleting it to start over", stack.name);
                     if let Some(id) = outputs_of(&st).get(template::OUT_BUCKET) {
                         self.empty_bucket(id).await?;
                     }
@@ -383,7 +388,7 @@ impl Provider for AwsProvider {
             }
         }
         if !ids.is_empty() {
-            eprintln!("  terminating {}", ids.join(", "));
+            say!("  terminating {}", ids.join(", "));
             nodes::terminate(self, &ids).await?;
         }
         let current = self.describe(&stack.name).await?;
@@ -392,10 +397,10 @@ impl Provider for AwsProvider {
             .or_else(|| current.as_ref().and_then(|s| outputs_of(s).get(template::OUT_BUCKET).cloned()));
         if let Some(b) = bucket {
             let n = self.empty_bucket(&b).await?;
-            eprintln!("  emptied bucket {b} ({n} object versions)");
+            say!("  emptied bucket {b} ({n} object versions)");
         }
         if current.is_some() {
-            eprintln!("  deleting CloudFormation stack `{}`", stack.name);
+            say!("  deleting CloudFormation stack `{}`", stack.name);
             self.delete_stack(&stack.name).await?;
         }
         Ok(())

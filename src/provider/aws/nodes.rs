@@ -50,10 +50,10 @@ pub async fn ensure(
     }
     if !found.is_empty() {
         // An interrupted launch: a partial set cannot serve, and a fresh pair lands together.
-        eprintln!("  found {} of {want} nodes from an interrupted launch; terminating them first", found.len());
+        say!("  found {} of {want} nodes from an interrupted launch; terminating them first", found.len());
         terminate(p, &found.iter().map(|f| f.id.clone()).collect::<Vec<_>>()).await?;
     } else if !existing.is_empty() {
-        eprintln!("  the nodes recorded in the state are gone; launching new ones");
+        say!("  the nodes recorded in the state are gone; launching new ones");
     }
     launch_with_fallback(p, stack, info).await
 }
@@ -63,7 +63,7 @@ async fn keep(p: &AwsProvider, stack: &Stack, found: Vec<Found>) -> Result<Vec<N
     let stopped: Vec<String> =
         found.iter().filter(|f| f.state == "stopped" || f.state == "stopping").map(|f| f.id.clone()).collect();
     if !stopped.is_empty() {
-        eprintln!("  starting stopped nodes {}", stopped.join(", "));
+        say!("  starting stopped nodes {}", stopped.join(", "));
         with_retry("StartInstances", || async {
             p.ec2
                 .start_instances()
@@ -94,7 +94,7 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
                 if offered.contains(&(z.clone(), t.clone())) {
                     queue.push((z.clone(), t.clone()));
                 } else if round == 1 {
-                    eprintln!("  skipping {z}: it does not offer {t}");
+                    say!("  skipping {z}: it does not offer {t}");
                     attempts.push(Attempt {
                         zone: z.clone(),
                         instance_type: t.clone(),
@@ -112,17 +112,17 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
         }
         while !queue.is_empty() {
             let (zone, ty) = queue.remove(0);
-            eprintln!("  launching {} x {ty} in {zone}", stack.nodes.len());
+            say!("  launching {} x {ty} in {zone}", stack.nodes.len());
             match launch(p, stack, info, &ami, &zone, &ty).await {
                 Ok(nodes) => {
                     let failed = attempts.iter().filter(|a| a.reason != "not offered in this zone").count();
                     if failed > 0 {
-                        eprintln!("  landed in {zone} after {failed} failed attempt(s):\n{}", table(&attempts));
+                        say!("  landed in {zone} after {failed} failed attempt(s):\n{}", table(&attempts));
                     }
                     return Ok(nodes);
                 }
                 Err(ProviderError::Capacity { message, .. }) => {
-                    eprintln!("  no capacity for {ty} in {zone}: {message}");
+                    say!("  no capacity for {ty} in {zone}: {message}");
                     attempts.push(Attempt { zone: zone.clone(), instance_type: ty.clone(), reason: message.clone() });
                     // Never leave a partial launch running while trying elsewhere.
                     let partial: Vec<String> = find(p, &stack.name, Some(&zone)).await?.into_iter().map(|f| f.id).collect();
@@ -161,11 +161,11 @@ fn prefer_suggested(queue: &mut Vec<(String, String)>, ty: &str, zones: &[String
 
 async fn countdown(round: u32, wait: Duration) {
     let end = Instant::now() + wait;
-    eprintln!("  round {round} found no capacity; next round in {}s (Ctrl-C to stop)", wait.as_secs());
+    say!("  round {round} found no capacity; next round in {}s (Ctrl-C to stop)", wait.as_secs());
     while Instant::now() < end {
         let left = end.saturating_duration_since(Instant::now());
         if left.as_secs().is_multiple_of(10) && left.as_secs() > 0 {
-            eprintln!("  next round in {}s", left.as_secs());
+            say!("  next round in {}s", left.as_secs());
         }
         tokio::time::sleep(left.min(Duration::from_secs(1))).await;
     }
