@@ -205,6 +205,14 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
             for (id, e) in &o.failed {
                 println!("  failed {id}: {}", e.lines().next().unwrap_or(""));
             }
+            // Infrastructure failures point at the stack block that asked for it.
+            if let Some((_, e)) = o.failed.iter().find(|(id, _)| id == "stack" || id == "nodes") {
+                if let Some(stack) = stack_of(&loaded.check.model, &plan.experiment) {
+                    let d = infra_diagnostic(stack, e);
+                    let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
+                    eprint!("{}", nixl::render::render(&[d], &loaded.check.sources, nixl::render::Format::Auto, color));
+                }
+            }
             if o.failed.is_empty() && !o.interrupted {
                 ExitCode::SUCCESS
             } else {
@@ -456,4 +464,29 @@ pub fn export_cfn(file: &Path, experiment: Option<&str>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A provider failure as a diagnostic on the stack block, with what to do about it.
+fn infra_diagnostic(stack: &Stack, error: &str) -> nixl::diagnostics::Diagnostic {
+    use nixl::diagnostics::{Code, Diagnostic};
+    let first = error.lines().next().unwrap_or(error).to_string();
+    let (code, help) = if first.contains("capacity") {
+        (
+            Code::NoCapacity,
+            "add zones or instance types with the same GPUs to `zones` and `instance_type`, or run apply with --retry-until-up",
+        )
+    } else if first.starts_with("account limit") {
+        (
+            Code::CloudRefused,
+            "request a higher quota (Service Quotas: Running On-Demand G and VT instances) or use fewer or smaller nodes",
+        )
+    } else if first.starts_with("credentials") {
+        (Code::CloudRefused, "check the AWS credentials (AWS_PROFILE, `aws sso login`) and that the region and subnet exist")
+    } else {
+        (
+            Code::CloudRefused,
+            "the message above is AWS's own; fix the stack block or the account, then run apply again: finished work is kept",
+        )
+    };
+    Diagnostic::error(code, stack.span, first).label(format!("stack \"{}\" declared here", stack.name)).help(help)
 }

@@ -95,6 +95,10 @@ pub enum Code {
     Cycle,
     /// A pinned order that needs more server launches than necessary.
     OrderCost,
+    /// Apply found no capacity for the stack's nodes in any zone it may use.
+    NoCapacity,
+    /// The cloud refused the stack's resources: quota, credentials or configuration.
+    CloudRefused,
 }
 
 impl Code {
@@ -125,8 +129,14 @@ impl Code {
             Unestimable => 304,
             Cycle => 401,
             OrderCost => 402,
+            NoCapacity => 501,
+            CloudRefused => 502,
         }
     }
+    /// Codes apply reports about the stack block when the cloud says no; no file alone can cause them.
+    pub const RUNTIME: [Code; 2] = [Code::NoCapacity, Code::CloudRefused];
+
+    /// Every code a file can cause, each with an invalid input under tests/golden/invalid.
     pub const ALL: [Code; 24] = {
         use Code::*;
         [

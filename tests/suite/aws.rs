@@ -232,6 +232,8 @@ fn all_zones_failing_is_a_clear_error_and_leaves_nothing_running() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("no capacity in any zone for g6e.12xlarge"), "{t}");
+    // The failure is a diagnostic on the stack block.
+    assert!(t.contains("error[nixl::E0501]") && t.contains("stack \"nixl-test\" declared here"), "{t}");
     for z in zones {
         assert!(t.contains(&format!("  {z:<16} g6e.12xlarge"),), "attempt table lacks {z}: {t}");
     }

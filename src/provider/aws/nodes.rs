@@ -123,7 +123,7 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
                 }
                 Err(ProviderError::Capacity { message, .. }) => {
                     say!("  no capacity for {ty} in {zone}: {message}");
-                    attempts.push(Attempt { zone: zone.clone(), instance_type: ty.clone(), reason: message.clone() });
+                    attempts.push(Attempt { zone: zone.clone(), instance_type: ty.clone(), reason: first_sentence(&message) });
                     // Never leave a partial launch running while trying elsewhere.
                     let partial: Vec<String> = find(p, &stack.name, Some(&zone)).await?.into_iter().map(|f| f.id).collect();
                     if !partial.is_empty() {
@@ -168,6 +168,14 @@ async fn countdown(round: u32, wait: Duration) {
             say!("  next round in {}s", left.as_secs());
         }
         tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+    }
+}
+
+/// "InsufficientInstanceCapacity: We currently do not have sufficient ... capacity in ... (us-east-1b)", for the table.
+fn first_sentence(m: &str) -> String {
+    match m.find(". ") {
+        Some(i) => m[..=i].to_string(),
+        None => m.to_string(),
     }
 }
 
