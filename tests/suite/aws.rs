@@ -404,3 +404,26 @@ fn export_cfn_prints_the_base_resources() {
     assert_eq!(r["PlacementGroup"]["Properties"]["Strategy"], "cluster");
     assert_eq!(r["Role"]["Properties"]["ManagedPolicyArns"][0], "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore");
 }
+
+#[test]
+fn a_changed_stack_block_is_updated_through_a_change_set() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-update", &["us-east-1a"]);
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = dir.join("aws.nixl");
+    let text0 = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text0.replace("  retry_interval = 2s\n", "  retry_interval = 2s\n  ssh_cidr       = \"10.0.0.0/16\"\n")).unwrap();
+    let plan = run(&dir, &proxy, &["plan", "aws.nixl"]);
+    let p = text(&plan);
+    assert!(p.contains("~ stack"), "the plan shows the stack as updated in place: {p}");
+    let out = run(&dir, &proxy, &["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--target", "stack"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(proxy.calls("CreateChangeSet").len(), 1);
+    assert_eq!(proxy.calls("ExecuteChangeSet").len(), 1);
+    assert_eq!(proxy.calls("CreateStack").len(), 1);
+    // The nodes were not touched.
+    assert_eq!(proxy.calls("RunInstances").len(), 1);
+    assert_eq!(world(&moto).running.len(), 2);
+}
