@@ -81,7 +81,7 @@ pub async fn run<P: Provider>(
         store,
         nodes: vec![],
         stack_info: None,
-        render: RenderVars::new(&[], &opts.here.display().to_string()),
+        render: RenderVars::new(&[], &opts.here.display().to_string()).with_model(design.model.as_ref()),
         failed: BTreeSet::new(),
         outcome: Outcome::default(),
         kv: design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64),
@@ -308,7 +308,7 @@ impl<P: Provider> Exec<'_, P> {
     }
 
     fn set_nodes(&mut self, nodes: Vec<NodeInfo>) {
-        self.render = RenderVars::new(&nodes, &self.opts.here.display().to_string());
+        self.render = RenderVars::new(&nodes, &self.opts.here.display().to_string()).with_model(self.design.model.as_ref());
         self.nodes = nodes;
     }
 

@@ -25,6 +25,14 @@ impl RenderVars {
         RenderVars { vars }
     }
 
+    /// Adds `model_id`, the experiment's model as the server loads it (its Hugging Face id).
+    pub fn with_model(mut self, model: Option<&crate::check::model::LlmModel>) -> RenderVars {
+        if let Some(m) = model {
+            self.vars.insert("model_id".into(), Value::Str(m.hf_id.clone()));
+        }
+        self
+    }
+
     pub fn with(&self, extra: &[(&str, Value)]) -> BTreeMap<String, Value> {
         let mut v = self.vars.clone();
         for (k, x) in extra {

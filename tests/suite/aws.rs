@@ -414,7 +414,11 @@ fn a_changed_stack_block_is_updated_through_a_change_set() {
     assert!(out.status.success(), "{}", text(&out));
     let file = dir.join("aws.nixl");
     let text0 = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text0.replace("  retry_interval = 2s\n", "  retry_interval = 2s\n  ssh_cidr       = \"10.0.0.0/16\"\n")).unwrap();
+    std::fs::write(
+        &file,
+        text0.replace("  retry_interval = 2s\n", "  retry_interval = 2s\n  ssh_cidr       = \"10.0.0.0/16\"\n"),
+    )
+    .unwrap();
     let plan = run(&dir, &proxy, &["plan", "aws.nixl"]);
     let p = text(&plan);
     assert!(p.contains("~ stack"), "the plan shows the stack as updated in place: {p}");

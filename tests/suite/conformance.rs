@@ -268,3 +268,127 @@ fn the_setup_example_renders_the_reference_task_list() {
     missing.retain(|m| !known.iter().any(|k| m.starts_with(k)));
     assert!(missing.is_empty(), "reference commands not rendered: {missing:#?}");
 }
+
+/// std/vllm's command templates rendered for one pattern, as apply renders them.
+fn server_commands(example: &str, pattern: &str) -> BTreeMap<String, String> {
+    let loaded = load(example);
+    let design = loaded.designs.last().unwrap();
+    let p = design.pattern(pattern).unwrap_or_else(|| panic!("{pattern} in {example}"));
+    let settings = Resolver::new(&loaded.check.model, design).settings(p);
+    let nodes = [("node1", "10.0.1.11"), ("node2", "10.0.1.12")].map(|(n, ip)| nixl::provider::NodeInfo {
+        name: n.into(),
+        id: format!("i-{n}"),
+        private_ip: ip.into(),
+        zone: None,
+        instance_type: None,
+    });
+    let vars = nixl::apply::render::RenderVars::new(&nodes, "/here")
+        .with_model(design.model.as_ref())
+        .with(&[("out", Value::Str("results/x.json".into()))]);
+    let scope = nixl::apply::render::scope(&settings, &loaded.check.model, &vars);
+    let kv = design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64);
+    let mut out = BTreeMap::new();
+    for def in ["vllm", "vllm_bench"] {
+        let defs = &loaded.check.model.templates;
+        let t = defs.get(def).unwrap_or_else(|| panic!("no templates for {def}; have {:?}", defs.keys().collect::<Vec<_>>()));
+        for (k, e) in t {
+            // A template that needs a setting the pattern lacks (unified has no `backend`) is left out.
+            match nixl::apply::render::template(e, &scope, kv) {
+                Ok(text) => {
+                    out.insert(k.clone(), text);
+                }
+                Err(e) => eprintln!("{pattern}: {k}: {e}"),
+            }
+        }
+    }
+    out
+}
+
+/// The JSON after `--kv-transfer-config` in a rendered command.
+fn kv_config(cmd: &str) -> serde_json::Value {
+    let start = cmd.find("--kv-transfer-config '").expect("a kv-transfer-config") + "--kv-transfer-config '".len();
+    let len = cmd[start..].find('\'').unwrap();
+    serde_json::from_str(&cmd[start..start + len]).expect("valid JSON")
+}
+
+#[test]
+fn std_vllm_renders_the_seed_servers_and_benchmark() {
+    // Phase 2's EFA layer: UCX over SRD, CPU buffer, each node binding its own IP.
+    let c = server_commands("phase2.nixl", "p2-efa-12k-c1");
+    let prefill = &c["start_prefill"];
+    assert!(
+        prefill.contains(
+            "vllm serve Qwen/Qwen2.5-32B-Instruct --host 0.0.0.0 --port 8100 --tensor-parallel-size 4 --max-model-len 32768"
+        ),
+        "{prefill}"
+    );
+    assert!(prefill.contains("VLLM_NIXL_SIDE_CHANNEL_HOST=10.0.1.11") && prefill.contains("UCX_TLS=srd,self,sm"), "{prefill}");
+    assert!(
+        prefill.contains("LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libibverbs.so.1") && !prefill.contains("FI_PROVIDER"),
+        "{prefill}"
+    );
+    let k = kv_config(prefill);
+    assert_eq!(k["kv_role"], "kv_producer");
+    assert_eq!(k["kv_ip"], "10.0.1.11");
+    assert_eq!(k["kv_buffer_device"], "cpu");
+    assert_eq!(k["kv_connector_extra_config"]["backends"][0], "UCX");
+    assert!(k["kv_connector_extra_config"].get("enable_cross_layers_blocks").is_none());
+    let k = kv_config(&c["start_decode"]);
+    assert_eq!(
+        (k["kv_role"].as_str(), k["kv_rank"].as_u64(), k["kv_ip"].as_str()),
+        (Some("kv_consumer"), Some(1), Some("10.0.1.12"))
+    );
+    assert!(c["start_decode"].contains("VLLM_NIXL_SIDE_CHANNEL_HOST=10.0.1.12"));
+    assert!(c["start_proxy"].contains("--prefill-url http://10.0.1.11:8100 --decode-url http://10.0.1.12:8200 --port 8000"));
+    assert!(c["health"].contains("curl -sf http://10.0.1.12:8200/health"));
+    let bench = &c["run"];
+    for want in [
+        "--base-url http://127.0.0.1:8000",
+        "--random-input-len 12288",
+        "--max-concurrency 1",
+        "--num-prompts 30",
+        "--num-warmups 10",
+        "--random-output-len 128",
+        "--result-filename results/x.json",
+        "--save-detailed",
+    ] {
+        assert!(bench.contains(want), "bench lacks {want}: {bench}");
+    }
+    // The cross-layers pattern sets the flag, as the string "True" the seed used.
+    let c = server_commands("phase2.nixl", "p2-efa-12k-c1-crosslayers");
+    assert_eq!(kv_config(&c["start_prefill"])["kv_connector_extra_config"]["enable_cross_layers_blocks"], "True");
+
+    // Phase 1's EFA layer: LIBFABRIC, CUDA buffer; 128K needs YaRN.
+    let c = server_commands("phase1.nixl", "p1-efa-128k-c1");
+    let prefill = &c["start_prefill"];
+    assert!(prefill.contains("NIXL_BACKEND=LIBFABRIC") && prefill.contains("FI_PROVIDER=efa"), "{prefill}");
+    let k = kv_config(prefill);
+    assert_eq!((k["kv_buffer_device"].as_str(), k["kv_buffer_size"].as_f64()), (Some("cuda"), Some(5e9)));
+    assert_eq!(k["kv_connector_extra_config"]["backends"][0], "LIBFABRIC");
+    assert!(prefill.contains("--max-model-len 131072"), "{prefill}");
+    let yarn = prefill.split("--hf-overrides '").nth(1).and_then(|r| r.split('\'').next()).expect("YaRN overrides");
+    let yarn: serde_json::Value = serde_json::from_str(yarn).unwrap();
+    assert_eq!(yarn["rope_scaling"]["rope_type"], "yarn");
+    assert_eq!(yarn["rope_scaling"]["factor"].as_f64(), Some(4.0));
+    // Unified: one server, no connector, health on its own port.
+    let c = server_commands("phase1.nixl", "p1-unified-1k-c1");
+    assert!(!c["start_unified"].contains("kv-transfer-config") && !c["start_unified"].contains("hf-overrides"));
+    assert_eq!(c["health"], "curl -sf http://127.0.0.1:8100/health >/dev/null");
+}
+
+#[test]
+fn the_proxy_script_in_std_vllm_is_valid_python() {
+    let c = server_commands("phase2.nixl", "p2-efa-12k-c1");
+    let script = c["start_proxy"].split("<<'NIXL_PROXY'\n").nth(1).unwrap().split("\nNIXL_PROXY").next().unwrap().to_string();
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import ast, sys; ast.parse(sys.stdin.read())"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            use std::io::Write;
+            ch.stdin.take().unwrap().write_all(script.as_bytes())?;
+            ch.wait_with_output()
+        })
+        .expect("python3");
+    assert!(out.status.success(), "the proxy does not parse:\n{script}");
+}

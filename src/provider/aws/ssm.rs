@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 /// SSM keeps at most this many characters of output inline.
 const INLINE_LIMIT: usize = 24_000;
 const OUTPUT_PREFIX: &str = "nixl/ssm-output";
+/// The node's working directory: results and server logs stay there between commands.
+const WORKDIR: &str = "/opt/nixl";
 
 pub fn script_key(script: &str) -> String {
     format!("nixl/scripts/{}.sh", crate::state::content_hash(&script))
@@ -44,7 +46,13 @@ pub async fn put_once(p: &AwsProvider, key: &str, bytes: &[u8]) -> Result<(), Pr
 /// The shell lines SSM runs: fetch the script by its hash, run it.
 pub fn commands(bucket: &str, key: &str) -> Vec<String> {
     let local = format!("/tmp/{}", key.replace('/', "-"));
-    vec!["set -e".into(), format!("aws s3 cp --quiet 's3://{bucket}/{key}' '{local}'"), format!("exec bash '{local}'")]
+    vec![
+        "set -e".into(),
+        // Every command of a campaign runs in one working directory, as on the local provider.
+        format!("mkdir -p {WORKDIR} && cd {WORKDIR}"),
+        format!("aws s3 cp --quiet 's3://{bucket}/{key}' '{local}'"),
+        format!("exec bash '{local}'"),
+    ]
 }
 
 pub async fn run(
