@@ -241,3 +241,20 @@ pub fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
     }
     code
 }
+
+/// FILE as given, else the `file` that ./nixl.toml names.
+pub fn file_or_default(file: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    if let Some(f) = file {
+        return Ok(f);
+    }
+    match nixl::config::Config::load(Path::new(".")) {
+        Ok(c) => c.file.map(|f| c.dir.join(f)).ok_or_else(|| {
+            eprintln!("error: no FILE given, and ./nixl.toml names no `file`");
+            ExitCode::from(2)
+        }),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}

@@ -319,7 +319,7 @@ pub fn force_unlock(args: &PlanArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("The state is not locked.");
+            println!("The state `{}` is not locked.", state_path.display());
             ExitCode::SUCCESS
         }
         Err(e) => {

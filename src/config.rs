@@ -2,6 +2,7 @@
 //! Flags and environment variables win over it; it wins over the defaults.
 //!
 //! ```toml
+//! file = "phase2.nixl"          # the file commands use when none is given
 //! provider = "local"            # default for apply and destroy
 //! state_dir = ".nixl"           # where state files live, relative to this file
 //! [aws]
@@ -16,6 +17,8 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The .nixl file commands use when none is given, relative to this file.
+    pub file: Option<PathBuf>,
     pub provider: Option<String>,
     pub state_dir: Option<PathBuf>,
     #[serde(default)]
@@ -94,9 +97,14 @@ mod tests {
     fn reads_settings_and_rejects_unknown_keys() {
         let d = std::env::temp_dir().join(format!("nixl-config-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("nixl.toml"), "provider = \"local\"\nstate_dir = \"st\"\n[aws]\nprofile = \"lab\"\n").unwrap();
+        std::fs::write(
+            d.join("nixl.toml"),
+            "file = \"p.nixl\"\nprovider = \"local\"\nstate_dir = \"st\"\n[aws]\nprofile = \"lab\"\n",
+        )
+        .unwrap();
         let c = Config::load(&d).unwrap();
         assert_eq!(c.provider.as_deref(), Some("local"));
+        assert_eq!(c.file.as_deref(), Some(Path::new("p.nixl")));
         assert_eq!(c.aws.profile.as_deref(), Some("lab"));
         assert_eq!(c.state_dir(), d.join("st"));
         std::fs::write(d.join("nixl.toml"), "provder = \"local\"\n").unwrap();

@@ -42,7 +42,8 @@ enum Command {
     /// Works offline: it plans against the state file alone. Exit codes: 0 success,
     /// 1 error, and with --detailed-exitcode 2 when changes are pending.
     Plan {
-        file: PathBuf,
+        /// The .nixl file (default: `file` in ./nixl.toml).
+        file: Option<PathBuf>,
         #[arg(long)]
         experiment: Option<String>,
         /// State file (default: .nixl/<experiment>/state.json beside the file).
@@ -60,7 +61,8 @@ enum Command {
     },
     /// Print the action graph as DOT, one cluster per server launch.
     Graph {
-        file: PathBuf,
+        /// The .nixl file (default: `file` in ./nixl.toml).
+        file: Option<PathBuf>,
         #[arg(long)]
         experiment: Option<String>,
         #[arg(long)]
@@ -73,7 +75,8 @@ enum Command {
     /// state changed since. Every finished action is recorded at once; an
     /// interrupted apply resumes where it stopped.
     Apply {
-        file: PathBuf,
+        /// The .nixl file (default: `file` in ./nixl.toml).
+        file: Option<PathBuf>,
         #[arg(long)]
         experiment: Option<String>,
         #[arg(long)]
@@ -98,7 +101,8 @@ enum Command {
     },
     /// Remove everything apply created: bucket contents, nodes, the stack. Results stay on disk.
     Destroy {
-        file: PathBuf,
+        /// The .nixl file (default: `file` in ./nixl.toml).
+        file: Option<PathBuf>,
         #[arg(long)]
         experiment: Option<String>,
         #[arg(long)]
@@ -112,13 +116,15 @@ enum Command {
     },
     /// Print the CloudFormation template of the stack's base resources.
     ExportCfn {
-        file: PathBuf,
+        /// The .nixl file (default: `file` in ./nixl.toml).
+        file: Option<PathBuf>,
         #[arg(long)]
         experiment: Option<String>,
     },
     /// Per layer: done, failed, pending and ad-hoc patterns, last errors, time used and left.
     Status {
-        file: PathBuf,
+        /// The .nixl file (default: `file` in ./nixl.toml).
+        file: Option<PathBuf>,
         #[arg(long)]
         experiment: Option<String>,
         #[arg(long)]
@@ -128,7 +134,8 @@ enum Command {
     },
     /// Every stored result with its metrics.
     Results {
-        file: PathBuf,
+        /// The .nixl file (default: `file` in ./nixl.toml).
+        file: Option<PathBuf>,
         #[arg(long)]
         experiment: Option<String>,
         #[arg(long)]
@@ -142,7 +149,8 @@ enum Command {
     },
     /// Remove a lock left by an apply or destroy that died.
     ForceUnlock {
-        file: PathBuf,
+        /// The .nixl file (default: `file` in ./nixl.toml).
+        file: Option<PathBuf>,
         #[arg(long)]
         experiment: Option<String>,
         #[arg(long)]
@@ -161,34 +169,54 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands on one campaign take FILE, or the `file` named in ./nixl.toml.
+    macro_rules! file {
+        ($f:expr) => {
+            match cli::file_or_default($f) {
+                Ok(f) => f,
+                Err(code) => return code,
+            }
+        };
+    }
     match cli.command {
         Command::Check { files, format } => cli::check(&files, format),
         Command::Plan { file, experiment, state, json, out, detailed_exitcode } => {
+            let file = file!(file);
             let args = cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() };
             cli::plan(&args, json, out.as_deref(), detailed_exitcode)
         }
         Command::Graph { file, experiment, state } => {
+            let file = file!(file);
             cli::graph(&cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() })
         }
         Command::Apply { file, experiment, state, provider, auto_approve, retry_until_up, targets, replace } => {
+            let file = file!(file);
             let plan = cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() };
             cli_run::apply(&cli_run::ApplyArgs { plan, provider, retry_until_up, auto_approve, targets, replace })
         }
-        Command::ExportCfn { file, experiment } => cli_run::export_cfn(&file, experiment.as_deref()),
-        Command::Destroy { file, experiment, state, provider, auto_approve } => cli_run::destroy(
-            &cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() },
-            provider,
-            auto_approve,
-        ),
+        Command::ExportCfn { file, experiment } => cli_run::export_cfn(&file!(file), experiment.as_deref()),
+        Command::Destroy { file, experiment, state, provider, auto_approve } => {
+            let file = file!(file);
+            cli_run::destroy(
+                &cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() },
+                provider,
+                auto_approve,
+            )
+        }
         Command::Status { file, experiment, state, json } => {
+            let file = file!(file);
             cli_run::status(&cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() }, json)
         }
-        Command::Results { file, experiment, state, format, layer } => cli_run::results(
-            &cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() },
-            &format,
-            layer.as_deref(),
-        ),
+        Command::Results { file, experiment, state, format, layer } => {
+            let file = file!(file);
+            cli_run::results(
+                &cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() },
+                &format,
+                layer.as_deref(),
+            )
+        }
         Command::ForceUnlock { file, experiment, state } => {
+            let file = file!(file);
             cli_run::force_unlock(&cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() })
         }
         Command::Fmt { files, check } => cli::fmt(&files, check),

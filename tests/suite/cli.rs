@@ -130,3 +130,27 @@ fn fmt_rewrites_a_file_and_check_reports_it() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "let x = \n");
 }
+
+#[test]
+fn nixl_toml_names_the_default_file_provider_and_state_dir() {
+    let dir = scratch("nixl-toml");
+    std::fs::copy(root().join("examples/quickstart.nixl"), dir.join("qs.nixl")).unwrap();
+    // No FILE and no nixl.toml: a clear error, exit 2.
+    let out = nixl().current_dir(&dir).args(["plan"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("names no `file`"));
+    std::fs::write(dir.join("nixl.toml"), "file = \"qs.nixl\"\nprovider = \"local\"\nstate_dir = \"my-state\"\n").unwrap();
+    let out = nixl().current_dir(&dir).args(["plan", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["experiment"], "quickstart");
+    // The state lives where nixl.toml says: force-unlock reports that path.
+    let out = nixl().current_dir(&dir).args(["force-unlock"]).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("my-state"), "{text}");
+    // A misspelt key is an error naming the file, not silently ignored.
+    std::fs::write(dir.join("nixl.toml"), "fiel = \"qs.nixl\"\n").unwrap();
+    let out = nixl().current_dir(&dir).args(["plan"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
+}
