@@ -196,7 +196,13 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
         Ok(o) => {
             println!(
                 "\nApply {}: {} done, {} failed, {} skipped, {} server launches.",
-                if o.interrupted { "interrupted" } else { "complete" },
+                if o.interrupted {
+                    "interrupted"
+                } else if o.failed.is_empty() {
+                    "complete"
+                } else {
+                    "finished with failures"
+                },
                 o.done,
                 o.failed.len(),
                 o.skipped,

@@ -119,16 +119,22 @@ pub fn text(plan: &Plan, reduction: Option<&str>, color: bool) -> String {
         for (i, g) in plan.groups.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "  {:>2}. {:<kw$}  {:>2} patterns  start-up ~{:<7}  measure ~{}",
+                "  {:>2}. {:<kw$}  {:>2} pattern{}  start-up ~{:<7}  measure ~{}",
                 i + 1,
                 g.key,
                 g.patterns,
+                if g.patterns == 1 { " " } else { "s" },
                 fmt_duration(g.startup),
                 fmt_duration(g.measure)
             );
         }
-        let _ =
-            writeln!(s, "  {} launches; the minimum for these patterns is {}.", plan.summary.launches, plan.summary.min_launches);
+        let _ = writeln!(
+            s,
+            "  {} launch{}; the minimum for these patterns is {}.",
+            plan.summary.launches,
+            if plan.summary.launches == 1 { "" } else { "es" },
+            plan.summary.min_launches
+        );
         let _ = writeln!(s);
     }
     let e = &plan.estimate;
@@ -161,7 +167,12 @@ fn summary_line(plan: &Plan, p: &Paint) -> String {
     if sm.setup_steps > 0 {
         line += &format!(", {} setup steps", sm.setup_steps);
     }
-    line += &format!(". {} server launches, est. {}", sm.launches, fmt_duration(plan.estimate.wall_seconds));
+    line += &format!(
+        ". {} server launch{}, est. {}",
+        sm.launches,
+        if sm.launches == 1 { "" } else { "es" },
+        fmt_duration(plan.estimate.wall_seconds)
+    );
     if plan.estimate.nodes > 0 {
         line += &format!(", {}", money(plan.estimate.cost_usd));
     }
