@@ -9,6 +9,7 @@ pub mod apply;
 pub mod check;
 pub mod design;
 pub mod diagnostics;
+pub mod lsp;
 pub mod pipeline;
 pub mod plan;
 pub mod provider;

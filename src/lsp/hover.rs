@@ -1,0 +1,245 @@
+//! Hover: what the checker and the design engine know about the thing under the
+//! cursor, as Markdown. Every answer comes from the analysis already computed
+//! for diagnostics; nothing is re-evaluated beyond constant expressions.
+
+use super::analysis::Analysis;
+use super::locate::{locate, At, Hit};
+use crate::check::schema;
+use crate::check::value::{self, human_bytes, Eval, Value, FUNCTIONS};
+use crate::design::{report, Design};
+use crate::syntax::ast::{Block, Expr, StmtKind, Unit};
+use std::fmt::Write;
+
+pub fn hover(a: &Analysis, offset: u32) -> Option<String> {
+    let at = locate(a.ast(), offset);
+    let experiment = enclosing(&at, "experiment");
+    let design = experiment.as_deref().and_then(|e| a.design(e));
+    let kind = at.blocks.last().map(|b| b.kind.name.as_str()).unwrap_or("");
+    match at.hit.as_ref()? {
+        Hit::Import(s) => {
+            let n = a.imports().into_iter().find(|(sp, _)| *sp == s.span).map(|(_, f)| f)?;
+            let defs = a.index.occurrences.iter().filter(|o| o.def && o.span.file == n).count();
+            Some(format!("**import** `{}`: {} definitions", a.loaded.check.sources.get(n).name, defs))
+        }
+        Hit::Kind(b) => schema::block(&b.kind.name).map(|s| {
+            let attrs: Vec<String> = s.attrs.iter().map(|x| format!("`{}`", x.name)).collect();
+            format!(
+                "**{}**: {}\n\nattributes: {}",
+                s.kind,
+                s.doc,
+                if attrs.is_empty() { "none".into() } else { attrs.join(", ") }
+            )
+        }),
+        Hit::Label(b, l) => label(a, b, l.text(), design),
+        Hit::InLayer(l) => design.and_then(|d| layer(d, &l.value)),
+        Hit::Attr(id, e) => attribute(a, kind, &id.name, e),
+        Hit::Factor(id, e) => Some(factor(design, &id.name).unwrap_or_else(|| {
+            format!("**factor** `{}` = {}", id.name, constant(a, e).map(|v| v.display()).unwrap_or_default())
+        })),
+        Hit::Name(id) => name(a, &at, &id.name, offset, design),
+        Hit::Str(_, s) => string(a, s, design),
+        Hit::Number(_, v, unit) => Some(number(*v, *unit, design)),
+    }
+}
+
+fn enclosing(at: &At, kind: &str) -> Option<String> {
+    at.blocks.iter().find(|b| b.kind.name == kind).and_then(|b| b.name()).map(|l| l.text().to_string())
+}
+
+/// A constant expression's value (top-level `let`s are in scope); None when it
+/// depends on a pattern's factor levels.
+fn constant(a: &Analysis, e: &Expr) -> Option<Value> {
+    Eval { scope: &a.loaded.check.model.globals, kv_bytes_per_token: None }.eval(e).ok()
+}
+
+fn attribute(a: &Analysis, kind: &str, name: &str, e: &Expr) -> Option<String> {
+    let mut s = String::new();
+    match schema::block(kind).and_then(|sc| sc.attrs.iter().find(|x| x.name == name)) {
+        Some(attr) => {
+            let _ = write!(s, "**{kind}.{name}**: {}{}", attr.doc, if attr.required { " (required)" } else { "" });
+        }
+        None => {
+            let _ = write!(s, "**{name}**");
+        }
+    }
+    match constant(a, e) {
+        Some(v) => {
+            let _ = write!(s, "\n\nvalue: `{}`", v.display());
+            if let Value::Num(x, u) = v {
+                if u != Unit::None {
+                    let _ = write!(s, " ({}: {})", u.describe(), value::fmt_num(x));
+                }
+            }
+        }
+        None => s.push_str("\n\nvalue: evaluated per pattern"),
+    }
+    Some(s)
+}
+
+fn factor(design: Option<&Design>, name: &str) -> Option<String> {
+    let f = design?.factors.iter().find(|f| f.name == name)?;
+    let levels: Vec<String> = f.levels.iter().map(Value::display).collect();
+    Some(format!("**factor** `{name}`: {} levels\n\n{}", levels.len(), levels.join(", ")))
+}
+
+fn layer(d: &Design, name: &str) -> Option<String> {
+    let (i, l) = d.layers.iter().enumerate().find(|(_, l)| l.name == name)?;
+    let pats: Vec<_> = d.patterns.iter().filter(|p| p.layer as usize == i).collect();
+    let adhoc = pats.iter().filter(|p| p.adhoc).count();
+    let mut s = format!(
+        "**layer** `{name}` ({}): {} patterns, {} scheduled, {adhoc} ad hoc\n\n{} candidates",
+        l.category.label(),
+        pats.len(),
+        pats.len() - adhoc,
+        l.candidates
+    );
+    for (reason, n) in &l.removed {
+        let _ = write!(s, "\n- {n} removed: {reason}");
+    }
+    Some(s)
+}
+
+fn pattern(a: &Analysis, id: &str) -> Option<String> {
+    let (d, p) = a.loaded.designs.iter().find_map(|d| d.pattern(id).map(|p| (d, p)))?;
+    Some(format!("```\n{}```", report::show_pattern(&a.loaded.check.model, d, p)))
+}
+
+fn instance(a: &Analysis, name: &str) -> Option<String> {
+    let i = a.loaded.check.model.instances.get(name)?;
+    let mut s = format!(
+        "**instance** `{name}`: {} x {} ({} each)\n\n- EFA: {}",
+        i.gpus,
+        i.gpu,
+        human_bytes(i.gpu_memory),
+        if i.efa { "yes" } else { "no" }
+    );
+    if let Some(bw) = i.efa_bandwidth {
+        let _ = write!(s, ", {} Gbps", value::fmt_num(bw / 1e9));
+    }
+    let _ = write!(s, ", RDMA {}", if i.rdma { "yes" } else { "no" });
+    let _ = write!(s, "\n- price: ${:.2}/h\n- root volume: {}", i.price_per_hour, human_bytes(i.volume));
+    Some(s)
+}
+
+fn string(a: &Analysis, s: &str, design: Option<&Design>) -> Option<String> {
+    let model = &a.loaded.check.model;
+    if let Some(h) = instance(a, s) {
+        return Some(h);
+    }
+    if let Some(zones) = model.regions.get(s) {
+        return Some(format!("**region** `{s}`: zones {}", zones.join(", ")));
+    }
+    if let Some((r, _)) = model.regions.iter().find(|(_, z)| z.iter().any(|z| z == s)) {
+        return Some(format!("**zone** `{s}` in region `{r}`"));
+    }
+    if let Some(h) = design.and_then(|d| layer(d, s)) {
+        return Some(h);
+    }
+    pattern(a, s)
+}
+
+fn label(a: &Analysis, b: &Block, text: &str, design: Option<&Design>) -> Option<String> {
+    match b.kind.name.as_str() {
+        "instance" => instance(a, text),
+        "layer" => design.and_then(|d| layer(d, text)),
+        "pattern" => pattern(a, text),
+        "region" | "stack" => string(a, text, design),
+        "experiment" => {
+            let d = a.design(text)?;
+            let adhoc = d.patterns.iter().filter(|p| p.adhoc).count();
+            Some(format!(
+                "**experiment** `{text}`: {} patterns ({} scheduled), {} layers, {} restart groups",
+                d.patterns.len(),
+                d.patterns.len() - adhoc,
+                d.layers.len(),
+                d.groups.len()
+            ))
+        }
+        _ => definition(a, text),
+    }
+}
+
+fn number(v: f64, unit: Unit, design: Option<&Design>) -> String {
+    let shown = Value::Num(v, unit).display();
+    let mut s = format!("`{shown}`: {} ({})", value::fmt_num(v), unit.describe());
+    if let (Unit::Tokens, Some(d)) = (unit, design) {
+        if let Some(m) = &d.model {
+            let kv = m.kv_bytes_per_token() as f64 * v;
+            let tp = d.tp.max(1);
+            let _ = write!(
+                s,
+                "\n\nKV cache of a {shown}-token prompt on `{}`: {} ({} per GPU at TP={tp})",
+                m.name,
+                human_bytes(kv),
+                human_bytes(kv / tp as f64)
+            );
+        }
+    }
+    s
+}
+
+/// A named top-level definition: a model's shape, a tool, a `let` value...
+fn definition(a: &Analysis, name: &str) -> Option<String> {
+    let model = &a.loaded.check.model;
+    if let Some(m) = model.models.get(name) {
+        return Some(format!(
+            "**model** `{name}`: `{}`\n\n{} layers, {} KV heads x {}, {}; KV cache {} per token; context {}",
+            m.hf_id,
+            m.layers,
+            m.kv_heads,
+            m.head_dim,
+            m.dtype,
+            human_bytes(m.kv_bytes_per_token() as f64),
+            m.max_position_embeddings
+        ));
+    }
+    if let Some(t) = model.tools.get(name) {
+        let params: Vec<String> = t.params.iter().map(|(k, v)| format!("{k} = {}", v.display())).collect();
+        return Some(format!(
+            "**tool** `{name}` ({}, {} node(s), ~{})\n\nparams: {}",
+            t.kind,
+            t.nodes,
+            value::fmt_duration(t.duration),
+            if params.is_empty() { "none".into() } else { params.join(", ") }
+        ));
+    }
+    if let Some(s) = model.setups.iter().find(|s| s.name == name) {
+        return Some(format!("**setup** `{name}`: {} steps", s.steps.len()));
+    }
+    if let Some(v) = model.globals.get(name) {
+        return Some(format!("**let** `{name}` = `{}`", v.display()));
+    }
+    let kind = a.loaded.check.files.iter().flat_map(|(_, f)| &f.items).find_map(|s| match &s.kind {
+        StmtKind::Block(b) if b.name().is_some_and(|l| l.text() == name) => Some(b.kind.name.clone()),
+        _ => None,
+    })?;
+    Some(format!("**{kind}** `{name}`"))
+}
+
+fn name(a: &Analysis, at: &At, name: &str, offset: u32, design: Option<&Design>) -> Option<String> {
+    if let Some(o) = a.index.at(a.file, offset) {
+        if o.key.starts_with("e:") || o.key.starts_with("l:") {
+            if let Some(h) = factor(design, name) {
+                return Some(h);
+            }
+            return Some(format!(
+                "**{}** `{name}`: a pattern setting, evaluated per pattern",
+                if o.key.starts_with("l:") { "layer let/set" } else { "let/set" }
+            ));
+        }
+        if o.key.starts_with("g:") {
+            return definition(a, name);
+        }
+    }
+    if let Some(h) = factor(design, name) {
+        return Some(h);
+    }
+    if let Some((_, doc)) = FUNCTIONS.iter().find(|(f, _)| *f == name) {
+        return Some(format!("**function** `{doc}`"));
+    }
+    if value::SYMBOLS.contains(&name) {
+        let attr = at.attr.map(|i| format!(" (value of `{}`)", i.name)).unwrap_or_default();
+        return Some(format!("**enumeration literal** `{name}`{attr}"));
+    }
+    None
+}
