@@ -119,6 +119,7 @@ pub fn complete(a: Option<&Analysis>, text: &str, offset: usize) -> Vec<Completi
         strings(a, &cx, &mut out);
     } else if cx.stmt.contains('=') || starts_value(&cx.stmt) {
         values(a, &cx, &mut out);
+        stdlib_items(a, &cx, text, &mut out);
     } else if cx.in_record() {
         record_fields(a, &cx, &mut out);
     } else {
@@ -230,15 +231,7 @@ fn values(a: Option<&Analysis>, cx: &Context, out: &mut Vec<CompletionItem>) {
         "kv_buffer_device" => schema::BUFFER_DEVICES.iter().for_each(|s| out.push(item(s, K::ENUM_MEMBER, "KV buffer device"))),
         _ => {}
     }
-    let wanted = match ty {
-        Some(Ty::Ref(k) | Ty::RefList(k)) => Some(k.to_string()),
-        _ => match attr {
-            "server" => Some("server".to_string()),
-            "bench" => Some("bench".to_string()),
-            "steps" | "keep" => Some("tool".to_string()),
-            _ => None,
-        },
-    };
+    let wanted = wanted_kind(cx);
     if let Some(a) = a {
         for f in factors(Some(a)) {
             out.push(item(&f, K::VARIABLE, "factor"));
@@ -266,6 +259,57 @@ fn values(a: Option<&Analysis>, cx: &Context, out: &mut Vec<CompletionItem>) {
         for s in ["true", "false", "none"] {
             out.push(item(s, K::KEYWORD, "literal"));
         }
+    }
+}
+
+/// The definition kind a value position wants: `model =` a model, `steps =` tools...
+fn wanted_kind(cx: &Context) -> Option<String> {
+    let attr = cx.attr().unwrap_or("");
+    match schema::block(cx.block()).and_then(|s| s.attrs.iter().find(|x| x.name == attr)).map(|x| x.ty) {
+        Some(Ty::Ref(k) | Ty::RefList(k)) => Some(k.to_string()),
+        _ => match attr {
+            "server" | "bench" => Some(attr.to_string()),
+            "steps" | "keep" => Some("tool".to_string()),
+            _ => None,
+        },
+    }
+}
+
+/// Named definitions of the standard library, parsed once: (module, kind, name).
+fn stdlib_defs() -> &'static [(&'static str, String, String)] {
+    static DEFS: std::sync::OnceLock<Vec<(&'static str, String, String)>> = std::sync::OnceLock::new();
+    DEFS.get_or_init(|| {
+        let mut out = vec![];
+        for (module, text) in STDLIB {
+            let (file, _) = crate::syntax::parse(0, text);
+            for s in &file.items {
+                if let crate::syntax::ast::StmtKind::Block(b) = &s.kind {
+                    if let Some(crate::syntax::ast::BlockLabel::Ident(i)) = b.name() {
+                        out.push((*module, b.kind.name.clone(), i.name.clone()));
+                    }
+                }
+            }
+        }
+        out
+    })
+}
+
+/// Standard-library definitions of the wanted kind that the document does not import
+/// yet, offered with the `import` line they need.
+fn stdlib_items(a: Option<&Analysis>, cx: &Context, text: &str, out: &mut Vec<CompletionItem>) {
+    let Some(kind) = wanted_kind(cx) else { return };
+    let loaded: Vec<&str> = a.map(|a| a.loaded.check.sources.files().map(|(_, f)| f.name.as_str()).collect()).unwrap_or_default();
+    // After the last import, or at the top.
+    let line = text.lines().enumerate().filter(|(_, l)| l.starts_with("import ")).map(|(i, _)| i + 1).last().unwrap_or(0) as u32;
+    let at = lsp_types::Position::new(line, 0);
+    for (module, k, name) in stdlib_defs() {
+        if *k != kind || loaded.contains(module) {
+            continue;
+        }
+        let mut i = item(name, K::REFERENCE, format!("{k} from {module} (adds the import)"));
+        i.additional_text_edits =
+            Some(vec![lsp_types::TextEdit::new(lsp_types::Range::new(at, at), format!("import \"{module}\"\n"))]);
+        out.push(i);
     }
 }
 

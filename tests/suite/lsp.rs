@@ -275,6 +275,19 @@ fn lsp_completion_offers_schema_names_catalogue_and_factors() {
     // Overrides of a server definition: its settings.
     let got = complete(&mut c, text.find("tp = 4").unwrap());
     assert!(got.contains(&"tp".to_string()) && got.contains(&"kv_buffer_size".to_string()), "{got:?}");
+
+    // A standard-library model not imported yet: offered with its import.
+    let u2 = uri(&dir.join("new.nixl"));
+    let t2 = "import \"std/aws\"\n\nexperiment e {\n  model = \n}\n";
+    c.open(&u2, t2);
+    let items = c.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": &u2 }, "position": pos(t2, t2.find(" \n}").unwrap() + 1) }),
+    );
+    let qwen = items.as_array().unwrap().iter().find(|i| i["label"] == "qwen2_5_32b").unwrap_or_else(|| panic!("{items}"));
+    assert_eq!(qwen["additionalTextEdits"][0]["newText"], "import \"std/models\"\n");
+    assert_eq!(qwen["additionalTextEdits"][0]["range"]["start"], json!({ "line": 1, "character": 0 }));
+    assert!(items.as_array().unwrap().iter().all(|i| i["label"] != "fi_info"), "only models after `model =`");
 }
 
 #[test]
