@@ -191,7 +191,19 @@ impl Index {
             ExprKind::Member(base, _) => self.uses_in_expr(base, sc),
             ExprKind::Call(f, args) => {
                 self.uses_in_expr(f, sc);
-                args.iter().for_each(|a| self.uses_in_expr(&a.value, sc));
+                for a in args {
+                    self.uses_in_expr(&a.value, sc);
+                    // `mean(ttft, layer = "L2-EFA")`, `compare(m, a = "L1", b = "L2")`, `bimodal("analysis")`.
+                    let Some(text) = a.value.as_plain_str() else { continue };
+                    let key = match a.name.as_ref().map(|n| n.name.as_str()) {
+                        Some("layer" | "a" | "b") => self.resolve_layer(&text, sc),
+                        None => self.resolve_in_chain("analysis", &text, sc),
+                        _ => None,
+                    };
+                    if let Some(k) = key {
+                        self.reference(k, a.value.span);
+                    }
+                }
             }
             ExprKind::With(base, fields) => {
                 self.uses_in_expr(base, sc);
@@ -239,8 +251,13 @@ impl Index {
     }
 
     fn resolve_layer(&self, layer: &str, sc: &Scope) -> Option<String> {
+        self.resolve_in_chain("layer", layer, sc)
+    }
+
+    /// `KIND:EXP:LABEL` of the nearest experiment (this one, then those it extends) defining it.
+    fn resolve_in_chain(&self, kind: &str, label: &str, sc: &Scope) -> Option<String> {
         let e = sc.experiment.as_deref()?;
-        self.chain(e).into_iter().map(|x| format!("layer:{x}:{layer}")).find(|k| self.defined.contains(k))
+        self.chain(e).into_iter().map(|x| format!("{kind}:{x}:{label}")).find(|k| self.defined.contains(k))
     }
 
     /// The occurrence under a byte offset of a file (the end of a word counts, for cursors).

@@ -337,6 +337,41 @@ fn lsp_definition_references_symbols_and_formatting() {
 }
 
 #[test]
+fn lsp_navigation_follows_extends_and_imports() {
+    let path = root().join("examples/phase2.nixl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let u = uri(&path);
+    let mut c = Client::start();
+    assert_eq!(c.open(&u, &text), Vec::<Value>::new());
+    let line_of = |loc: &Value, file: &str| -> String {
+        let p = Url::parse(loc["uri"].as_str().unwrap()).unwrap().to_file_path().unwrap();
+        assert!(p.ends_with(file), "{loc}");
+        let l = loc["range"]["start"]["line"].as_u64().unwrap() as usize;
+        std::fs::read_to_string(p).unwrap().lines().nth(l).unwrap().to_string()
+    };
+    // A factor of the extended experiment, in the imported file.
+    let d = c.at("textDocument/definition", &u, &text, "prompt == 100K", json!({}));
+    assert!(line_of(&d[0], "phase1.nixl").contains("factor prompt"), "{d}");
+    // A layer named in a rule's argument: this experiment's own `L2-EFA` block.
+    let d = c.at("textDocument/definition", &u, &text, "L2-EFA\") - expected", json!({}));
+    assert!(line_of(&d[0], "phase2.nixl").contains("layer \"L2-EFA\" {"), "{d}");
+    // An analysis of the parent experiment named in `bimodal(...)`.
+    let d = c.at("textDocument/definition", &u, &text, "bimodality-detection", json!({}));
+    assert!(line_of(&d[0], "phase1.nixl").contains("analysis \"bimodality-detection\""), "{d}");
+    // A standard-library tool, two imports away.
+    let d = c.at("textDocument/definition", &u, &text, "fi_rdm_bw,", json!({}));
+    assert!(line_of(&d[0], "tools.nixl").contains("tool fi_rdm_bw"), "{d}");
+    // References of a factor span both files.
+    let r = c.at("textDocument/references", &u, &text, "concurrency == 8", json!({ "context": { "includeDeclaration": true } }));
+    let files: std::collections::BTreeSet<&str> =
+        r.as_array().unwrap().iter().map(|l| l["uri"].as_str().unwrap().rsplit('/').next().unwrap()).collect();
+    assert_eq!(files.into_iter().collect::<Vec<_>>(), ["phase1.nixl", "phase2.nixl"], "{r}");
+    // Hover on the layer an extra pattern goes in: the layer of the extending experiment.
+    let h = c.at("textDocument/hover", &u, &text, "L2-EFA\" {\n    prompt", json!({}));
+    assert!(h["contents"]["value"].as_str().unwrap().contains("**layer** `L2-EFA`"), "{h}");
+}
+
+#[test]
 fn lsp_survives_garbage_documents_and_requests() {
     let dir = scratch("lsp-garbage");
     let mut c = Client::start();
