@@ -202,6 +202,32 @@ fn lsp_duplicate_has_related_location_and_importers_are_rechecked() {
 }
 
 #[test]
+fn lsp_saving_or_closing_an_imported_file_rechecks_its_importers() {
+    let dir = scratch("lsp-save");
+    let (a_path, c_path) = (dir.join("a.nixl"), dir.join("c.nixl"));
+    std::fs::write(&c_path, "let k = 1\n").unwrap();
+    let a_text = "import \"./c.nixl\"\nlet j = k + 1\n";
+    let (a, cu) = (uri(&a_path), uri(&c_path));
+    let mut c = Client::start();
+    assert_eq!(c.open(&a, a_text), Vec::<Value>::new());
+    // Saved by another program (or editor): the importer is re-checked from the disk.
+    std::fs::write(&c_path, "let kk = 1\n").unwrap();
+    c.notify("textDocument/didSave", json!({ "textDocument": { "uri": &cu } }));
+    assert_eq!(codes(&c.diagnostics(&a)), ["nixl::E0103"]);
+    // An open buffer wins over the disk until it is closed.
+    c.open(&cu, "let k = 1\n");
+    assert_eq!(c.diagnostics(&a), Vec::<Value>::new());
+    c.notify("textDocument/didClose", json!({ "textDocument": { "uri": &cu } }));
+    assert_eq!(c.diagnostics(&cu), Vec::<Value>::new(), "a closed file's diagnostics are cleared");
+    assert_eq!(codes(&c.diagnostics(&a)), ["nixl::E0103"]);
+    // An import error in the imported file is flagged on the import line.
+    std::fs::write(&c_path, "let k = = 1\n").unwrap();
+    c.notify("textDocument/didSave", json!({ "textDocument": { "uri": &cu } }));
+    let d = c.diagnostics(&a);
+    assert!(d.iter().any(|d| d["range"]["start"]["line"] == 0 && d["message"].as_str().unwrap().contains("c.nixl")), "{d:?}");
+}
+
+#[test]
 fn lsp_hover_shows_levels_catalogue_kv_sizes_and_patterns() {
     let dir = scratch("lsp-hover");
     let u = uri(&dir.join("p1.nixl"));
