@@ -233,13 +233,14 @@ fn values(a: Option<&Analysis>, cx: &Context, out: &mut Vec<CompletionItem>) {
     }
     let wanted = wanted_kind(cx);
     if let Some(a) = a {
-        for f in factors(Some(a)) {
+        // A definition of one kind is wanted: factors and `let`s would only be noise.
+        for f in factors(Some(a)).into_iter().filter(|_| wanted.is_none()) {
             out.push(item(&f, K::VARIABLE, "factor"));
         }
         for (_, f) in &a.loaded.check.files {
             for s in &f.items {
                 match &s.kind {
-                    crate::syntax::ast::StmtKind::Let(id, _) => out.push(item(&id.name, K::VARIABLE, "let")),
+                    crate::syntax::ast::StmtKind::Let(id, _) if wanted.is_none() => out.push(item(&id.name, K::VARIABLE, "let")),
                     crate::syntax::ast::StmtKind::Block(b) => {
                         if let Some(crate::syntax::ast::BlockLabel::Ident(i)) = b.name() {
                             if wanted.as_deref().is_none_or(|w| w == b.kind.name) {

@@ -33,12 +33,17 @@ pub fn hover(a: &Analysis, offset: u32) -> Option<String> {
         Hit::Label(b, l) => label(a, b, l.text(), design),
         Hit::InLayer(l) => design.and_then(|d| layer(d, &l.value)),
         Hit::Attr(id, e) => attribute(a, kind, &id.name, e),
+        Hit::Let(kw, id, e) => {
+            let across =
+                if *kw == "set" { design.map(|d| across_patterns(a, d, &id.name)).unwrap_or_default() } else { String::new() };
+            Some(format!("**{kw}** `{}`{}{across}", id.name, value_of(a, e)))
+        }
         Hit::Factor(id, e) => Some(factor(design, &id.name).unwrap_or_else(|| {
             format!("**factor** `{}` = {}", id.name, constant(a, e).map(|v| v.display()).unwrap_or_default())
         })),
         Hit::Name(id) => name(a, &at, &id.name, offset, design),
         Hit::Str(_, s) => string(a, s, design),
-        Hit::Number(_, v, unit) => Some(number(*v, *unit, design)),
+        Hit::Number(e, v, unit) => Some(number(&source(a, e), *v, *unit, design)),
     }
 }
 
@@ -62,18 +67,65 @@ fn attribute(a: &Analysis, kind: &str, name: &str, e: &Expr) -> Option<String> {
             let _ = write!(s, "**{name}**");
         }
     }
-    match constant(a, e) {
-        Some(v) => {
-            let _ = write!(s, "\n\nvalue: `{}`", v.display());
-            if let Value::Num(x, u) = v {
-                if u != Unit::None {
-                    let _ = write!(s, " ({}: {})", u.describe(), value::fmt_num(x));
-                }
-            }
-        }
-        None => s.push_str("\n\nvalue: evaluated per pattern"),
-    }
+    s.push_str(&value_of(a, e));
     Some(s)
+}
+
+/// The value paragraph of an attribute, `let` or `set` hover.
+fn value_of(a: &Analysis, e: &Expr) -> String {
+    let src = source(a, e);
+    match constant(a, e) {
+        Some(v) => format!("\n\n`{src}` = {}", show(&v)),
+        // A reference to a definition (`setup = env_v0_16`): what it names.
+        None => match e.as_name().and_then(|n| definition(a, &n.name)) {
+            Some(d) => format!("\n\n{d}"),
+            None => format!("\n\n`{src}`: evaluated per pattern"),
+        },
+    }
+}
+
+/// The values a pattern setting takes across the design's patterns, with counts.
+fn across_patterns(a: &Analysis, d: &Design, name: &str) -> String {
+    let r = crate::design::Resolver::new(&a.loaded.check.model, d);
+    let mut counts: Vec<(String, usize)> = vec![];
+    // Bounded: hover must stay instant on a million-pattern design.
+    for p in d.patterns.iter().take(5000) {
+        let Some(v) = r.own_settings(p).remove(name) else { continue };
+        let v = v.display();
+        match counts.iter_mut().find(|(x, _)| *x == v) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((v, 1)),
+        }
+    }
+    if counts.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = counts.iter().map(|(v, n)| format!("`{v}` ({n})")).collect();
+    format!("\n\nacross patterns: {}", list.join(", "))
+}
+
+/// An expression's source text, on one line and not too long for a hover.
+fn source(a: &Analysis, e: &Expr) -> String {
+    let text = &a.loaded.check.sources.get(e.span.file).text;
+    let raw = text.get(e.span.range()).unwrap_or("");
+    let one: String = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 100 {
+        format!("{}...", one.chars().take(100).collect::<String>())
+    } else {
+        one
+    }
+}
+
+/// A value with its unit spelled out: `200GB` is 200000000000 bytes (186.3 GiB).
+fn show(v: &Value) -> String {
+    match v {
+        Value::Num(x, Unit::Bytes) => format!("{} bytes ({})", value::fmt_num(*x), human_bytes(*x)),
+        Value::Num(x, Unit::Duration) => format!("{} ({} s)", value::fmt_duration(*x), value::fmt_num(*x)),
+        Value::Num(x, Unit::Tokens) => format!("{} tokens", value::fmt_num(*x)),
+        Value::Num(x, Unit::Bandwidth) => format!("{} Gbit/s", value::fmt_num(x / 1e9)),
+        Value::Num(x, Unit::Money) => format!("${x:.2}"),
+        other => format!("`{}`", other.display()),
+    }
 }
 
 fn factor(design: Option<&Design>, name: &str) -> Option<String> {
@@ -159,16 +211,15 @@ fn label(a: &Analysis, b: &Block, text: &str, design: Option<&Design>) -> Option
     }
 }
 
-fn number(v: f64, unit: Unit, design: Option<&Design>) -> String {
-    let shown = Value::Num(v, unit).display();
-    let mut s = format!("`{shown}`: {} ({})", value::fmt_num(v), unit.describe());
+fn number(text: &str, v: f64, unit: Unit, design: Option<&Design>) -> String {
+    let mut s = format!("`{text}` = {}", show(&Value::Num(v, unit)));
     if let (Unit::Tokens, Some(d)) = (unit, design) {
         if let Some(m) = &d.model {
             let kv = m.kv_bytes_per_token() as f64 * v;
             let tp = d.tp.max(1);
             let _ = write!(
                 s,
-                "\n\nKV cache of a {shown}-token prompt on `{}`: {} ({} per GPU at TP={tp})",
+                "\n\nKV cache of a {text}-token prompt on `{}`: {} ({} per GPU at TP={tp})",
                 m.name,
                 human_bytes(kv),
                 human_bytes(kv / tp as f64)

@@ -9,8 +9,10 @@ pub enum Hit<'a> {
     Kind(&'a Block),
     Label(&'a Block, &'a BlockLabel),
     InLayer(&'a StrLit),
-    /// The name of an attribute, `factor`, `let` or `set`.
+    /// The name of an attribute.
     Attr(&'a Ident, &'a Expr),
+    /// The name a `let` or `set` defines.
+    Let(&'static str, &'a Ident, &'a Expr),
     Factor(&'a Ident, &'a Expr),
     Name(&'a Ident),
     Str(&'a Expr, String),
@@ -44,7 +46,11 @@ fn stmt<'a>(kind: &'a StmtKind, offset: u32, at: &mut At<'a>) {
         StmtKind::Import(s) => at.hit = Some(Hit::Import(s)),
         StmtKind::Attr(id, e) | StmtKind::Let(id, e) | StmtKind::Set(id, e) => {
             if inside(id.span, offset) {
-                at.hit = Some(Hit::Attr(id, e));
+                at.hit = Some(match kind {
+                    StmtKind::Let(..) => Hit::Let("let", id, e),
+                    StmtKind::Set(..) => Hit::Let("set", id, e),
+                    _ => Hit::Attr(id, e),
+                });
             } else {
                 at.attr = Some(id);
                 expr(e, offset, at);

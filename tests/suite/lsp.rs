@@ -243,13 +243,27 @@ fn lsp_hover_shows_levels_catalogue_kv_sizes_and_patterns() {
     let h = hover(&mut c, "g6e.12xlarge");
     assert!(h.contains("4 x NVIDIA L40S") && h.contains("/h"), "{h}");
     let h = hover(&mut c, "12K]");
-    assert!(h.contains("KV cache") && h.contains("per GPU at TP=4"), "{h}");
+    assert!(
+        h.contains("`12K` = 12288 tokens")
+            && h.contains("KV cache of a 12K-token prompt on `qwen2_5_7b`: 672.0 MiB (168.0 MiB per GPU at TP=4)"),
+        "{h}"
+    );
     let h = hover(&mut c, "\"efa\" {");
     assert!(h.contains("**layer** `efa`") && h.contains("4 patterns"), "{h}");
     let h = hover(&mut c, "duration   =");
-    assert!(h.contains("3m") && h.contains("a duration"), "{h}");
+    assert!(h.contains("`3min` = 3m (180 s)"), "{h}");
     let h = hover(&mut c, "qwen2_5_7b");
     assert!(h.contains("**model**") && h.contains("per token"), "{h}");
+    // A pattern setting: its values across the patterns.
+    let p1 = std::fs::read_to_string(root().join("examples/phase1.nixl")).unwrap();
+    let u1 = uri(&root().join("examples/phase1.nixl"));
+    assert_eq!(c.open(&u1, &p1), Vec::<Value>::new());
+    let h = c.at("textDocument/hover", &u1, &p1, "max_model_len =", json!({}));
+    let h = h["contents"]["value"].as_str().unwrap().to_string();
+    assert!(h.contains("**set** `max_model_len`") && h.contains("`long ? 131072 : 32768`: evaluated per pattern"), "{h}");
+    assert!(h.contains("across patterns: `32768` (48), `131072` (25)"), "{h}");
+    let h = c.at("textDocument/hover", &u1, &p1, "volume        =", json!({}));
+    assert!(h["contents"]["value"].as_str().unwrap().contains("`200GB` = 200000000000 bytes (186.3 GiB)"), "{h}");
     // A pattern id in a schedule: its full settings, as `nixl show` prints them.
     let mut text2 = text.clone();
     text2 = text2.replacen("mode = unified\n", "mode = unified\n    schedule = [\"qs-unified-1k-c1\"]\n", 1);
