@@ -1,6 +1,7 @@
 //! Hover: what the checker and the design engine know about the thing under the
-//! cursor, as Markdown. Every answer comes from the analysis already computed
-//! for diagnostics; nothing is re-evaluated beyond constant expressions.
+//! cursor, as Markdown. Answers come from the analysis already computed for
+//! diagnostics; only constant expressions and, for a `set`, the settings of at
+//! most 5,000 patterns are evaluated here.
 
 use super::analysis::Analysis;
 use super::locate::{locate, At, Hit};
