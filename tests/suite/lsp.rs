@@ -565,3 +565,13 @@ fn lsp_textmate_grammar_scopes_an_example() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.starts_with("ok: ") && stdout.contains("scope checks"), "{stdout}");
 }
+
+#[test]
+fn lsp_help_says_what_it_is_for() {
+    let out = crate::support::nixl().args(["lsp", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Language Server Protocol") && help.contains("docs/editors.md"), "{help}");
+    let out = crate::support::nixl().arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lsp"));
+}
