@@ -2,7 +2,10 @@
 //! loader that lets imports see unsaved buffers before the disk.
 
 use super::convert::LineIndex;
+use super::reparse::ParseCache;
 use crate::check::imports::{Loader, STDLIB};
+use crate::diagnostics::{Diagnostic, FileId};
+use crate::syntax::ast;
 use lsp_types::{TextDocumentContentChangeEvent, Url};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -83,8 +86,10 @@ pub fn normalize(p: &Path) -> PathBuf {
 }
 
 /// Reads open buffers first, then the disk: an importer sees what the editor shows.
+/// Parses through the chunk cache, so an edit re-parses only what it touched.
 pub struct BufferLoader<'a> {
     pub docs: &'a Documents,
+    pub cache: &'a ParseCache,
 }
 
 impl Loader for BufferLoader<'_> {
@@ -93,6 +98,9 @@ impl Loader for BufferLoader<'_> {
             Some(t) => Ok(t.as_bytes().to_vec()),
             None => std::fs::read(path),
         }
+    }
+    fn parse(&self, file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
+        self.cache.parse(file, text)
     }
 }
 

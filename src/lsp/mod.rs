@@ -10,6 +10,7 @@ pub mod hover;
 pub mod index;
 pub mod locate;
 pub mod navigate;
+pub mod reparse;
 pub mod server;
 
 pub use server::{capabilities, serve};

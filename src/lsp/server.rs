@@ -6,6 +6,7 @@
 
 use super::analysis::Analysis;
 use super::docs::{BufferLoader, Documents};
+use super::reparse::ParseCache;
 use super::{completion, hover, navigate};
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response};
 use lsp_types::notification::{self as n, Notification as _};
@@ -47,7 +48,13 @@ pub fn serve(conn: Connection) -> Result<(), Error> {
             "serverInfo": { "name": "nixl", "version": env!("CARGO_PKG_VERSION") }
         }),
     )?;
-    let mut s = Server { conn: &conn, docs: Documents::default(), analyses: HashMap::new(), dirty: BTreeSet::new() };
+    let mut s = Server {
+        conn: &conn,
+        docs: Documents::default(),
+        analyses: HashMap::new(),
+        dirty: BTreeSet::new(),
+        cache: ParseCache::default(),
+    };
     for msg in &conn.receiver {
         match msg {
             Message::Request(req) => {
@@ -73,6 +80,7 @@ struct Server<'c> {
     docs: Documents,
     analyses: HashMap<Url, Analysis>,
     dirty: BTreeSet<Url>,
+    cache: ParseCache,
 }
 
 impl Server<'_> {
@@ -131,7 +139,7 @@ impl Server<'_> {
     fn flush(&mut self) {
         for uri in std::mem::take(&mut self.dirty) {
             let Some(doc) = self.docs.get(&uri) else { continue };
-            let loader = BufferLoader { docs: &self.docs };
+            let loader = BufferLoader { docs: &self.docs, cache: &self.cache };
             let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let a = Analysis::run(&uri, &doc.text, doc.version, &loader);
                 let diags = a.diagnostics();

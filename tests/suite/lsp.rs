@@ -566,6 +566,48 @@ fn lsp_textmate_grammar_scopes_an_example() {
     assert!(stdout.starts_with("ok: ") && stdout.contains("scope checks"), "{stdout}");
 }
 
+/// The language server's chunked, cached parse must give exactly `syntax::parse`'s tree
+/// and diagnostics: on every example, stdlib module and invalid input, and on each
+/// example with any one line removed (which breaks many of them).
+#[test]
+fn lsp_incremental_parse_equals_the_whole_file_parse() {
+    let mut files = vec![];
+    for dir in ["examples", "stdlib", "tests/golden/invalid"] {
+        for e in std::fs::read_dir(root().join(dir)).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "nixl") {
+                files.push(e.path());
+            }
+        }
+    }
+    assert!(files.len() > 60, "{files:?}");
+    let cache = nixl::lsp::reparse::ParseCache::default();
+    let same = |text: &str, what: &str| {
+        let whole = nixl::syntax::parse(3, text);
+        let chunked = cache.parse(3, text);
+        // Compared as JSON (the tree has no PartialEq); only the name is printed, the trees are large.
+        assert!(serde_json::to_value(&chunked.0).unwrap() == serde_json::to_value(&whole.0).unwrap(), "tree of {what} differs");
+        assert!(
+            serde_json::to_value(&chunked.1).unwrap() == serde_json::to_value(&whole.1).unwrap(),
+            "diagnostics of {what} differ"
+        );
+    };
+    let mut checked = 0;
+    for f in &files {
+        let Ok(text) = std::fs::read_to_string(f) else { continue };
+        same(&text, &f.display().to_string());
+        same(&text, &format!("{} (cached)", f.display()));
+        checked += 1;
+        if f.starts_with(root().join("examples")) {
+            let lines: Vec<&str> = text.split_inclusive('\n').collect();
+            for i in 0..lines.len() {
+                let cut: String = lines.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, l)| *l).collect();
+                same(&cut, &format!("{} without line {}", f.display(), i + 1));
+            }
+        }
+    }
+    assert!(checked > 60);
+}
+
 #[test]
 fn lsp_help_says_what_it_is_for() {
     let out = crate::support::nixl().args(["lsp", "--help"]).output().unwrap();
