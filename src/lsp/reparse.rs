@@ -18,13 +18,18 @@ use std::rc::Rc;
 
 type Parsed = Rc<(File, Vec<Diagnostic>)>;
 
+/// Chunk trees by chunk text, with the number of the parse that last used each.
 #[derive(Default)]
 pub struct ParseCache {
-    chunks: RefCell<HashMap<String, Parsed>>,
+    chunks: RefCell<HashMap<String, (Parsed, u64)>>,
+    parses: std::cell::Cell<u64>,
 }
 
-/// Bounds the cache; a few documents of 5,000 lines hold a few thousand chunks.
-const MAX_CHUNKS: usize = 50_000;
+/// Above this many entries, those no parse used recently are dropped: every
+/// keystroke in a large block adds a version of that block.
+const SWEEP_ABOVE: usize = 2_000;
+/// "Recently": within this many parses (a re-check parses a file and its imports).
+const KEEP_PARSES: u64 = 64;
 
 impl ParseCache {
     /// `syntax::parse(file, text)`, reusing the trees of unchanged chunks.
@@ -34,13 +39,17 @@ impl ParseCache {
         }
         let mut items = vec![];
         let mut comments = vec![];
+        let now = self.parses.get() + 1;
+        self.parses.set(now);
         let mut chunks = self.chunks.borrow_mut();
-        if chunks.len() > MAX_CHUNKS {
-            chunks.clear();
+        if chunks.len() > SWEEP_ABOVE {
+            chunks.retain(|_, (_, used)| now - *used < KEEP_PARSES);
         }
         for (start, end) in chunk_bounds(text) {
             let piece = &text[start..end];
-            let parsed = chunks.entry(piece.to_string()).or_insert_with(|| Rc::new(crate::syntax::parse(0, piece))).clone();
+            let entry = chunks.entry(piece.to_string()).or_insert_with(|| (Rc::new(crate::syntax::parse(0, piece)), now));
+            entry.1 = now;
+            let parsed = entry.0.clone();
             if !parsed.1.is_empty() {
                 drop(chunks);
                 return crate::syntax::parse(file, text);
@@ -206,6 +215,19 @@ impl Shift {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_chunks_are_dropped() {
+        let cache = ParseCache::default();
+        for i in 0..(SWEEP_ABOVE as u64 + KEEP_PARSES + 10) {
+            cache.parse(0, &format!("let a = {i}\nlet b = 2\n"));
+        }
+        // `let b` is used by every parse and stays; old versions of `let a` went.
+        let chunks = cache.chunks.borrow();
+        assert!(chunks.len() <= SWEEP_ABOVE + 2, "{}", chunks.len());
+        assert!(chunks.contains_key("let b = 2\n"));
+        assert!(!chunks.contains_key("let a = 0\n"));
+    }
 
     #[test]
     fn chunks_start_at_top_level_items_only() {
