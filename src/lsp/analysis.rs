@@ -59,6 +59,25 @@ impl Analysis {
             .filter(|d| d.primary.span.file == self.file)
             .map(|d| convert::diagnostic(d, &mut pos, &uri_of))
             .collect();
+        // The other places of a diagnostic in this file (the first of two definitions) are
+        // underlined too, as hints pointing back, since not every editor shows related locations.
+        for d in self.loaded.check.diagnostics.iter().filter(|d| d.primary.span.file == self.file) {
+            for l in d.secondary.iter().filter(|l| l.span.file == self.file && !l.message.is_empty()) {
+                let primary = Location::new(self.uri.clone(), pos.range(d.primary.span));
+                out.push(lsp_types::Diagnostic {
+                    range: pos.range(l.span),
+                    severity: Some(lsp_types::DiagnosticSeverity::HINT),
+                    code: Some(lsp_types::NumberOrString::String(d.code.to_string())),
+                    source: Some("nixl".into()),
+                    message: format!("{}: {}", l.message, d.message),
+                    related_information: Some(vec![lsp_types::DiagnosticRelatedInformation {
+                        location: primary,
+                        message: d.message.clone(),
+                    }]),
+                    ..Default::default()
+                });
+            }
+        }
         // An imported file with errors: one diagnostic on the import statement, linking there.
         for (import, target) in self.imports() {
             let errors: Vec<_> = self

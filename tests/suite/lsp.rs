@@ -199,6 +199,14 @@ fn lsp_duplicate_has_related_location_and_importers_are_rechecked() {
     assert_eq!(related["location"]["uri"], b.as_str());
     assert_eq!(related["location"]["range"]["start"], json!({ "line": 0, "character": 4 }));
     assert_eq!(related["message"], "first defined here");
+
+    // Both places in one file: the error on the second, a hint on the first pointing back.
+    let u = uri(&dir.join("dup.nixl"));
+    let diags = c.open(&u, "let tp = 4\nlet tp = 8\n");
+    assert_eq!(codes(&diags), ["nixl::E0104", "nixl::E0104"], "{diags:?}");
+    assert_eq!((diags[0]["severity"].as_u64(), diags[0]["range"]["start"]["line"].as_u64()), (Some(1), Some(1)));
+    assert_eq!((diags[1]["severity"].as_u64(), diags[1]["range"]["start"]["line"].as_u64()), (Some(4), Some(0)));
+    assert_eq!(diags[1]["relatedInformation"][0]["location"]["range"]["start"], json!({ "line": 1, "character": 4 }));
 }
 
 #[test]
