@@ -131,8 +131,11 @@ fn stdlib_path(name: &str, text: &str) -> Option<PathBuf> {
     let dir = std::env::temp_dir().join(format!("nixl-stdlib-{}", env!("CARGO_PKG_VERSION")));
     let file = dir.join(format!("{}.nixl", name.trim_start_matches("std/")));
     if std::fs::read_to_string(&file).ok().as_deref() != Some(text) {
+        // Written beside and renamed, so a concurrent reader never sees half a file.
         std::fs::create_dir_all(&dir).ok()?;
-        std::fs::write(&file, text).ok()?;
+        let tmp = dir.join(format!(".{}.{}", std::process::id(), name.trim_start_matches("std/")));
+        std::fs::write(&tmp, text).ok()?;
+        std::fs::rename(&tmp, &file).ok()?;
     }
     Some(file)
 }
