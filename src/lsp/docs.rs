@@ -133,7 +133,9 @@ fn stdlib_path(name: &str, text: &str) -> Option<PathBuf> {
     if std::fs::read_to_string(&file).ok().as_deref() != Some(text) {
         // Written beside and renamed, so a concurrent reader never sees half a file.
         std::fs::create_dir_all(&dir).ok()?;
-        let tmp = dir.join(format!(".{}.{}", std::process::id(), name.trim_start_matches("std/")));
+        static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{}.{n}.{}", std::process::id(), name.trim_start_matches("std/")));
         std::fs::write(&tmp, text).ok()?;
         std::fs::rename(&tmp, &file).ok()?;
     }
