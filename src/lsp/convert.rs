@@ -110,8 +110,14 @@ pub fn diagnostic(d: &Diagnostic, pos: &mut Positions, uri_of: &dyn Fn(FileId) -
         message,
         related_information: if related.is_empty() { None } else { Some(related) },
         tags: None,
-        data: None,
+        data: suggestion(d).map(|s| serde_json::json!({ "replace": s })),
     }
+}
+
+/// The replacement a "did you mean `x`?" help suggests, for the quick fix.
+pub fn suggestion(d: &Diagnostic) -> Option<String> {
+    let h = d.help.as_deref()?;
+    Some(h.strip_prefix("did you mean `")?.strip_suffix("`?")?.to_string())
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 use super::analysis::Analysis;
 use crate::diagnostics::Span;
 use crate::syntax::ast::{Block, Stmt, StmtKind};
-use lsp_types::{DocumentSymbol, Location, Position, Range, SymbolKind, TextEdit};
+use lsp_types::{
+    CodeAction, CodeActionKind, CodeActionOrCommand, DocumentSymbol, Location, Position, Range, SymbolKind, TextEdit, Url,
+    WorkspaceEdit,
+};
 
 /// Where the name under the cursor is defined; an import goes to the imported file.
 pub fn definition(a: &Analysis, offset: u32) -> Vec<Location> {
@@ -81,4 +84,26 @@ pub fn format(text: &str) -> Vec<TextEdit> {
     let idx = super::convert::LineIndex::new(text);
     let end = idx.position(text.len());
     vec![TextEdit::new(Range::new(Position::new(0, 0), end), formatted)]
+}
+
+/// Quick fixes: a diagnostic whose help says "did you mean `x`?" (carried in its
+/// `data`) offers the replacement; a quoted name stays quoted.
+pub fn code_actions(uri: &Url, text: &str, diagnostics: &[lsp_types::Diagnostic]) -> Vec<CodeActionOrCommand> {
+    let idx = super::convert::LineIndex::new(text);
+    let mut out = vec![];
+    for d in diagnostics {
+        let Some(new) = d.data.as_ref().and_then(|v| v["replace"].as_str()) else { continue };
+        let old = text.get(idx.offset(d.range.start)..idx.offset(d.range.end)).unwrap_or("");
+        let new = if old.starts_with('"') { format!("\"{new}\"") } else { new.to_string() };
+        let edit = TextEdit::new(d.range, new.clone());
+        out.push(CodeActionOrCommand::CodeAction(CodeAction {
+            title: format!("Replace with {new}"),
+            kind: Some(CodeActionKind::QUICKFIX),
+            diagnostics: Some(vec![d.clone()]),
+            edit: Some(WorkspaceEdit { changes: Some([(uri.clone(), vec![edit])].into_iter().collect()), ..Default::default() }),
+            is_preferred: Some(true),
+            ..Default::default()
+        }));
+    }
+    out
 }

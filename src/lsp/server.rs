@@ -34,6 +34,7 @@ pub fn capabilities() -> ServerCapabilities {
         references_provider: Some(OneOf::Left(true)),
         document_symbol_provider: Some(OneOf::Left(true)),
         document_formatting_provider: Some(OneOf::Left(true)),
+        code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
         ..Default::default()
     }
 }
@@ -218,6 +219,11 @@ impl Server<'_> {
                 let p: DocumentSymbolParams = params(req)?;
                 let Some(a) = self.analyses.get(&p.text_document.uri) else { return json(None::<DocumentSymbolResponse>) };
                 json(DocumentSymbolResponse::Nested(navigate::symbols(a)))
+            }
+            r::CodeActionRequest::METHOD => {
+                let p: CodeActionParams = params(req)?;
+                let Some(doc) = self.docs.get(&p.text_document.uri) else { return json(None::<CodeActionResponse>) };
+                json(navigate::code_actions(&p.text_document.uri, &doc.text, &p.context.diagnostics))
             }
             r::Formatting::METHOD => {
                 let p: DocumentFormattingParams = params(req)?;

@@ -151,6 +151,16 @@ fn lsp_diagnostics_follow_edits_and_clear_when_fixed() {
     assert_eq!(diags[0]["severity"], 1);
     assert!(diags[0]["message"].as_str().unwrap().contains("us-west-2b"), "{diags:?}");
 
+    // The quick fix from "did you mean": the zone of the stack's region, quoted.
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": { "uri": &u }, "range": diags[0]["range"], "context": { "diagnostics": diags } }),
+    );
+    let edit = &actions[0]["edit"]["changes"][u.as_str()][0];
+    assert_eq!(edit["newText"], "\"us-east-1b\"", "{actions}");
+    assert_eq!(edit["range"], diags[0]["range"]);
+    assert_eq!(actions[0]["kind"], "quickfix");
+
     c.edit(&u, &mut text, "us-west-2b", "us-east-1b", 2);
     assert_eq!(c.diagnostics(&u), Vec::<Value>::new());
 
