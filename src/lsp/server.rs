@@ -66,6 +66,8 @@ pub fn serve(conn: Connection) -> Result<(), Error> {
                 let resp = s.request(req);
                 conn.sender.send(Message::Response(resp))?;
             }
+            // `exit` without `shutdown` first: leave anyway (the client is going).
+            Message::Notification(not) if not.method == n::Exit::METHOD => return Ok(()),
             Message::Notification(not) => s.notification(not),
             Message::Response(_) => {}
         }
