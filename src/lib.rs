@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod design;
 pub mod diagnostics;
+pub mod lsp;
 pub mod pipeline;
 pub mod plan;
 pub mod provider;

@@ -165,6 +165,14 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run the language server for editors, over stdin and stdout.
+    ///
+    /// Speaks the Language Server Protocol: diagnostics as you type (the same checks as
+    /// `nixl check`, for the file and the open files importing it), hover, completion, go to
+    /// definition, references, document symbols and formatting (as `nixl fmt`). Editors start
+    /// it themselves; see docs/editors.md for VS Code and Neovim. It prints nothing else on
+    /// stdout, so it is not meant to be run by hand.
+    Lsp,
 }
 
 fn main() -> ExitCode {
@@ -221,5 +229,12 @@ fn main() -> ExitCode {
         }
         Command::Fmt { files, check } => cli::fmt(&files, check),
         Command::Show { file, pattern, experiment } => cli::show(&file, &pattern, experiment.as_deref()),
+        Command::Lsp => match nixl::lsp::run_stdio() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: nixl lsp: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }

@@ -24,6 +24,11 @@ pub struct Loaded {
 /// Where file text comes from; tests and the language server supply their own.
 pub trait Loader {
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>>;
+    /// Parses one loaded file. The language server overrides this to reuse the
+    /// trees of unchanged parts of a file (`lsp::reparse`); the result is the same.
+    fn parse(&self, file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
+        syntax::parse(file, text)
+    }
 }
 
 pub struct FsLoader;
@@ -119,7 +124,7 @@ impl Loading<'_> {
     fn visit_text(&mut self, key: String, text: String, dir: Option<PathBuf>) {
         let id = self.sources.add(key.clone(), text.clone());
         self.done.insert(key.clone(), id);
-        let (file, diags) = syntax::parse(id, &text);
+        let (file, diags) = self.loader.parse(id, &text);
         self.diagnostics.extend(diags);
         for stmt in &file.items {
             if let ast::StmtKind::Import(target) = &stmt.kind {

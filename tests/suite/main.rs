@@ -9,5 +9,6 @@ mod cli;
 mod conformance;
 mod golden;
 mod local;
+mod lsp;
 mod plan;
 mod props;
