@@ -33,7 +33,7 @@ enum Command {
         file: PathBuf,
         /// The pattern id, e.g. p2-efa-12k-c1.
         pattern: String,
-        /// The experiment (default: the file's own, the last one declared).
+        /// The experiment, when the file declares several (default: the last one declared).
         #[arg(long)]
         experiment: Option<String>,
     },
@@ -44,9 +44,10 @@ enum Command {
     Plan {
         /// The .nixl file (default: `file` in ./nixl.toml).
         file: Option<PathBuf>,
+        /// The experiment, when the file declares several (default: the last one declared).
         #[arg(long)]
         experiment: Option<String>,
-        /// State file (default: .nixl/<experiment>/state.json beside the file).
+        /// State file (default: .nixl/<experiment>/state.json beside the file, or `state_dir` in nixl.toml).
         #[arg(long)]
         state: Option<PathBuf>,
         /// Print the plan as JSON (schema: docs/plan-json.md).
@@ -63,8 +64,10 @@ enum Command {
     Graph {
         /// The .nixl file (default: `file` in ./nixl.toml).
         file: Option<PathBuf>,
+        /// The experiment, when the file declares several (default: the last one declared).
         #[arg(long)]
         experiment: Option<String>,
+        /// State file (default: .nixl/<experiment>/state.json beside the file, or `state_dir` in nixl.toml).
         #[arg(long)]
         state: Option<PathBuf>,
     },
@@ -77,8 +80,10 @@ enum Command {
     Apply {
         /// The .nixl file (default: `file` in ./nixl.toml).
         file: Option<PathBuf>,
+        /// The experiment, when the file declares several (default: the last one declared).
         #[arg(long)]
         experiment: Option<String>,
+        /// State file (default: .nixl/<experiment>/state.json beside the file, or `state_dir` in nixl.toml).
         #[arg(long)]
         state: Option<PathBuf>,
         /// Where to run: aws (the stack's region) or local (this machine).
@@ -103,8 +108,10 @@ enum Command {
     Destroy {
         /// The .nixl file (default: `file` in ./nixl.toml).
         file: Option<PathBuf>,
+        /// The experiment, when the file declares several (default: the last one declared).
         #[arg(long)]
         experiment: Option<String>,
+        /// State file (default: .nixl/<experiment>/state.json beside the file, or `state_dir` in nixl.toml).
         #[arg(long)]
         state: Option<PathBuf>,
         /// aws or local; default: `provider` in nixl.toml beside the file, else aws.
@@ -118,6 +125,7 @@ enum Command {
     ExportCfn {
         /// The .nixl file (default: `file` in ./nixl.toml).
         file: Option<PathBuf>,
+        /// The experiment, when the file declares several (default: the last one declared).
         #[arg(long)]
         experiment: Option<String>,
     },
@@ -125,8 +133,10 @@ enum Command {
     Status {
         /// The .nixl file (default: `file` in ./nixl.toml).
         file: Option<PathBuf>,
+        /// The experiment, when the file declares several (default: the last one declared).
         #[arg(long)]
         experiment: Option<String>,
+        /// State file (default: .nixl/<experiment>/state.json beside the file, or `state_dir` in nixl.toml).
         #[arg(long)]
         state: Option<PathBuf>,
         #[arg(long)]
@@ -136,8 +146,10 @@ enum Command {
     Results {
         /// The .nixl file (default: `file` in ./nixl.toml).
         file: Option<PathBuf>,
+        /// The experiment, when the file declares several (default: the last one declared).
         #[arg(long)]
         experiment: Option<String>,
+        /// State file (default: .nixl/<experiment>/state.json beside the file, or `state_dir` in nixl.toml).
         #[arg(long)]
         state: Option<PathBuf>,
         /// table, csv or json.
@@ -151,8 +163,10 @@ enum Command {
     ForceUnlock {
         /// The .nixl file (default: `file` in ./nixl.toml).
         file: Option<PathBuf>,
+        /// The experiment, when the file declares several (default: the last one declared).
         #[arg(long)]
         experiment: Option<String>,
+        /// State file (default: .nixl/<experiment>/state.json beside the file, or `state_dir` in nixl.toml).
         #[arg(long)]
         state: Option<PathBuf>,
     },
