@@ -7,9 +7,9 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 
 /// The stand-in servers listen on fixed ports: one local campaign at a time.
-static PORTS: Mutex<()> = Mutex::new(());
+pub static PORTS: Mutex<()> = Mutex::new(());
 
-fn copy_examples(name: &str) -> PathBuf {
+pub fn copy_examples(name: &str) -> PathBuf {
     let dir = scratch(name);
     for e in std::fs::read_dir(root().join("examples")).unwrap().flatten() {
         let to = dir.join(e.file_name());
@@ -31,7 +31,7 @@ fn apply(dir: &Path, extra: &[&str]) -> Output {
     c.output().unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
@@ -56,7 +56,11 @@ fn the_local_demo_runs_from_a_fresh_copy_and_then_has_nothing_to_do() {
     let out = nixl().current_dir(&dir).args(["results", "local-demo.nixl", "--format", "json"]).output().unwrap();
     let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(results.len(), 8);
-    assert!(results.iter().filter(|r| r["layer"] != "L4-Analysis" && r["layer"] != "L0-Baseline").all(|r| r["metrics"]["ttft_mean"].as_f64().unwrap() > 0.0));
+    assert!(results.iter().filter(|r| r["layer"] != "L4-Analysis" && r["layer"] != "L0-Baseline").all(|r| r["metrics"]
+        ["ttft_mean"]
+        .as_f64()
+        .unwrap()
+        > 0.0));
     let plan = nixl().current_dir(&dir).args(["plan", "local-demo.nixl", "--detailed-exitcode"]).output().unwrap();
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     let again = apply(&dir, &[]);
@@ -72,7 +76,9 @@ fn changing_one_patterns_concurrency_reruns_exactly_that_pattern() {
     let file = dir.join("local-demo.nixl");
     let extra = "\nexperiment more extends demo {\n  pattern \"more-extra\" in \"L2-EFA\" {\n    prompt      = 1K\n    concurrency = 2\n  }\n}\n";
     std::fs::write(&file, std::fs::read_to_string(&file).unwrap() + extra).unwrap();
-    let run = |d: &Path| nixl().current_dir(d).args(["apply", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output().unwrap();
+    let run = |d: &Path| {
+        nixl().current_dir(d).args(["apply", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output().unwrap()
+    };
     let first = run(&dir);
     assert!(first.status.success(), "{}", text(&first));
     let before: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(".nixl/more/state.json")).unwrap()).unwrap();
@@ -91,7 +97,10 @@ fn changing_one_patterns_concurrency_reruns_exactly_that_pattern() {
         }
     }
     assert_ne!(before["actions"]["more-extra"]["hash"], after["actions"]["more-extra"]["hash"]);
-    let _ = nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--experiment", "more", "--provider", "local", "--auto-approve"]).output();
+    let _ = nixl()
+        .current_dir(&dir)
+        .args(["destroy", "local-demo.nixl", "--experiment", "more", "--provider", "local", "--auto-approve"])
+        .output();
 }
 
 #[test]
@@ -137,7 +146,8 @@ fn a_killed_apply_resumes_without_rerunning_or_losing_results() {
     }
     // Every pattern's result exists exactly once.
     let results = dir.join(".nixl/results/demo");
-    let names: Vec<String> = std::fs::read_dir(&results).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&results).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
     let records = names.iter().filter(|n| n.ends_with(".json")).count();
     let raws = names.iter().filter(|n| n.contains(".raw.")).count();
     assert_eq!((records, raws), (8, 8), "{names:?}");

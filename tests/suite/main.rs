@@ -9,3 +9,4 @@ mod golden;
 mod local;
 mod plan;
 mod props;
+mod results;
