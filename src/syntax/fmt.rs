@@ -41,7 +41,9 @@ pub fn format(file: &File, source: &str) -> String {
 
 /// One expression in canonical form, for messages (a rule's condition when it fires).
 pub fn expr_text(e: &Expr) -> String {
-    let mut p = Printer { src: "", comments: &[], used: vec![] };
+    // The printer reads layout from the source; blank text of the same length has none.
+    let blank = " ".repeat(e.span.end as usize + 1);
+    let mut p = Printer { src: &blank, comments: &[], used: vec![] };
     p.expr(e, 0)
 }
 

@@ -188,8 +188,16 @@ struct MlflowServer {
 
 impl Drop for MlflowServer {
     fn drop(&mut self) {
-        // The server forks workers: end its whole process group.
-        let _ = Command::new("kill").args(["-TERM", &format!("-{}", self.child.id())]).status();
+        // The server forks workers: end its whole process group, forcibly if it lingers.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", &group]).status();
+        for _ in 0..40 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        let _ = Command::new("kill").args(["-KILL", &group]).status();
         let _ = self.child.wait();
     }
 }
