@@ -188,16 +188,16 @@ struct MlflowServer {
 
 impl Drop for MlflowServer {
     fn drop(&mut self) {
-        // The server forks workers: end its whole process group, forcibly if it lingers.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", &group]).status();
-        for _ in 0..40 {
+        // SIGTERM to the server alone, which stops its workers; signalling the whole
+        // process group was seen to take unrelated processes of this sandbox down.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..60 {
             if self.child.try_wait().ok().flatten().is_some() {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        let _ = Command::new("kill").args(["-KILL", &group]).status();
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
@@ -215,7 +215,6 @@ fn mlflow_post(uri: &str, path: &str, body: serde_json::Value) -> serde_json::Va
 }
 
 fn start_mlflow(dir: &Path) -> Option<MlflowServer> {
-    use std::os::unix::process::CommandExt;
     if std::env::var("NIXL_SKIP_MLFLOW_TESTS").as_deref() == Ok("1") {
         eprintln!("skipping the MLflow test: NIXL_SKIP_MLFLOW_TESTS=1");
         return None;
@@ -231,10 +230,11 @@ fn start_mlflow(dir: &Path) -> Option<MlflowServer> {
         .arg("--backend-store-uri")
         .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
         .current_dir(dir)
+        // Tracking needs no job runner; its periodic workers kill process groups when they think they are orphaned.
+        .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
-        .process_group(0)
         .spawn()
         .unwrap();
     let server = MlflowServer { child, uri: format!("http://127.0.0.1:{port}") };
