@@ -192,7 +192,7 @@ pub fn dip_test(sample: &[f64], sims: usize) -> (f64, f64) {
     if n < 4 || sims == 0 {
         return (d, 1.0);
     }
-    let mut rng = Rng::new(0x6469_7074_6573_74 ^ n as u64);
+    let mut rng = Rng::new(0x0064_6970_7465_7374 ^ n as u64);
     let mut buf = vec![0.0; n];
     let mut at_least = 0usize;
     for _ in 0..sims {
