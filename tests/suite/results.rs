@@ -327,3 +327,53 @@ fn results_are_logged_to_a_real_mlflow_server_once() {
     assert_eq!(none.status.code(), Some(1));
     assert!(text(&none).contains("MLFLOW_TRACKING_URI"), "{}", text(&none));
 }
+
+fn record(id: &str, layer: &str, settings: &[(&str, &str)], metrics: &[(&str, f64)]) -> nixl::results::ResultRecord {
+    nixl::results::ResultRecord {
+        id: id.into(),
+        hash: "h".into(),
+        layer: layer.into(),
+        kind: if layer == "L4-Analysis" { "analysis".into() } else { "pattern".into() },
+        finished_at: String::new(),
+        seconds: 1.0,
+        settings: settings.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect(),
+        metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        samples: Default::default(),
+        raw: String::new(),
+    }
+}
+
+/// The seed's four criteria as written in examples/phase2.nixl, on made-up results.
+#[test]
+fn the_seeds_four_rules_in_phase2_fire_on_their_conditions_only() {
+    let loaded = nixl::pipeline::load(&crate::support::root().join("examples/phase2.nixl"));
+    let design = loaded.design(Some("phase2")).unwrap();
+    let rules = nixl::design::merge::merged(&loaded.check.model, "phase2", &mut vec![]).unwrap().rules;
+    assert_eq!(rules.len(), 4);
+    let fired = |results: &[nixl::results::ResultRecord], parent: &[nixl::results::ResultRecord]| -> Vec<usize> {
+        let ctx = nixl::results::rules::Ctx { design, results, parent };
+        nixl::results::rules::evaluate(&rules, &ctx).iter().map(|f| f.rule).collect()
+    };
+    // Nothing measured yet: every condition is undecided, none fires.
+    assert!(fired(&[], &[]).is_empty());
+    let calm = vec![
+        record("a", "L2-EFA", &[], &[("ttft_mean", 1000.0), ("tpot_mean", 20.0)]),
+        record("b", "L1-Unified", &[], &[("tpot_mean", 25.0)]),
+        record("c1", "L3-TCP", &[("concurrency", "1")], &[("ttft_mean", 1000.0)]),
+        record("c16", "L3-TCP", &[("concurrency", "16")], &[("ttft_mean", 2900.0)]),
+        record("p2-analysis-bimodality-detection", "L4-Analysis", &[], &[("bimodal", 0.0), ("dip", 0.01)]),
+    ];
+    let phase1 = vec![record("p1", "L2-EFA", &[], &[("ttft_mean", 1200.0)])];
+    assert!(fired(&calm, &phase1).is_empty(), "{:?}", fired(&calm, &phase1));
+    let mut rough = calm.clone();
+    rough[0].metrics.insert("ttft_mean".into(), 1600.0); // 33% above phase 1
+    rough[1].metrics.insert("tpot_mean".into(), 36.0); // 16 ms gap
+    rough[3].metrics.insert("ttft_mean".into(), 3100.0); // more than 3x c=1
+    rough[4].metrics.insert("bimodal".into(), 1.0);
+    assert_eq!(fired(&rough, &phase1), vec![0, 1, 2, 3]);
+    // Each rule names the ad-hoc pool of its tool.
+    let ctx = nixl::results::rules::Ctx { design, results: &rough, parent: &phase1 };
+    let f = nixl::results::rules::evaluate(&rules, &ctx);
+    assert!(!f[2].patterns.is_empty() && f[2].patterns.iter().all(|p| p.contains("fi-pingpong")), "{:?}", f[2].patterns);
+    assert!(f[1].reason.contains("15 ms"));
+}
