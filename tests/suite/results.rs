@@ -303,6 +303,12 @@ fn results_are_logged_to_a_real_mlflow_server_once() {
     assert_eq!(tags["mode"], "disaggregated");
     assert_eq!(tags["transport"], "efa");
     assert_eq!(tags["nixl_hash"], rec.hash.as_str());
+    // Per-request samples went up as an artifact.
+    let run_id = run["info"]["run_id"].as_str().unwrap();
+    let listed = block(async {
+        reqwest::get(format!("{uri}/api/2.0/mlflow/artifacts/list?run_id={run_id}")).await.unwrap().text().await.unwrap()
+    });
+    assert!(listed.contains("samples.json"), "{listed}");
     let params = pairs(run, "params");
     assert_eq!(params["pattern_id"], "demo-efa-12k-c4");
     assert_eq!(params["prompt"], "12K");
