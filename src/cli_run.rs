@@ -47,6 +47,10 @@ fn dir_of(file: &Path) -> PathBuf {
     std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf())
 }
 
+pub fn dir_of_file(file: &Path) -> PathBuf {
+    dir_of(file)
+}
+
 pub fn results_dir(file: &Path, experiment: &str) -> PathBuf {
     dir_of(file).join(".nixl").join("results").join(experiment)
 }
@@ -158,6 +162,7 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
         targets: args.targets.clone(),
         replace: args.replace.clone(),
         interrupted: interrupted.clone(),
+        mlflow: crate::cli_results::mlflow_target(&loaded.check.model, design, &file),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
@@ -417,7 +422,7 @@ fn status_text(plan: &Plan, rows: &[LayerStatus], used: f64, remaining: f64) -> 
     s
 }
 
-pub fn results(args: &PlanArgs, format: &str, layer: Option<&str>) -> ExitCode {
+pub fn results(args: &PlanArgs, format: &str, layer: Option<&str>, push: bool) -> ExitCode {
     let loaded = cli::load(args.file);
     if cli::report(&loaded.check, nixl::render::Format::Auto) {
         return ExitCode::from(1);
@@ -428,6 +433,9 @@ pub fn results(args: &PlanArgs, format: &str, layer: Option<&str>) -> ExitCode {
     };
     let store = nixl::results::Store::new(&results_dir(args.file, &design.experiment));
     let records: Vec<_> = store.all().into_iter().filter(|r| layer.is_none_or(|l| r.layer == l)).collect();
+    if push {
+        return crate::cli_results::push(&loaded.check.model, design, args.file, &records);
+    }
     match format {
         "json" => println!("{}", serde_json::to_string_pretty(&records).expect("records serialise")),
         "csv" => {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod cli;
+mod cli_results;
 mod cli_run;
 
 #[derive(Parser)]
@@ -158,6 +159,19 @@ enum Command {
         /// Only this layer.
         #[arg(long)]
         layer: Option<String>,
+        /// Log the results to MLflow (MLFLOW_TRACKING_URI or the file's `mlflow.tracking_uri`);
+        /// runs already there are not duplicated.
+        #[arg(long)]
+        push: bool,
+    },
+    /// Write a self-contained HTML report: plots, the pattern table, the analyses' verdicts.
+    Report {
+        file: PathBuf,
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Directory of report.html (default: .nixl/reports/<experiment> beside the file).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Remove a lock left by an apply or destroy that died.
     ForceUnlock {
@@ -229,14 +243,16 @@ fn main() -> ExitCode {
             let file = file!(file);
             cli_run::status(&cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() }, json)
         }
-        Command::Results { file, experiment, state, format, layer } => {
+        Command::Results { file, experiment, state, format, layer, push } => {
             let file = file!(file);
             cli_run::results(
                 &cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() },
                 &format,
                 layer.as_deref(),
+                push,
             )
         }
+        Command::Report { file, experiment, out } => cli_results::report(&file, experiment.as_deref(), out.as_deref()),
         Command::ForceUnlock { file, experiment, state } => {
             let file = file!(file);
             cli_run::force_unlock(&cli::PlanArgs { file: &file, experiment: experiment.as_deref(), state: state.as_deref() })

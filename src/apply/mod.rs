@@ -2,6 +2,7 @@
 //! records each outcome in the state the moment it ends, keeps every result,
 //! and stops cleanly on Ctrl-C. The same code drives AWS and the local machine.
 
+mod post;
 pub mod progress;
 pub mod render;
 
@@ -30,6 +31,8 @@ pub struct Options {
     pub replace: Vec<String>,
     /// Set by Ctrl-C: finish the current action, record it, stop.
     pub interrupted: Arc<AtomicBool>,
+    /// Where each result is logged as it arrives; None keeps results local.
+    pub mlflow: Option<crate::results::mlflow::Target>,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +58,7 @@ struct Exec<'a, P: Provider> {
     failed: BTreeSet<usize>,
     outcome: Outcome,
     kv: Option<f64>,
+    post: post::Post,
 }
 
 fn log(msg: &str) {
@@ -85,6 +89,7 @@ pub async fn run<P: Provider>(
         failed: BTreeSet::new(),
         outcome: Outcome::default(),
         kv: design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64),
+        post: post::Post::new(model, design, opts),
     };
     let wanted = selection(plan, &opts.targets, &opts.replace);
     let actions = &plan.actions;
@@ -180,6 +185,9 @@ pub async fn run<P: Provider>(
                 if !matches!(a.kind, Kind::ServerStart | Kind::ServerStop | Kind::Service | Kind::Upload) {
                     ex.record(a, Status::Done, started, None)?;
                 }
+                if matches!(a.kind, Kind::Pattern | Kind::Step | Kind::Analysis) {
+                    ex.after_result(&a.id).await;
+                }
             }
             Err(e) => {
                 log(&format!("       failed: {e}"));
@@ -199,6 +207,7 @@ pub async fn run<P: Provider>(
     if server_up.is_some() {
         let _ = ex.stop_servers().await;
     }
+    ex.run_rule_patterns().await?;
     progress::end();
     Ok(ex.outcome)
 }
@@ -549,7 +558,7 @@ impl<P: Provider> Exec<'_, P> {
         self.save(a, &settings, metrics, samples, &raw, started)
     }
 
-    async fn step(&mut self, a: &Action, started: Instant) -> Result<Option<()>, String> {
+    pub(crate) async fn step(&mut self, a: &Action, started: Instant) -> Result<Option<()>, String> {
         let p = self.design.pattern(&a.id).ok_or("step missing from the design")?.clone();
         let tool = self.model.tools.get(p.tool.as_deref().unwrap_or("")).ok_or("unknown tool")?.clone();
         let out = self.out_path(a);

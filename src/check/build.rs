@@ -585,7 +585,12 @@ fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &M
             StmtKind::Prune { cond, reason } => {
                 prunes.push(Prune { cond: cond.clone(), reason: reason.value.clone(), span: s.span })
             }
-            StmtKind::When { cond, action } => rules.push(RuleDecl { cond: cond.clone(), action: action.clone(), span: s.span }),
+            StmtKind::When { cond, action, reason } => rules.push(RuleDecl {
+                cond: cond.clone(),
+                action: action.clone(),
+                reason: reason.as_ref().map(|r| r.value.clone()),
+                span: s.span,
+            }),
             StmtKind::Block(c) if c.kind.name == "layer" => layers.push(build_layer(cx, c)),
             StmtKind::Block(c) if c.kind.name == "pattern" => {
                 let (id, pspan) = label(c);

@@ -232,5 +232,6 @@ pub struct Analysis {
 pub struct RuleDecl {
     pub cond: Expr,
     pub action: Expr,
+    pub reason: Option<String>,
     pub span: Span,
 }

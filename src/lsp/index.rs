@@ -134,7 +134,7 @@ impl Index {
                 }
                 StmtKind::Factor(_, e) | StmtKind::Let(_, e) | StmtKind::Set(_, e) => self.uses_in_expr(e, &inner),
                 StmtKind::Prune { cond, .. } => self.uses_in_expr(cond, &inner),
-                StmtKind::When { cond, action } => {
+                StmtKind::When { cond, action, .. } => {
                     self.uses_in_expr(cond, &inner);
                     self.uses_in_expr(action, &inner);
                 }

@@ -65,7 +65,7 @@ fn stmt<'a>(kind: &'a StmtKind, offset: u32, at: &mut At<'a>) {
             }
         }
         StmtKind::Prune { cond, .. } => expr(cond, offset, at),
-        StmtKind::When { cond, action } => {
+        StmtKind::When { cond, action, .. } => {
             expr(cond, offset, at);
             expr(action, offset, at);
         }

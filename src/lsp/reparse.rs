@@ -149,7 +149,9 @@ impl Shift {
             StmtKind::Factor(i, e) => StmtKind::Factor(self.ident(i), self.expr(e)),
             StmtKind::Attr(i, e) => StmtKind::Attr(self.ident(i), self.expr(e)),
             StmtKind::Prune { cond, reason } => StmtKind::Prune { cond: self.expr(cond), reason: self.lit(reason) },
-            StmtKind::When { cond, action } => StmtKind::When { cond: self.expr(cond), action: self.expr(action) },
+            StmtKind::When { cond, action, reason } => {
+                StmtKind::When { cond: self.expr(cond), action: self.expr(action), reason: reason.map(|r| self.lit(r)) }
+            }
             StmtKind::Block(b) => StmtKind::Block(Block {
                 kind: self.ident(b.kind),
                 labels: b

@@ -219,8 +219,12 @@ pub fn build(model: &Model, design: &Design, state: &State, source_hash: &str, d
     // Everything on the nodes runs one at a time: baseline, groups, low level.
     let mut tail: Vec<usize> = node_ready.clone();
     let mut pattern_action: BTreeMap<usize, usize> = BTreeMap::new();
+    // Ad-hoc steps that a rule (or the user) already ran stay in the plan, not "forgotten".
+    let ran = |i: usize| state.actions.get(&design.patterns[i].id).is_some_and(|r| r.status == Status::Done);
     let step_patterns = |cat: Category| -> Vec<usize> {
-        (0..design.patterns.len()).filter(|&i| design.patterns[i].category == cat && !design.patterns[i].adhoc).collect()
+        (0..design.patterns.len())
+            .filter(|&i| design.patterns[i].category == cat && (!design.patterns[i].adhoc || ran(i)))
+            .collect()
     };
     for i in step_patterns(Category::Baseline) {
         let a = b.pattern_action(design, i, tail.clone());
@@ -602,7 +606,29 @@ impl Builder<'_> {
     }
 }
 
+/// The action of one pattern of the design, outside a plan: how apply runs
+/// the ad-hoc patterns that rules add while it runs.
+pub fn pattern_action(model: &Model, design: &Design, id: &str) -> Option<Action> {
+    let i = design.patterns.iter().position(|p| p.id == id)?;
+    let resolver = crate::design::Resolver::new(model, design);
+    let mut b = Builder { actions: vec![], index: BTreeMap::new(), resolver: &resolver };
+    let k = b.pattern_action(design, i, vec![]);
+    Some(b.actions.swap_remove(k))
+}
+
 impl Action {
+    /// The action that starts a service, for patterns run outside a plan.
+    pub fn service(name: &str) -> Action {
+        Action::new(
+            &format!("service.{name}"),
+            Kind::Service,
+            format!("start service {name}"),
+            String::new(),
+            SERVICE_SECONDS,
+            vec![],
+        )
+    }
+
     fn new(id: &str, kind: Kind, label: String, hash: String, duration: f64, deps: Vec<usize>) -> Action {
         Action {
             id: id.to_string(),

@@ -1,6 +1,6 @@
 //! Analyses declared in the file, computed on the local machine from stored results.
 
-use super::ResultRecord;
+use super::{stats, ResultRecord};
 use crate::check::value::Value;
 use std::collections::BTreeMap;
 
@@ -18,39 +18,31 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
     let mut out = BTreeMap::new();
     match func {
         "compare" => {
-            let metric = metric_arg("ttft");
-            let a = method
-                .field("a")
-                .map(Value::interpolated)
-                .or_else(|| inputs.first().cloned())
-                .ok_or("compare needs two layers")?;
-            let b = method
-                .field("b")
-                .map(Value::interpolated)
-                .or_else(|| inputs.get(1).cloned())
-                .ok_or("compare needs two layers")?;
-            let key = metric_key(&metric);
-            // Pairs at matching factor levels (prompt, concurrency).
-            let mut diffs = vec![];
-            let mut ratios = vec![];
-            for ra in of(results, &a) {
-                for rb in of(results, &b) {
-                    if same_levels(ra, rb) {
-                        if let (Some(x), Some(y)) = (ra.metrics.get(&key), rb.metrics.get(&key)) {
-                            diffs.push(x - y);
-                            if *y != 0.0 {
-                                ratios.push(x / y);
-                            }
-                        }
-                    }
-                }
-            }
-            if diffs.is_empty() {
+            let key = metric_key(&metric_arg("ttft"));
+            let a = method.field("a").map(Value::interpolated).or_else(|| inputs.first().cloned());
+            let b = method.field("b").map(Value::interpolated).or_else(|| inputs.get(1).cloned());
+            let (Some(a), Some(b)) = (a, b) else { return Err("compare needs two layers".into()) };
+            let pairs = matched(of(results, &a), &|r| r.layer == b, results, &key, &key);
+            if pairs.is_empty() {
                 return Err(format!("no results of `{a}` and `{b}` at matching levels with `{key}`"));
             }
-            out.insert(format!("{key}_diff_mean"), mean(&diffs));
-            out.insert(format!("{key}_ratio_mean"), mean(&ratios));
-            out.insert("pairs".into(), diffs.len() as f64);
+            differences(&mut out, &key, &pairs);
+        }
+        "proxy_overhead" => {
+            // TTFT a disaggregated layer adds over unified serving at the same levels:
+            // the proxy hop plus the KV transfer.
+            let pairs = matched(
+                inputs.iter().flat_map(|l| of(results, l)),
+                &|r| r.settings.get("mode").and_then(|m| m.as_str()) == Some("unified"),
+                results,
+                "ttft_mean",
+                "ttft_mean",
+            );
+            if pairs.is_empty() {
+                return Err("proxy_overhead needs disaggregated and unified TTFT results at matching levels".into());
+            }
+            differences(&mut out, "ttft_mean", &pairs);
+            out.insert("proxy_overhead_ms".into(), stats::mean(&pairs.iter().map(|(x, y)| x - y).collect::<Vec<_>>()));
         }
         "tpot_separation" => {
             for l in inputs {
@@ -64,6 +56,8 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
             let spread =
                 means.iter().cloned().fold(f64::NEG_INFINITY, f64::max) - means.iter().cloned().fold(f64::INFINITY, f64::min);
             out.insert("tpot_spread_ms".into(), spread);
+            let limit = method.field("limit").and_then(Value::as_f64).map(|s| s * 1000.0).unwrap_or(15.0);
+            out.insert("backend_independent".into(), if spread <= limit { 1.0 } else { 0.0 });
         }
         "mean" => {
             let metric = metric_key(&metric_arg("ttft"));
@@ -75,10 +69,31 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
                 out.insert(format!("{metric}_{}", slug(l)), mean(&v));
             }
         }
-        "proxy_overhead" | "correlation" | "dip_test" => {
-            return Err(format!(
-                "analysis method `{func}` is not available in this build of nixl (compare, tpot_separation and mean are)"
-            ))
+        "dip_test" => {
+            let metric = metric_arg("ttft");
+            let alpha = method.field("alpha").and_then(Value::as_f64).unwrap_or(0.05);
+            let mut recs: Vec<&ResultRecord> = inputs.iter().flat_map(|l| of(results, l)).collect();
+            recs.sort_by(|a, b| a.id.cmp(&b.id));
+            out = bimodality(&recs, &metric, alpha)?;
+        }
+        "correlation" => {
+            let x = metric_key(&metric_arg("ttft"));
+            let y = method.field("with").map(|v| metric_key(&v.interpolated())).ok_or("correlation needs `with = METRIC`")?;
+            let mine: Vec<&ResultRecord> = inputs.iter().flat_map(|l| of(results, l)).collect();
+            // Both figures in one result, else results of different layers at the same levels.
+            let mut pairs: Vec<(f64, f64)> =
+                mine.iter().filter_map(|r| Some((*r.metrics.get(&x)?, *r.metrics.get(&y)?))).collect();
+            if pairs.len() < 3 {
+                pairs = matched(mine.iter().copied(), &|r| inputs.contains(&r.layer), results, &x, &y).into_iter().collect();
+            }
+            let (xs, ys): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+            let r = stats::pearson(&xs, &ys)
+                .ok_or_else(|| format!("correlation needs 3 or more varying pairs of `{x}` and `{y}`, found {}", xs.len()))?;
+            out.insert("pearson".into(), r);
+            if let Some(rho) = stats::spearman(&xs, &ys) {
+                out.insert("spearman".into(), rho);
+            }
+            out.insert("pairs".into(), xs.len() as f64);
         }
         other => return Err(format!("unknown analysis method `{other}`")),
     }
@@ -108,4 +123,99 @@ pub fn mean(v: &[f64]) -> f64 {
     } else {
         v.iter().sum::<f64>() / v.len() as f64
     }
+}
+
+/// Bootstrap resamples of an analysis: enough for a stable 95% interval, quick on two cores.
+pub const BOOTSTRAP_REPS: usize = 10_000;
+/// Simulations behind a dip test's p-value.
+pub const DIP_SIMS: usize = 2_000;
+
+/// Value pairs (x of `left`, y of a matching record) at the same prompt and concurrency.
+fn matched<'r>(
+    left: impl Iterator<Item = &'r ResultRecord>,
+    right: &dyn Fn(&ResultRecord) -> bool,
+    all: &'r [ResultRecord],
+    x: &str,
+    y: &str,
+) -> Vec<(f64, f64)> {
+    let mut out = vec![];
+    for ra in left {
+        for rb in all.iter().filter(|r| r.id != ra.id && right(r)) {
+            if same_levels(ra, rb) {
+                if let (Some(a), Some(b)) = (ra.metrics.get(x), rb.metrics.get(y)) {
+                    out.push((*a, *b));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Mean difference and ratio of pairs with their bootstrap 95% intervals.
+fn differences(out: &mut BTreeMap<String, f64>, key: &str, pairs: &[(f64, f64)]) {
+    let diffs: Vec<f64> = pairs.iter().map(|(x, y)| x - y).collect();
+    let ratios: Vec<f64> = pairs.iter().filter(|(_, y)| *y != 0.0).map(|(x, y)| x / y).collect();
+    out.insert(format!("{key}_diff_mean"), mean(&diffs));
+    if let Some((lo, hi)) = stats::bootstrap_ci(&diffs, BOOTSTRAP_REPS, 1, stats::mean) {
+        out.insert(format!("{key}_diff_ci_low"), lo);
+        out.insert(format!("{key}_diff_ci_high"), hi);
+    }
+    if !ratios.is_empty() {
+        out.insert(format!("{key}_ratio_mean"), mean(&ratios));
+        if let Some((lo, hi)) = stats::bootstrap_ci(&ratios, BOOTSTRAP_REPS, 2, stats::mean) {
+            out.insert(format!("{key}_ratio_ci_low"), lo);
+            out.insert(format!("{key}_ratio_ci_high"), hi);
+        }
+    }
+    out.insert("pairs".into(), diffs.len() as f64);
+}
+
+/// The samples a dip test reads from one result: per-request values when the
+/// tool reported them (ttft -> ttft_ms), none otherwise.
+pub fn samples_of<'r>(r: &'r ResultRecord, metric: &str) -> Option<&'r Vec<f64>> {
+    r.samples.get(&format!("{metric}_ms")).or_else(|| r.samples.get(metric)).filter(|v| v.len() >= 4)
+}
+
+/// Dip test per result with per-request samples (the most bimodal one is
+/// reported with its split), or over the results' values when none has samples.
+fn bimodality(recs: &[&ResultRecord], metric: &str, alpha: f64) -> Result<BTreeMap<String, f64>, String> {
+    let mut out = BTreeMap::new();
+    let mut tested = 0usize;
+    let mut bimodal = 0usize;
+    let mut worst: Option<(f64, f64, Vec<f64>)> = None;
+    let mut consider = |v: &[f64]| {
+        let (d, p) = stats::dip_test(v, DIP_SIMS);
+        tested += 1;
+        if p < alpha {
+            bimodal += 1;
+        }
+        if worst.as_ref().is_none_or(|(wd, wp, _)| p < *wp || (p == *wp && d > *wd)) {
+            worst = Some((d, p, v.to_vec()));
+        }
+    };
+    let with_samples: Vec<&Vec<f64>> = recs.iter().filter_map(|r| samples_of(r, metric)).collect();
+    if with_samples.is_empty() {
+        let key = metric_key(metric);
+        let pooled: Vec<f64> = recs.iter().filter_map(|r| r.metrics.get(&key).copied()).collect();
+        if pooled.len() < 4 {
+            return Err(format!("dip_test needs per-request `{metric}` samples or 4 or more `{key}` results"));
+        }
+        consider(&pooled);
+    } else {
+        with_samples.iter().for_each(|v| consider(v));
+    }
+    let (d, p, v) = worst.ok_or("nothing to test")?;
+    out.insert("dip".into(), d);
+    out.insert("p_value".into(), p);
+    out.insert("bimodal".into(), if p < alpha { 1.0 } else { 0.0 });
+    out.insert("tested".into(), tested as f64);
+    out.insert("bimodal_results".into(), bimodal as f64);
+    if let Some(s) = stats::two_component_split(&v) {
+        out.insert("split_threshold".into(), s.threshold);
+        out.insert("phase_a_n".into(), s.low_n as f64);
+        out.insert("phase_a_mean".into(), s.low_mean);
+        out.insert("phase_b_n".into(), s.high_n as f64);
+        out.insert("phase_b_mean".into(), s.high_mean);
+    }
+    Ok(out)
 }

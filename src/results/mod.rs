@@ -2,6 +2,11 @@
 //! pattern and content hash, raw output kept beside the parsed metrics.
 
 pub mod analysis;
+pub mod mlflow;
+pub mod report;
+pub mod rules;
+pub mod stats;
+pub mod svg;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

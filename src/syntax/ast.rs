@@ -43,6 +43,8 @@ pub enum StmtKind {
     When {
         cond: Expr,
         action: Expr,
+        /// Why the rule exists, said when it fires.
+        reason: Option<StrLit>,
     },
     Attr(Ident, Expr),
     Block(Block),

@@ -39,6 +39,14 @@ pub fn format(file: &File, source: &str) -> String {
     out
 }
 
+/// One expression in canonical form, for messages (a rule's condition when it fires).
+pub fn expr_text(e: &Expr) -> String {
+    // The printer reads layout from the source; blank text of the same length has none.
+    let blank = " ".repeat(e.span.end as usize + 1);
+    let mut p = Printer { src: &blank, comments: &[], used: vec![] };
+    p.expr(e, 0)
+}
+
 fn has_error(stmts: &[Stmt]) -> bool {
     stmts.iter().any(|s| match &s.kind {
         StmtKind::Error(_) => true,
@@ -400,10 +408,13 @@ impl Printer<'_> {
                 let c = self.expr(cond, level);
                 (format!("prune {c} because {}", self.str_lit(reason)), None)
             }
-            StmtKind::When { cond, action } => {
+            StmtKind::When { cond, action, reason } => {
                 let c = self.expr(cond, level);
                 let a = self.expr(action, level);
-                (format!("when {c} then run {a}"), None)
+                match reason {
+                    Some(r) => (format!("when {c} then run {a} because {}", self.str_lit(r)), None),
+                    None => (format!("when {c} then run {a}"), None),
+                }
             }
             StmtKind::Block(b) => (self.block(b, level), None),
             StmtKind::Error(t) => (t.clone(), None),

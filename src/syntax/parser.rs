@@ -105,10 +105,12 @@ impl Builder {
                 StmtKind::Prune { cond, reason }
             }
             Rule::when_stmt => {
-                let mut it = p.into_inner().filter(|q| q.as_rule() == Rule::expr);
-                let cond = self.expr(it.next().expect("cond"));
-                let action = self.expr(it.next().expect("action"));
-                StmtKind::When { cond, action }
+                let parts: Vec<Pair<Rule>> = p.into_inner().collect();
+                let mut it = parts.iter().filter(|q| q.as_rule() == Rule::expr);
+                let cond = self.expr(it.next().expect("cond").clone());
+                let action = self.expr(it.next().expect("action").clone());
+                let reason = parts.iter().find(|q| q.as_rule() == Rule::string).map(|s| self.str_lit(s.clone()));
+                StmtKind::When { cond, action, reason }
             }
             Rule::block => StmtKind::Block(self.block(p)),
             Rule::error_top | Rule::error_line | Rule::error_block => {

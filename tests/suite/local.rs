@@ -7,9 +7,9 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 
 /// The stand-in servers listen on fixed ports: one local campaign at a time.
-static PORTS: Mutex<()> = Mutex::new(());
+pub static PORTS: Mutex<()> = Mutex::new(());
 
-fn copy_examples(name: &str) -> PathBuf {
+pub fn copy_examples(name: &str) -> PathBuf {
     let dir = scratch(name);
     for e in std::fs::read_dir(root().join("examples")).unwrap().flatten() {
         let to = dir.join(e.file_name());
@@ -31,7 +31,7 @@ fn apply(dir: &Path, extra: &[&str]) -> Output {
     c.output().unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 

@@ -12,3 +12,4 @@ mod local;
 mod lsp;
 mod plan;
 mod props;
+mod results;

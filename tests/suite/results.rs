@@ -1,0 +1,385 @@
+//! Results: statistics against published reference values, rules firing on the
+//! local provider, the HTML report (also rendered in headless Chromium), and
+//! logging to a real MLflow server.
+
+use crate::local::{copy_examples, text, PORTS};
+use crate::support::nixl;
+use nixl::results::stats;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Samples both sides compute the same way (integer arithmetic, then one division).
+fn uniformish() -> Vec<f64> {
+    (1..=50).map(|i| ((i * 7919) % 1000) as f64 / 1000.0).collect()
+}
+fn two_groups() -> Vec<f64> {
+    let a = (1..=40).map(|i| 100.0 + ((i * 37) % 101) as f64 / 10.0);
+    let b = (1..=40).map(|i| 160.0 + ((i * 53) % 97) as f64 / 10.0);
+    a.chain(b).collect()
+}
+fn bell() -> Vec<f64> {
+    let u = |i: u64, m: u64| ((i * m) % 1000) as f64 / 1000.0;
+    (1..=100).map(|i| 50.0 + 10.0 * (u(i, 7919) + u(i, 104729) + u(i, 1299709) - 1.5)).collect()
+}
+
+/// Reference values from the PyPI package `diptest` 0.12.0 (a port of Maechler's
+/// R package `diptest`, algorithm AS 217), computed once with
+/// `diptest.diptest(np.array(x))`: (dip, p-value by its interpolation table).
+#[test]
+fn dip_test_matches_the_diptest_package() {
+    let cases = [
+        ("uniformish", uniformish(), 0.01851851851851855, 1.0),
+        ("two groups", two_groups(), 0.20944816053511706, 0.0),
+        ("bell", bell(), 0.030774647887324022, 0.7509864386481964),
+    ];
+    for (name, x, dip_ref, p_ref) in cases {
+        let (d, p) = stats::dip_test(&x, 4000);
+        assert!((d - dip_ref).abs() < 1e-12, "{name}: dip {d} vs {dip_ref}");
+        // Our p-value is simulated (4000 uniform samples), theirs interpolated from a table.
+        assert!((p - p_ref).abs() < 0.04, "{name}: p {p} vs {p_ref}");
+    }
+    // The two-component split of the two groups separates them exactly.
+    let s = stats::two_component_split(&two_groups()).unwrap();
+    assert_eq!((s.low_n, s.high_n), (40, 40));
+}
+
+/// Reference: SciPy 1.17.1 `scipy.stats.bootstrap((d,), np.mean, n_resamples=99999,
+/// method="percentile", confidence_level=0.95, random_state=1)` on these differences
+/// gives [0.13, 2.2133]. Different generators, so agreement is up to resampling noise.
+#[test]
+fn bootstrap_interval_matches_scipy() {
+    let d: Vec<f64> = (1..=30).map(|i| ((i * 37) % 101) as f64 / 10.0 - 4.0).collect();
+    assert!((stats::mean(&d) - 1.166666666666667).abs() < 1e-12);
+    let (lo, hi) = stats::bootstrap_ci(&d, 20_000, 7, stats::mean).unwrap();
+    assert!((lo - 0.13).abs() < 0.06, "low {lo}");
+    assert!((hi - 2.2133333333333334).abs() < 0.06, "high {hi}");
+    // Seeded: the same call gives the same interval.
+    assert_eq!(stats::bootstrap_ci(&d, 20_000, 7, stats::mean), Some((lo, hi)));
+}
+
+/// Reference: SciPy 1.17.1 `pearsonr` and `spearmanr` on x = 1..8, y = x^2 with one tie.
+#[test]
+fn correlations_match_scipy() {
+    let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+    let y = [1.0, 4.0, 9.0, 16.0, 16.0, 36.0, 49.0, 64.0];
+    let r = stats::pearson(&x, &y).unwrap();
+    let rho = stats::spearman(&x, &y).unwrap();
+    assert!((r - PEARSON_REF).abs() < 1e-12, "{r}");
+    assert!((rho - SPEARMAN_REF).abs() < 1e-12, "{rho}");
+}
+const PEARSON_REF: f64 = 0.9539529720669739;
+const SPEARMAN_REF: f64 = 0.9940297973880048;
+
+fn apply(dir: &Path, file: &str, env: &[(&str, &str)]) -> String {
+    let mut c = nixl();
+    c.current_dir(dir).args(["apply", file, "--provider", "local", "--auto-approve"]);
+    c.env_remove("MLFLOW_TRACKING_URI");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    t
+}
+
+fn destroy(dir: &Path, file: &str) {
+    let _ = nixl().current_dir(dir).args(["destroy", file, "--provider", "local", "--auto-approve"]).output();
+}
+
+#[test]
+fn a_rule_fires_on_bimodal_ttft_and_its_adhoc_pattern_runs_in_the_same_apply() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("rules");
+    let plan = nixl().current_dir(&dir).args(["plan", "local-rules.nixl"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&plan.stdout).contains("+ rules-ll-latency-probe"), "ad hoc, not scheduled");
+    let t = apply(&dir, "local-rules.nixl", &[]);
+    assert!(t.contains("rule fired: when bimodal(\"ttft-bimodality\")"), "{t}");
+    assert!(t.contains("because \"a bimodal TTFT calls for a transfer-level probe\""), "{t}");
+    assert!(t.contains("[rule] + rules-ll-latency-probe"), "{t}");
+    let store = nixl::results::Store::new(&dir.join(".nixl/results/rules"));
+    let dip = store.get("rules-analysis-ttft-bimodality").expect("dip test result");
+    assert_eq!(dip.metrics["bimodal"], 1.0, "{:?}", dip.metrics);
+    assert!(dip.metrics["p_value"] < 0.05);
+    assert!(dip.metrics["phase_b_mean"] > 1.5 * dip.metrics["phase_a_mean"], "{:?}", dip.metrics);
+    let probe = store.get("rules-ll-latency-probe").expect("the rule's pattern ran");
+    assert_eq!(probe.metrics["latency_us"], 12.5);
+    // The next plan keeps the pattern the rule ran: nothing to do, nothing forgotten.
+    let plan = nixl().current_dir(&dir).args(["plan", "local-rules.nixl", "--detailed-exitcode"]).output().unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    destroy(&dir, "local-rules.nixl");
+}
+
+fn svg_count(html: &str) -> usize {
+    html.matches("<svg class=\"plot\"").count()
+}
+
+#[test]
+fn the_report_of_the_local_demo_has_plots_and_renders_in_chromium() {
+    let dir = {
+        let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = copy_examples("report");
+        apply(&dir, "local-demo.nixl", &[]);
+        destroy(&dir, "local-demo.nixl");
+        dir
+    };
+    let out_dir = dir.join("out");
+    let out = nixl().current_dir(&dir).args(["report", "local-demo.nixl", "--out"]).arg(&out_dir).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(svg_count(&html) >= 2, "{html}");
+    // TTFT and TPOT lines for both E2E layers at c=4, three prompt lengths each.
+    assert!(html.contains("L1-Unified c=4") && html.contains("L2-EFA c=4"));
+    assert!(html.matches("<path class=\"series\"").count() >= 4);
+    assert!(html.contains("demo-analysis-efa-vs-unified") && html.contains("95% CI"));
+    assert!(html.contains("demo-efa-12k-c4"));
+    chromium_renders(&out_dir.join("report.html"), &dir);
+}
+
+/// Opens the page in headless Chromium: no script errors, plots in the DOM, a screenshot with content.
+fn chromium_renders(page: &Path, scratch: &Path) {
+    if std::env::var("NIXL_SKIP_BROWSER_TESTS").as_deref() == Ok("1") {
+        eprintln!("skipping the browser check: NIXL_SKIP_BROWSER_TESTS=1");
+        return;
+    }
+    let bin = ["chromium", "chromium-browser"].into_iter().find(|b| Command::new(b).arg("--version").output().is_ok());
+    let bin = bin.expect("chromium is not installed (apt-get install chromium), or set NIXL_SKIP_BROWSER_TESTS=1");
+    let url = format!("file://{}", page.canonicalize().unwrap().display());
+    let run = |extra: &[String], profile: &str| {
+        let profile = scratch.join(profile);
+        std::fs::create_dir_all(&profile).unwrap();
+        Command::new(bin)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(&url)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let dom = run(&["--dump-dom".into()], "profile-dom");
+    let dom_text = String::from_utf8_lossy(&dom.stdout);
+    let log = String::from_utf8_lossy(&dom.stderr);
+    assert!(dom.status.success(), "{log}");
+    assert!(!log.contains("Uncaught"), "script error in the report:\n{log}");
+    assert!(svg_count(&dom_text) >= 2, "the rendered DOM lacks the plots:\n{dom_text}");
+    assert!(dom_text.contains("<path class=\"series\""));
+    let png = scratch.join("report.png");
+    let shot = run(&[format!("--screenshot={}", png.display()), "--window-size=1400,1600".into()], "profile-shot");
+    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    let bytes = std::fs::read(&png).expect("chromium wrote no screenshot");
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    // A blank white page compresses to a few kilobytes; plots, text and tables do not.
+    assert!(bytes.len() > 30_000, "the screenshot looks empty ({} bytes)", bytes.len());
+}
+
+/// A real `mlflow server` on a free loopback port with a SQLite store, stopped on drop.
+struct MlflowServer {
+    child: std::process::Child,
+    uri: String,
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        // SIGTERM to the server alone, which stops its workers; signalling the whole
+        // process group was seen to take unrelated processes of this sandbox down.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..60 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+fn mlflow_post(uri: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    block(async {
+        let r = reqwest::Client::new().post(format!("{uri}/api/2.0/mlflow/{path}")).json(&body).send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap()
+    })
+}
+
+fn start_mlflow(dir: &Path) -> Option<MlflowServer> {
+    if std::env::var("NIXL_SKIP_MLFLOW_TESTS").as_deref() == Ok("1") {
+        eprintln!("skipping the MLflow test: NIXL_SKIP_MLFLOW_TESTS=1");
+        return None;
+    }
+    assert!(
+        Command::new("mlflow").arg("--version").output().is_ok_and(|o| o.status.success()),
+        "mlflow is not installed (python3 -m pip install mlflow), or set NIXL_SKIP_MLFLOW_TESTS=1"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = std::fs::File::create(dir.join("mlflow.log")).unwrap();
+    let child = Command::new("mlflow")
+        .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
+        .arg("--backend-store-uri")
+        .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+        .current_dir(dir)
+        // Tracking needs no job runner; its periodic workers kill process groups when they think they are orphaned.
+        .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let server = MlflowServer { child, uri: format!("http://127.0.0.1:{port}") };
+    let started = std::time::Instant::now();
+    let up = || block(async { reqwest::get(format!("{}/health", server.uri)).await.is_ok_and(|r| r.status().is_success()) });
+    while !up() {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "mlflow server did not come up in 120 s:\n{}",
+            std::fs::read_to_string(dir.join("mlflow.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    Some(server)
+}
+
+fn runs(uri: &str, experiment: &str) -> Vec<serde_json::Value> {
+    let e = block(async {
+        reqwest::get(format!("{uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}"))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    });
+    let id = e["experiment"]["experiment_id"].as_str().expect("the experiment exists in MLflow").to_string();
+    let v = mlflow_post(uri, "runs/search", serde_json::json!({ "experiment_ids": [id], "max_results": 1000 }));
+    v["runs"].as_array().cloned().unwrap_or_default()
+}
+
+fn pairs(run: &serde_json::Value, what: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    run["data"][what]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| (p["key"].as_str().unwrap().to_string(), p["value"].clone()))
+        .collect()
+}
+
+#[test]
+fn results_are_logged_to_a_real_mlflow_server_once() {
+    let dir = copy_examples("mlflow");
+    let Some(server) = start_mlflow(&dir) else { return };
+    let uri = server.uri.clone();
+    {
+        let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+        let t = apply(&dir, "local-demo.nixl", &[("MLFLOW_TRACKING_URI", &uri)]);
+        assert!(t.contains("logged to MLflow run"), "{t}");
+        destroy(&dir, "local-demo.nixl");
+    }
+    let store = nixl::results::Store::new(&dir.join(".nixl/results/demo"));
+    let local = store.all();
+    assert_eq!(local.len(), 8);
+    let found = runs(&uri, "demo");
+    assert_eq!(found.len(), local.len(), "one run per result");
+    // Names and values read back through the search API.
+    let run = found.iter().find(|r| r["info"]["run_name"] == "demo-efa-12k-c4").expect("the pattern's run");
+    let rec = store.get("demo-efa-12k-c4").unwrap();
+    let metrics = pairs(run, "metrics");
+    for name in ["ttft_mean", "ttft_p50", "ttft_p99", "tpot_mean", "tpot_p50", "tpot_p99", "e2e_latency_mean", "throughput_tps"] {
+        let v = metrics.get(name).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("metric {name} missing: {metrics:?}"));
+        assert!((v - rec.metrics[name]).abs() < 1e-9 * v.abs().max(1.0), "{name}: {v} vs {}", rec.metrics[name]);
+    }
+    let tags = pairs(run, "tags");
+    assert_eq!(tags["layer"], "L2-EFA");
+    assert_eq!(tags["mode"], "disaggregated");
+    assert_eq!(tags["transport"], "efa");
+    assert_eq!(tags["nixl_hash"], rec.hash.as_str());
+    // Per-request samples went up as an artifact.
+    let run_id = run["info"]["run_id"].as_str().unwrap();
+    let listed = block(async {
+        reqwest::get(format!("{uri}/api/2.0/mlflow/artifacts/list?run_id={run_id}")).await.unwrap().text().await.unwrap()
+    });
+    assert!(listed.contains("samples.json"), "{listed}");
+    let params = pairs(run, "params");
+    assert_eq!(params["pattern_id"], "demo-efa-12k-c4");
+    assert_eq!(params["prompt"], "12K");
+    // Logging again finds every run: nothing is duplicated.
+    let push = nixl()
+        .current_dir(&dir)
+        .env("MLFLOW_TRACKING_URI", &uri)
+        .args(["results", "local-demo.nixl", "--push"])
+        .output()
+        .unwrap();
+    let t = text(&push);
+    assert!(push.status.success(), "{t}");
+    assert!(t.contains("0 run(s) logged, 8 already there, 0 failed"), "{t}");
+    assert_eq!(runs(&uri, "demo").len(), 8);
+    // Without a tracking URI, results stay local and --push says why it cannot.
+    let none = nixl()
+        .current_dir(&dir)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .args(["results", "local-demo.nixl", "--push"])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(1));
+    assert!(text(&none).contains("MLFLOW_TRACKING_URI"), "{}", text(&none));
+}
+
+fn record(id: &str, layer: &str, settings: &[(&str, &str)], metrics: &[(&str, f64)]) -> nixl::results::ResultRecord {
+    nixl::results::ResultRecord {
+        id: id.into(),
+        hash: "h".into(),
+        layer: layer.into(),
+        kind: if layer == "L4-Analysis" { "analysis".into() } else { "pattern".into() },
+        finished_at: String::new(),
+        seconds: 1.0,
+        settings: settings.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect(),
+        metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        samples: Default::default(),
+        raw: String::new(),
+    }
+}
+
+/// The seed's four criteria as written in examples/phase2.nixl, on made-up results.
+#[test]
+fn the_seeds_four_rules_in_phase2_fire_on_their_conditions_only() {
+    let loaded = nixl::pipeline::load(&crate::support::root().join("examples/phase2.nixl"));
+    let design = loaded.design(Some("phase2")).unwrap();
+    let rules = nixl::design::merge::merged(&loaded.check.model, "phase2", &mut vec![]).unwrap().rules;
+    assert_eq!(rules.len(), 4);
+    let fired = |results: &[nixl::results::ResultRecord], parent: &[nixl::results::ResultRecord]| -> Vec<usize> {
+        let ctx = nixl::results::rules::Ctx { design, results, parent };
+        nixl::results::rules::evaluate(&rules, &ctx).iter().map(|f| f.rule).collect()
+    };
+    // Nothing measured yet: every condition is undecided, none fires.
+    assert!(fired(&[], &[]).is_empty());
+    let calm = vec![
+        record("a", "L2-EFA", &[], &[("ttft_mean", 1000.0), ("tpot_mean", 20.0)]),
+        record("b", "L1-Unified", &[], &[("tpot_mean", 25.0)]),
+        record("c1", "L3-TCP", &[("concurrency", "1")], &[("ttft_mean", 1000.0)]),
+        record("c16", "L3-TCP", &[("concurrency", "16")], &[("ttft_mean", 2900.0)]),
+        record("p2-analysis-bimodality-detection", "L4-Analysis", &[], &[("bimodal", 0.0), ("dip", 0.01)]),
+    ];
+    let phase1 = vec![record("p1", "L2-EFA", &[], &[("ttft_mean", 1200.0)])];
+    assert!(fired(&calm, &phase1).is_empty(), "{:?}", fired(&calm, &phase1));
+    let mut rough = calm.clone();
+    rough[0].metrics.insert("ttft_mean".into(), 1600.0); // 33% above phase 1
+    rough[1].metrics.insert("tpot_mean".into(), 36.0); // 16 ms gap
+    rough[3].metrics.insert("ttft_mean".into(), 3100.0); // more than 3x c=1
+    rough[4].metrics.insert("bimodal".into(), 1.0);
+    assert_eq!(fired(&rough, &phase1), vec![0, 1, 2, 3]);
+    // Each rule names the ad-hoc pool of its tool.
+    let ctx = nixl::results::rules::Ctx { design, results: &rough, parent: &phase1 };
+    let f = nixl::results::rules::evaluate(&rules, &ctx);
+    assert!(!f[2].patterns.is_empty() && f[2].patterns.iter().all(|p| p.contains("fi-pingpong")), "{:?}", f[2].patterns);
+    assert!(f[1].reason.contains("15 ms"));
+}
