@@ -1,6 +1,8 @@
 //! What apply does after each result: log it to MLflow (when a tracking
 //! server is configured) and evaluate the experiment's rules; the ad-hoc
-//! patterns of rules that fire run at the end of the same apply.
+//! patterns of rules that fire run at the end of the same apply: low-level
+//! steps and analyses first, then E2E patterns with one server launch per
+//! restart group.
 
 use super::{log, Exec, Options};
 use crate::check::model::RuleDecl;
@@ -26,6 +28,8 @@ pub struct Post {
     rules: Vec<RuleDecl>,
     fired: BTreeSet<usize>,
     queue: Vec<String>,
+    /// E2E patterns from the queue, waiting for their server launch.
+    e2e: Vec<String>,
     parent: Vec<ResultRecord>,
 }
 
@@ -43,6 +47,7 @@ impl Post {
             rules: exp.map(|e| e.rules).unwrap_or_default(),
             fired: BTreeSet::new(),
             queue: vec![],
+            e2e: vec![],
             parent,
         }
     }
@@ -119,7 +124,71 @@ impl<P: Provider> Exec<'_, P> {
 
     /// Runs the patterns fired rules asked for; their results are evaluated in turn.
     pub(super) async fn run_rule_patterns(&mut self) -> Result<(), String> {
+        // Rules may fire again on the results of E2E patterns, so repeat until nothing is new.
         let mut k = 0;
+        loop {
+            k = self.run_rule_steps(k).await?;
+            let e2e = std::mem::take(&mut self.post.e2e);
+            if e2e.is_empty() {
+                return Ok(());
+            }
+            self.run_rule_e2e(e2e).await?;
+        }
+    }
+
+    /// E2E patterns fired by rules: one server launch per restart group, as the plan would.
+    async fn run_rule_e2e(&mut self, ids: Vec<String>) -> Result<(), String> {
+        let mut by_group: std::collections::BTreeMap<Option<u32>, Vec<String>> = Default::default();
+        for id in ids {
+            let g = self.design.pattern(&id).and_then(|p| p.group);
+            by_group.entry(g).or_default().push(id);
+        }
+        for (group, ids) in by_group {
+            if self.opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let actions: Vec<crate::plan::Action> =
+                ids.iter().filter_map(|id| crate::plan::pattern_action(self.model, self.design, id)).collect();
+            let Some(first) = actions.first() else { continue };
+            let start = crate::plan::Action { kind: Kind::ServerStart, group, ..first.clone() };
+            log(&format!("[rule] + start server for {}", ids.join(", ")));
+            let started = Instant::now();
+            if let Err(e) = self.server_start(&start).await {
+                log(&format!("       failed: {e}"));
+                let _ = self.stop_servers().await;
+                for a in &actions {
+                    self.outcome.failed.push((a.id.clone(), format!("its server did not start: {e}")));
+                }
+                continue;
+            }
+            self.outcome.launches += 1;
+            log(&format!("       done in {:.1}s", started.elapsed().as_secs_f64()));
+            for a in &actions {
+                log(&format!("[rule] + {}", a.label));
+                let started = Instant::now();
+                match self.pattern(a, started).await {
+                    Ok(_) => {
+                        self.outcome.done += 1;
+                        log(&format!("       done in {:.1}s", started.elapsed().as_secs_f64()));
+                        self.record(a, Status::Done, started, None)?;
+                        self.after_result(&a.id).await;
+                    }
+                    Err(e) => {
+                        log(&format!("       failed: {e}"));
+                        self.outcome.failed.push((a.id.clone(), e.clone()));
+                        self.record(a, Status::Failed, started, Some(e))?;
+                    }
+                }
+            }
+            if let Err(e) = self.stop_servers().await {
+                log(&format!("       stopping the server failed: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Low-level and analysis patterns fired by rules, from queue position `k`; E2E ones are set aside.
+    async fn run_rule_steps(&mut self, mut k: usize) -> Result<usize, String> {
         while k < self.post.queue.len() {
             if self.opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
@@ -131,8 +200,8 @@ impl<P: Provider> Exec<'_, P> {
                 continue;
             };
             if self.design.pattern(&id).is_some_and(|p| p.category == Category::E2e) {
-                // An E2E pattern needs its server group; the next plan schedules it.
-                log(&format!("  rule pattern {id} needs a server: run `nixl apply --target {id}`"));
+                // E2E patterns need a server: they run together once the steps are done.
+                self.post.e2e.push(id);
                 continue;
             }
             log(&format!("[rule] + {}", a.label));
@@ -158,7 +227,7 @@ impl<P: Provider> Exec<'_, P> {
                 }
             }
         }
-        Ok(())
+        Ok(k)
     }
 
     /// Services a rule pattern's tool needs (etcd for NIXLBench), started if not yet.

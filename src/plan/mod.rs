@@ -375,7 +375,13 @@ pub fn build(model: &Model, design: &Design, state: &State, source_hash: &str, d
     }
     // Transient actions are needed only where real work remains.
     prune_transients(&mut b.actions, design);
-    let declared: std::collections::HashSet<&str> = b.actions.iter().map(|a| a.id.as_str()).collect();
+    // Ad-hoc patterns are declared even when unscheduled: one a rule ran is kept, not forgotten.
+    let declared: std::collections::HashSet<&str> = b
+        .actions
+        .iter()
+        .map(|a| a.id.as_str())
+        .chain(design.patterns.iter().filter(|p| p.adhoc).map(|p| p.id.as_str()))
+        .collect();
     let mut deletes = vec![];
     for (id, r) in &state.actions {
         let transient = id.starts_with("server.") || id.starts_with("service.") || id == "upload";

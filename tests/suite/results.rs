@@ -383,3 +383,39 @@ fn the_seeds_four_rules_in_phase2_fire_on_their_conditions_only() {
     assert!(!f[2].patterns.is_empty() && f[2].patterns.iter().all(|p| p.contains("fi-pingpong")), "{:?}", f[2].patterns);
     assert!(f[1].reason.contains("15 ms"));
 }
+
+#[test]
+fn an_adhoc_e2e_pattern_fired_by_a_rule_gets_its_own_server_launch_in_the_same_apply() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("rules-e2e");
+    std::fs::write(
+        dir.join("probe.nixl"),
+        r#"import "./local-rules.nixl"
+
+experiment probe extends rules {
+  prefix = "probe"
+
+  layer "L6-TCP-Probe" {
+    mode      = disaggregated
+    transport = tcp
+    adhoc     = true
+    id        = "{prefix}-tcp-{prompt}-c{concurrency}"
+  }
+
+  when bimodal("ttft-bimodality") then run ["probe-tcp-12k-c4"] because "see whether TCP shows the same two phases"
+}
+"#,
+    )
+    .unwrap();
+    let t = apply(&dir, "probe.nixl", &[]);
+    assert!(t.contains("adds probe-tcp-12k-c4"), "{t}");
+    assert!(t.contains("[rule] + start server for probe-tcp-12k-c4"), "{t}");
+    // Two scheduled launches (unified, EFA) and one for the rule's TCP pattern.
+    assert!(t.contains("0 failed, 0 skipped, 3 server launches"), "{t}");
+    let store = nixl::results::Store::new(&dir.join(".nixl/results/probe"));
+    let rec = store.get("probe-tcp-12k-c4").expect("the rule's E2E pattern ran");
+    assert!(rec.metrics["ttft_mean"] > 0.0);
+    let plan = nixl().current_dir(&dir).args(["plan", "probe.nixl", "--detailed-exitcode"]).output().unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    destroy(&dir, "probe.nixl");
+}
