@@ -373,6 +373,16 @@ pub fn build(model: &Model, design: &Design, state: &State, source_hash: &str, d
             },
         };
     }
+    // A stack update says what its change set will touch, from what the last apply recorded.
+    if let (Some(st), Some(r)) = (stack, state.resources.get("stack")) {
+        let recorded = r.attributes.keys().any(|k| k.starts_with(crate::provider::aws::template::RESOURCE_HASH_PREFIX));
+        if let Some(a) = b.actions.iter_mut().find(|a| a.kind == Kind::Stack && a.change == Change::Update) {
+            let changes = crate::provider::aws::template::changes(st, &r.attributes);
+            if recorded && !changes.is_empty() {
+                a.detail = format!("CloudFormation change set: {}", changes.join(", "));
+            }
+        }
+    }
     // Transient actions are needed only where real work remains.
     prune_transients(&mut b.actions, design);
     // Ad-hoc patterns are declared even when unscheduled: one a rule ran is kept, not forgotten.

@@ -422,6 +422,7 @@ fn a_changed_stack_block_is_updated_through_a_change_set() {
     let plan = run(&dir, &proxy, &["plan", "aws.nixl"]);
     let p = text(&plan);
     assert!(p.contains("~ stack"), "the plan shows the stack as updated in place: {p}");
+    assert!(p.contains("CloudFormation change set: + SshIngress"), "the plan names what the change set adds: {p}");
     let out = run(&dir, &proxy, &["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--target", "stack"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(proxy.calls("CreateChangeSet").len(), 1);

@@ -348,7 +348,10 @@ impl Provider for AwsProvider {
                         }
                         continue;
                     }
-                    let outputs = outputs_of(&st);
+                    let mut outputs = outputs_of(&st);
+                    for (k, h) in template::resource_hashes(stack) {
+                        outputs.insert(format!("{}{k}", template::RESOURCE_HASH_PREFIX), h);
+                    }
                     let info = StackInfo {
                         id: st.stack_id().unwrap_or(&stack.name).to_string(),
                         bucket: outputs.get(template::OUT_BUCKET).cloned(),

@@ -124,3 +124,35 @@ pub fn template(stack: &Stack) -> Value {
 pub fn template_body(stack: &Stack) -> String {
     serde_json::to_string_pretty(&template(stack)).expect("template serialises")
 }
+
+/// Prefix of the state attributes that record each template resource's hash,
+/// so an offline plan can say which resources a change set will touch.
+pub const RESOURCE_HASH_PREFIX: &str = "template:";
+
+/// Each resource of the template with the hash of its definition.
+pub fn resource_hashes(stack: &Stack) -> std::collections::BTreeMap<String, String> {
+    let t = template(stack);
+    t["Resources"]
+        .as_object()
+        .map(|r| r.iter().map(|(k, v)| (k.clone(), crate::state::content_hash(v))).collect())
+        .unwrap_or_default()
+}
+
+/// What a change set will do, from the hashes recorded at the last apply: `+ SshIngress, ~ Bucket`.
+pub fn changes(stack: &Stack, recorded: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let old: std::collections::BTreeMap<&str, &String> =
+        recorded.iter().filter_map(|(k, v)| Some((k.strip_prefix(RESOURCE_HASH_PREFIX)?, v))).collect();
+    let new = resource_hashes(stack);
+    let mut out = vec![];
+    for (k, h) in &new {
+        match old.get(k.as_str()) {
+            None => out.push(format!("+ {k}")),
+            Some(o) if *o != h => out.push(format!("~ {k}")),
+            _ => {}
+        }
+    }
+    for k in old.keys().filter(|k| !new.contains_key(**k)) {
+        out.push(format!("- {k}"));
+    }
+    out
+}
