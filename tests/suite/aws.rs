@@ -432,3 +432,23 @@ fn a_changed_stack_block_is_updated_through_a_change_set() {
     assert_eq!(proxy.calls("RunInstances").len(), 1);
     assert_eq!(world(&moto).running.len(), 2);
 }
+
+#[test]
+fn a_failing_command_shows_its_exit_code_and_the_end_of_output_past_the_inline_limit() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-long-output", &["us-east-1a"]);
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    proxy.faults.lock().unwrap().long_output = Some("THE-REAL-LAST-LINE".into());
+    let out =
+        run(&dir, &proxy, &["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--target", "setup.node1.01-hello"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("exit code 3 on node1"), "{t}");
+    // The last line is only in the S3 copy: SSM's inline output stops at 24,000 characters.
+    assert!(t.contains("THE-REAL-LAST-LINE"), "{t}");
+    let st = state(&dir);
+    assert_eq!(st["actions"]["setup.node1.01-hello"]["status"], "failed");
+    assert!(st["actions"]["setup.node1.01-hello"]["error"].as_str().unwrap().contains("THE-REAL-LAST-LINE"));
+}

@@ -59,6 +59,9 @@ pub struct Faults {
     pub throttle: usize,
     /// The next N connections are dropped without an answer.
     pub drop: usize,
+    /// Commands "fail" with exit code 3 and more output than SSM keeps inline: the
+    /// inline part is cut, the whole of it is in the bucket, ending with this line.
+    pub long_output: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +77,7 @@ pub struct Logged {
 #[derive(Clone)]
 pub struct Proxy {
     pub port: u16,
+    upstream: u16,
     pub faults: Arc<Mutex<Faults>>,
     pub log: Arc<Mutex<Vec<Logged>>>,
 }
@@ -82,7 +86,7 @@ impl Proxy {
     pub fn start(upstream: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let p = Proxy { port, faults: Arc::default(), log: Arc::default() };
+        let p = Proxy { port, upstream, faults: Arc::default(), log: Arc::default() };
         let q = p.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -151,7 +155,11 @@ impl Proxy {
                 return ("capacity", Reply::Answer(ec2_error(500, "InsufficientInstanceCapacity", &msg)));
             }
         }
+        let long_output = f.long_output.clone();
         drop(f);
+        if let (Some(tail), "GetCommandInvocation") = (long_output, action) {
+            return ("answered", Reply::Answer(self.long_invocation(body, &tail)));
+        }
         if action == "DescribeInstanceInformation" {
             // moto has no SSM inventory: every instance asked about is online.
             let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
@@ -175,6 +183,30 @@ impl Proxy {
             return ("answered", Reply::Answer(json_ok(&p)));
         }
         ("forwarded", Reply::Forward)
+    }
+}
+
+impl Proxy {
+    /// A failed invocation whose output overflowed SSM's inline limit, as SSM reports it:
+    /// the first 24,000 characters inline, the whole output in the command's S3 location.
+    fn long_invocation(&self, body: &str, tail: &str) -> Vec<u8> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let (cmd, iid) = (v["CommandId"].as_str().unwrap_or(""), v["InstanceId"].as_str().unwrap_or(""));
+        let send = self.calls("SendCommand").pop().map(|l| l.body).unwrap_or_default();
+        let send: serde_json::Value = serde_json::from_str(&send).unwrap_or_default();
+        let bucket = send["OutputS3BucketName"].as_str().unwrap_or("");
+        let prefix = send["OutputS3KeyPrefix"].as_str().unwrap_or("");
+        let full = format!("{}\n{tail}\n", "x".repeat(30_000));
+        let key = format!("/{bucket}/{prefix}/{cmd}/{iid}/awsrunShellScript/0.awsrunShellScript/stdout");
+        let head = format!("PUT {key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n", full.len());
+        let upstream = self.upstream;
+        let _ = forward(&head, full.as_bytes(), upstream);
+        let inv = serde_json::json!({
+            "CommandId": cmd, "InstanceId": iid, "Status": "Failed", "StatusDetails": "Failed",
+            "ResponseCode": 3, "StandardOutputContent": &full[..24_000], "StandardErrorContent": "",
+            "StandardOutputUrl": format!("https://s3.amazonaws.com{key}"),
+        });
+        json_ok(&inv)
     }
 }
 
