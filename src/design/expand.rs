@@ -1,22 +1,25 @@
-//! Layer by layer: factorial candidates filtered by prunes and designs, tool
-//! steps expanded over their parameter lists, analyses, extra patterns.
+//! Layer by layer: factorial candidates filtered by prunes and designs
+//! (`select.rs`); tool steps, analyses and extra patterns are in `steps.rs`,
+//! a pattern's resolved settings in `resolve.rs`.
 
 use super::memo::{deps, Memo};
 use super::scope::PointScope;
-use super::{doptimal, Category, Design, FactorInfo, LayerInfo, Pattern, RestartKey};
+use super::select::select_design;
+use super::steps::{add_extra_patterns, apply_schedules, expand_analyses, expand_steps};
+use super::{Category, Design, FactorInfo, LayerInfo, Pattern, RestartKey};
 use crate::check::model::{Derived, Experiment, Layer};
-use crate::check::value::{values_equal, Layered, Scope, Value};
+use crate::check::value::{Scope, Value};
 use crate::check::Model;
 use crate::diagnostics::{did_you_mean, Code, Diagnostic, Span};
 use crate::syntax::ast::{Expr, ExprKind, Unit};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-const DEFAULT_DURATION: f64 = 300.0;
+pub(super) const DEFAULT_DURATION: f64 = 300.0;
 const DEFAULT_STARTUP: f64 = 600.0;
-const DEFAULT_ANALYSIS: f64 = 60.0;
+pub(super) const DEFAULT_ANALYSIS: f64 = 60.0;
 
 /// Names every pattern has, with their values when a layer does not set them.
-fn defaults() -> BTreeMap<String, Value> {
+pub(super) fn defaults() -> BTreeMap<String, Value> {
     let mut m = BTreeMap::new();
     m.insert("mode".into(), Value::None);
     m.insert("transport".into(), Value::None);
@@ -52,26 +55,26 @@ pub fn base_scope(model: &Model, exp: &Experiment) -> BTreeMap<String, Value> {
     base
 }
 
-struct Ctx<'a> {
-    model: &'a Model,
-    exp: &'a Experiment,
-    base: BTreeMap<String, Value>,
-    factor_names: Vec<String>,
-    kv: Option<f64>,
-    diags: &'a mut Vec<Diagnostic>,
-    reported: HashSet<(Span, String)>,
-    groups: Vec<RestartKey>,
-    group_index: HashMap<String, u32>,
-    startup: Vec<f64>,
+pub(super) struct Ctx<'a> {
+    pub(super) model: &'a Model,
+    pub(super) exp: &'a Experiment,
+    pub(super) base: BTreeMap<String, Value>,
+    pub(super) factor_names: Vec<String>,
+    pub(super) kv: Option<f64>,
+    pub(super) diags: &'a mut Vec<Diagnostic>,
+    pub(super) reported: HashSet<(Span, String)>,
+    pub(super) groups: Vec<RestartKey>,
+    pub(super) group_index: HashMap<String, u32>,
+    pub(super) startup: Vec<f64>,
 }
 
 impl Ctx<'_> {
-    fn report(&mut self, d: Diagnostic) {
+    pub(super) fn report(&mut self, d: Diagnostic) {
         if self.reported.insert((d.primary.span, d.message.clone())) {
             self.diags.push(d);
         }
     }
-    fn report_all(&mut self, ds: Vec<Diagnostic>) {
+    pub(super) fn report_all(&mut self, ds: Vec<Diagnostic>) {
         for d in ds {
             self.report(d);
         }
@@ -136,27 +139,27 @@ pub fn run(model: &Model, exp: &Experiment, diags: &mut Vec<Diagnostic>) -> Desi
     }
 }
 
-fn fixed_of(layer: &Layer) -> Vec<(String, Expr)> {
+pub(super) fn fixed_of(layer: &Layer) -> Vec<(String, Expr)> {
     layer.fixed.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn derived_of<'e>(exp: &'e Experiment, layer: &'e Layer) -> Vec<&'e Derived> {
+pub(super) fn derived_of<'e>(exp: &'e Experiment, layer: &'e Layer) -> Vec<&'e Derived> {
     exp.derived.iter().chain(layer.derived.iter()).collect()
 }
 
 /// Iterates the level indices of a full factorial, last factor fastest.
-struct Odometer {
-    sizes: Vec<usize>,
-    cur: Vec<usize>,
-    done: bool,
+pub(super) struct Odometer {
+    pub(super) sizes: Vec<usize>,
+    pub(super) cur: Vec<usize>,
+    pub(super) done: bool,
 }
 
 impl Odometer {
-    fn new(sizes: Vec<usize>) -> Odometer {
+    pub(super) fn new(sizes: Vec<usize>) -> Odometer {
         let done = sizes.contains(&0);
         Odometer { cur: vec![0; sizes.len()], sizes, done }
     }
-    fn advance(&mut self) {
+    pub(super) fn advance(&mut self) {
         for i in (0..self.cur.len()).rev() {
             self.cur[i] += 1;
             if self.cur[i] < self.sizes[i] {
@@ -297,7 +300,7 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
 }
 
 /// Unknown names get a "did you mean" over factors and globals.
-fn explain(base: &BTreeMap<String, Value>, factors: &[String], mut d: Diagnostic) -> Diagnostic {
+pub(super) fn explain(base: &BTreeMap<String, Value>, factors: &[String], mut d: Diagnostic) -> Diagnostic {
     if d.code == Code::UnknownName && d.help.is_none() {
         if let Some(name) = d.message.strip_prefix("unknown name `").and_then(|s| s.strip_suffix('`')).map(str::to_string) {
             let mut names: Vec<&str> = base.keys().map(String::as_str).chain(factors.iter().map(String::as_str)).collect();
@@ -313,7 +316,7 @@ fn explain(base: &BTreeMap<String, Value>, factors: &[String], mut d: Diagnostic
 
 /// Builds one factorial or extra pattern: id, restart group, duration, KV size.
 #[allow(clippy::too_many_arguments)]
-fn make_pattern(
+pub(super) fn make_pattern(
     cx: &mut Ctx,
     li: usize,
     layer: &Layer,
@@ -447,7 +450,7 @@ fn make_pattern(
 }
 
 /// Per-layer caches of the restart group (with its start-up) and the duration estimate.
-struct LayerMemo {
+pub(super) struct LayerMemo {
     group: Memo<(u32, f64)>,
     duration: Memo<f64>,
 }
@@ -503,455 +506,6 @@ fn restart_key(scope: &PointScope, e: &Expr) -> Result<Vec<(String, Value)>, Box
     Ok(key)
 }
 
-/// Applies `design = points(...)` or `d_optimal(...)` to the surviving candidates.
-fn select_design(cx: &mut Ctx, layer: &Layer, survivors: Vec<Vec<u16>>, removed: &mut Vec<(String, usize)>) -> Vec<Vec<u16>> {
-    let Some(design) = &layer.design else {
-        return survivors;
-    };
-    let (func, args, named) = match &design.kind {
-        ExprKind::Name(id) if id.name == "full" => return survivors,
-        ExprKind::Call(f, args) => match f.as_name() {
-            Some(n) => (
-                n.name.as_str(),
-                args.iter().filter(|a| a.name.is_none()).map(|a| &a.value).collect::<Vec<_>>(),
-                args.iter().filter(|a| a.name.is_some()).collect::<Vec<_>>(),
-            ),
-            None => (" ", vec![], vec![]),
-        },
-        _ => (" ", vec![], vec![]),
-    };
-    match func {
-        "points" => {
-            let items: Vec<&Expr> = if args.len() == 1 {
-                match &args[0].kind {
-                    ExprKind::List(items) => items.iter().collect(),
-                    _ => args.clone(),
-                }
-            } else {
-                args.clone()
-            };
-            let mut wanted: Vec<Vec<u16>> = vec![];
-            for it in items {
-                if let Some(levels) = point_levels(cx, it) {
-                    wanted.push(levels);
-                }
-            }
-            let keep: HashSet<&Vec<u16>> = wanted.iter().collect();
-            let before = survivors.len();
-            let kept: Vec<Vec<u16>> = survivors.into_iter().filter(|s| keep.contains(s)).collect();
-            removed.push(("not among the design's points".into(), before - kept.len()));
-            kept
-        }
-        "d_optimal" => {
-            let runs = named.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == "runs")).map(|a| &a.value);
-            let Some(runs_expr) = runs else {
-                cx.report(
-                    Diagnostic::error(Code::DesignBudget, design.span, "`d_optimal` needs a run budget")
-                        .help("write `d_optimal(quadratic(prompt, concurrency), runs = 9)`"),
-                );
-                return survivors;
-            };
-            let runs = match &runs_expr.kind {
-                ExprKind::Number { value, .. } if *value >= 1.0 => *value as usize,
-                _ => {
-                    cx.report(Diagnostic::error(
-                        Code::DesignBudget,
-                        runs_expr.span,
-                        "`runs` must be a whole number of at least 1",
-                    ));
-                    return survivors;
-                }
-            };
-            let Some(terms) = args.first() else {
-                cx.report(
-                    Diagnostic::error(Code::DesignBudget, design.span, "`d_optimal` needs model terms")
-                        .help("write `d_optimal(quadratic(prompt, concurrency), runs = 9)`"),
-                );
-                return survivors;
-            };
-            let model = match doptimal::terms(terms, &cx.factor_names) {
-                Ok(m) => m,
-                Err(d) => {
-                    cx.report(*d);
-                    return survivors;
-                }
-            };
-            let p = model.columns();
-            if runs > survivors.len() {
-                cx.report(
-                    Diagnostic::error(
-                        Code::DesignBudget,
-                        runs_expr.span,
-                        format!("a budget of {runs} runs is more than the {} candidate points", survivors.len()),
-                    )
-                    .help("lower `runs`, or use the full factorial"),
-                );
-                return survivors;
-            }
-            if runs < p {
-                cx.report(
-                    Diagnostic::error(
-                        Code::DesignBudget,
-                        runs_expr.span,
-                        format!("{runs} runs cannot estimate a model with {p} terms"),
-                    )
-                    .help(format!("give at least {p} runs, or a smaller model")),
-                );
-                return survivors;
-            }
-            let x: Vec<Vec<f64>> = survivors.iter().map(|s| model.row(&cx.exp.factors, s)).collect();
-            let chosen = doptimal::fedorov(&x, runs);
-            let before = survivors.len();
-            let kept: Vec<Vec<u16>> = chosen.into_iter().map(|i| survivors[i].clone()).collect();
-            removed.push(("not chosen by the D-optimal design".into(), before - kept.len()));
-            kept
-        }
-        _ => {
-            cx.report(
-                Diagnostic::error(Code::Type, design.span, "unknown design")
-                    .help("use `full`, `points((1K, 1), ...)` or `d_optimal(terms, runs = N)`"),
-            );
-            survivors
-        }
-    }
-}
-
-/// A point `(1K, 16)` (factor order) or `{ prompt = 1K, concurrency = 16 }` to level indices.
-fn point_levels(cx: &mut Ctx, e: &Expr) -> Option<Vec<u16>> {
-    let base = &cx.base;
-    let ev = crate::check::value::Eval { scope: base, kv_bytes_per_token: cx.kv };
-    let v = match ev.eval(e) {
-        Ok(v) => v,
-        Err(d) => {
-            cx.report(*d);
-            return None;
-        }
-    };
-    let factors = &cx.exp.factors;
-    let by_name: Vec<Option<Value>> = match v {
-        Value::List(items) if items.len() == factors.len() => items.into_iter().map(Some).collect(),
-        Value::Record(m) => factors.iter().map(|f| m.get(&f.name).cloned()).collect(),
-        Value::List(items) => {
-            cx.report(
-                Diagnostic::error(
-                    Code::PointOutsideLevels,
-                    e.span,
-                    format!("a point has {} values but the experiment has {} factors", items.len(), factors.len()),
-                )
-                .help(format!(
-                    "give values in factor order: ({})",
-                    factors.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
-                )),
-            );
-            return None;
-        }
-        other => {
-            cx.report(Diagnostic::error(
-                Code::Type,
-                e.span,
-                format!("a point is a tuple or record, found {}", other.type_name()),
-            ));
-            return None;
-        }
-    };
-    let mut levels = vec![];
-    for (f, v) in factors.iter().zip(by_name) {
-        let Some(v) = v else {
-            cx.report(Diagnostic::error(
-                Code::PointOutsideLevels,
-                e.span,
-                format!("the point does not give factor `{}`", f.name),
-            ));
-            return None;
-        };
-        match f.levels.iter().position(|l| values_equal(l, &v)) {
-            Some(i) => levels.push(i as u16),
-            None => {
-                cx.report(
-                    Diagnostic::error(
-                        Code::PointOutsideLevels,
-                        e.span,
-                        format!("{} is not a level of factor `{}`", v.display(), f.name),
-                    )
-                    .help(format!("its levels are {}", f.levels.iter().map(Value::display).collect::<Vec<_>>().join(", "))),
-                );
-                return None;
-            }
-        }
-    }
-    Some(levels)
-}
-
-fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Pattern>) -> LayerInfo {
-    let steps = layer.steps.as_ref().expect("steps layer");
-    let base = std::mem::take(&mut cx.base);
-    let items = match (crate::check::value::Eval { scope: &base, kv_bytes_per_token: cx.kv }).eval(steps) {
-        Ok(Value::List(items)) => items,
-        Ok(other) => {
-            cx.report(Diagnostic::error(
-                Code::Type,
-                steps.span,
-                format!("`steps` must be a list of tool runs, found {}", other.type_name()),
-            ));
-            vec![]
-        }
-        Err(d) => {
-            cx.report(explain(&base, &[], *d));
-            vec![]
-        }
-    };
-    let item_spans: Vec<Span> = match &steps.kind {
-        ExprKind::List(xs) => xs.iter().map(|x| x.span).collect(),
-        _ => vec![],
-    };
-    let mut saw_lowlevel = false;
-    let mut candidates = 0;
-    let mut made = vec![];
-    for (i, item) in items.into_iter().enumerate() {
-        let span = item_spans.get(i).copied().unwrap_or(steps.span);
-        let Value::Ref { kind, name, fields } = item else {
-            cx.report(
-                Diagnostic::error(Code::Type, span, format!("a step is a tool, found {}", item.type_name()))
-                    .help("write a tool name such as `fi_info`, or `nixlbench { backend = [efa, ucx] }`"),
-            );
-            continue;
-        };
-        let Some(tool) = cx.model.tools.get(&name).filter(|_| kind == "tool") else {
-            cx.report(Diagnostic::error(Code::UnknownReference, span, format!("`{name}` is a {kind}, not a tool")));
-            continue;
-        };
-        // A layer of baseline tools is a baseline layer; any low-level tool makes it low level.
-        if tool.kind != "baseline" {
-            saw_lowlevel = true;
-        }
-        // Overrides must be params; lists expand into one run per value.
-        let mut axes: Vec<(String, Vec<Value>)> = vec![];
-        for (k, v) in &fields {
-            if !tool.params.contains_key(k) {
-                let mut d = Diagnostic::error(Code::UnknownAttribute, span, format!("tool `{name}` has no parameter `{k}`"));
-                d = d.help(did_you_mean(k, tool.params.keys().map(String::as_str)).unwrap_or_else(|| {
-                    format!("its parameters are {}", tool.params.keys().cloned().collect::<Vec<_>>().join(", "))
-                }));
-                cx.report(d);
-                continue;
-            }
-            let default_is_list = matches!(tool.params.get(k), Some(Value::List(_)));
-            match v {
-                Value::List(xs) if !default_is_list => axes.push((k.clone(), xs.clone())),
-                other => axes.push((k.clone(), vec![other.clone()])),
-            }
-        }
-        let sizes: Vec<usize> = axes.iter().map(|(_, v)| v.len()).collect();
-        let mut odo = Odometer::new(sizes);
-        while !odo.done {
-            let mut params = tool.params.clone();
-            for (ai, (k, vals)) in axes.iter().enumerate() {
-                params.insert(k.clone(), vals[odo.cur[ai]].clone());
-            }
-            params.insert("tool".into(), Value::Str(name.clone()));
-            params.insert("layer".into(), Value::Str(layer.name.clone()));
-            candidates += 1;
-            let scope = Layered { inner: &params, outer: &base };
-            let ev = crate::check::value::Eval { scope: &scope, kv_bytes_per_token: cx.kv };
-            let slug = match ev.eval(&tool.slug) {
-                Ok(v) => v.interpolated(),
-                Err(d) => {
-                    cx.report(*d);
-                    odo.advance();
-                    continue;
-                }
-            };
-            params.insert("slug".into(), Value::Str(slug.clone()));
-            let scope = Layered { inner: &params, outer: &base };
-            let ev = crate::check::value::Eval { scope: &scope, kv_bytes_per_token: cx.kv };
-            let id = match &layer.id {
-                Some(t) => match ev.eval(t) {
-                    Ok(v) => v.interpolated(),
-                    Err(d) => {
-                        cx.report(explain(&base, &[], *d));
-                        odo.advance();
-                        continue;
-                    }
-                },
-                None => format!("{}-{slug}", cx.exp.prefix),
-            };
-            params.remove("layer");
-            params.remove("slug");
-            params.remove("tool");
-            let kv = params.get("tokens").and_then(Value::as_f64).and_then(|t| cx.kv.map(|k| t * k));
-            made.push(Pattern {
-                id,
-                layer: li as u32,
-                category: Category::LowLevel,
-                levels: vec![],
-                values: params,
-                group: None,
-                duration: tool.duration,
-                kv_bytes: kv,
-                adhoc: layer.adhoc,
-                tool: Some(name.clone()),
-                inputs: vec![],
-                span,
-            });
-            odo.advance();
-        }
-    }
-    let mut removed = vec![];
-    if let Some(keep) = &layer.keep {
-        let names: Vec<String> = match (crate::check::value::Eval { scope: &base, kv_bytes_per_token: None }).eval(keep) {
-            Ok(Value::List(xs)) => xs.iter().map(Value::interpolated).collect(),
-            Ok(other) => {
-                cx.report(Diagnostic::error(
-                    Code::Type,
-                    keep.span,
-                    format!("`keep` must be a list of tools or ids, found {}", other.type_name()),
-                ));
-                vec![]
-            }
-            Err(d) => {
-                cx.report(explain(&base, &[], *d));
-                vec![]
-            }
-        };
-        let before = made.len();
-        made.retain(|p| names.iter().any(|n| Some(n) == p.tool.as_ref() || *n == p.id));
-        removed.push(("not kept by this experiment".to_string(), before - made.len()));
-    }
-    cx.base = base;
-    let category = if saw_lowlevel { Category::LowLevel } else { Category::Baseline };
-    for p in &mut made {
-        p.category = category;
-    }
-    out.extend(made);
-    removed.retain(|(_, n)| *n > 0);
-    LayerInfo { name: layer.name.clone(), category, candidates, removed, span: layer.span }
-}
-
-fn expand_analyses(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Pattern>) -> LayerInfo {
-    let layer_names: Vec<&str> = cx.exp.layers.iter().map(|l| l.name.as_str()).collect();
-    for a in &layer.analyses {
-        for (input, span) in &a.inputs {
-            if !layer_names.contains(&input.as_str()) {
-                let mut d = Diagnostic::error(
-                    Code::UnknownReference,
-                    *span,
-                    format!("analysis `{}` reads layer `{input}`, which does not exist", a.name),
-                );
-                d = d.help(
-                    did_you_mean(input, layer_names.iter().copied())
-                        .unwrap_or_else(|| format!("layers: {}", layer_names.join(", "))),
-                );
-                cx.report(d);
-            }
-        }
-        let mut vars = BTreeMap::new();
-        vars.insert("name".to_string(), Value::Str(a.name.clone()));
-        let scope = Layered { inner: &vars, outer: &cx.base };
-        let id = match &layer.id {
-            Some(t) => match (crate::check::value::Eval { scope: &scope, kv_bytes_per_token: None }).eval(t) {
-                Ok(v) => v.interpolated(),
-                Err(d) => {
-                    let d = explain(&cx.base, &[], *d);
-                    cx.report(d);
-                    continue;
-                }
-            },
-            None => format!("{}-analysis-{}", cx.exp.prefix, a.name),
-        };
-        out.push(Pattern {
-            id,
-            layer: li as u32,
-            category: Category::Analysis,
-            levels: vec![],
-            values: BTreeMap::new(),
-            group: None,
-            duration: a.duration.unwrap_or(DEFAULT_ANALYSIS),
-            kv_bytes: None,
-            adhoc: layer.adhoc,
-            tool: None,
-            inputs: a.inputs.iter().map(|(s, _)| s.clone()).collect(),
-            span: a.span,
-        });
-    }
-    LayerInfo {
-        name: layer.name.clone(),
-        category: Category::Analysis,
-        candidates: layer.analyses.len(),
-        removed: vec![],
-        span: layer.span,
-    }
-}
-
-fn add_extra_patterns(cx: &mut Ctx, out: &mut Vec<Pattern>) {
-    let exp = cx.exp;
-    for xp in &exp.patterns {
-        let Some(li) = exp.layers.iter().position(|l| l.name == xp.layer) else {
-            let names: Vec<&str> = exp.layers.iter().map(|l| l.name.as_str()).collect();
-            let mut d = Diagnostic::error(
-                Code::UnknownReference,
-                xp.layer_span,
-                format!("pattern `{}` is placed in layer `{}`, which does not exist", xp.id, xp.layer),
-            );
-            d = d.help(did_you_mean(&xp.layer, names.iter().copied()).unwrap_or_else(|| format!("layers: {}", names.join(", "))));
-            cx.report(d);
-            continue;
-        };
-        let layer = &exp.layers[li];
-        let base = &cx.base;
-        let ev = crate::check::value::Eval { scope: base, kv_bytes_per_token: cx.kv };
-        let mut overrides = BTreeMap::new();
-        let mut errs = vec![];
-        for (k, e) in &xp.values {
-            match ev.eval(e) {
-                Ok(v) => {
-                    overrides.insert(k.clone(), v);
-                }
-                Err(d) => errs.push(explain(base, &cx.factor_names, *d)),
-            }
-        }
-        cx.report_all(errs);
-        overrides.insert("id".into(), Value::Str(xp.id.clone()));
-        let levels: Vec<u16> = exp
-            .factors
-            .iter()
-            .map(|f| overrides.get(&f.name).and_then(|v| f.levels.iter().position(|l| values_equal(l, v))).unwrap_or(0) as u16)
-            .collect();
-        let fixed = fixed_of(layer);
-        let derived = derived_of(exp, layer);
-        // Factor values given by the pattern take the place of the levels.
-        overrides.insert("layer".into(), Value::Str(layer.name.clone()));
-        if let Some(p) = make_pattern(cx, li, layer, &fixed, &derived, levels, &overrides, xp.span, None) {
-            out.push(p);
-        }
-    }
-}
-
-fn apply_schedules(cx: &mut Ctx, out: &mut [Pattern]) {
-    for (li, layer) in cx.exp.layers.iter().enumerate() {
-        let Some(schedule) = &layer.schedule else {
-            continue;
-        };
-        for (id, span) in schedule {
-            if !out.iter().any(|p| p.layer as usize == li && &p.id == id) {
-                let ids: Vec<&str> = out.iter().filter(|p| p.layer as usize == li).map(|p| p.id.as_str()).collect();
-                let mut d = Diagnostic::error(
-                    Code::UnknownReference,
-                    *span,
-                    format!("layer `{}` has no pattern `{id}` to schedule", layer.name),
-                );
-                d = d.help(
-                    did_you_mean(id, ids.iter().copied())
-                        .unwrap_or_else(|| "check the id against `nixl plan`'s pattern table".into()),
-                );
-                cx.diags.push(d);
-            }
-        }
-        for p in out.iter_mut().filter(|p| p.layer as usize == li) {
-            p.adhoc = !schedule.iter().any(|(id, _)| *id == p.id);
-        }
-    }
-}
-
 /// FNV-1a: ids are short strings, and SipHash's DoS resistance buys nothing here.
 #[derive(Default, Clone, Copy)]
 struct BuildFnv;
@@ -991,76 +545,4 @@ fn check_duplicate_ids(cx: &mut Ctx, patterns: &[Pattern]) {
             seen.insert(&p.id, i);
         }
     }
-}
-
-/// Resolves every setting of a design's patterns: what `nixl show` prints and
-/// what the planner hashes. Merges the experiment once for all patterns.
-pub struct Resolver {
-    exp: Option<Experiment>,
-    base: BTreeMap<String, Value>,
-    /// Hash of the settings every pattern shares, computed once.
-    common_hash: String,
-    names: Vec<String>,
-    /// Each layer's fixed settings.
-    fixed: Vec<Vec<(String, Expr)>>,
-    kv: Option<f64>,
-}
-
-impl Resolver {
-    pub fn new(model: &Model, design: &Design) -> Resolver {
-        let mut diags = vec![];
-        let exp = super::merge::merged(model, &design.experiment, &mut diags);
-        let base = exp.as_ref().map(|e| base_scope(model, e)).unwrap_or_default();
-        let common_hash = crate::state::content_hash(&exp.as_ref().map(|e| &e.settings));
-        let names = exp.as_ref().map(|e| e.factors.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
-        let fixed = exp.as_ref().map(|e| e.layers.iter().map(fixed_of).collect()).unwrap_or_default();
-        let kv = exp.as_ref().and_then(|e| super::experiment_model(model, e)).map(|m| m.kv_bytes_per_token() as f64);
-        Resolver { exp, base, common_hash, names, fixed, kv }
-    }
-
-    /// Every setting of a pattern: the experiment's shared settings and its own.
-    pub fn settings(&self, p: &Pattern) -> BTreeMap<String, Value> {
-        let mut out = self.exp.as_ref().map(|e| e.settings.clone()).unwrap_or_default();
-        out.extend(self.own_settings(p));
-        out
-    }
-
-    /// Content hash of everything that decides what a pattern runs.
-    pub fn hash(&self, p: &Pattern) -> String {
-        crate::state::content_hash(&(&self.common_hash, &p.id, self.own_settings(p), &p.tool, &p.inputs))
-    }
-
-    /// The settings a pattern has beyond the experiment's shared ones.
-    pub fn own_settings(&self, p: &Pattern) -> BTreeMap<String, Value> {
-        // Every pattern has a mode, a transport and a KV layout, set or not.
-        let mut out = defaults();
-        let Some(exp) = &self.exp else { return out };
-        let Some(layer) = exp.layers.get(p.layer as usize) else { return out };
-        out.insert("layer".into(), Value::Str(layer.name.clone()));
-        if p.category != super::Category::E2e {
-            out.extend(p.values.iter().map(|(k, v)| (k.clone(), v.clone())));
-            if let Some(t) = &p.tool {
-                out.insert("tool".into(), Value::Str(t.clone()));
-            }
-            return out;
-        }
-        let values: Vec<Value> = p
-            .levels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| exp.factors[i].levels.get(*l as usize).cloned().unwrap_or(Value::None))
-            .collect();
-        let derived = derived_of(exp, layer);
-        let mut overrides = p.values.clone();
-        overrides.insert("layer".into(), Value::Str(layer.name.clone()));
-        let scope =
-            PointScope::new(&overrides, &self.names, &values, &self.fixed[p.layer as usize], &derived, &self.base, self.kv);
-        out.extend(scope.all_settings());
-        out
-    }
-}
-
-/// Every setting of one pattern, resolved: what `nixl show` prints.
-pub fn pattern_settings(model: &Model, design: &Design, p: &Pattern) -> BTreeMap<String, Value> {
-    Resolver::new(model, design).settings(p)
 }

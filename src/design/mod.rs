@@ -7,7 +7,10 @@ mod expand;
 mod memo;
 pub mod merge;
 pub mod report;
+mod resolve;
 mod scope;
+mod select;
+mod steps;
 
 use crate::check::model::{Experiment, LlmModel};
 use crate::check::value::Value;
@@ -16,7 +19,8 @@ use crate::diagnostics::{Diagnostic, Span};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-pub use expand::{base_scope as expand_base_scope, pattern_settings, Resolver};
+pub use expand::base_scope as expand_base_scope;
+pub use resolve::{pattern_settings, Resolver};
 
 /// What a layer holds, which decides its row in the reduction table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]

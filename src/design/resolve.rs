@@ -1,0 +1,83 @@
+//! A pattern's full settings and content hash, for `nixl show`, the planner
+//! and the executor.
+
+use super::expand::{base_scope, defaults, derived_of, fixed_of};
+use super::scope::PointScope;
+use super::{Design, Pattern};
+use crate::check::model::Experiment;
+use crate::check::value::Value;
+use crate::check::Model;
+use crate::syntax::ast::Expr;
+use std::collections::BTreeMap;
+
+/// Resolves every setting of a design's patterns: what `nixl show` prints and
+/// what the planner hashes. Merges the experiment once for all patterns.
+pub struct Resolver {
+    exp: Option<Experiment>,
+    base: BTreeMap<String, Value>,
+    /// Hash of the settings every pattern shares, computed once.
+    common_hash: String,
+    names: Vec<String>,
+    /// Each layer's fixed settings.
+    fixed: Vec<Vec<(String, Expr)>>,
+    kv: Option<f64>,
+}
+
+impl Resolver {
+    pub fn new(model: &Model, design: &Design) -> Resolver {
+        let mut diags = vec![];
+        let exp = super::merge::merged(model, &design.experiment, &mut diags);
+        let base = exp.as_ref().map(|e| base_scope(model, e)).unwrap_or_default();
+        let common_hash = crate::state::content_hash(&exp.as_ref().map(|e| &e.settings));
+        let names = exp.as_ref().map(|e| e.factors.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
+        let fixed = exp.as_ref().map(|e| e.layers.iter().map(fixed_of).collect()).unwrap_or_default();
+        let kv = exp.as_ref().and_then(|e| super::experiment_model(model, e)).map(|m| m.kv_bytes_per_token() as f64);
+        Resolver { exp, base, common_hash, names, fixed, kv }
+    }
+
+    /// Every setting of a pattern: the experiment's shared settings and its own.
+    pub fn settings(&self, p: &Pattern) -> BTreeMap<String, Value> {
+        let mut out = self.exp.as_ref().map(|e| e.settings.clone()).unwrap_or_default();
+        out.extend(self.own_settings(p));
+        out
+    }
+
+    /// Content hash of everything that decides what a pattern runs.
+    pub fn hash(&self, p: &Pattern) -> String {
+        crate::state::content_hash(&(&self.common_hash, &p.id, self.own_settings(p), &p.tool, &p.inputs))
+    }
+
+    /// The settings a pattern has beyond the experiment's shared ones.
+    pub fn own_settings(&self, p: &Pattern) -> BTreeMap<String, Value> {
+        // Every pattern has a mode, a transport and a KV layout, set or not.
+        let mut out = defaults();
+        let Some(exp) = &self.exp else { return out };
+        let Some(layer) = exp.layers.get(p.layer as usize) else { return out };
+        out.insert("layer".into(), Value::Str(layer.name.clone()));
+        if p.category != super::Category::E2e {
+            out.extend(p.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+            if let Some(t) = &p.tool {
+                out.insert("tool".into(), Value::Str(t.clone()));
+            }
+            return out;
+        }
+        let values: Vec<Value> = p
+            .levels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| exp.factors[i].levels.get(*l as usize).cloned().unwrap_or(Value::None))
+            .collect();
+        let derived = derived_of(exp, layer);
+        let mut overrides = p.values.clone();
+        overrides.insert("layer".into(), Value::Str(layer.name.clone()));
+        let scope =
+            PointScope::new(&overrides, &self.names, &values, &self.fixed[p.layer as usize], &derived, &self.base, self.kv);
+        out.extend(scope.all_settings());
+        out
+    }
+}
+
+/// Every setting of one pattern, resolved: what `nixl show` prints.
+pub fn pattern_settings(model: &Model, design: &Design, p: &Pattern) -> BTreeMap<String, Value> {
+    Resolver::new(model, design).settings(p)
+}
