@@ -1,0 +1,264 @@
+//! Experiments: factors, layers, settings, rules, as the design engine reads them.
+
+use super::{attrs, label, Ctx};
+use crate::check::model::*;
+use crate::check::value::Value;
+use crate::diagnostics::{did_you_mean, Code, Diagnostic, Span};
+use crate::syntax::ast::{self, Block, StmtKind};
+use std::collections::BTreeMap;
+
+pub(super) fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model) -> Experiment {
+    let extends = b.extends.as_ref().map(|e| {
+        match cx.g.defs.get(&e.name) {
+            Some(("experiment", _)) => {}
+            _ => {
+                let names: Vec<&str> =
+                    cx.g.defs.iter().filter(|(_, (k, _))| *k == "experiment").map(|(n, _)| n.as_str()).collect();
+                let mut d =
+                    Diagnostic::error(Code::UnknownReference, e.span, format!("no experiment named `{}` to extend", e.name));
+                d = d.help(
+                    did_you_mean(&e.name, names.iter().copied()).unwrap_or_else(|| "import the file that defines it".into()),
+                );
+                cx.diags.push(d);
+            }
+        }
+        e.name.clone()
+    });
+    let a = attrs(b);
+    let model_name = a.get("model").and_then(|e| e.as_name()).map(|i| i.name.clone());
+    if let (Some(m), Some(e)) = (&model_name, a.get("model")) {
+        if !model.models.contains_key(m) && cx.g.defs.get(m).is_some_and(|(k, _)| *k == "model") {
+            cx.diags.push(Diagnostic::error(Code::UnknownReference, e.span, format!("model `{m}` is incomplete")));
+        }
+    }
+    let mut settings = BTreeMap::new();
+    for key in ["server", "bench"] {
+        if let Some(v) = cx.value(b, key) {
+            match v {
+                Value::Ref { fields, .. } | Value::Record(fields) => {
+                    for (k, v) in fields {
+                        settings.insert(k, v);
+                    }
+                }
+                other => cx.diags.push(Diagnostic::error(
+                    Code::Type,
+                    cx.span_of(b, key),
+                    format!("`{key}` must be a `{key}` definition or a record, found {}", other.type_name()),
+                )),
+            }
+        }
+    }
+    let mut factors = vec![];
+    let mut derived = vec![];
+    let mut prunes = vec![];
+    let mut layers = vec![];
+    let mut patterns = vec![];
+    let mut rules = vec![];
+    let mut factor_names: BTreeMap<String, Span> = BTreeMap::new();
+    for s in &b.body {
+        match &s.kind {
+            StmtKind::Factor(id, e) => {
+                if let Some(prev) = factor_names.insert(id.name.clone(), id.span) {
+                    cx.diags.push(
+                        Diagnostic::error(Code::Duplicate, id.span, format!("factor `{}` is declared twice", id.name))
+                            .with(prev, "first declared here")
+                            .help("keep one declaration"),
+                    );
+                    continue;
+                }
+                if let Some(f) = build_factor(cx, id, e) {
+                    factors.push(f);
+                }
+            }
+            StmtKind::Let(id, e) | StmtKind::Set(id, e) => {
+                derived.push(Derived {
+                    name: id.name.clone(),
+                    expr: e.clone(),
+                    setting: matches!(s.kind, StmtKind::Set(..)),
+                    span: id.span,
+                });
+            }
+            StmtKind::Prune { cond, reason } => {
+                prunes.push(Prune { cond: cond.clone(), reason: reason.value.clone(), span: s.span })
+            }
+            StmtKind::When { cond, action, reason } => rules.push(RuleDecl {
+                cond: cond.clone(),
+                action: action.clone(),
+                reason: reason.as_ref().map(|r| r.value.clone()),
+                span: s.span,
+            }),
+            StmtKind::Block(c) if c.kind.name == "layer" => layers.push(build_layer(cx, c)),
+            StmtKind::Block(c) if c.kind.name == "pattern" => {
+                let (id, pspan) = label(c);
+                let values = attrs(c).into_iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                let (layer, layer_span) = c.in_layer.as_ref().map(|l| (l.value.clone(), l.span)).unwrap_or_default();
+                if c.in_layer.is_none() {
+                    cx.diags.push(
+                        Diagnostic::error(
+                            Code::MissingAttribute,
+                            pspan,
+                            format!("pattern `{id}` does not say which layer it is in"),
+                        )
+                        .help(format!("write `pattern \"{id}\" in \"LAYER\" {{ ... }}`")),
+                    );
+                }
+                patterns.push(ExtraPattern { id, layer, layer_span, values, span: pspan });
+            }
+            _ => {}
+        }
+    }
+    let mlflow = match cx.value(b, "mlflow") {
+        Some(Value::Record(m)) => m,
+        _ => BTreeMap::new(),
+    };
+    Experiment {
+        extends,
+        prefix: cx.str(b, "prefix").unwrap_or_else(|| name.clone()),
+        model: model_name,
+        stack: cx.str(b, "stack"),
+        server_def: definition_name(a.get("server").copied()),
+        bench_def: definition_name(a.get("bench").copied()),
+        settings,
+        factors,
+        derived,
+        restart_on: cx.expr(b, "restart_on"),
+        duration: cx.expr(b, "duration"),
+        startup: cx.expr(b, "startup"),
+        order: cx.expr(b, "order"),
+        prunes,
+        layers,
+        patterns,
+        rules,
+        mlflow,
+        hand_estimate: cx.num(b, "hand_estimate"),
+        name,
+        span,
+    }
+}
+
+/// `vllm` or `vllm { tp = 4 }`: the definition an attribute builds on.
+fn definition_name(e: Option<&ast::Expr>) -> Option<String> {
+    match &e?.kind {
+        ast::ExprKind::Name(i) => Some(i.name.clone()),
+        ast::ExprKind::With(base, _) => base.as_name().map(|i| i.name.clone()),
+        _ => None,
+    }
+}
+
+fn build_factor(cx: &mut Ctx, id: &ast::Ident, e: &ast::Expr) -> Option<Factor> {
+    let v = cx.g.eval_report(e, cx.diags)?;
+    let Value::List(levels) = v else {
+        cx.diags.push(
+            Diagnostic::error(
+                Code::Type,
+                e.span,
+                format!("factor `{}` needs a list of levels, found {}", id.name, v.type_name()),
+            )
+            .help(format!("write `factor {} = [level1, level2]`", id.name)),
+        );
+        return None;
+    };
+    if levels.is_empty() {
+        cx.diags.push(
+            Diagnostic::error(Code::Domain, e.span, format!("factor `{}` has no levels", id.name))
+                .help("give at least one level"),
+        );
+        return None;
+    }
+    let items: Vec<&ast::Expr> = match &e.kind {
+        ast::ExprKind::List(items) => items.iter().collect(),
+        _ => vec![],
+    };
+    for (i, l) in levels.iter().enumerate() {
+        let at = items.get(i).map(|x| x.span).unwrap_or(e.span);
+        if levels[..i].iter().any(|p| crate::check::value::values_equal(p, l)) {
+            cx.diags.push(
+                Diagnostic::error(Code::Duplicate, at, format!("level {} of factor `{}` is listed twice", l.display(), id.name))
+                    .help("remove the repeated level"),
+            );
+        }
+        if id.name == "concurrency" {
+            let ok = matches!(l, Value::Num(x, ast::Unit::None) if *x >= 1.0 && x.fract() == 0.0);
+            if !ok {
+                cx.diags.push(
+                    Diagnostic::error(
+                        Code::Domain,
+                        at,
+                        format!("concurrency must be a whole number of at least 1, found {}", l.display()),
+                    )
+                    .help("concurrency is the number of requests in flight"),
+                );
+            }
+        }
+        if id.name == "prompt" && !matches!(l, Value::Num(x, ast::Unit::Tokens) | Value::Num(x, ast::Unit::None) if *x >= 1.0) {
+            cx.diags.push(
+                Diagnostic::error(Code::Unit, at, format!("prompt lengths are tokens, found {}", l.type_name()))
+                    .help("write prompt lengths as 1K, 12K, 128K"),
+            );
+        }
+    }
+    Some(Factor { name: id.name.clone(), levels, span: id.span })
+}
+
+fn build_layer(cx: &mut Ctx, b: &Block) -> Layer {
+    let (name, span) = label(b);
+    let mut fixed = BTreeMap::new();
+    let mut derived = vec![];
+    let mut prunes = vec![];
+    let mut analyses = vec![];
+    const OWN: &[&str] = &["id", "design", "steps", "keep", "adhoc", "schedule", "name", "priority", "description"];
+    for s in &b.body {
+        match &s.kind {
+            StmtKind::Attr(id, e) if !OWN.contains(&id.name.as_str()) => {
+                fixed.insert(id.name.clone(), e.clone());
+            }
+            StmtKind::Let(id, e) | StmtKind::Set(id, e) => {
+                derived.push(Derived {
+                    name: id.name.clone(),
+                    expr: e.clone(),
+                    setting: matches!(s.kind, StmtKind::Set(..)),
+                    span: id.span,
+                });
+            }
+            StmtKind::Prune { cond, reason } => {
+                prunes.push(Prune { cond: cond.clone(), reason: reason.value.clone(), span: s.span })
+            }
+            StmtKind::Block(c) if c.kind.name == "analysis" => {
+                let (aname, aspan) = label(c);
+                let inputs = match attrs(c).get("inputs").map(|e| &e.kind) {
+                    Some(ast::ExprKind::List(items)) => {
+                        items.iter().filter_map(|i| i.as_plain_str().map(|s| (s, i.span))).collect()
+                    }
+                    _ => vec![],
+                };
+                analyses.push(Analysis {
+                    name: aname,
+                    inputs,
+                    method: cx.expr(c, "method").unwrap_or(ast::Expr { kind: ast::ExprKind::None, span: aspan }),
+                    metrics: cx.strs(c, "metrics"),
+                    duration: cx.num(c, "duration"),
+                    span: aspan,
+                });
+            }
+            _ => {}
+        }
+    }
+    let schedule = match attrs(b).get("schedule").map(|e| &e.kind) {
+        Some(ast::ExprKind::List(items)) => Some(items.iter().filter_map(|i| i.as_plain_str().map(|s| (s, i.span))).collect()),
+        _ => None,
+    };
+    Layer {
+        id: cx.expr(b, "id"),
+        design: cx.expr(b, "design"),
+        steps: cx.expr(b, "steps"),
+        keep: cx.expr(b, "keep"),
+        adhoc: cx.bool(b, "adhoc").unwrap_or(false),
+        schedule,
+        fixed,
+        derived,
+        prunes,
+        analyses,
+        name,
+        span,
+    }
+}
