@@ -258,3 +258,11 @@ pub fn file_or_default(file: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
         }
     }
 }
+
+/// The runtime apply, destroy and MLflow pushes run on: two workers, as the machine has.
+pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the runtime: {e}");
+        ExitCode::from(1)
+    })
+}

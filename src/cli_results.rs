@@ -21,12 +21,9 @@ pub fn push(model: &Model, design: &Design, file: &Path, records: &[ResultRecord
         );
         return ExitCode::from(1);
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match cli::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(mlflow::push(&t, records)) {
         Ok((created, existing, failed)) => {

@@ -164,12 +164,9 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
         interrupted: interrupted.clone(),
         mlflow: crate::cli_results::mlflow_target(&loaded.check.model, design, &file),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match cli::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let outcome = rt.block_on(async {
         let flag = interrupted.clone();
@@ -285,7 +282,10 @@ pub fn destroy(args: &PlanArgs, provider: Option<ProviderKind>, auto_approve: bo
         outputs: r.attributes.clone(),
     });
     nixl::config::Config::beside(args.file).export_env();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = match cli::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
     let result = rt.block_on(async {
         match provider_kind(provider, args.file) {
             ProviderKind::Local => {

@@ -93,8 +93,8 @@ pub async fn run<P: Provider>(
     };
     let wanted = selection(plan, &opts.targets, &opts.replace);
     let actions = &plan.actions;
-    let total = wanted.iter().filter(|&&i| runs(&actions[i], &opts.replace)).count();
     let to_run: Vec<&Action> = wanted.iter().map(|&i| &actions[i]).filter(|a| runs(a, &opts.replace)).collect();
+    let total = to_run.len();
     progress::begin(plan, &to_run);
     let mut n = 0;
     let mut server_up: Option<u32> = None;

@@ -100,7 +100,8 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
     Ok(out)
 }
 
-fn metric_key(m: &str) -> String {
+/// The stored metric a short name stands for: `ttft` is `ttft_mean`, `e2e` is `e2e_latency_mean`.
+pub(crate) fn metric_key(m: &str) -> String {
     match m {
         "ttft" | "tpot" => format!("{m}_mean"),
         "e2e" => "e2e_latency_mean".into(),

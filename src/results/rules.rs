@@ -3,6 +3,7 @@
 //! not exist yet is undecided and does not fire. Apply evaluates the rules after
 //! every result and runs the patterns of the rules that fire.
 
+use super::analysis::metric_key;
 use super::ResultRecord;
 use crate::check::model::RuleDecl;
 use crate::check::value::{binary_values, Eval, Value};
@@ -53,14 +54,6 @@ fn latency(metric: &str) -> bool {
     metric.starts_with("ttft") || metric.starts_with("tpot") || metric.starts_with("e2e") || metric.ends_with("_ms")
 }
 
-fn metric_key(m: &str) -> String {
-    match m {
-        "ttft" | "tpot" => format!("{m}_mean"),
-        "e2e" => "e2e_latency_mean".into(),
-        "throughput" => "throughput_tps".into(),
-        other => other.to_string(),
-    }
-}
 
 impl Ctx<'_> {
     fn literal(&self, e: &Expr) -> Result<Value, String> {

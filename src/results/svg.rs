@@ -47,21 +47,27 @@ fn label(v: f64) -> String {
     }
 }
 
+/// The opening of a plot: the svg element, a white background and the title.
+fn open_svg(title: &str, w: f64, h: f64, title_size: u32) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img"><title>{}</title>"#,
+        esc(title)
+    );
+    let _ = write!(
+        s,
+        r##"<rect x="0" y="0" width="{w}" height="{h}" fill="#fff"/><text x="{LEFT}" y="18" font-size="{title_size}" font-weight="bold">{}</text>"##,
+        esc(title)
+    );
+    s
+}
+
 /// A line chart; `log_x` spaces x by powers of two (prompt lengths).
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], log_x: bool) -> String {
     let pts: Vec<(f64, f64)> =
         series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img"><title>{}</title>"#,
-        esc(title)
-    );
-    let _ = write!(
-        s,
-        r##"<rect x="0" y="0" width="{W}" height="{H}" fill="#fff"/><text x="{LEFT}" y="18" font-size="14" font-weight="bold">{}</text>"##,
-        esc(title)
-    );
+    let mut s = open_svg(title, W, H, 14);
     if pts.is_empty() {
         let _ = write!(s, r#"<text x="{LEFT}" y="{}" font-size="13">no results to plot yet</text></svg>"#, H / 2.0);
         return s;
@@ -160,18 +166,8 @@ fn axes(s: &mut String, x_label: &str, y_label: &str, pw: f64, ph: f64) {
 /// A histogram of a sample with an optional vertical marker (a split threshold).
 pub fn histogram(title: &str, x_label: &str, sample: &[f64], marker: Option<f64>) -> String {
     let v: Vec<f64> = sample.iter().copied().filter(|x| x.is_finite()).collect();
-    let mut s = String::new();
     let (w, h) = (W - RIGHT + 60.0, H - 60.0);
-    let _ = write!(
-        s,
-        r#"<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img"><title>{}</title>"#,
-        esc(title)
-    );
-    let _ = write!(
-        s,
-        r##"<rect x="0" y="0" width="{w}" height="{h}" fill="#fff"/><text x="{LEFT}" y="18" font-size="13" font-weight="bold">{}</text>"##,
-        esc(title)
-    );
+    let mut s = open_svg(title, w, h, 13);
     if v.is_empty() {
         s.push_str("</svg>");
         return s;

@@ -349,11 +349,8 @@ fn describe_found<'a>(instances: impl Iterator<Item = &'a aws_sdk_ec2::types::In
 async fn wait_running(p: &AwsProvider, stack: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
-        let out = with_retry("DescribeInstances", || async {
-            p.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await.map_err(|e| classify(&e, "", ""))
-        })
-        .await?;
-        let all: Vec<&aws_sdk_ec2::types::Instance> = out.reservations().iter().flat_map(|r| r.instances()).collect();
+        let all = describe_ids(p, ids).await?;
+        let all: Vec<&aws_sdk_ec2::types::Instance> = all.iter().collect();
         if let Some(dead) = all.iter().find(|i| {
             matches!(i.state().and_then(|s| s.name()), Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown))
         }) {
@@ -428,14 +425,9 @@ pub async fn terminate(p: &AwsProvider, ids: &[String]) -> Result<(), ProviderEr
     .await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let out = with_retry("DescribeInstances", || async {
-            p.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await.map_err(|e| classify(&e, "", ""))
-        })
-        .await?;
-        let left = out
-            .reservations()
+        let left = describe_ids(p, ids)
+            .await?
             .iter()
-            .flat_map(|r| r.instances())
             .filter(|i| i.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated))
             .count();
         if left == 0 || Instant::now() > deadline {
@@ -443,6 +435,15 @@ pub async fn terminate(p: &AwsProvider, ids: &[String]) -> Result<(), ProviderEr
         }
         tokio::time::sleep(p.opts.poll).await;
     }
+}
+
+/// The instances with these ids, in whatever state.
+async fn describe_ids(p: &AwsProvider, ids: &[String]) -> Result<Vec<aws_sdk_ec2::types::Instance>, ProviderError> {
+    let out = with_retry("DescribeInstances", || async {
+        p.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await.map_err(|e| classify(&e, "", ""))
+    })
+    .await?;
+    Ok(out.reservations().iter().flat_map(|r| r.instances()).cloned().collect())
 }
 
 async fn default_subnet(p: &AwsProvider, zone: &str) -> Result<String, ProviderError> {
