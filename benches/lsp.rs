@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
     docs.open(uri.clone(), text.clone(), 1);
     let a = Analysis::run(&uri, &text, 1, &BufferLoader { docs: &docs, cache: &cache });
     assert!(a.diagnostics().is_empty(), "{:?}", a.diagnostics());
-    assert_eq!(a.loaded.designs[0].patterns.len(), 32);
+    assert_eq!(a.loaded.campaigns[0].design.patterns.len(), 32);
 
     // The edit: one `timeout` in the middle of the file, 10min <-> 11min.
     let timeouts: Vec<usize> = text.lines().enumerate().filter(|(_, l)| l.contains("timeout = 10min")).map(|(i, _)| i).collect();

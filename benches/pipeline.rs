@@ -64,10 +64,10 @@ fn bench(c: &mut Criterion) {
         assert!(!out.has_errors());
         g.bench_function(format!("expand+prune+report {label} points"), |b| {
             b.iter(|| {
-                let (d, diags) = nixl::design::expand(&out.model, "big");
+                let (c, diags) = nixl::design::campaign::resolve(&out.model, "big");
                 assert!(diags.iter().all(|d| !d.is_error()));
-                let d = d.unwrap();
-                std::hint::black_box(nixl::design::report::pattern_table(&d).len());
+                let c = c.unwrap();
+                std::hint::black_box(nixl::design::report::pattern_table(&c.design).len());
             })
         });
     }
@@ -83,13 +83,22 @@ fn bench(c: &mut Criterion) {
         vals1.join(", ")
     );
     let out = nixl::check::check_text("plan.nixl", &src, &NoFiles);
-    let (d, _) = nixl::design::expand(&out.model, "big");
-    let d = d.unwrap();
-    assert_eq!(d.patterns.len(), 100_000);
+    let (c, _) = nixl::design::campaign::resolve(&out.model, "big");
+    let c = c.unwrap();
+    assert_eq!(c.design.patterns.len(), 100_000);
+    let state = nixl::state::State::new();
     g.bench_function("plan 100k patterns in 1000 groups", |b| {
         b.iter(|| {
-            let mut diags = vec![];
-            let p = nixl::plan::build(&out.model, &d, &nixl::state::State::new(), "", &mut diags);
+            let inputs = nixl::plan::Inputs {
+                model: &out.model,
+                campaign: &c,
+                state: &state,
+                source_hash: "",
+                stack_changes: &nixl::provider::aws::template::changes,
+                targets: &[],
+                replace: &[],
+            };
+            let p = nixl::plan::build(&inputs).unwrap();
             assert_eq!(p.summary.launches, 1000);
         })
     });

@@ -5,6 +5,7 @@
 //! (patterns and state to an action graph). Diagnostics from every stage
 //! share one type, [`diagnostics::Diagnostic`].
 
+pub mod address;
 pub mod apply;
 pub mod check;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod diagnostics;
 pub mod lsp;
 pub mod pipeline;
 pub mod plan;
+pub mod progress;
 pub mod provider;
 pub mod render;
 pub mod results;

@@ -1,29 +1,69 @@
-//! The stages chained for one file: check, then expand every experiment.
-//! The CLI, the tests and the language server all start here.
+//! The stages chained for one file: check, then resolve every experiment into
+//! its campaign (merged, expanded, its stack and templates looked up, its
+//! patterns ordered). `nixl check`, every other command, the golden tests and
+//! the language server all start here, so they all see the same diagnostics.
 
 use crate::check::{self, CheckOutput};
-use crate::design::{self, Design};
+use crate::design::{self, Campaign, Design};
 use std::path::Path;
 
-/// A checked file with its experiments expanded, and every diagnostic so far.
+/// A checked file with its experiments resolved, and every diagnostic so far.
 pub struct Loaded {
     pub check: CheckOutput,
-    pub designs: Vec<Design>,
+    pub campaigns: Vec<Campaign>,
 }
+
+/// `--experiment` named nothing the file declares, or the file declares no experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoExperiment {
+    pub asked: Option<String>,
+    pub declared: Vec<String>,
+}
+
+impl std::fmt::Display for NoExperiment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = if self.declared.is_empty() { "none".to_string() } else { self.declared.join(", ") };
+        match &self.asked {
+            Some(name) => {
+                write!(f, "no experiment `{name}`; the file declares {list}")?;
+                if let Some(h) = crate::diagnostics::did_you_mean(name, self.declared.iter().map(String::as_str)) {
+                    write!(f, " ({h})")?;
+                }
+                Ok(())
+            }
+            None => write!(f, "the file declares no experiment"),
+        }
+    }
+}
+
+impl std::error::Error for NoExperiment {}
 
 impl Loaded {
     /// An experiment by name, or the file's own (the last one declared; imports come first).
-    pub fn design(&self, experiment: Option<&str>) -> Result<&Design, String> {
-        match experiment {
-            Some(name) => self.designs.iter().find(|d| d.experiment == name).ok_or_else(|| {
-                let names: Vec<&str> = self.designs.iter().map(|d| d.experiment.as_str()).collect();
-                format!(
-                    "no experiment `{name}`; the file has {}",
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
-                )
-            }),
-            None => self.designs.last().ok_or_else(|| "the file declares no experiment".to_string()),
-        }
+    pub fn campaign(&self, experiment: Option<&str>) -> Result<&Campaign, NoExperiment> {
+        let found = match experiment {
+            Some(name) => self.campaigns.iter().find(|c| c.name() == name),
+            None => self.campaigns.last(),
+        };
+        found.ok_or_else(|| NoExperiment {
+            asked: experiment.map(str::to_string),
+            declared: self.campaigns.iter().map(|c| c.name().to_string()).collect(),
+        })
+    }
+
+    /// The design of an experiment chosen as [`Loaded::campaign`] chooses it.
+    pub fn design(&self, experiment: Option<&str>) -> Result<&Design, NoExperiment> {
+        self.campaign(experiment).map(|c| &c.design)
+    }
+
+    pub fn designs(&self) -> impl Iterator<Item = &Design> {
+        self.campaigns.iter().map(|c| &c.design)
+    }
+
+    /// The campaign a campaign extends, for the reduction table.
+    pub fn parent(&self, campaign: &Campaign) -> Option<&Campaign> {
+        let parent = campaign.design.extends.as_deref()?;
+        self.campaigns.iter().find(|c| c.name() == parent)
     }
 
     /// Hash of every source text, so a saved plan can tell the files changed.
@@ -42,15 +82,15 @@ pub fn load_text(name: &str, text: &str, loader: &dyn check::imports::Loader) ->
 }
 
 fn finish(mut check: CheckOutput) -> Loaded {
-    let mut designs = vec![];
+    let mut campaigns = vec![];
     if !check.has_errors() {
-        let (ds, diags) = design::expand_all(&check.model);
-        designs = ds;
+        let (cs, diags) = design::resolve_all(&check.model);
+        campaigns = cs;
         check.diagnostics.extend(diags);
         check.diagnostics.sort_by_key(|d| (d.primary.span.file, d.primary.span.start));
-        // An experiment expanded on its own and as another's parent reports the same things twice.
+        // An experiment resolved on its own and as another's parent reports the same things twice.
         let mut seen = std::collections::HashSet::new();
         check.diagnostics.retain(|d| seen.insert((d.code, d.primary.span, d.message.clone())));
     }
-    Loaded { check, designs }
+    Loaded { check, campaigns }
 }

@@ -23,10 +23,7 @@ pub fn render(diags: &[Diagnostic], sources: &SourceMap, format: Format, color: 
         f => f,
     };
     match format {
-        Format::Json => {
-            let items: Vec<JsonDiag> = diags.iter().map(|d| JsonDiag::new(d, sources)).collect();
-            serde_json::to_string_pretty(&items).expect("diagnostics serialise") + "\n"
-        }
+        Format::Json => serde_json::to_string_pretty(&json_items(diags, sources)).expect("diagnostics serialise") + "\n",
         Format::Plain => diags.iter().map(|d| plain(d, sources)).collect(),
         _ => {
             let handler = miette::GraphicalReportHandler::new_themed(if color {
@@ -67,6 +64,11 @@ pub fn plain(d: &Diagnostic, sources: &SourceMap) -> String {
         s += &format!("  = help: {h}\n");
     }
     s
+}
+
+/// Diagnostics as JSON objects, so the diagnostics of several files make one document.
+pub fn json_items(diags: &[Diagnostic], sources: &SourceMap) -> Vec<serde_json::Value> {
+    diags.iter().map(|d| serde_json::to_value(JsonDiag::new(d, sources)).expect("diagnostic serialises")).collect()
 }
 
 #[derive(Serialize)]

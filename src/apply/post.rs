@@ -1,21 +1,19 @@
 //! What apply does after each result: log it to MLflow (when a tracking
-//! server is configured) and evaluate the experiment's rules; the ad-hoc
-//! patterns of rules that fire run at the end of the same apply: low-level
-//! steps and analyses first, then E2E patterns with one server launch per
-//! restart group.
+//! server is configured) and evaluate the experiment's rules. The patterns of
+//! rules that fire are queued and run after the plan by the same walk as the
+//! plan's actions: low-level steps and analyses first, then E2E patterns with
+//! one server launch per restart group, numbered after the plan's launches.
 
-use super::{log, Exec, Options};
+use super::{ApplyError, Exec, Options};
+use crate::address::ActionId;
 use crate::check::model::RuleDecl;
-use crate::check::Model;
-use crate::design::{Category, Design};
-use crate::plan::Kind;
+use crate::design::{Campaign, Category};
+use crate::plan::{Action, Kind};
 use crate::provider::Provider;
 use crate::results::mlflow::{Client, Logged, Target};
 use crate::results::rules::{self, Fired};
 use crate::results::{ResultRecord, Store};
-use crate::state::Status;
-use std::collections::BTreeSet;
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// File beside the results listing the rules that fired, one JSON object a line.
 pub const FIRED_LOG: &str = "fired-rules.jsonl";
@@ -27,16 +25,17 @@ pub struct Post {
     mlflow_down: bool,
     rules: Vec<RuleDecl>,
     fired: BTreeSet<usize>,
+    /// Results stored since they were last handed to MLflow and the rules.
+    ready: Vec<ActionId>,
+    /// Pattern ids fired rules asked for, not yet run.
     queue: Vec<String>,
-    /// E2E patterns from the queue, waiting for their server launch.
-    e2e: Vec<String>,
+    /// Results of the experiment this one extends, for `expected(...)` in rules.
     parent: Vec<ResultRecord>,
 }
 
 impl Post {
-    pub fn new(model: &Model, design: &Design, opts: &Options) -> Post {
-        let exp = crate::design::merge::merged(model, &design.experiment, &mut vec![]);
-        let parent = match (&design.extends, opts.results_dir.parent()) {
+    pub fn new(campaign: &Campaign, opts: &Options) -> Post {
+        let parent = match (&campaign.design.extends, opts.results_dir.parent()) {
             (Some(p), Some(dir)) => Store::new(&dir.join(p)).all(),
             _ => vec![],
         };
@@ -44,19 +43,31 @@ impl Post {
             target: opts.mlflow.clone(),
             client: None,
             mlflow_down: false,
-            rules: exp.map(|e| e.rules).unwrap_or_default(),
+            rules: campaign.experiment.rules.clone(),
             fired: BTreeSet::new(),
+            ready: vec![],
             queue: vec![],
-            e2e: vec![],
             parent,
         }
+    }
+
+    pub fn result_ready(&mut self, id: &ActionId) {
+        self.ready.push(id.clone());
     }
 }
 
 impl<P: Provider> Exec<'_, P> {
-    pub(super) async fn after_result(&mut self, id: &str) {
-        let Some(rec) = self.store.get(id) else { return };
-        self.log_mlflow(&rec).await;
+    /// Hands each new result to MLflow, then evaluates the rules once.
+    pub(super) async fn process_results(&mut self) {
+        let ready = std::mem::take(&mut self.post.ready);
+        if ready.is_empty() {
+            return;
+        }
+        for id in ready {
+            if let Some(rec) = id.pattern().and_then(|p| self.store.get(p)) {
+                self.log_mlflow(&rec).await;
+            }
+        }
         self.evaluate_rules();
     }
 
@@ -69,7 +80,7 @@ impl<P: Provider> Exec<'_, P> {
             match Client::connect(&t).await {
                 Ok(c) => self.post.client = Some(c),
                 Err(e) => {
-                    log(&format!("       MLflow: {e}; results stay local (push later with `nixl results --push`)"));
+                    self.log(&format!("       MLflow: {e}; results stay local (push later with `nixl results --push`)"));
                     self.post.mlflow_down = true;
                     return;
                 }
@@ -77,9 +88,9 @@ impl<P: Provider> Exec<'_, P> {
         }
         if let Some(c) = &self.post.client {
             match c.log(rec).await {
-                Ok(Logged::Created(run)) => log(&format!("       logged to MLflow run {run}")),
+                Ok(Logged::Created(run)) => self.log(&format!("       logged to MLflow run {run}")),
                 Ok(Logged::Existing(_)) => {}
-                Err(e) => log(&format!("       MLflow: {e} (kept locally)")),
+                Err(e) => self.log(&format!("       MLflow: {e} (kept locally)")),
             }
         }
     }
@@ -89,7 +100,7 @@ impl<P: Provider> Exec<'_, P> {
             return;
         }
         let results = self.store.all();
-        let ctx = rules::Ctx { design: self.design, results: &results, parent: &self.post.parent };
+        let ctx = rules::Ctx { design: &self.campaign.design, results: &results, parent: &self.post.parent };
         for f in rules::evaluate(&self.post.rules, &ctx) {
             if !self.post.fired.insert(f.rule) {
                 continue;
@@ -97,20 +108,17 @@ impl<P: Provider> Exec<'_, P> {
             let fresh: Vec<String> =
                 f.patterns.iter().filter(|id| !self.post.queue.contains(id) && !self.done_with_same_hash(id)).cloned().collect();
             let why = if f.reason.is_empty() { String::new() } else { format!(" because \"{}\"", f.reason) };
-            log(&format!(
-                "  rule fired: when {}{why}: {}",
-                f.condition,
-                if fresh.is_empty() { "its patterns already ran".to_string() } else { format!("adds {}", fresh.join(", ")) }
-            ));
+            let what =
+                if fresh.is_empty() { "its patterns already ran".to_string() } else { format!("adds {}", fresh.join(", ")) };
+            self.log(&format!("  rule fired: when {}{why}: {what}", f.condition));
             self.post.queue.extend(fresh.iter().cloned());
             self.note_fired(&Fired { patterns: fresh, ..f });
         }
     }
 
     fn done_with_same_hash(&self, id: &str) -> bool {
-        let Some(p) = self.design.pattern(id) else { return true };
-        let hash = self.resolver.hash(p);
-        self.state.actions.get(id).is_some_and(|r| r.status == Status::Done && r.hash == hash)
+        let Some(p) = self.campaign.design.pattern(id) else { return true };
+        self.state.is_done(&ActionId::Pattern(id.to_string()), &self.resolver.hash(p))
     }
 
     fn note_fired(&self, f: &Fired) {
@@ -122,127 +130,85 @@ impl<P: Provider> Exec<'_, P> {
         }
     }
 
-    /// Runs the patterns fired rules asked for; their results are evaluated in turn.
-    pub(super) async fn run_rule_patterns(&mut self) -> Result<(), String> {
-        // Rules may fire again on the results of E2E patterns, so repeat until nothing is new.
-        let mut k = 0;
-        loop {
-            k = self.run_rule_steps(k).await?;
-            let e2e = std::mem::take(&mut self.post.e2e);
-            if e2e.is_empty() {
-                return Ok(());
-            }
-            self.run_rule_e2e(e2e).await?;
-        }
-    }
-
-    /// E2E patterns fired by rules: one server launch per restart group, as the plan would.
-    async fn run_rule_e2e(&mut self, ids: Vec<String>) -> Result<(), String> {
-        let mut by_group: std::collections::BTreeMap<Option<u32>, Vec<String>> = Default::default();
-        for id in ids {
-            let g = self.design.pattern(&id).and_then(|p| p.group);
-            by_group.entry(g).or_default().push(id);
-        }
-        for (group, ids) in by_group {
-            if self.opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
-            }
-            let actions: Vec<crate::plan::Action> =
-                ids.iter().filter_map(|id| crate::plan::pattern_action(self.model, self.design, id)).collect();
-            let Some(first) = actions.first() else { continue };
-            let start = crate::plan::Action { kind: Kind::ServerStart, group, ..first.clone() };
-            log(&format!("[rule] + start server for {}", ids.join(", ")));
-            let started = Instant::now();
-            if let Err(e) = self.server_start(&start).await {
-                log(&format!("       failed: {e}"));
-                let _ = self.stop_servers().await;
-                for a in &actions {
-                    self.outcome.failed.push((a.id.clone(), format!("its server did not start: {e}")));
-                }
-                continue;
-            }
-            self.outcome.launches += 1;
-            log(&format!("       done in {:.1}s", started.elapsed().as_secs_f64()));
-            for a in &actions {
-                log(&format!("[rule] + {}", a.label));
-                let started = Instant::now();
-                match self.pattern(a, started).await {
-                    Ok(_) => {
-                        self.outcome.done += 1;
-                        log(&format!("       done in {:.1}s", started.elapsed().as_secs_f64()));
-                        self.record(a, Status::Done, started, None)?;
-                        self.after_result(&a.id).await;
-                    }
-                    Err(e) => {
-                        log(&format!("       failed: {e}"));
-                        self.outcome.failed.push((a.id.clone(), e.clone()));
-                        self.record(a, Status::Failed, started, Some(e))?;
-                    }
+    /// Runs what fired rules queued, through the same walk as the plan; results
+    /// may fire further rules, so this repeats until nothing new is queued.
+    pub(super) async fn run_rule_work(&mut self) -> Result<(), ApplyError> {
+        while !self.post.queue.is_empty() && !self.interrupted() {
+            let queued = std::mem::take(&mut self.post.queue);
+            let mut e2e: BTreeMap<Option<u32>, Vec<Action>> = BTreeMap::new();
+            for id in queued {
+                let Some(a) = crate::plan::pattern_action(self.model, self.campaign, &id) else {
+                    self.log(&format!("  rule pattern {id} is not in the design"));
+                    continue;
+                };
+                let category = self.campaign.design.pattern(&id).map(|p| p.category);
+                if category == Some(Category::E2e) {
+                    let group = self.campaign.design.pattern(&id).and_then(|p| p.group);
+                    e2e.entry(group).or_default().push(a);
+                } else {
+                    self.log(&format!("  running what a rule added: {id}"));
+                    let actions = self.with_services(a);
+                    self.walk_all(&actions).await?;
                 }
             }
-            if let Err(e) = self.stop_servers().await {
-                log(&format!("       stopping the server failed: {e}"));
+            for (group, patterns) in e2e {
+                let actions = self.launch(group, patterns);
+                self.walk_all(&actions).await?;
             }
         }
         Ok(())
     }
 
-    /// Low-level and analysis patterns fired by rules, from queue position `k`; E2E ones are set aside.
-    async fn run_rule_steps(&mut self, mut k: usize) -> Result<usize, String> {
-        while k < self.post.queue.len() {
-            if self.opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
-            }
-            let id = self.post.queue[k].clone();
-            k += 1;
-            let Some(a) = crate::plan::pattern_action(self.model, self.design, &id) else {
-                log(&format!("  rule pattern {id} is not in the design"));
-                continue;
-            };
-            if self.design.pattern(&id).is_some_and(|p| p.category == Category::E2e) {
-                // E2E patterns need a server: they run together once the steps are done.
-                self.post.e2e.push(id);
-                continue;
-            }
-            log(&format!("[rule] + {}", a.label));
-            let started = Instant::now();
-            let r = match a.kind {
-                Kind::Analysis => self.analysis(&a, started),
-                _ => match self.start_services(&id).await {
-                    Ok(()) => self.step(&a, started).await,
-                    Err(e) => Err(e),
-                },
-            };
-            match r {
-                Ok(_) => {
-                    self.outcome.done += 1;
-                    log(&format!("       done in {:.1}s", started.elapsed().as_secs_f64()));
-                    self.record(&a, Status::Done, started, None)?;
-                    self.after_result(&id).await;
-                }
-                Err(e) => {
-                    log(&format!("       failed: {e}"));
-                    self.outcome.failed.push((id.clone(), e.clone()));
-                    self.record(&a, Status::Failed, started, Some(e))?;
-                }
-            }
-        }
-        Ok(k)
+    async fn walk_all(&mut self, actions: &[Action]) -> Result<(), ApplyError> {
+        self.counter.1 += actions.len();
+        let all: BTreeSet<usize> = (0..actions.len()).collect();
+        self.walk(actions, &all).await
     }
 
-    /// Services a rule pattern's tool needs (etcd for NIXLBench), started if not yet.
-    async fn start_services(&mut self, id: &str) -> Result<(), String> {
-        let needs = self
-            .design
-            .pattern(id)
-            .and_then(|p| p.tool.as_ref())
-            .and_then(|t| self.model.tools.get(t))
-            .map(|t| t.needs.clone())
-            .unwrap_or_default();
-        for s in needs {
-            let a = crate::plan::Action::service(&s);
-            self.service(&a).await?;
+    /// A step with the services its tool needs started first (etcd for NIXLBench).
+    fn with_services(&self, step: Action) -> Vec<Action> {
+        let tool = self.campaign.design.pattern(step.id.pattern().unwrap_or("")).and_then(|p| p.tool.as_ref());
+        let needs = tool.and_then(|t| self.model.tools.get(t)).map(|t| t.needs.clone()).unwrap_or_default();
+        let mut actions: Vec<Action> = needs.iter().map(|s| Action::service(s)).collect();
+        let mut step = step;
+        step.deps = (0..actions.len()).collect();
+        step.needs = step.deps.clone();
+        actions.push(step);
+        actions
+    }
+
+    /// One server launch for a restart group's fired patterns: start, the patterns, stop.
+    fn launch(&mut self, group: Option<u32>, patterns: Vec<Action>) -> Vec<Action> {
+        self.last_launch += 1;
+        let n = self.last_launch;
+        let ids: Vec<String> = patterns.iter().map(|a| a.id.to_string()).collect();
+        self.log(&format!("  launch {n} for what rules added: {}", ids.join(", ")));
+        let key = group.and_then(|g| self.campaign.design.groups.get(g as usize)).map(|k| k.label()).unwrap_or_default();
+        let hash = crate::state::content_hash(&key);
+        let mut start =
+            Action::new(ActionId::ServerStart(n), Kind::ServerStart, format!("start server: {key}"), hash.clone(), 0.0, vec![]);
+        start.group = group;
+        start.launch = Some(n);
+        let mut actions = vec![start];
+        for mut p in patterns {
+            p.deps = vec![actions.len() - 1];
+            p.needs = vec![0];
+            p.group = group;
+            p.launch = Some(n);
+            actions.push(p);
         }
-        Ok(())
+        let mut stop = Action::new(
+            ActionId::ServerStop(n),
+            Kind::ServerStop,
+            "stop server, verify GPU memory is free".into(),
+            hash,
+            0.0,
+            vec![actions.len() - 1],
+        );
+        stop.needs = vec![0];
+        stop.group = group;
+        stop.launch = Some(n);
+        actions.push(stop);
+        actions
     }
 }

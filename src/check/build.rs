@@ -452,5 +452,6 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
         buckets,
         name,
         span,
+        spans: attrs(b).iter().map(|(k, e)| (k.to_string(), e.span)).collect(),
     }
 }

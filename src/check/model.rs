@@ -132,6 +132,16 @@ pub struct Stack {
     pub nodes: Vec<Node>,
     pub buckets: Vec<String>,
     pub span: Span,
+    /// Where each attribute's value is written, so a runtime error can point at
+    /// the attribute that caused it (`zones` for no capacity, `instance_type` for a quota).
+    pub spans: BTreeMap<String, Span>,
+}
+
+impl Stack {
+    /// The span of an attribute's value, or of the whole block when it is not written.
+    pub fn span_of(&self, attribute: &str) -> Span {
+        self.spans.get(attribute).copied().unwrap_or(self.span)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -148,6 +158,8 @@ pub struct Experiment {
     pub prefix: String,
     pub model: Option<String>,
     pub stack: Option<String>,
+    /// Where `stack = ...` is written (the block's span when it is not).
+    pub stack_span: Span,
     /// The `server` and `bench` definitions used (their templates render the commands).
     pub server_def: Option<String>,
     pub bench_def: Option<String>,

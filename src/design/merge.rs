@@ -48,6 +48,7 @@ fn overlay(mut base: Experiment, child: &Experiment) -> Experiment {
     }
     if child.stack.is_some() {
         base.stack = child.stack.clone();
+        base.stack_span = child.stack_span;
     }
     if child.server_def.is_some() {
         base.server_def = child.server_def.clone();

@@ -2,12 +2,14 @@
 //! explicit points, D-optimal designs, tool steps and analyses become a flat
 //! list of patterns with ids, restart keys, KV-cache sizes and estimates.
 
+pub mod campaign;
 pub mod doptimal;
 mod expand;
 mod memo;
 pub mod merge;
 pub mod report;
 mod resolve;
+pub mod schedule;
 mod scope;
 mod select;
 mod steps;
@@ -19,6 +21,7 @@ use crate::diagnostics::{Diagnostic, Span};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+pub use campaign::{Campaign, Templates};
 pub use expand::base_scope as expand_base_scope;
 pub use resolve::{pattern_settings, Resolver};
 
@@ -137,26 +140,17 @@ impl Design {
     }
 }
 
-/// Expands one experiment (with what it extends) into its design.
-pub fn expand(model: &Model, experiment: &str) -> (Option<Design>, Vec<Diagnostic>) {
-    let mut diags = vec![];
-    let Some(exp) = merge::merged(model, experiment, &mut diags) else {
-        return (None, diags);
-    };
-    let design = expand::run(model, &exp, &mut diags);
-    (Some(design), diags)
-}
-
-/// Expands every experiment of a model: what `nixl check` runs to report design errors.
-pub fn expand_all(model: &Model) -> (Vec<Design>, Vec<Diagnostic>) {
-    let mut designs = vec![];
+/// Resolves every experiment of a model into its campaign: what `nixl check`
+/// runs to report design errors, and what every later stage starts from.
+pub fn resolve_all(model: &Model) -> (Vec<Campaign>, Vec<Diagnostic>) {
+    let mut campaigns = vec![];
     let mut diags = vec![];
     for e in &model.experiments {
-        let (d, mut ds) = expand(model, &e.name);
+        let (c, mut ds) = campaign::resolve(model, &e.name);
         diags.append(&mut ds);
-        designs.extend(d);
+        campaigns.extend(c);
     }
-    (designs, diags)
+    (campaigns, diags)
 }
 
 /// The model an experiment serves, for KV sizes.

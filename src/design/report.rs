@@ -261,15 +261,20 @@ fn has_rectangle(cells: &[bool], rows: usize, cols: usize) -> bool {
 }
 
 /// Everything about one pattern, resolved: `nixl show`.
-pub fn show_pattern(model: &crate::check::Model, d: &Design, p: &Pattern) -> String {
+pub fn show_pattern(model: &crate::check::Model, campaign: &super::Campaign, p: &Pattern) -> String {
+    let d = &campaign.design;
     let mut s = String::new();
     let layer = &d.layers[p.layer as usize];
     let _ = writeln!(s, "pattern {}", p.id);
     let _ = writeln!(s, "  experiment  {}", d.experiment);
     let _ = writeln!(s, "  layer       {} ({})", layer.name, layer.category.label());
     let _ = writeln!(s, "  scheduled   {}", if p.adhoc { "no (ad hoc)" } else { "yes" });
-    if let Some(g) = p.group {
-        let _ = writeln!(s, "  restart key group {}: {}", g + 1, d.groups[g as usize].label());
+    let index = d.patterns.iter().position(|x| x.id == p.id);
+    if let Some(l) = index.and_then(|i| campaign.schedule.launch_of(i)) {
+        let _ =
+            writeln!(s, "  launch      {} of {}: {}", l.number, campaign.schedule.launches, d.groups[l.group as usize].label());
+    } else if let Some(g) = p.group {
+        let _ = writeln!(s, "  restart key {}", d.groups[g as usize].label());
     }
     if let Some(kv) = p.kv_bytes {
         let _ = writeln!(
@@ -283,7 +288,7 @@ pub fn show_pattern(model: &crate::check::Model, d: &Design, p: &Pattern) -> Str
     }
     let _ = writeln!(s, "  estimate    {}", crate::check::value::fmt_duration(p.duration));
     let _ = writeln!(s, "  settings:");
-    let settings = super::pattern_settings(model, d, p);
+    let settings = super::pattern_settings(model, campaign, p);
     let w = settings.keys().map(String::len).max().unwrap_or(0);
     for (k, v) in settings {
         let _ = writeln!(s, "    {k:<w$} = {}", v.display());

@@ -3,7 +3,7 @@
 
 use super::expand::{base_scope, defaults, derived_of, fixed_of};
 use super::scope::PointScope;
-use super::{Design, Pattern};
+use super::{Campaign, Pattern};
 use crate::check::model::Experiment;
 use crate::check::value::Value;
 use crate::check::Model;
@@ -11,9 +11,9 @@ use crate::syntax::ast::Expr;
 use std::collections::BTreeMap;
 
 /// Resolves every setting of a design's patterns: what `nixl show` prints and
-/// what the planner hashes. Merges the experiment once for all patterns.
-pub struct Resolver {
-    exp: Option<Experiment>,
+/// what the planner hashes, computed from the campaign's merged experiment.
+pub struct Resolver<'c> {
+    exp: &'c Experiment,
     base: BTreeMap<String, Value>,
     /// Hash of the settings every pattern shares, computed once.
     common_hash: String,
@@ -23,21 +23,24 @@ pub struct Resolver {
     kv: Option<f64>,
 }
 
-impl Resolver {
-    pub fn new(model: &Model, design: &Design) -> Resolver {
-        let mut diags = vec![];
-        let exp = super::merge::merged(model, &design.experiment, &mut diags);
-        let base = exp.as_ref().map(|e| base_scope(model, e)).unwrap_or_default();
-        let common_hash = crate::state::content_hash(&exp.as_ref().map(|e| &e.settings));
-        let names = exp.as_ref().map(|e| e.factors.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
-        let fixed = exp.as_ref().map(|e| e.layers.iter().map(fixed_of).collect()).unwrap_or_default();
-        let kv = exp.as_ref().and_then(|e| super::experiment_model(model, e)).map(|m| m.kv_bytes_per_token() as f64);
-        Resolver { exp, base, common_hash, names, fixed, kv }
+impl<'c> Resolver<'c> {
+    pub fn new(model: &Model, campaign: &'c Campaign) -> Resolver<'c> {
+        let exp = &campaign.experiment;
+        // Hashed as an Option, as it always was, so recorded hashes stay valid.
+        let common_hash = crate::state::content_hash(&Some(&exp.settings));
+        Resolver {
+            exp,
+            base: base_scope(model, exp),
+            common_hash,
+            names: exp.factors.iter().map(|f| f.name.clone()).collect(),
+            fixed: exp.layers.iter().map(fixed_of).collect(),
+            kv: super::experiment_model(model, exp).map(|m| m.kv_bytes_per_token() as f64),
+        }
     }
 
     /// Every setting of a pattern: the experiment's shared settings and its own.
     pub fn settings(&self, p: &Pattern) -> BTreeMap<String, Value> {
-        let mut out = self.exp.as_ref().map(|e| e.settings.clone()).unwrap_or_default();
+        let mut out = self.exp.settings.clone();
         out.extend(self.own_settings(p));
         out
     }
@@ -51,7 +54,7 @@ impl Resolver {
     pub fn own_settings(&self, p: &Pattern) -> BTreeMap<String, Value> {
         // Every pattern has a mode, a transport and a KV layout, set or not.
         let mut out = defaults();
-        let Some(exp) = &self.exp else { return out };
+        let exp = self.exp;
         let Some(layer) = exp.layers.get(p.layer as usize) else { return out };
         out.insert("layer".into(), Value::Str(layer.name.clone()));
         if p.category != super::Category::E2e {
@@ -78,6 +81,6 @@ impl Resolver {
 }
 
 /// Every setting of one pattern, resolved: what `nixl show` prints.
-pub fn pattern_settings(model: &Model, design: &Design, p: &Pattern) -> BTreeMap<String, Value> {
-    Resolver::new(model, design).settings(p)
+pub fn pattern_settings(model: &Model, campaign: &Campaign, p: &Pattern) -> BTreeMap<String, Value> {
+    Resolver::new(model, campaign).settings(p)
 }

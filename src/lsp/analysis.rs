@@ -149,6 +149,11 @@ impl Analysis {
 
     /// The expanded design of an experiment, when it expanded without errors.
     pub fn design(&self, experiment: &str) -> Option<&Design> {
-        self.loaded.designs.iter().find(|d| d.experiment == experiment)
+        self.campaign(experiment).map(|c| &c.design)
+    }
+
+    /// The resolved campaign of an experiment, when it resolved without errors.
+    pub fn campaign(&self, experiment: &str) -> Option<&crate::design::Campaign> {
+        self.loaded.campaigns.iter().find(|c| c.name() == experiment)
     }
 }

@@ -317,7 +317,7 @@ fn stdlib_items(a: Option<&Analysis>, cx: &Context, text: &str, out: &mut Vec<Co
 /// Factor names of the document's experiments (an extending experiment has its parent's).
 fn factors(a: Option<&Analysis>) -> Vec<String> {
     let Some(a) = a else { return vec![] };
-    let mut names: Vec<String> = a.loaded.designs.iter().flat_map(|d| d.factors.iter().map(|f| f.name.clone())).collect();
+    let mut names: Vec<String> = a.loaded.designs().flat_map(|d| d.factors.iter().map(|f| f.name.clone())).collect();
     if names.is_empty() {
         names = a.loaded.check.model.experiments.iter().flat_map(|e| e.factors.iter().map(|f| f.name.clone())).collect();
     }
@@ -372,7 +372,7 @@ fn strings(a: Option<&Analysis>, cx: &Context, out: &mut Vec<CompletionItem>) {
         Some("region") => model.regions.iter().for_each(|(r, z)| out.push(item(r, K::VALUE, format!("{} zones", z.len())))),
         Some("inputs") => layers(a, out),
         Some("schedule") => {
-            for d in &a.loaded.designs {
+            for d in a.loaded.designs() {
                 d.patterns.iter().take(2000).for_each(|p| out.push(item(&p.id, K::VALUE, crate::design::report::describe(d, p))));
             }
         }
@@ -383,7 +383,7 @@ fn strings(a: Option<&Analysis>, cx: &Context, out: &mut Vec<CompletionItem>) {
 }
 
 fn layers(a: &Analysis, out: &mut Vec<CompletionItem>) {
-    for d in &a.loaded.designs {
+    for d in a.loaded.designs() {
         for l in &d.layers {
             out.push(item(&l.name, K::VALUE, format!("layer of {} ({})", d.experiment, l.category.label())));
         }

@@ -87,7 +87,8 @@ fn value_of(a: &Analysis, e: &Expr) -> String {
 
 /// The values a pattern setting takes across the design's patterns, with counts.
 fn across_patterns(a: &Analysis, d: &Design, name: &str) -> String {
-    let r = crate::design::Resolver::new(&a.loaded.check.model, d);
+    let Some(campaign) = a.campaign(&d.experiment) else { return String::new() };
+    let r = crate::design::Resolver::new(&a.loaded.check.model, campaign);
     let mut counts: Vec<(String, usize)> = vec![];
     // Bounded: hover must stay instant on a million-pattern design.
     for p in d.patterns.iter().take(5000) {
@@ -153,8 +154,8 @@ fn layer(d: &Design, name: &str) -> Option<String> {
 }
 
 fn pattern(a: &Analysis, id: &str) -> Option<String> {
-    let (d, p) = a.loaded.designs.iter().find_map(|d| d.pattern(id).map(|p| (d, p)))?;
-    Some(format!("```\n{}```", report::show_pattern(&a.loaded.check.model, d, p)))
+    let (c, p) = a.loaded.campaigns.iter().find_map(|c| c.design.pattern(id).map(|p| (c, p)))?;
+    Some(format!("```\n{}```", report::show_pattern(&a.loaded.check.model, c, p)))
 }
 
 fn instance(a: &Analysis, name: &str) -> Option<String> {

@@ -54,7 +54,6 @@ pub fn text(plan: &Plan, reduction: Option<&str>, color: bool) -> String {
             Kind::ServerStart | Kind::Pattern | Kind::ServerStop => "measurement",
             Kind::Step => "steps",
             Kind::Analysis => "analyses (local, as soon as their inputs exist)",
-            Kind::Teardown => "teardown",
         };
         let heading = if a.kind == Kind::Step { a.layer.as_deref().unwrap_or("steps") } else { heading };
         if a.change == Change::NoOp {
@@ -74,7 +73,10 @@ pub fn text(plan: &Plan, reduction: Option<&str>, color: bool) -> String {
                     .filter(|b| b.kind == Kind::Setup && b.node == a.node && b.change != Change::NoOp)
                     .collect();
                 let total: f64 = steps.iter().map(|b| b.duration).sum();
-                let first = steps.first().map(|b| b.id.rsplit('.').next().unwrap_or("").to_string()).unwrap_or_default();
+                let first = match steps.first().map(|b| &b.id) {
+                    Some(super::ActionId::Setup { step, .. }) => step.clone(),
+                    _ => String::new(),
+                };
                 let label = format!("setup on {node}");
                 let _ = writeln!(
                     s,
@@ -116,11 +118,11 @@ pub fn text(plan: &Plan, reduction: Option<&str>, color: bool) -> String {
     if !plan.groups.is_empty() {
         let _ = writeln!(s, "Server launches, in order (one per restart key):");
         let kw = plan.groups.iter().map(|g| g.key.len()).max().unwrap_or(10);
-        for (i, g) in plan.groups.iter().enumerate() {
+        for g in &plan.groups {
             let _ = writeln!(
                 s,
                 "  {:>2}. {:<kw$}  {:>2} pattern{}  start-up ~{:<7}  measure ~{}",
-                i + 1,
+                g.launch,
                 g.key,
                 g.patterns,
                 if g.patterns == 1 { " " } else { "s" },
@@ -188,20 +190,16 @@ pub fn json(plan: &Plan) -> String {
 pub fn dot(plan: &Plan) -> String {
     let mut s = String::from("digraph nixl {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
     let q = |x: &str| format!("\"{}\"", x.replace('"', "\\\""));
-    let mut cluster = 0;
     let mut i = 0;
     while i < plan.actions.len() {
         let a = &plan.actions[i];
         if a.kind == Kind::ServerStart {
-            cluster += 1;
-            let _ = writeln!(
-                s,
-                "  subgraph cluster_{cluster} {{\n    label={};",
-                q(&format!("launch {cluster}: {}", a.label.trim_start_matches("start server: ")))
-            );
+            let launch = a.launch.unwrap_or(0);
+            let key = plan.groups.iter().find(|g| g.launch == launch).map(|g| g.key.as_str()).unwrap_or("");
+            let _ = writeln!(s, "  subgraph cluster_{launch} {{\n    label={};", q(&format!("launch {launch}: {key}")));
             while i < plan.actions.len() {
                 let b = &plan.actions[i];
-                let _ = writeln!(s, "    n{i} [label={}];", q(&b.id));
+                let _ = writeln!(s, "    n{i} [label={}];", q(&b.id.to_string()));
                 i += 1;
                 if b.kind == Kind::ServerStop {
                     break;
@@ -215,7 +213,7 @@ pub fn dot(plan: &Plan) -> String {
             Kind::Stack | Kind::Nodes => ", shape=box3d",
             _ => "",
         };
-        let _ = writeln!(s, "  n{i} [label={}{shape}];", q(&a.id));
+        let _ = writeln!(s, "  n{i} [label={}{shape}];", q(&a.id.to_string()));
         i += 1;
     }
     for (i, a) in plan.actions.iter().enumerate() {

@@ -89,7 +89,7 @@ impl Provider for LocalProvider {
         crate::state::write_atomic(&path, bytes).map_err(io)
     }
 
-    async fn destroy(&self, _stack: &Stack, _info: Option<&StackInfo>, nodes: &[NodeInfo]) -> Result<(), ProviderError> {
+    async fn destroy_nodes(&self, _stack: &Stack, nodes: &[NodeInfo]) -> Result<(), ProviderError> {
         // Stop what the campaign left running: every pid file under the node directories.
         for n in nodes {
             let _ = run_one(
@@ -100,6 +100,15 @@ impl Provider for LocalProvider {
             )
             .await;
         }
+        match tokio::fs::remove_dir_all(self.root.join("nodes")).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    async fn destroy(&self, stack: &Stack, _info: Option<&StackInfo>, nodes: &[NodeInfo]) -> Result<(), ProviderError> {
+        self.destroy_nodes(stack, nodes).await?;
         match tokio::fs::remove_dir_all(&self.root).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

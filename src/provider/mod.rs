@@ -49,11 +49,30 @@ impl CommandOutput {
     }
 }
 
+/// One try of a zone and instance type that did not give nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attempt {
+    pub zone: String,
+    pub instance_type: String,
+    pub reason: String,
+}
+
+/// The attempts as an aligned table, for messages.
+pub fn attempt_table(attempts: &[Attempt]) -> String {
+    let mut s = format!("  {:<16} {:<16} {}\n", "zone", "instance type", "reason");
+    for a in attempts {
+        s.push_str(&format!("  {:<16} {:<16} {}\n", a.zone, a.instance_type, a.reason));
+    }
+    s
+}
+
 /// Why a provider call failed, classified so the executor knows what to do next.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProviderError {
     /// No capacity for the instance type in a zone: try the next candidate.
     Capacity { zone: String, instance_type: String, message: String },
+    /// Every zone and type the stack allows was tried, and none gave nodes.
+    NoCapacity { instance_types: Vec<String>, attempts: Vec<Attempt>, retry_offered: bool },
     /// An account limit: stop and name it.
     Quota(String),
     /// Credentials or configuration: stop, no failover.
@@ -72,6 +91,18 @@ impl std::fmt::Display for ProviderError {
             ProviderError::Capacity { zone, instance_type, message } => {
                 write!(f, "no {instance_type} capacity in {zone}: {message}")
             }
+            ProviderError::NoCapacity { instance_types, attempts, retry_offered } => {
+                let offered = attempts.iter().any(|a| a.reason != NOT_OFFERED);
+                if offered {
+                    write!(f, "no capacity in any zone for {}", instance_types.join(" or "))?;
+                    if *retry_offered {
+                        write!(f, " (pass --retry-until-up to keep trying)")?;
+                    }
+                } else {
+                    write!(f, "no zone of the stack offers {}", instance_types.join(" or "))?;
+                }
+                write!(f, "\n{}", attempt_table(attempts))
+            }
             ProviderError::Quota(m) => write!(f, "account limit reached: {m}"),
             ProviderError::Credentials(m) => write!(f, "credentials or configuration: {m}"),
             ProviderError::Transient(m) => write!(f, "transient error: {m}"),
@@ -82,6 +113,9 @@ impl std::fmt::Display for ProviderError {
 }
 
 impl std::error::Error for ProviderError {}
+
+/// The reason recorded for a zone that does not offer an instance type.
+pub const NOT_OFFERED: &str = "not offered in this zone";
 
 /// What the executor needs from a place to run a campaign.
 pub trait Provider: Send + Sync {
@@ -114,6 +148,9 @@ pub trait Provider: Send + Sync {
 
     /// Stores an object (a generated script) under a key, once per content hash.
     fn put_object(&self, key: &str, bytes: &[u8]) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
+    /// Removes the nodes (and whatever runs on them), keeping the base resources.
+    fn destroy_nodes(&self, stack: &Stack, nodes: &[NodeInfo]) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Removes the nodes and the base resources.
     fn destroy(

@@ -4,7 +4,10 @@
 //! never overwritten.
 
 pub mod lock;
+mod records;
 
+pub use crate::address::ActionId;
+pub use records::{Infrastructure, NodeRecord, StackRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,10 +22,11 @@ pub struct State {
     /// Incremented on every write, so a saved plan can tell the state moved on.
     pub serial: u64,
     /// Actions that finished (or failed), by action id.
-    pub actions: BTreeMap<String, ActionRecord>,
-    /// Cloud resources by address (`stack`, `node.node1`, `bucket.scripts`).
-    #[serde(default)]
-    pub resources: BTreeMap<String, Resource>,
+    pub actions: BTreeMap<ActionId, ActionRecord>,
+    /// The stack and nodes apply created; written as the `resources` map
+    /// (`stack`, `node.node1`) that every earlier release wrote.
+    #[serde(default, rename = "resources", with = "records::as_resources")]
+    pub infra: Infrastructure,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -43,16 +47,6 @@ pub struct ActionRecord {
 pub enum Status {
     Done,
     Failed,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
-pub struct Resource {
-    pub kind: String,
-    /// The provider's id (stack id, instance id, bucket name).
-    pub id: String,
-    pub hash: String,
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -121,7 +115,7 @@ impl State {
         write_atomic(path, text.as_bytes()).map_err(|e| StateError::Io(path.into(), e))
     }
 
-    pub fn is_done(&self, action: &str, hash: &str) -> bool {
+    pub fn is_done(&self, action: &ActionId, hash: &str) -> bool {
         self.actions.get(action).is_some_and(|r| r.status == Status::Done && r.hash == hash)
     }
 }

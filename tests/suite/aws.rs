@@ -232,8 +232,10 @@ fn all_zones_failing_is_a_clear_error_and_leaves_nothing_running() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("no capacity in any zone for g6e.12xlarge"), "{t}");
-    // The failure is a diagnostic on the stack block.
-    assert!(t.contains("error[nixl::E0501]") && t.contains("stack \"nixl-test\" declared here"), "{t}");
+    // The failure is a diagnostic on the `zones` attribute, the one to change.
+    let at = position_of(&dir.join("aws.nixl"), "[\"us-east-1a\"");
+    assert!(t.contains(&format!("aws.nixl:{at}: error[nixl::E0501]: no capacity in any zone")), "{t}");
+    assert!(t.contains("add zones or instance types"), "{t}");
     for z in zones {
         assert!(t.contains(&format!("  {z:<16} g6e.12xlarge"),), "attempt table lacks {z}: {t}");
     }
@@ -241,6 +243,58 @@ fn all_zones_failing_is_a_clear_error_and_leaves_nothing_running() {
     let out = run(&dir, &proxy, DESTROY);
     assert!(out.status.success(), "{}", text(&out));
     assert!(world(&moto).stacks.is_empty());
+}
+
+/// `line:col` of the first occurrence of `needle` in a file, as diagnostics print it.
+fn position_of(file: &Path, needle: &str) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    let at = text.find(needle).unwrap_or_else(|| panic!("{needle} not in {}", file.display()));
+    let line = text[..at].matches('\n').count() + 1;
+    let col = at - text[..at].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    format!("{line}:{col}")
+}
+
+#[test]
+fn no_capacity_and_a_quota_point_at_the_attribute_to_change_in_json_too() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-diag-json", &["us-east-1a", "us-east-1b"]);
+    let file = dir.join("aws.nixl");
+    proxy.faults.lock().unwrap().capacity_zones = ["us-east-1a", "us-east-1b"].iter().map(|s| s.to_string()).collect();
+    let mut args = APPLY_NODES.to_vec();
+    args.extend(["--format", "json"]);
+    let out = run(&dir, &proxy, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let json = |out: &Output| -> serde_json::Value {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let start = err.rfind("\n[").map(|i| i + 1).unwrap_or_else(|| panic!("no JSON diagnostics in {err}"));
+        serde_json::from_str(&err[start..]).unwrap_or_else(|e| panic!("{e}: {err}"))
+    };
+    let v = json(&out);
+    let zones_at = position_of(&file, "[\"us-east-1a\"");
+    assert_eq!(v[0]["code"], "nixl::E0501", "{v}");
+    assert_eq!(format!("{}:{}", v[0]["line"], v[0]["column"]), zones_at, "{v}");
+    // A vCPU quota is not a capacity problem: E0502 on `instance_type`, and no zone is retried.
+    {
+        let mut f = proxy.faults.lock().unwrap();
+        f.capacity_zones.clear();
+        f.vcpu_limit = true;
+    }
+    let before = proxy.calls("RunInstances").len();
+    let out = run(&dir, &proxy, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v = json(&out);
+    assert_eq!(v[0]["code"], "nixl::E0502", "{v}");
+    assert_eq!(format!("{}:{}", v[0]["line"], v[0]["column"]), position_of(&file, "\"g6e.12xlarge\""), "{v}");
+    assert!(v[0]["help"].as_str().unwrap_or("").contains("quota"), "{v}");
+    assert_eq!(proxy.calls("RunInstances").len() - before, 1, "a quota error is not retried in another zone");
+    // The same in the graphical and plain renderings.
+    let out = run(&dir, &proxy, APPLY_NODES);
+    let t = text(&out);
+    assert!(t.contains("nixl::E0502"), "{t}");
+    assert!(world(&moto).running.is_empty());
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]

@@ -54,7 +54,8 @@ fn reference_e2e(plan: &serde_json::Value) -> Vec<E2e> {
 }
 
 fn ours_e2e(loaded: &Loaded, d: &Design) -> Vec<E2e> {
-    let r = Resolver::new(&loaded.check.model, d);
+    let campaign = loaded.campaigns.iter().find(|c| c.name() == d.experiment).unwrap();
+    let r = Resolver::new(&loaded.check.model, campaign);
     let mut out: Vec<E2e> = d
         .scheduled()
         .filter(|p| p.category == Category::E2e)
@@ -181,10 +182,7 @@ fn kv_cache_sizes_equal_the_reference() {
 #[test]
 fn phase2_needs_six_launches_in_the_seed_order() {
     let loaded = load("phase2.nixl");
-    let d = loaded.design(Some("phase2")).unwrap();
-    let mut diags = vec![];
-    let plan = nixl::plan::build(&loaded.check.model, d, &nixl::state::State::new(), "", &mut diags);
-    assert!(diags.is_empty(), "{diags:?}");
+    let plan = crate::support::plan_of(&loaded, Some("phase2"), &nixl::state::State::new());
     let keys: Vec<&str> = plan.groups.iter().map(|g| g.key.as_str()).collect();
     assert_eq!(
         keys,
@@ -251,7 +249,7 @@ fn the_setup_example_renders_the_reference_task_list() {
     // Every install and configuration command of the reference is in the rendered script.
     let mut missing = vec![];
     for (step, task) in setup.steps.iter().zip(tasks) {
-        let script = quotes(norm(&nixl::apply::render::setup_script(step)));
+        let script = quotes(norm(&nixl::apply::script::setup_script(step)));
         for c in task["commands"].as_array().unwrap() {
             let line = quotes(norm(&substitute(c.as_str().unwrap(), vars)));
             let essential = ["pip install", "apt-get install", "git clone", "docker run", "docker pull", "make "]
@@ -272,9 +270,10 @@ fn the_setup_example_renders_the_reference_task_list() {
 /// std/vllm's command templates rendered for one pattern, as apply renders them.
 fn server_commands(example: &str, pattern: &str) -> BTreeMap<String, String> {
     let loaded = load(example);
-    let design = loaded.designs.last().unwrap();
+    let campaign = loaded.campaigns.last().unwrap();
+    let design = &campaign.design;
     let p = design.pattern(pattern).unwrap_or_else(|| panic!("{pattern} in {example}"));
-    let settings = Resolver::new(&loaded.check.model, design).settings(p);
+    let settings = Resolver::new(&loaded.check.model, campaign).settings(p);
     let nodes = [("node1", "10.0.1.11"), ("node2", "10.0.1.12")].map(|(n, ip)| nixl::provider::NodeInfo {
         name: n.into(),
         id: format!("i-{n}"),
@@ -282,10 +281,10 @@ fn server_commands(example: &str, pattern: &str) -> BTreeMap<String, String> {
         zone: None,
         instance_type: None,
     });
-    let vars = nixl::apply::render::RenderVars::new(&nodes, "/here")
+    let vars = nixl::apply::script::RenderVars::new(&nodes, "/here")
         .with_model(design.model.as_ref())
         .with(&[("out", Value::Str("results/x.json".into()))]);
-    let scope = nixl::apply::render::scope(&settings, &loaded.check.model, &vars);
+    let scope = nixl::apply::script::scope(&settings, &loaded.check.model, &vars);
     let kv = design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64);
     let mut out = BTreeMap::new();
     for def in ["vllm", "vllm_bench"] {
@@ -293,11 +292,11 @@ fn server_commands(example: &str, pattern: &str) -> BTreeMap<String, String> {
         let t = defs.get(def).unwrap_or_else(|| panic!("no templates for {def}; have {:?}", defs.keys().collect::<Vec<_>>()));
         for (k, e) in t {
             // A template that needs a setting the pattern lacks (unified has no `backend`) is left out.
-            match nixl::apply::render::template(e, &scope, kv) {
+            match nixl::apply::script::template(e, &scope, kv) {
                 Ok(text) => {
                     out.insert(k.clone(), text);
                 }
-                Err(e) => eprintln!("{pattern}: {k}: {e}"),
+                Err(e) => eprintln!("{pattern}: {k}: {}", e.message),
             }
         }
     }

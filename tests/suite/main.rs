@@ -13,3 +13,4 @@ mod lsp;
 mod plan;
 mod props;
 mod results;
+mod runtime;

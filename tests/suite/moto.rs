@@ -55,6 +55,8 @@ pub struct Faults {
     pub capacity_zones: HashSet<String>,
     /// Zones the capacity message suggests ("... choosing us-east-1c").
     pub suggest: Vec<String>,
+    /// RunInstances fails with VcpuLimitExceeded (an account quota) in every zone.
+    pub vcpu_limit: bool,
     /// The next N calls (of any service but S3) are throttled.
     pub throttle: usize,
     /// The next N connections are dropped without an answer.
@@ -146,6 +148,11 @@ impl Proxy {
         if f.throttle > 0 && service != "s3" {
             f.throttle -= 1;
             return ("throttled", Reply::Answer(throttle(service)));
+        }
+        if action == "RunInstances" && f.vcpu_limit {
+            // EC2's own words for a vCPU quota of 0 (a new account's G quota).
+            let msg = "You have requested more vCPU capacity than your current vCPU limit of 0 allows for the instance bucket that the specified instance type belongs to. Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.";
+            return ("quota", Reply::Answer(ec2_error(400, "VcpuLimitExceeded", msg)));
         }
         if action == "RunInstances" {
             if let Some(z) = f.capacity_zones.iter().find(|z| body.contains(&format!("Placement.AvailabilityZone={z}"))) {

@@ -1,21 +1,17 @@
 //! Plans of the examples: text and JSON goldens with no state, half done, one pattern changed.
 
-use crate::support::{golden, root};
+use crate::support::{golden, plan_of, root};
 use nixl::plan::{Change, Kind, Plan};
 use nixl::state::{ActionRecord, State, Status};
 
 fn plan_with(example: &str, experiment: &str, state: &State) -> (Plan, Option<String>) {
     let loaded = nixl::pipeline::load(&root().join("examples").join(example));
     assert!(!loaded.check.has_errors(), "{:?}", loaded.check.diagnostics);
-    let d = loaded.design(Some(experiment)).unwrap();
-    let mut diags = vec![];
-    let plan = nixl::plan::build(&loaded.check.model, d, state, "fixed-for-goldens", &mut diags);
-    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
-    let reduction = d
-        .extends
-        .as_ref()
-        .and_then(|p| loaded.designs.iter().find(|x| &x.experiment == p))
-        .map(|parent| nixl::design::report::render_reduction(&nixl::design::report::reduction(parent, d)));
+    let plan = plan_of(&loaded, Some(experiment), state);
+    let campaign = loaded.campaign(Some(experiment)).unwrap();
+    let reduction = loaded
+        .parent(campaign)
+        .map(|parent| nixl::design::report::render_reduction(&nixl::design::report::reduction(&parent.design, &campaign.design)));
     (plan, reduction)
 }
 
@@ -49,7 +45,7 @@ fn one_changed(plan: &Plan, changed: &str) -> State {
     for a in
         plan.actions.iter().filter(|a| !matches!(a.kind, Kind::ServerStart | Kind::ServerStop | Kind::Upload | Kind::Service))
     {
-        let hash = if a.id == changed { "0123456789abcdef".to_string() } else { a.hash.clone() };
+        let hash = if a.id.to_string() == changed { "0123456789abcdef".to_string() } else { a.hash.clone() };
         s.actions.insert(a.id.clone(), record(&hash));
     }
     s
@@ -76,13 +72,13 @@ fn check_goldens(example: &str, experiment: &str, changed: &str) {
     let (one, _) = plan_with(example, experiment, &one_changed(&fresh, changed));
     golden(&dir.join(format!("{experiment}-one-changed.txt")), &nixl::plan::render::text(&one, None, false));
     golden(&dir.join(format!("{experiment}-one-changed.json")), &nixl::plan::render::json(&one));
-    let pending: Vec<(&str, Change)> = one
+    let pending: Vec<(String, Change)> = one
         .actions
         .iter()
         .filter(|a| matches!(a.kind, Kind::Pattern | Kind::Step | Kind::Analysis) && a.change != Change::NoOp)
-        .map(|a| (a.id.as_str(), a.change))
+        .map(|a| (a.id.to_string(), a.change))
         .collect();
-    assert_eq!(pending, vec![(changed, Change::Replace)]);
+    assert_eq!(pending, vec![(changed.to_string(), Change::Replace)]);
     // Only the changed pattern's group is launched again.
     assert_eq!(one.summary.launches, 1);
 }

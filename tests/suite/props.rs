@@ -29,9 +29,8 @@ fn examples() -> Vec<String> {
 
 fn run_everything(text: &str) {
     let loaded = nixl::pipeline::load_text("fuzz.nixl", text, &NoFiles);
-    for d in &loaded.designs {
-        let mut diags = vec![];
-        let _ = nixl::plan::build(&loaded.check.model, d, &nixl::state::State::new(), "", &mut diags);
+    for c in &loaded.campaigns {
+        let _ = crate::support::plan_of(&loaded, Some(c.name()), &nixl::state::State::new());
     }
     let _ = nixl::render::render(&loaded.check.diagnostics, &loaded.check.sources, nixl::render::Format::Plain, false);
 }
@@ -145,26 +144,28 @@ proptest! {
         }
         prop_assert!(errors.is_empty(), "{text}\n{errors:?}");
         let d = loaded.design(None).unwrap();
-        let mut diags = vec![];
-        let plan = nixl::plan::build(&loaded.check.model, d, &nixl::state::State::new(), "", &mut diags);
+        let plan = crate::support::plan_of(&loaded, None, &nixl::state::State::new());
         let mut keys: Vec<u32> = d.scheduled().filter_map(|p| p.group).collect();
         keys.sort_unstable();
         keys.dedup();
         prop_assert_eq!(plan.summary.launches, keys.len());
-        let position: std::collections::HashMap<&str, usize> = plan.actions.iter().enumerate().map(|(i, a)| (a.id.as_str(), i)).collect();
+        let position: std::collections::HashMap<&nixl::address::ActionId, usize> = plan.actions.iter().enumerate().map(|(i, a)| (&a.id, i)).collect();
         for (i, a) in plan.actions.iter().enumerate() {
             for &dep in &a.deps {
                 prop_assert!(dep < i, "{} runs before its dependency {}", a.id, plan.actions[dep].id);
             }
-            prop_assert_eq!(position[a.id.as_str()], i);
+            prop_assert_eq!(position[&a.id], i);
         }
-        // Every pattern runs inside its own group's launch.
-        let mut current = None;
+        // Every pattern runs inside its own group's launch, numbered as its start and stop.
+        let mut current: (Option<u32>, Option<u32>, Option<u32>) = (None, None, None);
         for a in &plan.actions {
             match a.kind {
-                nixl::plan::Kind::ServerStart => current = a.group,
-                nixl::plan::Kind::Pattern => prop_assert_eq!(a.group, current),
-                nixl::plan::Kind::ServerStop => current = None,
+                nixl::plan::Kind::ServerStart => current = (a.group, a.launch, a.id.launch()),
+                nixl::plan::Kind::Pattern => {
+                    prop_assert_eq!((a.group, a.launch), (current.0, current.1));
+                    prop_assert_eq!(a.launch, current.2);
+                }
+                nixl::plan::Kind::ServerStop => current = (None, None, None),
                 _ => {}
             }
         }

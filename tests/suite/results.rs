@@ -96,7 +96,8 @@ fn a_rule_fires_on_bimodal_ttft_and_its_adhoc_pattern_runs_in_the_same_apply() {
     let t = apply(&dir, "local-rules.nixl", &[]);
     assert!(t.contains("rule fired: when bimodal(\"ttft-bimodality\")"), "{t}");
     assert!(t.contains("because \"a bimodal TTFT calls for a transfer-level probe\""), "{t}");
-    assert!(t.contains("[rule] + rules-ll-latency-probe"), "{t}");
+    assert!(t.contains("running what a rule added: rules-ll-latency-probe"), "{t}");
+    assert!(t.contains("] + rules-ll-latency-probe"), "{t}");
     let store = nixl::results::Store::new(&dir.join(".nixl/results/rules"));
     let dip = store.get("rules-analysis-ttft-bimodality").expect("dip test result");
     assert_eq!(dip.metrics["bimodal"], 1.0, "{:?}", dip.metrics);
@@ -409,7 +410,7 @@ experiment probe extends rules {
     .unwrap();
     let t = apply(&dir, "probe.nixl", &[]);
     assert!(t.contains("adds probe-tcp-12k-c4"), "{t}");
-    assert!(t.contains("[rule] + start server for probe-tcp-12k-c4"), "{t}");
+    assert!(t.contains("launch 3 for what rules added: probe-tcp-12k-c4"), "{t}");
     // Two scheduled launches (unified, EFA) and one for the rule's TCP pattern.
     assert!(t.contains("0 failed, 0 skipped, 3 server launches"), "{t}");
     let store = nixl::results::Store::new(&dir.join(".nixl/results/probe"));

@@ -42,20 +42,27 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs the whole pipeline (check, expand, plan against an empty state) and renders
-/// its diagnostics one per line, as `nixl check --format plain` does, plus the exit code.
+/// Exactly what `nixl check --format plain` runs (the pipeline, then its
+/// diagnostics one per line), plus the exit code it would give.
 pub fn diagnose(path: &str) -> String {
     let loaded = nixl::pipeline::load(Path::new(path));
-    let mut diags = loaded.check.diagnostics.clone();
-    if !loaded.check.has_errors() {
-        for d in &loaded.designs {
-            let mut pd = vec![];
-            nixl::plan::build(&loaded.check.model, d, &nixl::state::State::new(), "", &mut pd);
-            diags.extend(pd);
-        }
-    }
-    let errors = diags.iter().any(|d| d.is_error());
-    let mut out = nixl::render::render(&diags, &loaded.check.sources, nixl::render::Format::Plain, false);
-    out.push_str(&format!("exit: {}\n", u8::from(errors)));
+    let diags = &loaded.check.diagnostics;
+    let mut out = nixl::render::render(diags, &loaded.check.sources, nixl::render::Format::Plain, false);
+    out.push_str(&format!("exit: {}\n", u8::from(loaded.check.has_errors())));
     out
+}
+
+/// The plan of an experiment against a state, as `nixl plan` makes it (no targets).
+pub fn plan_of(loaded: &nixl::pipeline::Loaded, experiment: Option<&str>, state: &nixl::state::State) -> nixl::plan::Plan {
+    let campaign = loaded.campaign(experiment).expect("experiment");
+    let inputs = nixl::plan::Inputs {
+        model: &loaded.check.model,
+        campaign,
+        state,
+        source_hash: "fixed-for-goldens",
+        stack_changes: &nixl::provider::aws::template::changes,
+        targets: &[],
+        replace: &[],
+    };
+    nixl::plan::build(&inputs).expect("no targets to miss")
 }

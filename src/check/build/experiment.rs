@@ -116,6 +116,7 @@ pub(super) fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span
         prefix: cx.str(b, "prefix").unwrap_or_else(|| name.clone()),
         model: model_name,
         stack: cx.str(b, "stack"),
+        stack_span: cx.span_of(b, "stack"),
         server_def: definition_name(a.get("server").copied()),
         bench_def: definition_name(a.get("bench").copied()),
         settings,

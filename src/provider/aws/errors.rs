@@ -138,7 +138,7 @@ impl std::fmt::Display for DisplayChain<'_> {
 }
 
 /// Retries transient errors in place with jittered exponential back-off; everything else returns at once.
-pub async fn with_retry<T, F, Fut>(what: &str, mut call: F) -> Result<T, ProviderError>
+pub async fn with_retry<T, F, Fut>(sink: &dyn crate::progress::Sink, what: &str, mut call: F) -> Result<T, ProviderError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ProviderError>>,
@@ -149,7 +149,7 @@ where
         match call().await {
             Err(ProviderError::Transient(m)) if attempt + 1 < ATTEMPTS => {
                 let wait = backoff(attempt);
-                say!("  {what}: {m}; retrying in {:.1}s", wait.as_secs_f64());
+                sink.line(&format!("  {what}: {m}; retrying in {:.1}s", wait.as_secs_f64()));
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }

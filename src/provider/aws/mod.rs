@@ -4,8 +4,9 @@
 //! the standard chain; `AWS_ENDPOINT_URL` points every client at an emulator.
 
 /// Progress lines go through apply's view, so they scroll above its status line.
+/// A progress line through the provider's sink: `say!(provider, "...", args)`.
 macro_rules! say {
-    ($($t:tt)*) => { $crate::apply::progress::log(&format!($($t)*)) };
+    ($p:expr, $($t:tt)*) => { $p.sink.line(&format!($($t)*)) };
 }
 
 mod errors;
@@ -52,10 +53,12 @@ pub struct AwsProvider {
     info: Mutex<Option<StackInfo>>,
     /// Keys known to be in the bucket, so each artifact is uploaded once.
     uploaded: Mutex<HashSet<String>>,
+    /// Where progress lines go (the CLI's terminal view).
+    sink: std::sync::Arc<dyn crate::progress::Sink>,
 }
 
 impl AwsProvider {
-    pub async fn new(region: &str, opts: AwsOptions) -> AwsProvider {
+    pub async fn new(region: &str, opts: AwsOptions, sink: std::sync::Arc<dyn crate::progress::Sink>) -> AwsProvider {
         use aws_config::{retry::RetryConfig, BehaviorVersion, Region};
         // No retries inside the SDK: a capacity error is a 5xx that it would
         // repeat in the same zone; transient errors are retried by `with_retry`.
@@ -75,6 +78,7 @@ impl AwsProvider {
             opts,
             info: Mutex::new(None),
             uploaded: Mutex::new(HashSet::new()),
+            sink,
         }
     }
 
@@ -89,7 +93,7 @@ impl AwsProvider {
 
     /// The stack as CloudFormation reports it, or None when it does not exist.
     async fn describe(&self, name: &str) -> Result<Option<aws_sdk_cloudformation::types::Stack>, ProviderError> {
-        let r = with_retry("DescribeStacks", || async {
+        let r = with_retry(&*self.sink, "DescribeStacks", || async {
             match self.cfn.describe_stacks().stack_name(name).send().await {
                 Ok(o) => Ok(o.stacks().first().cloned()),
                 Err(e) => {
@@ -134,6 +138,7 @@ impl AwsProvider {
                 continue;
             }
             say!(
+                self,
                 "  [cloudformation] {} {}{}",
                 ev.logical_resource_id().unwrap_or("?"),
                 ev.resource_status().map(|s| s.as_str()).unwrap_or("?"),
@@ -165,8 +170,8 @@ impl AwsProvider {
     }
 
     async fn create_stack(&self, stack: &Stack, body: &str) -> Result<(), ProviderError> {
-        say!("  creating CloudFormation stack `{}` in {}", stack.name, stack.region);
-        with_retry("CreateStack", || async {
+        say!(self, "  creating CloudFormation stack `{}` in {}", stack.name, stack.region);
+        with_retry(&*self.sink, "CreateStack", || async {
             self.cfn
                 .create_stack()
                 .stack_name(&stack.name)
@@ -187,8 +192,8 @@ impl AwsProvider {
     /// Applies a changed template through a change set, so the change is reviewable and atomic.
     async fn update_stack(&self, stack: &Stack, body: &str) -> Result<(), ProviderError> {
         let cs = format!("nixl-{}", &crate::state::content_hash(&body)[..12]);
-        say!("  updating stack `{}` through change set {cs}", stack.name);
-        with_retry("CreateChangeSet", || async {
+        say!(self, "  updating stack `{}` through change set {cs}", stack.name);
+        with_retry(&*self.sink, "CreateChangeSet", || async {
             self.cfn
                 .create_change_set()
                 .stack_name(&stack.name)
@@ -237,7 +242,7 @@ impl AwsProvider {
     }
 
     async fn delete_stack(&self, name: &str) -> Result<(), ProviderError> {
-        with_retry("DeleteStack", || async {
+        with_retry(&*self.sink, "DeleteStack", || async {
             self.cfn.delete_stack().stack_name(name).send().await.map(|_| ()).map_err(|e| classify(&e, "", ""))
         })
         .await?;
@@ -327,11 +332,11 @@ impl Provider for AwsProvider {
             let status = st.stack_status().map(|s| s.as_str().to_string()).unwrap_or_default();
             match status.as_str() {
                 s if s.ends_with("_IN_PROGRESS") => {
-                    say!("  stack `{}` is {s}; waiting", stack.name);
+                    say!(self, "  stack `{}` is {s}; waiting", stack.name);
                     self.wait_stack(&stack.name, &mut seen).await?;
                 }
                 "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED" => {
-                    say!("  stack `{}` is {status} from an earlier attempt; deleting it to start over", stack.name);
+                    say!(self, "  stack `{}` is {status} from an earlier attempt; deleting it to start over", stack.name);
                     if let Some(id) = outputs_of(&st).get(template::OUT_BUCKET) {
                         self.empty_bucket(id).await?;
                     }
@@ -382,8 +387,8 @@ impl Provider for AwsProvider {
         ssm::put_once(self, key, bytes).await
     }
 
-    async fn destroy(&self, stack: &Stack, info: Option<&StackInfo>, known: &[NodeInfo]) -> Result<(), ProviderError> {
-        // Instances first: tagged ones too, so a node the state never heard of is not left running.
+    async fn destroy_nodes(&self, stack: &Stack, known: &[NodeInfo]) -> Result<(), ProviderError> {
+        // Tagged instances too, so a node the state never heard of is not left running.
         let mut ids: Vec<String> = nodes::find(self, &stack.name, None).await?.into_iter().map(|i| i.id).collect();
         for n in known {
             if n.id.starts_with("i-") && !ids.contains(&n.id) {
@@ -391,19 +396,24 @@ impl Provider for AwsProvider {
             }
         }
         if !ids.is_empty() {
-            say!("  terminating {}", ids.join(", "));
+            say!(self, "  terminating {}", ids.join(", "));
             nodes::terminate(self, &ids).await?;
         }
+        Ok(())
+    }
+
+    async fn destroy(&self, stack: &Stack, info: Option<&StackInfo>, known: &[NodeInfo]) -> Result<(), ProviderError> {
+        self.destroy_nodes(stack, known).await?;
         let current = self.describe(&stack.name).await?;
         let bucket = info
             .and_then(|i| i.bucket.clone())
             .or_else(|| current.as_ref().and_then(|s| outputs_of(s).get(template::OUT_BUCKET).cloned()));
         if let Some(b) = bucket {
             let n = self.empty_bucket(&b).await?;
-            say!("  emptied bucket {b} ({n} object versions)");
+            say!(self, "  emptied bucket {b} ({n} object versions)");
         }
         if current.is_some() {
-            say!("  deleting CloudFormation stack `{}`", stack.name);
+            say!(self, "  deleting CloudFormation stack `{}`", stack.name);
             self.delete_stack(&stack.name).await?;
         }
         Ok(())

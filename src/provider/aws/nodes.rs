@@ -8,7 +8,7 @@ use super::errors::{classify, jitter, with_retry};
 use super::template::{self, STACK_TAG};
 use super::AwsProvider;
 use crate::check::model::Stack;
-use crate::provider::{NodeInfo, ProviderError, StackInfo};
+use crate::provider::{attempt_table, Attempt, NodeInfo, ProviderError, StackInfo, NOT_OFFERED};
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, CapacityReservationSpecification, CapacityReservationTarget, EbsBlockDevice, Filter, HttpTokensState,
     IamInstanceProfileSpecification, InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest,
@@ -30,13 +30,6 @@ pub struct Found {
     pub state: String,
 }
 
-/// One try at launching the nodes, for the table shown when every zone fails.
-struct Attempt {
-    zone: String,
-    instance_type: String,
-    reason: String,
-}
-
 pub async fn ensure(
     p: &AwsProvider,
     stack: &Stack,
@@ -50,10 +43,10 @@ pub async fn ensure(
     }
     if !found.is_empty() {
         // An interrupted launch: a partial set cannot serve, and a fresh pair lands together.
-        say!("  found {} of {want} nodes from an interrupted launch; terminating them first", found.len());
+        say!(p, "  found {} of {want} nodes from an interrupted launch; terminating them first", found.len());
         terminate(p, &found.iter().map(|f| f.id.clone()).collect::<Vec<_>>()).await?;
     } else if !existing.is_empty() {
-        say!("  the nodes recorded in the state are gone; launching new ones");
+        say!(p, "  the nodes recorded in the state are gone; launching new ones");
     }
     launch_with_fallback(p, stack, info).await
 }
@@ -63,8 +56,8 @@ async fn keep(p: &AwsProvider, stack: &Stack, found: Vec<Found>) -> Result<Vec<N
     let stopped: Vec<String> =
         found.iter().filter(|f| f.state == "stopped" || f.state == "stopping").map(|f| f.id.clone()).collect();
     if !stopped.is_empty() {
-        say!("  starting stopped nodes {}", stopped.join(", "));
-        with_retry("StartInstances", || async {
+        say!(p, "  starting stopped nodes {}", stopped.join(", "));
+        with_retry(&*p.sink, "StartInstances", || async {
             p.ec2
                 .start_instances()
                 .set_instance_ids(Some(stopped.clone()))
@@ -94,35 +87,31 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
                 if offered.contains(&(z.clone(), t.clone())) {
                     queue.push((z.clone(), t.clone()));
                 } else if round == 1 {
-                    say!("  skipping {z}: it does not offer {t}");
-                    attempts.push(Attempt {
-                        zone: z.clone(),
-                        instance_type: t.clone(),
-                        reason: "not offered in this zone".into(),
-                    });
+                    say!(p, "  skipping {z}: it does not offer {t}");
+                    attempts.push(Attempt { zone: z.clone(), instance_type: t.clone(), reason: NOT_OFFERED.into() });
                 }
             }
         }
         if queue.is_empty() {
-            return Err(ProviderError::Other(format!(
-                "no zone of the stack offers {}\n{}",
-                stack.instance_types.join(" or "),
-                table(&attempts)
-            )));
+            return Err(ProviderError::NoCapacity {
+                instance_types: stack.instance_types.clone(),
+                attempts,
+                retry_offered: false,
+            });
         }
         while !queue.is_empty() {
             let (zone, ty) = queue.remove(0);
-            say!("  launching {} x {ty} in {zone}", stack.nodes.len());
+            say!(p, "  launching {} x {ty} in {zone}", stack.nodes.len());
             match launch(p, stack, info, &ami, &zone, &ty).await {
                 Ok(nodes) => {
-                    let failed = attempts.iter().filter(|a| a.reason != "not offered in this zone").count();
+                    let failed = attempts.iter().filter(|a| a.reason != NOT_OFFERED).count();
                     if failed > 0 {
-                        say!("  landed in {zone} after {failed} failed attempt(s):\n{}", table(&attempts));
+                        say!(p, "  landed in {zone} after {failed} failed attempt(s):\n{}", attempt_table(&attempts));
                     }
                     return Ok(nodes);
                 }
                 Err(ProviderError::Capacity { message, .. }) => {
-                    say!("  no capacity for {ty} in {zone}: {message}");
+                    say!(p, "  no capacity for {ty} in {zone}: {message}");
                     attempts.push(Attempt { zone: zone.clone(), instance_type: ty.clone(), reason: first_sentence(&message) });
                     // Never leave a partial launch running while trying elsewhere.
                     let partial: Vec<String> = find(p, &stack.name, Some(&zone)).await?.into_iter().map(|f| f.id).collect();
@@ -135,16 +124,16 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
             }
         }
         if !p.opts.retry_until_up {
-            return Err(ProviderError::Other(format!(
-                "no capacity in any zone for {} (pass --retry-until-up to keep trying)\n{}",
-                stack.instance_types.join(" or "),
-                table(&attempts)
-            )));
+            return Err(ProviderError::NoCapacity {
+                instance_types: stack.instance_types.clone(),
+                attempts,
+                retry_offered: true,
+            });
         }
         // A fixed, jittered pause (not a growing back-off), with a visible countdown.
         let base = stack.retry_interval.max(1.0);
         let wait = Duration::from_millis((base * 900.0) as u64 + jitter((base * 200.0) as u64));
-        countdown(round, wait).await;
+        countdown(p, round, wait).await;
         round += 1;
     }
 }
@@ -159,13 +148,13 @@ fn prefer_suggested(queue: &mut Vec<(String, String)>, ty: &str, zones: &[String
     }
 }
 
-async fn countdown(round: u32, wait: Duration) {
+async fn countdown(p: &AwsProvider, round: u32, wait: Duration) {
     let end = Instant::now() + wait;
-    say!("  round {round} found no capacity; next round in {}s (Ctrl-C to stop)", wait.as_secs());
+    say!(p, "  round {round} found no capacity; next round in {}s (Ctrl-C to stop)", wait.as_secs());
     while Instant::now() < end {
         let left = end.saturating_duration_since(Instant::now());
         if left.as_secs().is_multiple_of(10) && left.as_secs() > 0 {
-            say!("  next round in {}s", left.as_secs());
+            say!(p, "  next round in {}s", left.as_secs());
         }
         tokio::time::sleep(left.min(Duration::from_secs(1))).await;
     }
@@ -177,14 +166,6 @@ fn first_sentence(m: &str) -> String {
         Some(i) => m[..=i].to_string(),
         None => m.to_string(),
     }
-}
-
-fn table(attempts: &[Attempt]) -> String {
-    let mut s = format!("  {:<16} {:<16} {}\n", "zone", "instance type", "reason");
-    for a in attempts {
-        s.push_str(&format!("  {:<16} {:<16} {}\n", a.zone, a.instance_type, a.reason));
-    }
-    s
 }
 
 async fn launch(
@@ -269,7 +250,7 @@ async fn launch(
     ids.sort();
     // Name each instance after its node, so a later apply can tell them apart.
     for ((_, id), node) in ids.iter().zip(&stack.nodes) {
-        with_retry("CreateTags", || async {
+        with_retry(&*p.sink, "CreateTags", || async {
             p.ec2
                 .create_tags()
                 .resources(id)
@@ -312,7 +293,7 @@ fn name_nodes(stack: &Stack, mut found: Vec<Found>) -> Vec<NodeInfo> {
 /// Instances of the stack that are not terminated (optionally in one zone).
 pub async fn find(p: &AwsProvider, stack: &str, zone: Option<&str>) -> Result<Vec<Found>, ProviderError> {
     let states = ["pending", "running", "stopping", "stopped"];
-    let out = with_retry("DescribeInstances", || async {
+    let out = with_retry(&*p.sink, "DescribeInstances", || async {
         let mut req =
             p.ec2.describe_instances().filters(Filter::builder().name(format!("tag:{STACK_TAG}")).values(stack).build()).filters(
                 Filter::builder()
@@ -384,7 +365,7 @@ async fn wait_ssm_online(p: &AwsProvider, ids: &[String]) -> Result<(), Provider
         .build()
         .map_err(|e| ProviderError::Other(e.to_string()))?;
     loop {
-        let out = with_retry("DescribeInstanceInformation", || async {
+        let out = with_retry(&*p.sink, "DescribeInstanceInformation", || async {
             p.ssm.describe_instance_information().filters(filter.clone()).send().await.map_err(|e| classify(&e, "", ""))
         })
         .await?;
@@ -413,7 +394,7 @@ pub async fn terminate(p: &AwsProvider, ids: &[String]) -> Result<(), ProviderEr
     if ids.is_empty() {
         return Ok(());
     }
-    with_retry("TerminateInstances", || async {
+    with_retry(&*p.sink, "TerminateInstances", || async {
         p.ec2
             .terminate_instances()
             .set_instance_ids(Some(ids.to_vec()))
@@ -439,7 +420,7 @@ pub async fn terminate(p: &AwsProvider, ids: &[String]) -> Result<(), ProviderEr
 
 /// The instances with these ids, in whatever state.
 async fn describe_ids(p: &AwsProvider, ids: &[String]) -> Result<Vec<aws_sdk_ec2::types::Instance>, ProviderError> {
-    let out = with_retry("DescribeInstances", || async {
+    let out = with_retry(&*p.sink, "DescribeInstances", || async {
         p.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await.map_err(|e| classify(&e, "", ""))
     })
     .await?;
@@ -447,7 +428,7 @@ async fn describe_ids(p: &AwsProvider, ids: &[String]) -> Result<Vec<aws_sdk_ec2
 }
 
 async fn default_subnet(p: &AwsProvider, zone: &str) -> Result<String, ProviderError> {
-    let out = with_retry("DescribeSubnets", || async {
+    let out = with_retry(&*p.sink, "DescribeSubnets", || async {
         p.ec2
             .describe_subnets()
             .filters(Filter::builder().name("availability-zone").values(zone).build())
@@ -466,7 +447,7 @@ async fn default_subnet(p: &AwsProvider, zone: &str) -> Result<String, ProviderE
 
 /// (zone, type) pairs EC2 offers, for the types the stack names.
 async fn offerings(p: &AwsProvider, types: &[String]) -> Result<BTreeSet<(String, String)>, ProviderError> {
-    let out = with_retry("DescribeInstanceTypeOfferings", || async {
+    let out = with_retry(&*p.sink, "DescribeInstanceTypeOfferings", || async {
         p.ec2
             .describe_instance_type_offerings()
             .location_type(LocationType::AvailabilityZone)
@@ -491,9 +472,10 @@ async fn resolve_ami(p: &AwsProvider, stack: &Stack) -> Result<String, ProviderE
     let Some(param) = &stack.ami_parameter else {
         return Err(ProviderError::Credentials("the stack names no `ami` and no `ami_parameter`".into()));
     };
-    let out =
-        with_retry("GetParameter", || async { p.ssm.get_parameter().name(param).send().await.map_err(|e| classify(&e, "", "")) })
-            .await?;
+    let out = with_retry(&*p.sink, "GetParameter", || async {
+        p.ssm.get_parameter().name(param).send().await.map_err(|e| classify(&e, "", ""))
+    })
+    .await?;
     out.parameter()
         .and_then(|x| x.value())
         .map(String::from)

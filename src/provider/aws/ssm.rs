@@ -27,7 +27,7 @@ pub async fn put_once(p: &AwsProvider, key: &str, bytes: &[u8]) -> Result<(), Pr
     let present = p.s3.head_object().bucket(&bucket).key(key).send().await.is_ok();
     if !present {
         let body = bytes.to_vec();
-        with_retry("PutObject", || async {
+        with_retry(&*p.sink, "PutObject", || async {
             p.s3.put_object()
                 .bucket(&bucket)
                 .key(key)
@@ -66,7 +66,7 @@ pub async fn run(
     put_once(p, &key, script.as_bytes()).await?;
     let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
     let secs = timeout.as_secs().max(30);
-    let sent = with_retry("SendCommand", || async {
+    let sent = with_retry(&*p.sink, "SendCommand", || async {
         p.ssm
             .send_command()
             .document_name("AWS-RunShellScript")

@@ -139,9 +139,13 @@ pub fn resource_hashes(stack: &Stack) -> std::collections::BTreeMap<String, Stri
 }
 
 /// What a change set will do, from the hashes recorded at the last apply: `+ SshIngress, ~ Bucket`.
+/// Nothing when the last apply recorded no hashes (a state of an older nixl).
 pub fn changes(stack: &Stack, recorded: &std::collections::BTreeMap<String, String>) -> Vec<String> {
     let old: std::collections::BTreeMap<&str, &String> =
         recorded.iter().filter_map(|(k, v)| Some((k.strip_prefix(RESOURCE_HASH_PREFIX)?, v))).collect();
+    if old.is_empty() {
+        return vec![];
+    }
     let new = resource_hashes(stack);
     let mut out = vec![];
     for (k, h) in &new {

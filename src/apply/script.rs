@@ -1,9 +1,10 @@
-//! Commands for each action, rendered from the templates in the file and the
-//! standard library with every setting of the pattern in scope.
+//! Shell-script templating: the commands of each action, rendered from the
+//! templates in the file and the standard library with every setting of the pattern in scope.
 
 use crate::check::model::{SetupStep, Tool};
 use crate::check::value::{Eval, Value};
 use crate::check::Model;
+use crate::diagnostics::Diagnostic;
 use crate::provider::NodeInfo;
 use crate::syntax::ast::Expr;
 use std::collections::BTreeMap;
@@ -43,13 +44,14 @@ impl RenderVars {
 }
 
 /// A template string (or list of lines) evaluated in a scope.
-pub fn template(e: &Expr, scope: &BTreeMap<String, Value>, kv_per_token: Option<f64>) -> Result<String, String> {
+/// An error is the evaluator's own diagnostic, with the template's span.
+pub fn template(e: &Expr, scope: &BTreeMap<String, Value>, kv_per_token: Option<f64>) -> Result<String, Box<Diagnostic>> {
     let ev = Eval { scope, kv_bytes_per_token: kv_per_token };
     match ev.eval(e) {
         Ok(Value::Str(s)) => Ok(s),
         Ok(Value::List(items)) => Ok(items.iter().map(Value::interpolated).collect::<Vec<_>>().join("\n")),
         Ok(other) => Ok(other.interpolated()),
-        Err(d) => Err(d.message),
+        Err(d) => Err(d),
     }
 }
 
@@ -91,7 +93,7 @@ pub fn tool_commands(
     params: &BTreeMap<String, Value>,
     render: &BTreeMap<String, Value>,
     kv: Option<f64>,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, Box<Diagnostic>> {
     let mut merged: BTreeMap<String, Value> = render.clone();
     for (k, v) in params {
         merged.insert(k.clone(), v.clone());

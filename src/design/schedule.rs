@@ -10,13 +10,44 @@ use crate::design::{Category, Design, Pattern};
 use std::cmp::Ordering;
 
 /// Scheduled E2E patterns in run order, and the group order used.
+#[derive(Clone, Debug, Default)]
 pub struct Schedule {
     pub groups: Vec<u32>,
     pub patterns: Vec<usize>,
+    /// The server launches along the order: the one numbering of launches that
+    /// the plan text, the plan JSON, `nixl show` and `--target launch:N` share.
+    pub segments: Vec<Launch>,
     /// Launches the order needs: changes of restart key along it.
     pub launches: usize,
     /// Distinct restart keys among the scheduled patterns.
     pub min_launches: usize,
+}
+
+/// One server launch: its number (1-based, in run order), restart group and patterns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch {
+    pub number: u32,
+    pub group: u32,
+    pub patterns: Vec<usize>,
+}
+
+impl Schedule {
+    fn new(d: &Design, groups: Vec<u32>, patterns: Vec<usize>, min_launches: usize) -> Schedule {
+        let mut segments: Vec<Launch> = vec![];
+        for &i in &patterns {
+            let g = d.patterns[i].group.unwrap_or(0);
+            match segments.last_mut() {
+                Some(l) if l.group == g => l.patterns.push(i),
+                _ => segments.push(Launch { number: segments.len() as u32 + 1, group: g, patterns: vec![i] }),
+            }
+        }
+        Schedule { groups, launches: segments.len(), min_launches, segments, patterns }
+    }
+
+    /// The launch that runs a pattern (by index in the design).
+    pub fn launch_of(&self, pattern: usize) -> Option<&Launch> {
+        self.segments.iter().find(|l| l.patterns.contains(&pattern))
+    }
 }
 
 fn context_size(d: &Design, g: u32, members: &[&Pattern]) -> f64 {
@@ -100,8 +131,8 @@ pub fn schedule(d: &Design) -> Schedule {
         within_group(d, &mut members);
         patterns.extend(members);
     }
-    let launches = count_launches(d, &patterns);
-    Schedule { min_launches: groups.len(), groups, patterns, launches }
+    let min = groups.len();
+    Schedule::new(d, groups, patterns, min)
 }
 
 /// A pinned order: the listed layers or pattern ids first, in that order, the rest by policy.
@@ -136,18 +167,5 @@ pub fn pinned(d: &Design, items: &[String]) -> Schedule {
             groups.push(g);
         }
     }
-    Schedule { launches: count_launches(d, &order), min_launches: default.min_launches, groups, patterns: order }
-}
-
-pub fn count_launches(d: &Design, order: &[usize]) -> usize {
-    let mut launches = 0;
-    let mut last = None;
-    for &i in order {
-        let g = d.patterns[i].group;
-        if g != last {
-            launches += 1;
-            last = g;
-        }
-    }
-    launches
+    Schedule::new(d, groups, order, default.min_launches)
 }

@@ -1,0 +1,169 @@
+//! What can go wrong while applying, kept typed until the command line: an
+//! action that failed ([`ActionError`], recorded in the state and the
+//! outcome, apply goes on with what does not need it) and a failure that stops
+//! apply at once ([`ApplyError`]: the state cannot be written). [`diagnostic`]
+//! is the one place that turns a failure into a [`Diagnostic`], pointing at the
+//! attribute of the file that caused it.
+
+use crate::address::ActionId;
+use crate::check::model::Stack;
+use crate::design::Campaign;
+use crate::diagnostics::{Code, Diagnostic};
+use crate::provider::ProviderError;
+use crate::state::StateError;
+use std::fmt;
+
+/// Why one action failed.
+#[derive(Debug)]
+pub enum ActionError {
+    /// The provider could not do what was asked (classified: capacity, quota, credentials, ...).
+    Provider(ProviderError),
+    /// A command ran and exited non-zero; the last lines of its output.
+    Command { node: String, exit_code: i32, tail: String },
+    /// A command produced no output record for a node.
+    NoOutput { node: String },
+    /// A template did not render (the evaluator's diagnostic, with its span).
+    Template(Box<Diagnostic>),
+    /// The server or bench definition lacks a command this action needs.
+    MissingCommand { definition: &'static str, command: &'static str },
+    /// The campaign needs more nodes than the stack has, or a node apply has not seen.
+    NoNode(String),
+    /// The server did not pass its health check in time.
+    Unhealthy { seconds: f64 },
+    /// A service (etcd) did not become healthy.
+    ServiceUnhealthy { name: String, seconds: u64 },
+    /// The benchmark wrote no result apply can read.
+    NoResult { path: String },
+    /// The analysis could not be computed from the results there are.
+    Analysis(String),
+    /// The result could not be written to the results directory.
+    Store(std::io::Error),
+    /// Ctrl-C arrived while the action waited.
+    Interrupted,
+    /// A launch's server did not start, so its patterns did not run; the first line of why.
+    ServerDidNotStart { launch: u32, reason: String },
+    /// The action is no longer in the campaign (a saved plan older than the file).
+    NotDeclared(ActionId),
+}
+
+impl fmt::Display for ActionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActionError::Provider(e) => write!(f, "{e}"),
+            ActionError::Command { node, exit_code, tail } => {
+                write!(f, "exit code {exit_code} on {node}:")?;
+                for l in tail.lines() {
+                    write!(f, "\n         | {l}")?;
+                }
+                Ok(())
+            }
+            ActionError::NoOutput { node } => write!(f, "no output from {node}"),
+            ActionError::Template(d) => write!(f, "a command template did not render: {}", d.message),
+            ActionError::MissingCommand { definition, command } => {
+                write!(f, "the experiment's {definition} has no `{command}` command")
+            }
+            ActionError::NoNode(what) => write!(f, "{what}"),
+            ActionError::Unhealthy { seconds } => write!(f, "the server was not healthy after {seconds:.0}s (health_timeout)"),
+            ActionError::ServiceUnhealthy { name, seconds } => {
+                write!(f, "service `{name}` did not become healthy in {seconds}s")
+            }
+            ActionError::NoResult { path } => write!(f, "the benchmark wrote no vLLM result JSON to {path}"),
+            ActionError::Analysis(e) => write!(f, "{e}"),
+            ActionError::Store(e) => write!(f, "cannot store the result: {e}"),
+            ActionError::Interrupted => write!(f, "interrupted while waiting"),
+            ActionError::ServerDidNotStart { launch, reason } => {
+                write!(f, "its server (launch {launch}) did not start: {reason}")
+            }
+            ActionError::NotDeclared(id) => write!(f, "`{id}` is no longer in the campaign; run `nixl plan` again"),
+        }
+    }
+}
+
+impl std::error::Error for ActionError {}
+
+impl From<ProviderError> for ActionError {
+    fn from(e: ProviderError) -> Self {
+        ActionError::Provider(e)
+    }
+}
+
+impl From<Box<Diagnostic>> for ActionError {
+    fn from(d: Box<Diagnostic>) -> Self {
+        ActionError::Template(d)
+    }
+}
+
+/// A failure that stops apply: nothing more is run, because its outcome could not be kept.
+#[derive(Debug)]
+pub enum ApplyError {
+    State(StateError),
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApplyError::State(e) => write!(f, "{e}; apply stopped so that no outcome goes unrecorded"),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+impl From<StateError> for ApplyError {
+    fn from(e: StateError) -> Self {
+        ApplyError::State(e)
+    }
+}
+
+/// A failed action as a diagnostic, when the file is what to change.
+/// Infrastructure failures point at the stack attribute to change (`zones` for
+/// capacity, `instance_type` for a quota, `region` for credentials); a template
+/// that did not render at its own span. A command that failed on a node is not
+/// the file's fault: it stays a line of the apply summary (None here).
+pub fn diagnostic(id: &ActionId, error: &ActionError, campaign: &Campaign) -> Option<Diagnostic> {
+    let first = error.to_string().lines().next().unwrap_or("").to_string();
+    match (error, &campaign.stack, id) {
+        (ActionError::Template(d), _, _) => Some((**d).clone()),
+        (ActionError::Provider(e), Some(st), ActionId::Stack | ActionId::Nodes) => Some(provider_diagnostic(e, st, first)),
+        _ => None,
+    }
+}
+
+fn provider_diagnostic(e: &ProviderError, st: &Stack, message: String) -> Diagnostic {
+    let on = |attr: &str, code: Code, label: String, help: &str| {
+        Diagnostic::error(code, st.span_of(attr), message.clone()).label(label).help(help)
+    };
+    match e {
+        ProviderError::NoCapacity { retry_offered, .. } => on(
+            "zones",
+            Code::NoCapacity,
+            format!("no zone here had capacity for the stack's {} nodes", st.nodes.len()),
+            if *retry_offered {
+                "add zones or instance types with the same GPUs to `zones` and `instance_type`, or run apply with --retry-until-up"
+            } else {
+                "add zones or instance types with the same GPUs to `zones` and `instance_type`"
+            },
+        ),
+        ProviderError::Capacity { zone, .. } => on(
+            "zones",
+            Code::NoCapacity,
+            format!("no capacity in {zone}"),
+            "add zones or instance types with the same GPUs to `zones` and `instance_type`, or run apply with --retry-until-up",
+        ),
+        ProviderError::Quota(_) => on(
+            "instance_type",
+            Code::CloudRefused,
+            "the account's quota does not allow these instances".into(),
+            "request a higher quota (Service Quotas: Running On-Demand G and VT instances) or use fewer or smaller nodes",
+        ),
+        ProviderError::Credentials(_) => on(
+            "region",
+            Code::CloudRefused,
+            format!("AWS refused the request in {}", st.region),
+            "check the AWS credentials (AWS_PROFILE, `aws sso login`) and that the region and subnet exist",
+        ),
+        _ => Diagnostic::error(Code::CloudRefused, st.span, message).label(format!("stack \"{}\" declared here", st.name)).help(
+            "the message above is AWS's own; fix the stack block or the account, then run apply again: finished work is kept",
+        ),
+    }
+}

@@ -1,0 +1,148 @@
+//! The executor's infrastructure actions: the stack, the nodes (and what an
+//! earlier apply recorded of them), and setup steps run on every node at once.
+
+use super::script::{self, RenderVars};
+use super::{ActionError, ApplyError, Exec};
+use crate::plan::Action;
+use crate::provider::{NodeInfo, Provider, StackInfo};
+use crate::state::{NodeRecord, StackRecord};
+use std::time::{Duration, Instant};
+
+impl<P: Provider> Exec<'_, P> {
+    /// Reads stack and node details recorded by an earlier apply: later actions reach the nodes through them.
+    pub(super) fn restore_infra(&mut self) {
+        if let Some(r) = &self.state.infra.stack {
+            let info = StackInfo { id: r.id.clone(), bucket: r.bucket().map(str::to_string), outputs: r.outputs.clone() };
+            self.provider.attach(&info);
+            self.stack_info = Some(info);
+        }
+        let mut nodes: Vec<NodeInfo> = self.state.infra.nodes.iter().map(node_info).collect();
+        if let Some(st) = &self.campaign.stack {
+            let order = |n: &NodeInfo| st.nodes.iter().position(|o| o.name == n.name).unwrap_or(usize::MAX);
+            nodes.sort_by_key(order);
+        }
+        self.set_nodes(nodes);
+    }
+
+    fn set_nodes(&mut self, nodes: Vec<NodeInfo>) {
+        self.vars =
+            RenderVars::new(&nodes, &self.opts.here.display().to_string()).with_model(self.campaign.design.model.as_ref());
+        self.nodes = nodes;
+    }
+
+    fn stack_decl(&self) -> Result<crate::check::model::Stack, ActionError> {
+        self.campaign.stack.clone().ok_or_else(|| ActionError::NoNode("the experiment has no stack to run on".into()))
+    }
+
+    pub(super) async fn stack(&mut self, a: &Action) -> Result<(), ActionError> {
+        let st = self.stack_decl()?;
+        let info = self.provider.ensure_stack(&st).await?;
+        let mut outputs = info.outputs.clone();
+        if let Some(b) = &info.bucket {
+            outputs.insert("bucket".into(), b.clone());
+        }
+        self.state.infra.stack = Some(StackRecord { id: info.id.clone(), hash: a.hash.clone(), outputs });
+        self.stack_info = Some(info);
+        Ok(())
+    }
+
+    pub(super) async fn ensure_nodes(&mut self, a: &Action) -> Result<(), ActionError> {
+        let st = self.stack_decl()?;
+        let info = self.stack_info.clone().unwrap_or_default();
+        let nodes = self.provider.ensure_nodes(&st, &info, &self.nodes).await?;
+        self.state.infra.nodes = nodes.iter().map(|n| node_record(n, &a.hash)).collect();
+        self.set_nodes(nodes);
+        Ok(())
+    }
+
+    pub(super) fn node(&self, name: &str) -> Result<NodeInfo, ActionError> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .cloned()
+            .ok_or_else(|| ActionError::NoNode(format!("node `{name}` is not known; run apply without --target first")))
+    }
+
+    pub(super) fn nth_node(&self, k: usize) -> Result<NodeInfo, ActionError> {
+        self.nodes.get(k).cloned().ok_or_else(|| ActionError::NoNode(format!("the stack needs at least {} nodes", k + 1)))
+    }
+
+    /// One setup step on several nodes at once (one provider call), each node's outcome settled on its own.
+    pub(super) async fn setup(&mut self, batch: &[&Action]) -> Result<(), ApplyError> {
+        let Some(crate::address::ActionId::Setup { step: step_id, .. }) = batch.first().map(|a| &a.id) else { return Ok(()) };
+        let names: Vec<String> = batch.iter().filter_map(|a| a.node.clone()).collect();
+        let n = self.number(batch.len());
+        self.log(&format!("{n} setup {step_id} on {}", names.join(", ")));
+        let step = self.campaign.setup.as_ref().and_then(|s| s.steps.iter().find(|x| &x.id == step_id)).cloned();
+        let started = Instant::now();
+        let results: Vec<Result<bool, ActionError>> = match step {
+            None => batch.iter().map(|a| Err(ActionError::NotDeclared(a.id.clone()))).collect(),
+            Some(step) => {
+                let body = script::setup_script(&step);
+                let key = format!("scripts/{}.sh", crate::state::content_hash(&body));
+                // The upload is an optimisation (SSM fetches scripts from the bucket); a failure shows in the run.
+                let _ = self.provider.put_object(&key, body.as_bytes()).await;
+                let nodes: Vec<Result<NodeInfo, ActionError>> = names.iter().map(|n| self.node(n)).collect();
+                let reachable: Vec<NodeInfo> = nodes.iter().filter_map(|n| n.as_ref().ok().cloned()).collect();
+                let outs = self.provider.run(&reachable, &body, Duration::from_secs_f64(step.timeout.max(1.0))).await;
+                nodes
+                    .into_iter()
+                    .map(|node| {
+                        let node = node?;
+                        let outs = outs.as_ref().map_err(|e| ActionError::Provider(e.clone()))?;
+                        let o = outs.iter().find(|o| o.node == node.name).ok_or(ActionError::NoOutput { node: node.name })?;
+                        if o.exit_code != 0 {
+                            return Err(ActionError::Command { node: o.node.clone(), exit_code: o.exit_code, tail: o.tail(20) });
+                        }
+                        Ok(o.stdout.contains("NIXL_SKIPPED"))
+                    })
+                    .collect()
+            }
+        };
+        for (a, result) in batch.iter().zip(results) {
+            let node = a.node.clone().unwrap_or_default();
+            match &result {
+                Ok(true) => self.log(&format!("       {node}: skipped (condition holds)")),
+                Ok(false) => {}
+                Err(e) => self.log(&format!("       {node}: failed: {e}")),
+            }
+            self.settle(a, started, result.map(|_| ()))?;
+        }
+        Ok(())
+    }
+}
+
+fn node_info(r: &NodeRecord) -> NodeInfo {
+    NodeInfo {
+        name: r.name.clone(),
+        id: r.id.clone(),
+        private_ip: r.private_ip.clone(),
+        zone: r.zone.clone(),
+        instance_type: r.instance_type.clone(),
+    }
+}
+
+fn node_record(n: &NodeInfo, hash: &str) -> NodeRecord {
+    NodeRecord {
+        name: n.name.clone(),
+        id: n.id.clone(),
+        hash: hash.to_string(),
+        private_ip: n.private_ip.clone(),
+        zone: n.zone.clone(),
+        instance_type: n.instance_type.clone(),
+    }
+}
+
+/// The nodes a state records, as the provider knows them (for `destroy`).
+pub fn recorded_nodes(state: &crate::state::State) -> Vec<NodeInfo> {
+    state.infra.nodes.iter().map(node_info).collect()
+}
+
+/// The stack a state records, as the provider knows it (for `destroy`).
+pub fn recorded_stack(state: &crate::state::State) -> Option<StackInfo> {
+    state.infra.stack.as_ref().map(|r| StackInfo {
+        id: r.id.clone(),
+        bucket: r.bucket().map(str::to_string),
+        outputs: r.outputs.clone(),
+    })
+}

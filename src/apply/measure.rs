@@ -1,0 +1,134 @@
+//! The executor's measurements: an E2E pattern (the benchmark client against
+//! the running server), a tool step (one or two nodes), an analysis (local),
+//! each ending in a stored result with its raw output beside it.
+
+use super::script;
+use super::{ActionError, Exec};
+use crate::check::value::{Eval, Value};
+use crate::design::Pattern;
+use crate::plan::{Action, Kind};
+use crate::provider::Provider;
+use crate::results::ResultRecord;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Figures and per-request samples of one result.
+type Measured = (BTreeMap<String, f64>, BTreeMap<String, Vec<f64>>);
+
+impl<P: Provider> Exec<'_, P> {
+    fn pattern_of(&self, a: &Action) -> Result<Pattern, ActionError> {
+        a.id.pattern()
+            .and_then(|id| self.campaign.design.pattern(id))
+            .cloned()
+            .ok_or_else(|| ActionError::NotDeclared(a.id.clone()))
+    }
+
+    /// Where a command writes its output on the node: one file per action and hash.
+    fn out_path(&self, a: &Action) -> String {
+        format!("results/{}.{}.out", a.id, &a.hash[..8.min(a.hash.len())])
+    }
+
+    pub(super) async fn pattern(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {
+        let p = self.pattern_of(a)?;
+        let settings = self.resolver.settings(&p);
+        let run = self.campaign.bench.get("run").ok_or(ActionError::MissingCommand { definition: "bench", command: "run" })?;
+        let out = self.out_path(a);
+        let vars = self.vars.with(&[("out", Value::Str(out.clone())), ("id", Value::Str(a.id.to_string()))]);
+        let scope = script::scope(&settings, self.model, &vars);
+        let body = format!("mkdir -p results\n{}", script::template(run, &scope, self.kv)?);
+        let n1 = self.nth_node(0)?;
+        let timeout = Duration::from_secs_f64((p.duration * 3.0).max(60.0));
+        self.run_on(&n1, &body, timeout).await?;
+        let raw = self.provider.fetch(&n1, &out).await?;
+        let measured = crate::results::parse_vllm_bench(&raw).ok_or(ActionError::NoResult { path: out })?;
+        self.save(a, &settings, measured, &raw, started)
+    }
+
+    pub(super) async fn step(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {
+        let p = self.pattern_of(a)?;
+        let tool = p
+            .tool
+            .as_ref()
+            .and_then(|t| self.model.tools.get(t))
+            .cloned()
+            .ok_or_else(|| ActionError::NotDeclared(a.id.clone()))?;
+        let out = self.out_path(a);
+        let n1 = self.nth_node(0)?;
+        let vars = self.vars.with(&[
+            ("out", Value::Str(out.clone())),
+            ("self_ip", Value::Str(n1.private_ip.clone())),
+            ("node", Value::Str(n1.name.clone())),
+        ]);
+        let cmds = script::tool_commands(&tool, &p.values, &vars, self.kv)?;
+        let timeout = Duration::from_secs_f64((tool.duration * 3.0).max(60.0));
+        let get = |role: &'static str| {
+            cmds.iter()
+                .find(|(r, _)| r == role)
+                .map(|(_, c)| format!("mkdir -p results\n{c}"))
+                .ok_or(ActionError::MissingCommand { definition: "tool", command: role })
+        };
+        let reader = if tool.nodes >= 2 {
+            let n2 = self.nth_node(1)?;
+            let (server, client) = (get("server")?, get("client")?);
+            let (s, c) = tokio::join!(self.run_on(&n1, &server, timeout), self.run_on(&n2, &client, timeout));
+            c?;
+            s?;
+            n2
+        } else {
+            self.run_on(&n1, &get("run")?, timeout).await?;
+            n1
+        };
+        let raw = self.provider.fetch(&reader, &out).await.unwrap_or_default();
+        let metrics = crate::results::parse_tool_output(&raw);
+        let settings = self.resolver.settings(&p);
+        self.save(a, &settings, (metrics, BTreeMap::new()), &raw, started)
+    }
+
+    pub(super) fn analysis(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {
+        let p = self.pattern_of(a)?;
+        let exp = &self.campaign.experiment;
+        let layer = &exp.layers[p.layer as usize];
+        let id = a.id.to_string();
+        let decl = layer.analyses.iter().find(|x| id.ends_with(&x.name)).ok_or_else(|| ActionError::NotDeclared(a.id.clone()))?;
+        let scope = crate::design::expand_base_scope(self.model, exp);
+        let method = Eval { scope: &scope, kv_bytes_per_token: None }.eval(&decl.method)?;
+        let results = self.store.all();
+        let metrics = crate::results::analysis::run(&method, &p.inputs, &results).map_err(ActionError::Analysis)?;
+        let raw = serde_json::to_vec_pretty(&metrics).unwrap_or_default();
+        let settings = self.resolver.settings(&p);
+        self.save(a, &settings, (metrics, BTreeMap::new()), &raw, started)
+    }
+
+    fn save(
+        &mut self,
+        a: &Action,
+        settings: &BTreeMap<String, Value>,
+        (metrics, samples): Measured,
+        raw: &[u8],
+        started: Instant,
+    ) -> Result<(), ActionError> {
+        let settings = settings
+            .iter()
+            .filter(|(_, v)| !matches!(v, Value::Ref { .. }))
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.display().trim_matches('"').to_string())))
+            .collect();
+        let kind = match a.kind {
+            Kind::Analysis => "analysis",
+            Kind::Step => "step",
+            _ => "pattern",
+        };
+        let rec = ResultRecord {
+            id: a.id.to_string(),
+            hash: a.hash.clone(),
+            layer: a.layer.clone().unwrap_or_default(),
+            kind: kind.to_string(),
+            finished_at: crate::state::lock::now_rfc3339(),
+            seconds: started.elapsed().as_secs_f64(),
+            settings,
+            metrics,
+            samples,
+            raw: format!("{}.raw.{}", a.id, &a.hash[..8.min(a.hash.len())]),
+        };
+        self.store.save(&rec, raw).map_err(ActionError::Store)
+    }
+}

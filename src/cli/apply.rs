@@ -1,0 +1,218 @@
+//! `nixl apply`: plan (or read a saved plan), confirm, run through the
+//! provider, summarise; infrastructure failures become diagnostics on the
+//! attribute of the file that caused them.
+
+use super::args::{self, CampaignArgs};
+use super::output;
+use super::plan::{self, Selection};
+use nixl::design::Campaign;
+use nixl::plan::Plan;
+use nixl::progress::{Sink, Terminal};
+use nixl::provider::aws::{AwsOptions, AwsProvider};
+use nixl::provider::local::LocalProvider;
+use nixl::render::Format;
+use nixl::state::lock::{Lock, LockError};
+use nixl::state::State;
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    /// EC2, CloudFormation, SSM and S3 in the stack's region.
+    Aws,
+    /// Directories and processes on this machine (`.nixl/<experiment>/local`).
+    Local,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub campaign: CampaignArgs,
+    /// Where to run: aws (the stack's region) or local (this machine).
+    /// Default: `provider` in nixl.toml beside the file, else aws.
+    #[arg(long, value_enum)]
+    pub provider: Option<ProviderKind>,
+    /// Skip the confirmation prompt.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// When no zone has capacity, start a new round over every zone after the
+    /// stack's `retry_interval` (default 30s, jittered), until the nodes are up.
+    #[arg(long)]
+    pub retry_until_up: bool,
+    #[command(flatten)]
+    pub select: Selection,
+    /// How to print diagnostics (an infrastructure failure points at the attribute to change):
+    /// auto (graphical on a terminal), graphical, plain, json.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: Format,
+}
+
+/// The flag, else `provider` in nixl.toml, else AWS.
+pub fn provider_kind(flag: Option<ProviderKind>, file: &Path) -> ProviderKind {
+    if let Some(k) = flag {
+        return k;
+    }
+    match nixl::config::Config::beside(file).provider.as_deref() {
+        Some("local") => ProviderKind::Local,
+        _ => ProviderKind::Aws,
+    }
+}
+
+/// `.nixl/<experiment>/local` beside the file: the local provider's nodes.
+pub fn local_root(file: &Path, experiment: &str) -> PathBuf {
+    args::dir_of(file).join(".nixl").join(experiment).join("local")
+}
+
+/// Takes the lock; a lock left by a process that no longer runs on this host is taken over.
+pub fn lock(state_path: &Path, command: &str) -> Result<Lock, ExitCode> {
+    match Lock::acquire(state_path, command) {
+        Ok(l) => Ok(l),
+        Err(LockError::Held(p, Some(h)))
+            if h.host == nixl::state::lock::hostname() && !Path::new(&format!("/proc/{}", h.pid)).exists() =>
+        {
+            output::err(&format!("warning: taking over a stale lock left by {h} (that process is gone)\n"));
+            let _ = std::fs::remove_file(&p);
+            Lock::acquire(state_path, command).map_err(|e| output::fail(&e.to_string()))
+        }
+        Err(e) => Err(output::fail(&e.to_string())),
+    }
+}
+
+/// Asks on the terminal; only "yes" goes ahead. Without a terminal, --auto-approve is required.
+pub fn confirm(question: &str, auto_approve: bool) -> bool {
+    if auto_approve {
+        return true;
+    }
+    if !std::io::stdin().is_terminal() {
+        output::err("error: refusing to proceed without confirmation: input is not a terminal; pass --auto-approve\n");
+        return false;
+    }
+    output::out(&format!("{question}\n  Only 'yes' will be accepted: "));
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    line.trim() == "yes"
+}
+
+/// A saved plan as it is, or a fresh plan shown for confirmation.
+fn plan_to_apply(a: &Args) -> Result<(nixl::pipeline::Loaded, Plan, PathBuf, bool), ExitCode> {
+    let given = a.campaign.target.file.as_deref().filter(|f| plan::is_saved_plan(f));
+    if let Some(saved) = given {
+        if !a.select.targets.is_empty() || !a.select.replace.is_empty() {
+            return Err(output::fail("a saved plan is applied exactly: give --target and --replace to `nixl plan --out`"));
+        }
+        let (plan, loaded) = plan::load_saved(saved, a.campaign.state.as_deref()).map_err(|e| output::fail(&e.to_string()))?;
+        let file = PathBuf::from(&plan.source);
+        return Ok((loaded, plan, file, true));
+    }
+    let p = plan::make(&a.campaign, &a.select, a.format)?;
+    output::out(&nixl::plan::render::text(&p.plan, None, output::color_stdout()));
+    Ok((p.loaded, p.plan, p.file, false))
+}
+
+pub fn run(a: &Args) -> ExitCode {
+    let (loaded, plan, file, saved) = match plan_to_apply(a) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if !plan.actions.iter().any(nixl::plan::target::runs) {
+        output::out("\nNothing to do.\n");
+        return ExitCode::SUCCESS;
+    }
+    if !saved && !confirm("\nDo you want to perform these actions?", a.auto_approve) {
+        output::out("Apply cancelled.\n");
+        return ExitCode::from(1);
+    }
+    let campaign = match args::campaign(&loaded, Some(&plan.experiment)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let state_path = args::state_path(&file, &plan.experiment, a.campaign.state.as_deref());
+    let _lock = match lock(&state_path, "apply") {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let state = match State::load(&state_path) {
+        Ok(s) => s,
+        Err(e) => return output::fail(&e.to_string()),
+    };
+    // Before the runtime starts threads: the SDK reads these from the environment.
+    nixl::config::Config::beside(&file).export_env();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let opts = nixl::apply::Options {
+        state_path: state_path.clone(),
+        results_dir: args::results_dir(&file, &plan.experiment),
+        here: args::dir_of(&file),
+        interrupted: interrupted.clone(),
+        mlflow: super::results::mlflow_target(campaign, &file),
+    };
+    let rt = match args::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let sink: Arc<dyn Sink> = Arc::new(Terminal::stderr());
+    let kind = provider_kind(a.provider, &file);
+    let outcome = rt.block_on(async {
+        watch_ctrl_c(interrupted.clone());
+        let model = &loaded.check.model;
+        match kind {
+            ProviderKind::Local => {
+                let p = LocalProvider::new(&local_root(&file, &plan.experiment), &args::dir_of(&file));
+                nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await
+            }
+            ProviderKind::Aws => {
+                let region = campaign.stack.as_ref().map(|s| s.region.clone()).unwrap_or_default();
+                let aws_opts = AwsOptions { retry_until_up: a.retry_until_up, ..AwsOptions::default() };
+                let p = AwsProvider::new(&region, aws_opts, sink.clone()).await;
+                nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await
+            }
+        }
+    });
+    match outcome {
+        Ok(o) => summarise(&o, campaign, &loaded, a.format),
+        Err(e) => output::fail(&e.to_string()),
+    }
+}
+
+/// First Ctrl-C: finish the current action, record it, stop. Second: abort.
+fn watch_ctrl_c(flag: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            output::err("\nInterrupt received: finishing the current action, then stopping (Ctrl-C again to abort).\n");
+            flag.store(true, Ordering::SeqCst);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+fn summarise(o: &nixl::apply::Outcome, campaign: &Campaign, loaded: &nixl::pipeline::Loaded, format: Format) -> ExitCode {
+    let verdict = if o.interrupted {
+        "interrupted"
+    } else if o.failed.is_empty() {
+        "complete"
+    } else {
+        "finished with failures"
+    };
+    let mut text = format!(
+        "\nApply {verdict}: {} done, {} failed, {} skipped, {} server launches.\n",
+        o.done,
+        o.failed.len(),
+        o.skipped,
+        o.launches
+    );
+    for (id, e) in &o.failed {
+        text += &format!("  failed {id}: {}\n", e.to_string().lines().next().unwrap_or(""));
+    }
+    output::out(&text);
+    let diags: Vec<_> = o.failed.iter().filter_map(|(id, e)| nixl::apply::diagnostic(id, e, campaign)).collect();
+    output::diagnostics(&diags, &loaded.check.sources, format);
+    if o.failed.is_empty() && !o.interrupted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,111 @@
+//! `nixl destroy`: the nodes and the base resources apply created, or only
+//! the nodes with `--target nodes`. Results and their records stay on disk.
+
+use super::apply::{confirm, local_root, lock, provider_kind, ProviderKind};
+use super::args::{self, CampaignArgs};
+use super::output;
+use nixl::address::ActionId;
+use nixl::progress::{Sink, Terminal};
+use nixl::provider::aws::{AwsOptions, AwsProvider};
+use nixl::provider::local::LocalProvider;
+use nixl::provider::Provider;
+use nixl::render::Format;
+use nixl::state::State;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// What `--target` can name for destroy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DestroyTarget {
+    /// Everything: nodes, bucket contents, the stack.
+    Stack,
+    /// The nodes only: the stack, its bucket and role stay for the next apply.
+    Nodes,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub campaign: CampaignArgs,
+    /// aws or local; default: `provider` in nixl.toml beside the file, else aws.
+    #[arg(long, value_enum)]
+    pub provider: Option<ProviderKind>,
+    /// Skip the confirmation prompt.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Destroy only this: `nodes` (keep the stack) or `stack` (everything, the default).
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub target: Option<DestroyTarget>,
+}
+
+pub fn run(a: &Args) -> ExitCode {
+    let opened = match args::open(&a.campaign.target, Format::Auto) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let (file, campaign) = (opened.file.clone(), opened.campaign());
+    let Some(stack) = &campaign.stack else { return output::fail(&format!("experiment `{}` has no stack", campaign.name())) };
+    let state_path = opened.state_path(a.campaign.state.as_deref());
+    let _lock = match lock(&state_path, "destroy") {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let mut state = match State::load(&state_path) {
+        Ok(s) => s,
+        Err(e) => return output::fail(&e.to_string()),
+    };
+    let only_nodes = a.target == Some(DestroyTarget::Nodes);
+    let nodes = nixl::apply::recorded_nodes(&state);
+    let what = if only_nodes { "its nodes (the stack stays)" } else { "the base resources" };
+    output::out(&format!(
+        "nixl will destroy stack \"{}\": {} node(s) and {what}. Results stay on disk.\n",
+        stack.name,
+        nodes.len()
+    ));
+    if !confirm("Do you really want to destroy what this experiment created?", a.auto_approve) {
+        output::out("Destroy cancelled.\n");
+        return ExitCode::from(1);
+    }
+    let info = nixl::apply::recorded_stack(&state);
+    nixl::config::Config::beside(&file).export_env();
+    let rt = match args::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let sink: Arc<dyn Sink> = Arc::new(Terminal::stderr());
+    let result = rt.block_on(async {
+        match provider_kind(a.provider, &file) {
+            ProviderKind::Local => {
+                let p = LocalProvider::new(&local_root(&file, campaign.name()), &args::dir_of(&file));
+                if only_nodes {
+                    p.destroy_nodes(stack, &nodes).await
+                } else {
+                    p.destroy(stack, info.as_ref(), &nodes).await
+                }
+            }
+            ProviderKind::Aws => {
+                let p = AwsProvider::new(&stack.region, AwsOptions::default(), sink.clone()).await;
+                if only_nodes {
+                    p.destroy_nodes(stack, &nodes).await
+                } else {
+                    p.destroy(stack, info.as_ref(), &nodes).await
+                }
+            }
+        }
+    });
+    if let Err(e) = result {
+        return output::fail(&e.to_string());
+    }
+    // What lived on the nodes is gone with them; results and their records stay.
+    state.infra.nodes.clear();
+    let gone = |id: &ActionId| matches!(id, ActionId::Nodes | ActionId::Setup { .. }) || (!only_nodes && id.is_infrastructure());
+    state.actions.retain(|id, _| !gone(id));
+    if !only_nodes {
+        state.infra.stack = None;
+    }
+    if let Err(e) = state.save(&state_path) {
+        return output::fail(&e.to_string());
+    }
+    output::out("Destroy complete.\n");
+    ExitCode::SUCCESS
+}

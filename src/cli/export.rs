@@ -1,0 +1,26 @@
+//! `nixl export-cfn`: the CloudFormation template of the campaign's stack, to review or deploy by hand.
+
+use super::args::{self, FileArgs};
+use super::output;
+use nixl::render::Format;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub target: FileArgs,
+}
+
+pub fn run(a: &Args) -> ExitCode {
+    let opened = match args::open(&a.target, Format::Auto) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    match &opened.campaign().stack {
+        Some(stack) => {
+            output::out(&format!("{}\n", nixl::provider::aws::template::template_body(stack)));
+            ExitCode::SUCCESS
+        }
+        None => output::fail("the file declares no stack"),
+    }
+}

@@ -1,0 +1,124 @@
+//! `nixl results`: the stored results of a campaign as a table, CSV or JSON,
+//! or pushed to MLflow with `--push` (runs already there are not duplicated).
+
+use super::args::{self, CampaignArgs};
+use super::output;
+use nixl::design::Campaign;
+use nixl::render::Format;
+use nixl::results::{mlflow, ResultRecord, Store};
+use std::path::Path;
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResultsFormat {
+    /// One line per result: id, layer, metrics.
+    Table,
+    /// A header of every metric name, then one row per result.
+    Csv,
+    /// The stored records, one JSON array.
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub campaign: CampaignArgs,
+    /// How to print the results.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ResultsFormat,
+    /// Only the results of this layer.
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Log the results to MLflow (MLFLOW_TRACKING_URI or the file's `mlflow.tracking_uri`);
+    /// runs already there are not duplicated.
+    #[arg(long)]
+    pub push: bool,
+}
+
+/// The campaign's MLflow target, if a tracking URI is set (environment or file).
+pub fn mlflow_target(campaign: &Campaign, file: &Path) -> Option<mlflow::Target> {
+    mlflow::target(&campaign.experiment.mlflow, campaign.name(), &args::results_dir(file, campaign.name()))
+}
+
+pub fn run(a: &Args) -> ExitCode {
+    let opened = match args::open(&a.campaign.target, Format::Auto) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let (file, campaign) = (&opened.file, opened.campaign());
+    if let Some(l) = &a.layer {
+        let layers = campaign.design.layers.iter().map(|x| x.name.as_str());
+        if !campaign.design.layers.iter().any(|x| &x.name == l) {
+            let hint = nixl::diagnostics::did_you_mean(l, layers.clone())
+                .unwrap_or_else(|| format!("its layers are: {}", layers.collect::<Vec<_>>().join(", ")));
+            return output::fail(&format!("experiment `{}` has no layer `{l}`; {hint}", campaign.name()));
+        }
+    }
+    let store = Store::new(&args::results_dir(file, campaign.name()));
+    let records: Vec<ResultRecord> = store.all().into_iter().filter(|r| a.layer.as_ref().is_none_or(|l| &r.layer == l)).collect();
+    if a.push {
+        return push(campaign, file, &records);
+    }
+    output::out(&match a.format {
+        ResultsFormat::Json => serde_json::to_string_pretty(&records).expect("records serialise") + "\n",
+        ResultsFormat::Csv => csv(&records),
+        ResultsFormat::Table => table(campaign, &records),
+    });
+    ExitCode::SUCCESS
+}
+
+fn csv(records: &[ResultRecord]) -> String {
+    let mut keys: Vec<&String> = records.iter().flat_map(|r| r.metrics.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut s = format!("id,layer,{}\n", keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(","));
+    for r in records {
+        let vals: Vec<String> = keys.iter().map(|k| r.metrics.get(*k).map(|v| format!("{v:.4}")).unwrap_or_default()).collect();
+        s += &format!("{},{},{}\n", r.id, r.layer, vals.join(","));
+    }
+    s
+}
+
+fn table(campaign: &Campaign, records: &[ResultRecord]) -> String {
+    if records.is_empty() {
+        return format!("No results yet for experiment {}.\n", campaign.name());
+    }
+    let mut s = String::new();
+    for r in records {
+        let m: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
+        s += &format!("{:<36} {:<14} {}\n", r.id, r.layer, m.join("  "));
+    }
+    s
+}
+
+fn push(campaign: &Campaign, file: &Path, records: &[ResultRecord]) -> ExitCode {
+    let Some(t) = mlflow_target(campaign, file) else {
+        return output::fail(
+            "no MLflow server: set MLFLOW_TRACKING_URI or `mlflow = { tracking_uri = \"...\" }` in the experiment",
+        );
+    };
+    let rt = match args::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(mlflow::push(&t, records)) {
+        Ok((created, existing, failed)) => {
+            let mut s = format!(
+                "MLflow experiment {} at {}: {created} run(s) logged, {existing} already there, {} failed.\n",
+                t.experiment,
+                t.uri,
+                failed.len()
+            );
+            for f in &failed {
+                s += &format!("  {f}\n");
+            }
+            output::out(&s);
+            if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => output::fail(&e.to_string()),
+    }
+}

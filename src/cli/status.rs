@@ -1,0 +1,111 @@
+//! `nixl status`: per layer, what is done, failed and pending, with the last
+//! errors, the time used and the time the plan says is left.
+
+use super::args::CampaignArgs;
+use super::output;
+use super::plan::{self, Selection};
+use nixl::address::ActionId;
+use nixl::check::value::fmt_duration;
+use nixl::plan::{Change, Kind, Plan};
+use nixl::render::Format;
+use nixl::state::{State, Status};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub campaign: CampaignArgs,
+    /// Print the status as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct LayerStatus {
+    layer: String,
+    done: usize,
+    failed: usize,
+    pending: usize,
+    adhoc: usize,
+    errors: Vec<(String, String)>,
+}
+
+pub fn run(a: &Args) -> ExitCode {
+    let p = match plan::make(&a.campaign, &Selection::default(), if a.json { Format::Json } else { Format::Auto }) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let Ok(campaign) = p.loaded.campaign(Some(&p.plan.experiment)) else {
+        return output::fail("the planned experiment vanished");
+    };
+    let state_path = super::args::state_path(&p.file, campaign.name(), a.campaign.state.as_deref());
+    let state = match State::load(&state_path) {
+        Ok(s) => s,
+        Err(e) => return output::fail(&e.to_string()),
+    };
+    let design = &campaign.design;
+    let mut rows: Vec<LayerStatus> = vec![];
+    let mut used = 0.0;
+    for (li, l) in design.layers.iter().enumerate() {
+        let mut row = LayerStatus { layer: l.name.clone(), done: 0, failed: 0, pending: 0, adhoc: 0, errors: vec![] };
+        for pat in design.patterns.iter().filter(|x| x.layer as usize == li) {
+            let id = ActionId::Pattern(pat.id.clone());
+            let rec = state.actions.get(&id);
+            // An ad-hoc pattern counts as ad hoc until a rule or the user has run it.
+            if pat.adhoc && rec.is_none() {
+                row.adhoc += 1;
+                continue;
+            }
+            match (p.plan.action(&id).map(|a| a.change), rec) {
+                (Some(Change::NoOp), r) => {
+                    row.done += 1;
+                    used += r.and_then(|r| r.seconds).unwrap_or(0.0);
+                }
+                (_, Some(r)) if r.status == Status::Failed => {
+                    row.failed += 1;
+                    let first = r.error.as_deref().unwrap_or("").lines().next().unwrap_or("").to_string();
+                    row.errors.push((pat.id.clone(), first));
+                }
+                _ => row.pending += 1,
+            }
+        }
+        rows.push(row);
+    }
+    let remaining = p.plan.estimate.wall_seconds;
+    if a.json {
+        let v = serde_json::json!({ "experiment": p.plan.experiment, "layers": rows, "seconds_used": used, "seconds_remaining_estimate": remaining });
+        output::out(&(serde_json::to_string_pretty(&v).expect("status serialises") + "\n"));
+    } else {
+        output::out(&text(&p.plan, &rows, used, remaining));
+    }
+    ExitCode::SUCCESS
+}
+
+fn text(plan: &Plan, rows: &[LayerStatus], used: f64, remaining: f64) -> String {
+    let w = rows.iter().map(|r| r.layer.len()).max().unwrap_or(5).max(5);
+    let mut s = format!(
+        "Experiment {}\n\n  {:<w$}  {:>5}  {:>6}  {:>7}  {:>6}\n",
+        plan.experiment, "layer", "done", "failed", "pending", "ad hoc"
+    );
+    let mut t = (0, 0, 0, 0);
+    for r in rows {
+        s += &format!("  {:<w$}  {:>5}  {:>6}  {:>7}  {:>6}\n", r.layer, r.done, r.failed, r.pending, r.adhoc);
+        t = (t.0 + r.done, t.1 + r.failed, t.2 + r.pending, t.3 + r.adhoc);
+    }
+    s += &format!("  {:<w$}  {:>5}  {:>6}  {:>7}  {:>6}\n", "total", t.0, t.1, t.2, t.3);
+    let errors: Vec<&(String, String)> = rows.iter().flat_map(|r| r.errors.iter()).collect();
+    if !errors.is_empty() {
+        s += "\nLast errors:\n";
+        for (id, e) in errors {
+            s += &format!("  {id}: {e}\n");
+        }
+    }
+    let infra = plan.actions.iter().filter(|a| matches!(a.kind, Kind::Stack | Kind::Nodes) && a.change == Change::NoOp).count();
+    s += &format!(
+        "\nInfrastructure: {}. Time used: {}. Estimated remaining: {}.\n",
+        if infra == 2 { "up" } else { "not created" },
+        fmt_duration(used),
+        fmt_duration(remaining)
+    );
+    s
+}

@@ -1,0 +1,120 @@
+//! An experiment resolved for the runtime: the merged experiment (with what
+//! it extends), its design, the stack, setup and command templates it names,
+//! and the order its patterns run in. The pipeline builds one per experiment;
+//! the planner, the executor, the CLI and the language server take it and
+//! never look a name up again (a child experiment inherits its parent's stack
+//! here, once, instead of in every command).
+
+use super::schedule::{self, Schedule};
+use super::Design;
+use crate::check::model::{Experiment, Setup, Stack};
+use crate::check::Model;
+use crate::diagnostics::{did_you_mean, Code, Diagnostic};
+use crate::syntax::ast::{Expr, ExprKind};
+use std::collections::BTreeMap;
+
+/// The commands of a `server` or `bench` definition, by name (`start_unified`, `health`, `run`, ...).
+pub type Templates = BTreeMap<String, Expr>;
+
+#[derive(Clone, Debug)]
+pub struct Campaign {
+    /// The experiment with everything it inherits folded in.
+    pub experiment: Experiment,
+    pub design: Design,
+    /// The stack it runs on; None only when the files declare no stack at all.
+    pub stack: Option<Stack>,
+    /// The setup the stack names.
+    pub setup: Option<Setup>,
+    pub server: Templates,
+    pub bench: Templates,
+    /// The E2E patterns in run order, grouped by restart key.
+    pub schedule: Schedule,
+}
+
+impl Campaign {
+    pub fn name(&self) -> &str {
+        &self.design.experiment
+    }
+}
+
+/// Resolves one experiment: merge, expand, name lookups, schedule. Every problem
+/// found is returned; the campaign is None only when the experiment cannot be merged.
+pub fn resolve(model: &Model, name: &str) -> (Option<Campaign>, Vec<Diagnostic>) {
+    let mut diags = vec![];
+    let Some(experiment) = super::merge::merged(model, name, &mut diags) else {
+        return (None, diags);
+    };
+    let design = super::expand::run(model, &experiment, &mut diags);
+    let stack = stack_of(model, &experiment, &mut diags).cloned();
+    let setup = stack.as_ref().and_then(|s| s.setup.as_ref()).and_then(|n| model.setups.iter().find(|x| &x.name == n)).cloned();
+    let templates = |def: &Option<String>| def.as_ref().and_then(|d| model.templates.get(d)).cloned().unwrap_or_default();
+    let (server, bench) = (templates(&experiment.server_def), templates(&experiment.bench_def));
+    let schedule = order(&experiment, &design, &mut diags);
+    (Some(Campaign { experiment, design, stack, setup, server, bench, schedule }), diags)
+}
+
+/// The stack an experiment names; else the only one declared in its own file;
+/// else the only one at all. Naming none when there are several is an error:
+/// picking the first silently ran campaigns in the wrong region.
+fn stack_of<'m>(model: &'m Model, exp: &Experiment, diags: &mut Vec<Diagnostic>) -> Option<&'m Stack> {
+    let names = || model.stacks.iter().map(|s| s.name.as_str());
+    let own: Vec<&Stack> = model.stacks.iter().filter(|s| s.span.file == exp.span.file).collect();
+    let candidates: Vec<&Stack> = if own.is_empty() { model.stacks.iter().collect() } else { own };
+    match &exp.stack {
+        Some(wanted) => {
+            let found = model.stacks.iter().find(|s| &s.name == wanted);
+            if found.is_none() {
+                let hint = did_you_mean(wanted, names()).unwrap_or_else(|| {
+                    format!("the stacks declared are: {}", names().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "))
+                });
+                diags.push(
+                    Diagnostic::error(Code::UnknownReference, exp.stack_span, format!("no stack `{wanted}`"))
+                        .label("the experiment runs on this stack")
+                        .help(hint),
+                );
+            }
+            found
+        }
+        None if candidates.len() > 1 => {
+            let list: Vec<String> = candidates.iter().map(|s| format!("\"{}\"", s.name)).collect();
+            diags.push(
+                Diagnostic::error(
+                    Code::MissingAttribute,
+                    exp.span,
+                    format!("experiment `{}` does not say which of {} stacks it runs on", exp.name, list.len()),
+                )
+                .help(format!("add `stack = {}` (the stacks declared are: {})", list[0], list.join(", "))),
+            );
+            None
+        }
+        None => candidates.first().copied(),
+    }
+}
+
+/// The run order: restart-minimal, or the pinned `order`, which is warned
+/// about (W0402) when it costs launches. Part of the design, so `nixl check`
+/// and the editor show the warning, not only `nixl plan`.
+fn order(exp: &Experiment, design: &Design, diags: &mut Vec<Diagnostic>) -> Schedule {
+    let Some(order) = &exp.order else { return schedule::schedule(design) };
+    let items: Vec<String> = match &order.kind {
+        ExprKind::List(items) => items.iter().filter_map(|i| i.as_plain_str()).collect(),
+        _ => vec![],
+    };
+    let s = schedule::pinned(design, &items);
+    if s.launches > s.min_launches {
+        diags.push(
+            Diagnostic::error(
+                Code::OrderCost,
+                order.span,
+                format!(
+                    "this order needs {} server launches, {} more than the minimum of {}",
+                    s.launches,
+                    s.launches - s.min_launches,
+                    s.min_launches
+                ),
+            )
+            .help("remove `order` to let nixl group patterns by restart key"),
+        );
+    }
+    s
+}

@@ -1,0 +1,280 @@
+//! The actions of a campaign and their dependencies, phase by phase:
+//! infrastructure, setup per node, baseline steps, server launches with their
+//! patterns, low-level steps with the services they need, analyses.
+//! Everything on the nodes runs one at a time (two benchmarks on the same
+//! nodes perturb each other's figures); analyses run locally as soon as their inputs exist.
+
+use super::{Action, ActionId, Kind};
+use crate::check::model::Stack;
+use crate::check::Model;
+use crate::design::{Campaign, Category, Design, Resolver};
+use crate::state::{content_hash, State, Status};
+use std::collections::BTreeMap;
+
+const STACK_SECONDS: f64 = 240.0;
+const NODES_SECONDS: f64 = 180.0;
+const SETUP_STEP_SECONDS: f64 = 20.0;
+const UPLOAD_SECONDS: f64 = 10.0;
+pub(crate) const SERVICE_SECONDS: f64 = 30.0;
+const STOP_SECONDS: f64 = 30.0;
+const DEFAULT_STARTUP: f64 = 600.0;
+
+struct Builder<'c> {
+    model: &'c Model,
+    campaign: &'c Campaign,
+    resolver: Resolver<'c>,
+    actions: Vec<Action>,
+    /// Pattern index in the design to its action.
+    of_pattern: BTreeMap<usize, usize>,
+    /// What the nodes must have finished before any measurement: setup ends and the upload.
+    ready: Vec<usize>,
+    /// The last measurement action(s): the next one waits for them.
+    tail: Vec<usize>,
+}
+
+/// Every action of the campaign, in a topological order (each depends only on earlier ones).
+pub fn graph(model: &Model, campaign: &Campaign, state: &State) -> Vec<Action> {
+    let mut b = Builder {
+        model,
+        campaign,
+        resolver: Resolver::new(model, campaign),
+        actions: vec![],
+        of_pattern: BTreeMap::new(),
+        ready: vec![],
+        tail: vec![],
+    };
+    if let Some(stack) = &campaign.stack {
+        b.infrastructure(stack);
+    }
+    b.tail = b.ready.clone();
+    b.baseline(state);
+    b.launches();
+    b.low_level(state);
+    b.analyses(state);
+    b.actions
+}
+
+/// The action of one pattern, outside a plan (rules run ad-hoc patterns this way).
+pub fn single(model: &Model, campaign: &Campaign, id: &str) -> Option<Action> {
+    let i = campaign.design.patterns.iter().position(|p| p.id == id)?;
+    let resolver = Resolver::new(model, campaign);
+    Some(pattern(&resolver, &campaign.design, i, vec![]))
+}
+
+impl Action {
+    pub(crate) fn new(id: ActionId, kind: Kind, label: String, hash: String, duration: f64, deps: Vec<usize>) -> Action {
+        Action {
+            id,
+            kind,
+            label,
+            hash,
+            duration,
+            needs: deps.clone(),
+            deps,
+            change: super::Change::Create,
+            layer: None,
+            group: None,
+            launch: None,
+            node: None,
+            detail: String::new(),
+        }
+    }
+
+    /// The action that starts a service, for patterns run outside a plan.
+    pub fn service(name: &str) -> Action {
+        Action::new(
+            ActionId::Service(name.into()),
+            Kind::Service,
+            format!("start service {name}"),
+            String::new(),
+            SERVICE_SECONDS,
+            vec![],
+        )
+    }
+}
+
+/// A pattern, step or analysis action; its hash covers every resolved setting,
+/// so a changed setting runs it again.
+fn pattern(resolver: &Resolver, design: &Design, i: usize, deps: Vec<usize>) -> Action {
+    let p = &design.patterns[i];
+    let kind = match p.category {
+        Category::E2e => Kind::Pattern,
+        Category::Analysis => Kind::Analysis,
+        _ => Kind::Step,
+    };
+    let mut a = Action::new(ActionId::Pattern(p.id.clone()), kind, p.id.clone(), resolver.hash(p), p.duration, deps);
+    a.layer = Some(design.layers[p.layer as usize].name.clone());
+    a.detail = crate::design::report::describe(design, p);
+    a
+}
+
+impl Builder<'_> {
+    fn push(&mut self, a: Action) -> usize {
+        self.actions.push(a);
+        self.actions.len() - 1
+    }
+
+    fn push_pattern(&mut self, i: usize, deps: Vec<usize>) -> usize {
+        let a = pattern(&self.resolver, &self.campaign.design, i, deps);
+        let k = self.push(a);
+        self.of_pattern.insert(i, k);
+        k
+    }
+
+    /// Stack, nodes, upload and each node's setup steps in order.
+    fn infrastructure(&mut self, st: &Stack) {
+        let stack_hash = content_hash(&(&st.name, &st.region, &st.placement, &st.buckets, &st.ssh_cidr));
+        let mut stack =
+            Action::new(ActionId::Stack, Kind::Stack, format!("stack \"{}\"", st.name), stack_hash, STACK_SECONDS, vec![]);
+        stack.detail =
+            format!("CloudFormation: security group, IAM role, bucket, {} placement group in {}", st.placement, st.region);
+        let stack_i = self.push(stack);
+        let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
+        let nodes_hash =
+            content_hash(&(&st.instance_types, &st.zones, &names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa));
+        let mut nodes = Action::new(
+            ActionId::Nodes,
+            Kind::Nodes,
+            format!("nodes {}", names.join(", ")),
+            nodes_hash,
+            NODES_SECONDS,
+            vec![stack_i],
+        );
+        nodes.detail = format!("{} x {} in {}", names.len(), st.instance_types.join(" or "), st.zones.join(", then "));
+        let nodes_i = self.push(nodes);
+        let upload = Action::new(
+            ActionId::Upload,
+            Kind::Upload,
+            "upload scripts".into(),
+            content_hash(&self.campaign.name()),
+            UPLOAD_SECONDS,
+            vec![stack_i],
+        );
+        let upload_i = self.push(upload);
+        for n in &st.nodes {
+            let mut prev = nodes_i;
+            let steps = self.campaign.setup.iter().flat_map(|s| &s.steps);
+            for step in steps.filter(|s| s.nodes.is_empty() || s.nodes.contains(&n.name)) {
+                let id = ActionId::Setup { node: n.name.clone(), step: step.id.clone() };
+                let hash = content_hash(&(&step.run, &step.skip_if, &step.env));
+                let mut a =
+                    Action::new(id, Kind::Setup, format!("{} on {}", step.id, n.name), hash, SETUP_STEP_SECONDS, vec![prev]);
+                a.node = Some(n.name.clone());
+                a.detail = step.name.clone();
+                prev = self.push(a);
+            }
+            self.ready.push(prev);
+        }
+        self.ready.push(upload_i);
+    }
+
+    /// Step patterns of a category; an ad-hoc one a rule already ran stays in the plan, not "forgotten".
+    fn steps_of(&self, cat: Category, state: &State) -> Vec<usize> {
+        let d = &self.campaign.design;
+        let ran =
+            |i: usize| state.actions.get(&ActionId::Pattern(d.patterns[i].id.clone())).is_some_and(|r| r.status == Status::Done);
+        (0..d.patterns.len()).filter(|&i| d.patterns[i].category == cat && (!d.patterns[i].adhoc || ran(i))).collect()
+    }
+
+    fn baseline(&mut self, state: &State) {
+        for i in self.steps_of(Category::Baseline, state) {
+            let a = self.push_pattern(i, self.tail.clone());
+            self.actions[a].needs = self.ready.clone();
+            self.tail = vec![a];
+        }
+    }
+
+    /// One start, the launch's patterns and one stop per launch of the campaign's schedule.
+    fn launches(&mut self) {
+        let design = &self.campaign.design;
+        for launch in &self.campaign.schedule.segments {
+            let g = launch.group;
+            let key = design.groups[g as usize].label();
+            let startup = design.startup.get(g as usize).copied().unwrap_or(DEFAULT_STARTUP);
+            let mut start = Action::new(
+                ActionId::ServerStart(launch.number),
+                Kind::ServerStart,
+                format!("start server: {key}"),
+                content_hash(&key),
+                startup,
+                self.tail.clone(),
+            );
+            // A launch needs the nodes and the previous launch stopped, not the steps before it.
+            start.needs = self.ready.clone();
+            start.needs.extend(self.tail.iter().copied().filter(|&t| self.actions[t].kind == Kind::ServerStop));
+            let start_i = self.push(start);
+            let mut prev = start_i;
+            for &i in &launch.patterns {
+                let a = self.push_pattern(i, vec![prev]);
+                self.actions[a].needs = vec![start_i];
+                prev = a;
+            }
+            let stop = Action::new(
+                ActionId::ServerStop(launch.number),
+                Kind::ServerStop,
+                "stop server, verify GPU memory is free".into(),
+                content_hash(&key),
+                STOP_SECONDS,
+                vec![prev],
+            );
+            let stop_i = self.push(stop);
+            self.actions[stop_i].needs = vec![start_i];
+            for a in &mut self.actions[start_i..=stop_i] {
+                a.group = Some(g);
+                a.launch = Some(launch.number);
+            }
+            self.tail = vec![stop_i];
+        }
+    }
+
+    /// Low-level tool steps after the launches, each with the services its tool needs.
+    fn low_level(&mut self, state: &State) {
+        let mut services: BTreeMap<String, usize> = BTreeMap::new();
+        for i in self.steps_of(Category::LowLevel, state) {
+            let mut deps = self.tail.clone();
+            let mut needs = self.ready.clone();
+            let tool = self.campaign.design.patterns[i].tool.as_ref().and_then(|t| self.model.tools.get(t));
+            for s in tool.map(|t| t.needs.clone()).unwrap_or_default() {
+                let si = match services.get(&s) {
+                    Some(&si) => si,
+                    None => {
+                        let hash = self.model.services.get(&s).map(|x| content_hash(&x.run)).unwrap_or_default();
+                        let label = format!("start service {s}");
+                        let a = Action::new(
+                            ActionId::Service(s.clone()),
+                            Kind::Service,
+                            label,
+                            hash,
+                            SERVICE_SECONDS,
+                            self.ready.clone(),
+                        );
+                        let si = self.push(a);
+                        services.insert(s, si);
+                        si
+                    }
+                };
+                deps.push(si);
+                needs.push(si);
+            }
+            let a = self.push_pattern(i, deps);
+            self.actions[a].needs = needs;
+            self.tail = vec![a];
+        }
+    }
+
+    /// Analyses run locally as soon as the patterns they read are done; a failed input does not stop them.
+    fn analyses(&mut self, state: &State) {
+        let d = &self.campaign.design;
+        for i in self.steps_of(Category::Analysis, state) {
+            let p = &d.patterns[i];
+            let deps: Vec<usize> = self
+                .of_pattern
+                .iter()
+                .filter(|(&pi, _)| p.inputs.iter().any(|l| d.layers[d.patterns[pi].layer as usize].name == *l))
+                .map(|(_, &a)| a)
+                .collect();
+            let a = self.push_pattern(i, deps);
+            self.actions[a].needs = vec![];
+        }
+    }
+}

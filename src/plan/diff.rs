@@ -1,0 +1,163 @@
+//! The plan against the state: what is done, what changed, what is no longer
+//! declared, and the summary and launch table of what remains.
+
+use super::target::Target;
+use super::{Action, ActionId, Change, GroupSummary, Kind, StackChanges, Summary};
+use crate::check::model::Stack;
+use crate::design::Campaign;
+use crate::state::{State, Status};
+use std::collections::HashSet;
+
+/// Marks each action done, changed or new; what `--replace` names runs again.
+/// Transient actions (launches, services, the upload) always run when the work around them does.
+pub fn against_state(actions: &mut [Action], state: &State, replace: &[Target]) {
+    for a in actions {
+        a.change = if a.id.is_transient() {
+            Change::Create
+        } else {
+            match state.actions.get(&a.id) {
+                Some(r) if r.status == Status::Done && r.hash == a.hash => Change::NoOp,
+                Some(r) if r.status == Status::Done && matches!(a.kind, Kind::Stack | Kind::Nodes) => Change::Update,
+                Some(r) if r.status == Status::Done => Change::Replace,
+                _ => Change::Create,
+            }
+        };
+        if a.change == Change::NoOp && replace.iter().any(|t| t.matches(a)) {
+            a.change = Change::Replace;
+        }
+    }
+}
+
+/// A stack update says what its change set will touch, from the resource hashes the last apply recorded.
+pub fn describe_stack_update(actions: &mut [Action], stack: Option<&Stack>, state: &State, changes: StackChanges) {
+    let (Some(st), Some(rec)) = (stack, &state.infra.stack) else { return };
+    if let Some(a) = actions.iter_mut().find(|a| a.kind == Kind::Stack && a.change == Change::Update) {
+        let touched = changes(st, &rec.outputs);
+        if !touched.is_empty() {
+            a.detail = format!("CloudFormation change set: {}", touched.join(", "));
+        }
+    }
+}
+
+/// Drops launches whose patterns are all done, services no pending step needs,
+/// and the upload when nothing on the nodes runs.
+pub fn prune_transients(actions: &mut Vec<Action>) {
+    let pending = |a: &Action| a.change != Change::NoOp;
+    let keep: Vec<bool> = (0..actions.len())
+        .map(|i| match actions[i].kind {
+            Kind::ServerStart | Kind::ServerStop => {
+                let launch = actions[i].launch;
+                actions.iter().any(|a| a.kind == Kind::Pattern && a.launch == launch && pending(a))
+            }
+            Kind::Service => actions.iter().any(|a| a.kind == Kind::Step && pending(a) && a.deps.contains(&i)),
+            Kind::Upload => actions.iter().any(|a| pending(a) && matches!(a.kind, Kind::Setup | Kind::Pattern | Kind::Step)),
+            _ => true,
+        })
+        .collect();
+    keep_only(actions, &keep);
+}
+
+/// Keeps the marked actions; a dropped action's dependants inherit its dependencies.
+pub fn keep_only(actions: &mut Vec<Action>, keep: &[bool]) {
+    let n = actions.len();
+    let mut new_index = vec![usize::MAX; n];
+    let mut kept = 0;
+    for i in 0..n {
+        if keep[i] {
+            new_index[i] = kept;
+            kept += 1;
+        }
+    }
+    fn resolve(i: usize, keep: &[bool], actions: &[Action], new_index: &[usize], acc: &mut Vec<usize>) {
+        if keep[i] {
+            if !acc.contains(&new_index[i]) {
+                acc.push(new_index[i]);
+            }
+        } else {
+            for &d in &actions[i].deps {
+                resolve(d, keep, actions, new_index, acc);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(kept);
+    for (i, a) in actions.iter().enumerate().filter(|(i, _)| keep[*i]) {
+        let mut b = a.clone();
+        b.deps.clear();
+        b.needs.clear();
+        for &d in &a.deps {
+            resolve(d, keep, actions, &new_index, &mut b.deps);
+        }
+        for &d in &a.needs {
+            resolve(d, keep, actions, &new_index, &mut b.needs);
+        }
+        debug_assert_eq!(out.len(), new_index[i]);
+        out.push(b);
+    }
+    *actions = out;
+}
+
+/// Done actions the campaign no longer declares are forgotten (their results
+/// stay on disk). Ad-hoc patterns are declared even when unscheduled.
+pub fn forget_undeclared(actions: &mut Vec<Action>, campaign: &Campaign, state: &State) {
+    let declared: HashSet<ActionId> = actions
+        .iter()
+        .map(|a| a.id.clone())
+        .chain(campaign.design.patterns.iter().filter(|p| p.adhoc).map(|p| ActionId::Pattern(p.id.clone())))
+        .collect();
+    for (id, r) in &state.actions {
+        if declared.contains(id) || r.status != Status::Done || id.is_transient() {
+            continue;
+        }
+        let kind = match id {
+            ActionId::Stack => Kind::Stack,
+            ActionId::Nodes => Kind::Nodes,
+            ActionId::Setup { .. } => Kind::Setup,
+            _ => Kind::Pattern,
+        };
+        let mut a = Action::new(id.clone(), kind, format!("forget {id} (its results stay on disk)"), r.hash.clone(), 0.0, vec![]);
+        a.change = Change::Delete;
+        actions.push(a);
+    }
+}
+
+/// Counts by change, and one row per launch that still has patterns to run.
+pub fn summarise(actions: &[Action], campaign: &Campaign) -> (Summary, Vec<GroupSummary>) {
+    let mut summary = Summary::default();
+    for a in actions {
+        match (a.change, a.kind) {
+            (Change::NoOp, _) => summary.unchanged += 1,
+            (Change::Delete, _) => summary.destroy += 1,
+            (Change::Update, Kind::Stack | Kind::Nodes) => summary.change += 1,
+            (_, Kind::Stack | Kind::Nodes) => summary.add += 1,
+            (_, Kind::Setup) => summary.setup_steps += 1,
+            (_, k) if k.has_result() => summary.run += 1,
+            _ => {}
+        }
+    }
+    let design = &campaign.design;
+    let launches: Vec<GroupSummary> = actions
+        .iter()
+        .filter(|a| a.kind == Kind::ServerStart)
+        .map(|start| {
+            let pending: Vec<&Action> = actions
+                .iter()
+                .filter(|x| x.kind == Kind::Pattern && x.launch == start.launch && x.change != Change::NoOp)
+                .collect();
+            let group = start.group.unwrap_or(0);
+            GroupSummary {
+                launch: start.launch.unwrap_or(0),
+                group,
+                key: design.groups.get(group as usize).map(|k| k.label()).unwrap_or_default(),
+                patterns: pending.len(),
+                startup: start.duration,
+                measure: pending.iter().map(|x| x.duration).sum(),
+            }
+        })
+        .collect();
+    let mut distinct: Vec<u32> = launches.iter().map(|g| g.group).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    summary.launches = launches.len();
+    summary.min_launches = distinct.len();
+    (summary, launches)
+}

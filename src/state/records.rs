@@ -1,0 +1,106 @@
+//! Typed records of the infrastructure apply created. On disk they keep the
+//! `resources` map every earlier release wrote (`"stack"` and `"node.<name>"`
+//! entries with `kind`, `id`, `hash` and string `attributes`), so a state
+//! written by an older nixl is read, and one written now reads the same.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Infrastructure {
+    pub stack: Option<StackRecord>,
+    /// In the order the stack declares them (node 0 serves prefill).
+    pub nodes: Vec<NodeRecord>,
+}
+
+/// The base resources: the provider's stack id and its outputs (the bucket,
+/// and per-resource hashes that let an offline plan name what a change set touches).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StackRecord {
+    pub id: String,
+    pub hash: String,
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl StackRecord {
+    pub fn bucket(&self) -> Option<&str> {
+        self.outputs.get("bucket").map(String::as_str)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeRecord {
+    pub name: String,
+    /// Instance id, or the working directory for the local provider.
+    pub id: String,
+    pub hash: String,
+    pub private_ip: String,
+    pub zone: Option<String>,
+    pub instance_type: Option<String>,
+}
+
+impl Infrastructure {
+    pub fn is_empty(&self) -> bool {
+        self.stack.is_none() && self.nodes.is_empty()
+    }
+}
+
+/// One entry of the on-disk `resources` map.
+#[derive(Serialize, Deserialize)]
+struct Resource {
+    kind: String,
+    id: String,
+    hash: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+}
+
+pub(super) mod as_resources {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    const NODE: &str = "node.";
+
+    pub fn serialize<S: Serializer>(infra: &Infrastructure, s: S) -> Result<S::Ok, S::Error> {
+        let mut map: BTreeMap<String, Resource> = BTreeMap::new();
+        if let Some(st) = &infra.stack {
+            let r = Resource { kind: "stack".into(), id: st.id.clone(), hash: st.hash.clone(), attributes: st.outputs.clone() };
+            map.insert("stack".into(), r);
+        }
+        for n in &infra.nodes {
+            let mut attributes = BTreeMap::new();
+            attributes.insert("private_ip".to_string(), n.private_ip.clone());
+            if let Some(z) = &n.zone {
+                attributes.insert("zone".into(), z.clone());
+            }
+            if let Some(t) = &n.instance_type {
+                attributes.insert("instance_type".into(), t.clone());
+            }
+            let r = Resource { kind: "node".into(), id: n.id.clone(), hash: n.hash.clone(), attributes };
+            map.insert(format!("{NODE}{}", n.name), r);
+        }
+        map.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Infrastructure, D::Error> {
+        let map: BTreeMap<String, Resource> = BTreeMap::deserialize(d)?;
+        let mut infra = Infrastructure::default();
+        for (address, mut r) in map {
+            match (r.kind.as_str(), address.strip_prefix(NODE)) {
+                ("stack", _) => infra.stack = Some(StackRecord { id: r.id, hash: r.hash, outputs: r.attributes }),
+                ("node", Some(name)) => infra.nodes.push(NodeRecord {
+                    name: name.to_string(),
+                    id: r.id,
+                    hash: r.hash,
+                    private_ip: r.attributes.remove("private_ip").unwrap_or_default(),
+                    zone: r.attributes.remove("zone"),
+                    instance_type: r.attributes.remove("instance_type"),
+                }),
+                (kind, _) => {
+                    return Err(serde::de::Error::custom(format!("unknown resource `{address}` of kind `{kind}`")));
+                }
+            }
+        }
+        Ok(infra)
+    }
+}
