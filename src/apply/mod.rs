@@ -599,7 +599,7 @@ impl<P: Provider> Exec<'_, P> {
         let method =
             crate::check::value::Eval { scope: &scope, kv_bytes_per_token: None }.eval(&decl.method).map_err(|d| d.message)?;
         let results = self.store.all();
-        let metrics = crate::results::analysis::run(&method, &p.inputs, &results)?;
+        let metrics = crate::results::analysis::run(&method, &p.inputs, &results).map_err(|e| e.to_string())?;
         let raw = serde_json::to_vec_pretty(&metrics).unwrap_or_default();
         let settings = self.resolver.settings(&p);
         self.save(a, &settings, metrics, BTreeMap::new(), &raw, started)
