@@ -33,8 +33,8 @@ pub fn push(model: &Model, design: &Design, file: &Path, records: &[ResultRecord
                 t.uri,
                 failed.len()
             );
-            for f in &failed {
-                println!("  {f}");
+            for (id, e) in &failed {
+                println!("  {id}: {e}");
             }
             if failed.is_empty() {
                 ExitCode::SUCCESS
