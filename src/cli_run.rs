@@ -36,8 +36,8 @@ fn provider_kind(flag: Option<ProviderKind>, file: &Path) -> ProviderKind {
     if let Some(k) = flag {
         return k;
     }
-    match nixl::config::Config::beside(file).provider.as_deref() {
-        Some("local") => ProviderKind::Local,
+    match nixl::config::Config::beside(file).provider {
+        Some(nixl::config::ProviderKind::Local) => ProviderKind::Local,
         _ => ProviderKind::Aws,
     }
 }
