@@ -35,7 +35,7 @@ pub enum ActionError {
     /// The benchmark wrote no result apply can read.
     NoResult { path: String },
     /// The analysis could not be computed from the results there are.
-    Analysis(String),
+    Analysis(crate::results::analysis::AnalysisError),
     /// The result could not be written to the results directory.
     Store(std::io::Error),
     /// Ctrl-C arrived while the action waited.

@@ -55,9 +55,9 @@ pub fn provider_kind(flag: Option<ProviderKind>, file: &Path) -> ProviderKind {
     if let Some(k) = flag {
         return k;
     }
-    match nixl::config::Config::beside(file).provider.as_deref() {
-        Some("local") => ProviderKind::Local,
-        _ => ProviderKind::Aws,
+    match nixl::config::Config::beside(file).provider {
+        Some(nixl::config::ProviderKind::Local) => ProviderKind::Local,
+        Some(nixl::config::ProviderKind::Aws) | None => ProviderKind::Aws,
     }
 }
 

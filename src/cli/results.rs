@@ -109,8 +109,8 @@ fn push(campaign: &Campaign, file: &Path, records: &[ResultRecord]) -> ExitCode 
                 t.uri,
                 failed.len()
             );
-            for f in &failed {
-                s += &format!("  {f}\n");
+            for (id, e) in &failed {
+                s += &format!("  {id}: {e}\n");
             }
             output::out(&s);
             if failed.is_empty() {

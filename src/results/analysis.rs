@@ -3,9 +3,62 @@
 use super::{stats, ResultRecord};
 use crate::check::value::Value;
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why an analysis produced no figures. Each variant is one cause; Display is the message apply reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AnalysisError {
+    /// `compare` without `a`/`b` and fewer than two input layers.
+    NeedsTwoLayers,
+    /// `compare` found no pair of results of layers `a` and `b` at the same levels with metric `key`.
+    NoMatchingLevels { a: String, b: String, key: String },
+    /// `proxy_overhead` found no disaggregated result with a unified one at the same levels.
+    NoProxyPairs,
+    /// `tpot_separation`: an input layer has no `tpot_mean` result.
+    NoTpotResults { layer: String },
+    /// `mean`: an input layer has no result with the metric.
+    NoResults { metric: String, layer: String },
+    /// `correlation` without `with = METRIC`.
+    NeedsWith,
+    /// `correlation` found fewer than three varying pairs.
+    TooFewPairs { x: String, y: String, found: usize },
+    /// `dip_test`: no per-request samples and fewer than four results to pool.
+    NoSamples { metric: String, key: String },
+    /// `dip_test` had no set of values to test.
+    NothingToTest,
+    /// The method's `function` is not one nixl computes.
+    UnknownMethod(String),
+}
+
+impl fmt::Display for AnalysisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnalysisError::NeedsTwoLayers => write!(f, "compare needs two layers"),
+            AnalysisError::NoMatchingLevels { a, b, key } => {
+                write!(f, "no results of `{a}` and `{b}` at matching levels with `{key}`")
+            }
+            AnalysisError::NoProxyPairs => {
+                write!(f, "proxy_overhead needs disaggregated and unified TTFT results at matching levels")
+            }
+            AnalysisError::NoTpotResults { layer } => write!(f, "no TPOT results in `{layer}`"),
+            AnalysisError::NoResults { metric, layer } => write!(f, "no `{metric}` results in `{layer}`"),
+            AnalysisError::NeedsWith => write!(f, "correlation needs `with = METRIC`"),
+            AnalysisError::TooFewPairs { x, y, found } => {
+                write!(f, "correlation needs 3 or more varying pairs of `{x}` and `{y}`, found {found}")
+            }
+            AnalysisError::NoSamples { metric, key } => {
+                write!(f, "dip_test needs per-request `{metric}` samples or 4 or more `{key}` results")
+            }
+            AnalysisError::NothingToTest => write!(f, "nothing to test"),
+            AnalysisError::UnknownMethod(m) => write!(f, "unknown analysis method `{m}`"),
+        }
+    }
+}
+
+impl std::error::Error for AnalysisError {}
 
 /// The figures an analysis produced, or why it could not.
-pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Result<BTreeMap<String, f64>, String> {
+pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Result<BTreeMap<String, f64>, AnalysisError> {
     let func = method.field("function").and_then(Value::as_str).unwrap_or("");
     let args: Vec<Value> = match method.field("args") {
         Some(Value::List(a)) => a.clone(),
@@ -21,10 +74,10 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
             let key = metric_key(&metric_arg("ttft"));
             let a = method.field("a").map(Value::interpolated).or_else(|| inputs.first().cloned());
             let b = method.field("b").map(Value::interpolated).or_else(|| inputs.get(1).cloned());
-            let (Some(a), Some(b)) = (a, b) else { return Err("compare needs two layers".into()) };
+            let (Some(a), Some(b)) = (a, b) else { return Err(AnalysisError::NeedsTwoLayers) };
             let pairs = matched(of(results, &a), &|r| r.layer == b, results, &key, &key);
             if pairs.is_empty() {
-                return Err(format!("no results of `{a}` and `{b}` at matching levels with `{key}`"));
+                return Err(AnalysisError::NoMatchingLevels { a, b, key });
             }
             differences(&mut out, &key, &pairs);
         }
@@ -39,7 +92,7 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
                 "ttft_mean",
             );
             if pairs.is_empty() {
-                return Err("proxy_overhead needs disaggregated and unified TTFT results at matching levels".into());
+                return Err(AnalysisError::NoProxyPairs);
             }
             differences(&mut out, "ttft_mean", &pairs);
             out.insert("proxy_overhead_ms".into(), stats::mean(&pairs.iter().map(|(x, y)| x - y).collect::<Vec<_>>()));
@@ -48,7 +101,7 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
             for l in inputs {
                 let v: Vec<f64> = of(results, l).filter_map(|r| r.metrics.get("tpot_mean").copied()).collect();
                 if v.is_empty() {
-                    return Err(format!("no TPOT results in `{l}`"));
+                    return Err(AnalysisError::NoTpotResults { layer: l.clone() });
                 }
                 out.insert(format!("tpot_mean_{}", slug(l)), mean(&v));
             }
@@ -64,7 +117,7 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
             for l in inputs {
                 let v: Vec<f64> = of(results, l).filter_map(|r| r.metrics.get(&metric).copied()).collect();
                 if v.is_empty() {
-                    return Err(format!("no `{metric}` results in `{l}`"));
+                    return Err(AnalysisError::NoResults { metric, layer: l.clone() });
                 }
                 out.insert(format!("{metric}_{}", slug(l)), mean(&v));
             }
@@ -78,7 +131,7 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
         }
         "correlation" => {
             let x = metric_key(&metric_arg("ttft"));
-            let y = method.field("with").map(|v| metric_key(&v.interpolated())).ok_or("correlation needs `with = METRIC`")?;
+            let y = method.field("with").map(|v| metric_key(&v.interpolated())).ok_or(AnalysisError::NeedsWith)?;
             let mine: Vec<&ResultRecord> = inputs.iter().flat_map(|l| of(results, l)).collect();
             // Both figures in one result, else results of different layers at the same levels.
             let mut pairs: Vec<(f64, f64)> =
@@ -87,15 +140,18 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
                 pairs = matched(mine.iter().copied(), &|r| inputs.contains(&r.layer), results, &x, &y).into_iter().collect();
             }
             let (xs, ys): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
-            let r = stats::pearson(&xs, &ys)
-                .ok_or_else(|| format!("correlation needs 3 or more varying pairs of `{x}` and `{y}`, found {}", xs.len()))?;
+            let r = stats::pearson(&xs, &ys).ok_or_else(|| AnalysisError::TooFewPairs {
+                x: x.clone(),
+                y: y.clone(),
+                found: xs.len(),
+            })?;
             out.insert("pearson".into(), r);
             if let Some(rho) = stats::spearman(&xs, &ys) {
                 out.insert("spearman".into(), rho);
             }
             out.insert("pairs".into(), xs.len() as f64);
         }
-        other => return Err(format!("unknown analysis method `{other}`")),
+        other => return Err(AnalysisError::UnknownMethod(other.to_string())),
     }
     Ok(out)
 }
@@ -179,7 +235,7 @@ pub fn samples_of<'r>(r: &'r ResultRecord, metric: &str) -> Option<&'r Vec<f64>>
 
 /// Dip test per result with per-request samples (the most bimodal one is
 /// reported with its split), or over the results' values when none has samples.
-fn bimodality(recs: &[&ResultRecord], metric: &str, alpha: f64) -> Result<BTreeMap<String, f64>, String> {
+fn bimodality(recs: &[&ResultRecord], metric: &str, alpha: f64) -> Result<BTreeMap<String, f64>, AnalysisError> {
     let mut out = BTreeMap::new();
     let mut tested = 0usize;
     let mut bimodal = 0usize;
@@ -199,13 +255,13 @@ fn bimodality(recs: &[&ResultRecord], metric: &str, alpha: f64) -> Result<BTreeM
         let key = metric_key(metric);
         let pooled: Vec<f64> = recs.iter().filter_map(|r| r.metrics.get(&key).copied()).collect();
         if pooled.len() < 4 {
-            return Err(format!("dip_test needs per-request `{metric}` samples or 4 or more `{key}` results"));
+            return Err(AnalysisError::NoSamples { metric: metric.to_string(), key });
         }
         consider(&pooled);
     } else {
         with_samples.iter().for_each(|v| consider(v));
     }
-    let (d, p, v) = worst.ok_or("nothing to test")?;
+    let (d, p, v) = worst.ok_or(AnalysisError::NothingToTest)?;
     out.insert("dip".into(), d);
     out.insert("p_value".into(), p);
     out.insert("bimodal".into(), if p < alpha { 1.0 } else { 0.0 });
@@ -219,4 +275,76 @@ fn bimodality(recs: &[&ResultRecord], metric: &str, alpha: f64) -> Result<BTreeM
         out.insert("phase_b_mean".into(), s.high_mean);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn method(function: &str, extra: &[(&str, Value)]) -> Value {
+        let mut m: BTreeMap<String, Value> = extra.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        m.insert("function".into(), Value::Str(function.into()));
+        Value::Record(m)
+    }
+
+    fn result(id: &str, layer: &str, metrics: &[(&str, f64)]) -> ResultRecord {
+        ResultRecord {
+            id: id.into(),
+            hash: "h".into(),
+            layer: layer.into(),
+            kind: "pattern".into(),
+            finished_at: String::new(),
+            seconds: 1.0,
+            settings: BTreeMap::new(),
+            metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            samples: BTreeMap::new(),
+            raw: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_unknown_method_is_named_in_its_error() {
+        let e = run(&method("median", &[]), &[], &[]).unwrap_err();
+        assert_eq!(e, AnalysisError::UnknownMethod("median".into()));
+        assert_eq!(e.to_string(), "unknown analysis method `median`");
+    }
+
+    #[test]
+    fn compare_without_matching_results_names_both_layers_and_the_metric() {
+        let e = run(&method("compare", &[]), &["L1".into()], &[]).unwrap_err();
+        assert_eq!(e, AnalysisError::NeedsTwoLayers);
+        assert_eq!(e.to_string(), "compare needs two layers");
+        let results = [result("a", "L1", &[("ttft_mean", 10.0)])];
+        let e = run(&method("compare", &[]), &["L1".into(), "L2".into()], &results).unwrap_err();
+        assert_eq!(e, AnalysisError::NoMatchingLevels { a: "L1".into(), b: "L2".into(), key: "ttft_mean".into() });
+        assert_eq!(e.to_string(), "no results of `L1` and `L2` at matching levels with `ttft_mean`");
+    }
+
+    #[test]
+    fn a_layer_without_the_metric_is_reported_per_analysis() {
+        let e = run(&method("mean", &[]), &["L1".into()], &[]).unwrap_err();
+        assert_eq!(e, AnalysisError::NoResults { metric: "ttft_mean".into(), layer: "L1".into() });
+        assert_eq!(e.to_string(), "no `ttft_mean` results in `L1`");
+        let e = run(&method("tpot_separation", &[]), &["L1".into()], &[]).unwrap_err();
+        assert_eq!(e, AnalysisError::NoTpotResults { layer: "L1".into() });
+        assert_eq!(e.to_string(), "no TPOT results in `L1`");
+        let e = run(&method("proxy_overhead", &[]), &["L1".into()], &[]).unwrap_err();
+        assert_eq!(e, AnalysisError::NoProxyPairs);
+        assert_eq!(e.to_string(), "proxy_overhead needs disaggregated and unified TTFT results at matching levels");
+    }
+
+    #[test]
+    fn correlation_and_dip_test_say_how_much_data_they_need() {
+        let e = run(&method("correlation", &[]), &["L1".into()], &[]).unwrap_err();
+        assert_eq!(e, AnalysisError::NeedsWith);
+        assert_eq!(e.to_string(), "correlation needs `with = METRIC`");
+        let results = [result("a", "L1", &[("ttft_mean", 10.0), ("tpot_mean", 2.0)])];
+        let with = [("with", Value::Sym("tpot".into()))];
+        let e = run(&method("correlation", &with), &["L1".into()], &results).unwrap_err();
+        assert_eq!(e, AnalysisError::TooFewPairs { x: "ttft_mean".into(), y: "tpot_mean".into(), found: 0 });
+        assert_eq!(e.to_string(), "correlation needs 3 or more varying pairs of `ttft_mean` and `tpot_mean`, found 0");
+        let e = run(&method("dip_test", &[]), &["L1".into()], &results).unwrap_err();
+        assert_eq!(e, AnalysisError::NoSamples { metric: "ttft".into(), key: "ttft_mean".into() });
+        assert_eq!(e.to_string(), "dip_test needs per-request `ttft` samples or 4 or more `ttft_mean` results");
+    }
 }

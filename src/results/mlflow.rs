@@ -6,12 +6,75 @@ use super::ResultRecord;
 use crate::check::value::Value;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 /// Tags that find a pattern's run again.
 pub const TAG_PATTERN: &str = "nixl_pattern_id";
 pub const TAG_HASH: &str = "nixl_hash";
+/// MLflow's `error_code` for a name or id it does not know.
+const RESOURCE_DOES_NOT_EXIST: &str = "RESOURCE_DOES_NOT_EXIST";
+/// How much of an error body a message quotes.
+const BODY_CHARS: usize = 300;
+
+/// Why a call to the MLflow server failed. Display is the message apply and `results --push` print.
+#[derive(Debug)]
+pub enum MlflowError {
+    /// The tracking URI is not HTTP(S) (a `file:` store, `databricks`...).
+    Unsupported { uri: String },
+    /// The HTTP client could not be built (TLS setup).
+    Client(reqwest::Error),
+    /// The request to `path` got no answer, or its body could not be read.
+    Connect { path: String, source: reqwest::Error },
+    /// The server answered `path` with an error status. `error_code` is MLflow's
+    /// code from a JSON body; `body` is the body's first 300 characters.
+    Http { path: String, status: reqwest::StatusCode, error_code: Option<String>, body: String },
+    /// The server answered `path` with a body that is not JSON.
+    NotJson { path: String, source: serde_json::Error },
+    /// The experiment was found or created but the answer had no id.
+    NoExperimentId { uri: String, experiment: String },
+    /// runs/create answered without a run id.
+    NoRunId,
+    /// The artifact upload got no answer.
+    ArtifactSend(reqwest::Error),
+    /// The artifact proxy refused the upload.
+    Artifact { status: reqwest::StatusCode },
+}
+
+impl MlflowError {
+    /// MLflow does not know the name or id asked for (an experiment not created yet).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, MlflowError::Http { error_code: Some(c), .. } if c == RESOURCE_DOES_NOT_EXIST)
+    }
+}
+
+impl fmt::Display for MlflowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MlflowError::Unsupported { uri } => write!(f, "MLflow tracking URI `{uri}`: nixl logs over HTTP(S) only"),
+            MlflowError::Client(e) | MlflowError::ArtifactSend(e) => write!(f, "{e}"),
+            MlflowError::Connect { path, source } => write!(f, "MLflow {path}: {source}"),
+            MlflowError::Http { path, status, body, .. } => write!(f, "MLflow {path}: HTTP {status}: {body}"),
+            MlflowError::NotJson { path, source } => write!(f, "MLflow {path}: not JSON: {source}"),
+            MlflowError::NoExperimentId { uri, experiment } => {
+                write!(f, "MLflow at {uri} returned no experiment id for `{experiment}`")
+            }
+            MlflowError::NoRunId => write!(f, "MLflow created a run without an id"),
+            MlflowError::Artifact { status } => write!(f, "artifact upload: HTTP {status}"),
+        }
+    }
+}
+
+impl std::error::Error for MlflowError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MlflowError::Client(e) | MlflowError::ArtifactSend(e) | MlflowError::Connect { source: e, .. } => Some(e),
+            MlflowError::NotJson { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// Where to log: the server and the MLflow experiment name.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,39 +127,39 @@ fn now_ms() -> i64 {
 
 impl Client {
     /// Finds or creates the MLflow experiment.
-    pub async fn connect(t: &Target) -> Result<Client, String> {
+    pub async fn connect(t: &Target) -> Result<Client, MlflowError> {
         if !t.uri.starts_with("http://") && !t.uri.starts_with("https://") {
-            return Err(format!("MLflow tracking URI `{}`: nixl logs over HTTP(S) only", t.uri));
+            return Err(MlflowError::Unsupported { uri: t.uri.clone() });
         }
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(MlflowError::Client)?;
         let mut c = Client { http, base: format!("{}/api/2.0/mlflow", t.uri), experiment_id: String::new() };
         let found = c.get("experiments/get-by-name", &[("experiment_name", t.experiment.as_str())]).await;
         c.experiment_id = match found {
             Ok(v) => v["experiment"]["experiment_id"].as_str().unwrap_or_default().to_string(),
-            Err(e) if e.contains("RESOURCE_DOES_NOT_EXIST") => {
+            Err(e) if e.is_missing() => {
                 let v = c.post("experiments/create", &json!({ "name": t.experiment })).await?;
                 v["experiment_id"].as_str().unwrap_or_default().to_string()
             }
             Err(e) => return Err(e),
         };
         if c.experiment_id.is_empty() {
-            return Err(format!("MLflow at {} returned no experiment id for `{}`", t.uri, t.experiment));
+            return Err(MlflowError::NoExperimentId { uri: t.uri.clone(), experiment: t.experiment.clone() });
         }
         Ok(c)
     }
 
-    async fn get(&self, path: &str, q: &[(&str, &str)]) -> Result<Json, String> {
+    async fn get(&self, path: &str, q: &[(&str, &str)]) -> Result<Json, MlflowError> {
         let r = self.http.get(format!("{}/{path}", self.base)).query(q).send().await;
         answer(path, r).await
     }
 
-    async fn post(&self, path: &str, body: &Json) -> Result<Json, String> {
+    async fn post(&self, path: &str, body: &Json) -> Result<Json, MlflowError> {
         let r = self.http.post(format!("{}/{path}", self.base)).json(body).send().await;
         answer(path, r).await
     }
 
     /// The run of a pattern with this hash, if any: (run id, finished).
-    pub async fn find(&self, id: &str, hash: &str) -> Result<Option<(String, bool)>, String> {
+    pub async fn find(&self, id: &str, hash: &str) -> Result<Option<(String, bool)>, MlflowError> {
         let filter = format!("tags.{TAG_PATTERN} = '{}' and tags.{TAG_HASH} = '{}'", quote(id), quote(hash));
         let v = self
             .post("runs/search", &json!({ "experiment_ids": [self.experiment_id], "filter": filter, "max_results": 10 }))
@@ -107,7 +170,7 @@ impl Client {
     }
 
     /// Logs one result as a run, unless its run is already complete.
-    pub async fn log(&self, rec: &ResultRecord) -> Result<Logged, String> {
+    pub async fn log(&self, rec: &ResultRecord) -> Result<Logged, MlflowError> {
         let run_id = match self.find(&rec.id, &rec.hash).await? {
             Some((run, true)) => return Ok(Logged::Existing(run)),
             // A run left unfinished by an interrupted log is completed, not duplicated.
@@ -124,7 +187,7 @@ impl Client {
                         }),
                     )
                     .await?;
-                v["run"]["info"]["run_id"].as_str().ok_or("MLflow created a run without an id")?.to_string()
+                v["run"]["info"]["run_id"].as_str().ok_or(MlflowError::NoRunId)?.to_string()
             }
         };
         let (params, tags, metrics) = describe(rec);
@@ -151,26 +214,35 @@ impl Client {
     }
 
     /// Uploads a file through the server's artifact proxy (`mlflow server --serve-artifacts`, the default).
-    async fn artifact(&self, run_id: &str, name: &str, body: &[u8]) -> Result<(), String> {
+    async fn artifact(&self, run_id: &str, name: &str, body: &[u8]) -> Result<(), MlflowError> {
         let root = self.base.trim_end_matches("/api/2.0/mlflow");
         let url = format!("{root}/api/2.0/mlflow-artifacts/artifacts/{}/{run_id}/artifacts/{name}", self.experiment_id);
-        let r = self.http.put(url).body(body.to_vec()).send().await.map_err(|e| e.to_string())?;
+        let r = self.http.put(url).body(body.to_vec()).send().await.map_err(MlflowError::ArtifactSend)?;
         if r.status().is_success() {
             Ok(())
         } else {
-            Err(format!("artifact upload: HTTP {}", r.status()))
+            Err(MlflowError::Artifact { status: r.status() })
         }
     }
 }
 
-async fn answer(path: &str, r: Result<reqwest::Response, reqwest::Error>) -> Result<Json, String> {
-    let r = r.map_err(|e| format!("MLflow {path}: {e}"))?;
+async fn answer(path: &str, r: Result<reqwest::Response, reqwest::Error>) -> Result<Json, MlflowError> {
+    let connect = |source| MlflowError::Connect { path: path.to_string(), source };
+    let r = r.map_err(connect)?;
     let status = r.status();
-    let text = r.text().await.map_err(|e| format!("MLflow {path}: {e}"))?;
+    let text = r.text().await.map_err(connect)?;
+    decode(path, status, &text)
+}
+
+/// The JSON of an answer, or the error it reports with MLflow's `error_code` kept.
+fn decode(path: &str, status: reqwest::StatusCode, text: &str) -> Result<Json, MlflowError> {
     if !status.is_success() {
-        return Err(format!("MLflow {path}: HTTP {status}: {}", text.chars().take(300).collect::<String>()));
+        let error_code =
+            serde_json::from_str::<Json>(text).ok().and_then(|v| v.get("error_code").and_then(Json::as_str).map(String::from));
+        let body = text.chars().take(BODY_CHARS).collect();
+        return Err(MlflowError::Http { path: path.to_string(), status, error_code, body });
     }
-    serde_json::from_str(&text).map_err(|e| format!("MLflow {path}: not JSON: {e}"))
+    serde_json::from_str(text).map_err(|source| MlflowError::NotJson { path: path.to_string(), source })
 }
 
 /// MLflow's filter strings quote with single quotes.
@@ -243,15 +315,15 @@ pub fn describe(rec: &ResultRecord) -> (Pairs, Pairs, Vec<(String, f64)>) {
     (params, tags, metrics)
 }
 
-/// Logs many results with one connection: (created, already there, failures).
-pub async fn push(t: &Target, recs: &[ResultRecord]) -> Result<(usize, usize, Vec<String>), String> {
+/// Logs many results with one connection: (created, already there, failures as (result id, error)).
+pub async fn push(t: &Target, recs: &[ResultRecord]) -> Result<(usize, usize, Vec<(String, MlflowError)>), MlflowError> {
     let c = Client::connect(t).await?;
     let (mut created, mut existing, mut failed) = (0, 0, vec![]);
     for r in recs {
         match c.log(r).await {
             Ok(Logged::Created(_)) => created += 1,
             Ok(Logged::Existing(_)) => existing += 1,
-            Err(e) => failed.push(format!("{}: {e}", r.id)),
+            Err(e) => failed.push((r.id.clone(), e)),
         }
     }
     Ok((created, existing, failed))
@@ -287,6 +359,44 @@ mod tests {
         assert!(tags.contains(&("tool_layer".to_string(), "L0".to_string())));
         let (_, _, m) = describe(&rec("ucx_perftest", "1MiB"));
         assert!(m.contains(&("latency_us".to_string(), 12.0)));
+    }
+
+    #[test]
+    fn an_unknown_experiment_keeps_mlflows_error_code() {
+        let body = r#"{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Could not find experiment with name 'e'"}"#;
+        let e = decode("experiments/get-by-name", reqwest::StatusCode::NOT_FOUND, body).unwrap_err();
+        match &e {
+            MlflowError::Http { path, status, error_code, body: b } => {
+                assert_eq!(path, "experiments/get-by-name");
+                assert_eq!(*status, reqwest::StatusCode::NOT_FOUND);
+                assert_eq!(error_code.as_deref(), Some(RESOURCE_DOES_NOT_EXIST));
+                assert_eq!(b, body);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.is_missing());
+        assert_eq!(e.to_string(), format!("MLflow experiments/get-by-name: HTTP 404 Not Found: {body}"));
+    }
+
+    #[test]
+    fn other_failures_are_not_a_missing_experiment() {
+        let html = "<html>".to_string() + &"x".repeat(400);
+        let e = decode("runs/search", reqwest::StatusCode::BAD_GATEWAY, &html).unwrap_err();
+        assert!(matches!(&e, MlflowError::Http { error_code: None, .. }), "{e:?}");
+        assert!(!e.is_missing());
+        assert_eq!(e.to_string(), format!("MLflow runs/search: HTTP 502 Bad Gateway: {}", &html[..300]));
+        let e = decode("runs/create", reqwest::StatusCode::OK, "oops").unwrap_err();
+        assert!(matches!(e, MlflowError::NotJson { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("MLflow runs/create: not JSON: "), "{e}");
+        assert_eq!(decode("runs/create", reqwest::StatusCode::OK, "{}").unwrap(), json!({}));
+    }
+
+    #[tokio::test]
+    async fn a_tracking_uri_that_is_not_http_is_refused_before_connecting() {
+        let t = Target { uri: "file:///tmp/mlruns".into(), experiment: "e".into() };
+        let Err(e) = Client::connect(&t).await else { panic!("connected to a file: URI") };
+        assert!(matches!(&e, MlflowError::Unsupported { uri } if uri == "file:///tmp/mlruns"), "{e:?}");
+        assert_eq!(e.to_string(), "MLflow tracking URI `file:///tmp/mlruns`: nixl logs over HTTP(S) only");
     }
 
     #[test]

@@ -8,9 +8,63 @@ use super::ResultRecord;
 use crate::check::model::RuleDecl;
 use crate::check::value::{binary_values, Eval, Value};
 use crate::design::Design;
+use crate::diagnostics::Diagnostic;
 use crate::syntax::ast::{Arg, BinOp, Expr, ExprKind, Unit};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why a condition or an action could not be evaluated. [`RuleError::is_undecided`]
+/// tells figures that do not exist yet from conditions that cannot work.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuleError {
+    /// A literal or operator the checker's evaluator rejected, with its diagnostic.
+    Expression(Box<Diagnostic>),
+    /// `and`/`or` on something that is not a boolean.
+    NeedBooleans,
+    /// A call of something other than a built-in function's name.
+    NotBuiltin,
+    /// A built-in called without an argument it needs: "`{function}` needs {needs}".
+    MissingArgument { function: &'static str, needs: &'static str },
+    /// `abs`, `min` or `max` without a number among its arguments.
+    NeedsNumbers { function: String },
+    /// No result with the metric matches the filters yet (undecided).
+    NoResultsYet { metric: String },
+    /// The analysis has not run yet (undecided).
+    NoAnalysisYet { analysis: String },
+    /// `bimodal(...)` of an analysis that is not a dip test.
+    NotDipTest { analysis: String },
+    /// `ratio` whose `b` side is zero or not a number.
+    RatioOfZero,
+    /// A function that conditions cannot call.
+    NotAllowed(String),
+}
+
+impl RuleError {
+    /// The figures a condition reads do not exist yet: it is undecided, neither true nor broken.
+    pub fn is_undecided(&self) -> bool {
+        matches!(self, RuleError::NoResultsYet { .. } | RuleError::NoAnalysisYet { .. })
+    }
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleError::Expression(d) => write!(f, "{}", d.message),
+            RuleError::NeedBooleans => write!(f, "`and`/`or` need booleans"),
+            RuleError::NotBuiltin => write!(f, "only built-in functions can be called"),
+            RuleError::MissingArgument { function, needs } => write!(f, "`{function}` needs {needs}"),
+            RuleError::NeedsNumbers { function } => write!(f, "`{function}` needs numbers"),
+            RuleError::NoResultsYet { metric } => write!(f, "no `{metric}` results yet"),
+            RuleError::NoAnalysisYet { analysis } => write!(f, "analysis `{analysis}` has no result yet"),
+            RuleError::NotDipTest { analysis } => write!(f, "analysis `{analysis}` is not a dip test"),
+            RuleError::RatioOfZero => write!(f, "ratio of a zero"),
+            RuleError::NotAllowed(name) => write!(f, "`{name}` cannot be used in a rule's condition"),
+        }
+    }
+}
+
+impl std::error::Error for RuleError {}
 
 /// A rule that fired: why, and the ad-hoc patterns it asks for.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -36,7 +90,14 @@ pub struct Ctx<'a> {
 pub fn evaluate(rules: &[RuleDecl], ctx: &Ctx) -> Vec<Fired> {
     let mut out = vec![];
     for (i, r) in rules.iter().enumerate() {
-        if let Ok(Value::Bool(true)) = ctx.eval(&r.cond) {
+        let holds = match ctx.eval(&r.cond) {
+            Ok(v) => matches!(v, Value::Bool(true)),
+            // Figures missing: undecided, asked again after the next result.
+            Err(e) if e.is_undecided() => false,
+            // A condition that cannot be evaluated never fires; `nixl check` reports what it can.
+            Err(_) => false,
+        };
+        if holds {
             let patterns = ctx.patterns(&r.action).unwrap_or_default();
             out.push(Fired {
                 rule: i,
@@ -55,38 +116,38 @@ fn latency(metric: &str) -> bool {
 }
 
 impl Ctx<'_> {
-    fn literal(&self, e: &Expr) -> Result<Value, String> {
+    fn literal(&self, e: &Expr) -> Result<Value, RuleError> {
         let scope: BTreeMap<String, Value> = BTreeMap::new();
-        Eval { scope: &scope, kv_bytes_per_token: None }.eval(e).map_err(|d| d.message)
+        Eval { scope: &scope, kv_bytes_per_token: None }.eval(e).map_err(RuleError::Expression)
     }
 
     /// A bare name is a metric or tool name; anything else is evaluated.
-    fn word(&self, e: &Expr) -> Result<String, String> {
+    fn word(&self, e: &Expr) -> Result<String, RuleError> {
         match &e.kind {
             ExprKind::Name(i) => Ok(i.name.clone()),
             _ => Ok(self.literal(e)?.interpolated()),
         }
     }
 
-    pub fn eval(&self, e: &Expr) -> Result<Value, String> {
+    pub fn eval(&self, e: &Expr) -> Result<Value, RuleError> {
         match &e.kind {
             ExprKind::Paren(x) => self.eval(x),
             ExprKind::Unary(_, _) | ExprKind::Ternary(..) => self.literal(e),
             ExprKind::Binary(op, a, b) => {
                 if matches!(op, BinOp::And | BinOp::Or) {
-                    let av = self.eval(a)?.as_bool().ok_or("`and`/`or` need booleans")?;
+                    let av = self.eval(a)?.as_bool().ok_or(RuleError::NeedBooleans)?;
                     if (*op == BinOp::And && !av) || (*op == BinOp::Or && av) {
                         return Ok(Value::Bool(av));
                     }
-                    return Ok(Value::Bool(self.eval(b)?.as_bool().ok_or("`and`/`or` need booleans")?));
+                    return Ok(Value::Bool(self.eval(b)?.as_bool().ok_or(RuleError::NeedBooleans)?));
                 }
                 let (av, bv) = (self.eval(a)?, self.eval(b)?);
-                binary_values(*op, &av, &bv, a.span, b.span).map_err(|d| d.message)
+                binary_values(*op, &av, &bv, a.span, b.span).map_err(RuleError::Expression)
             }
             ExprKind::Call(f, args) => {
                 let name = match &f.kind {
                     ExprKind::Name(i) => i.name.as_str(),
-                    _ => return Err("only built-in functions can be called".into()),
+                    _ => return Err(RuleError::NotBuiltin),
                 };
                 self.call(name, args)
             }
@@ -94,9 +155,9 @@ impl Ctx<'_> {
         }
     }
 
-    fn call(&self, name: &str, args: &[Arg]) -> Result<Value, String> {
+    fn call(&self, name: &str, args: &[Arg]) -> Result<Value, RuleError> {
         let positional: Vec<&Expr> = args.iter().filter(|a| a.name.is_none()).map(|a| &a.value).collect();
-        let named = || -> Result<Vec<(String, Value)>, String> {
+        let named = || -> Result<Vec<(String, Value)>, RuleError> {
             args.iter()
                 .filter_map(|a| a.name.as_ref().map(|n| (n.name.clone(), &a.value)))
                 .map(|(n, v)| Ok((n, self.literal(v)?)))
@@ -112,7 +173,7 @@ impl Ctx<'_> {
                         _ => None,
                     })
                     .collect();
-                let (first, unit) = *nums.first().ok_or_else(|| format!("`{name}` needs numbers"))?;
+                let (first, unit) = *nums.first().ok_or_else(|| RuleError::NeedsNumbers { function: name.to_string() })?;
                 let v = match name {
                     "abs" => first.abs(),
                     "min" => nums.iter().map(|x| x.0).fold(f64::INFINITY, f64::min),
@@ -121,40 +182,47 @@ impl Ctx<'_> {
                 Ok(Value::Num(v, unit))
             }
             "mean" | "expected" => {
-                let metric = self.word(positional.first().ok_or("`mean` needs a metric")?)?;
+                let metric =
+                    self.word(positional.first().ok_or(RuleError::MissingArgument { function: "mean", needs: "a metric" })?)?;
                 let source = if name == "mean" { self.results } else { self.parent };
                 self.mean(source, &metric, &named()?)
             }
             "ratio" => {
-                let metric = self.word(positional.first().ok_or("`ratio` needs a metric")?)?;
+                let metric =
+                    self.word(positional.first().ok_or(RuleError::MissingArgument { function: "ratio", needs: "a metric" })?)?;
                 let filters = named()?;
-                let side = |which: &str| -> Result<Value, String> {
+                let side = |which: &str| -> Result<Value, RuleError> {
                     let mut f: Vec<(String, Value)> = filters.iter().filter(|(k, _)| k != "a" && k != "b").cloned().collect();
-                    let layer = filters.iter().find(|(k, _)| k == which).ok_or("`ratio` needs a = LAYER and b = LAYER")?;
+                    let layer = filters
+                        .iter()
+                        .find(|(k, _)| k == which)
+                        .ok_or(RuleError::MissingArgument { function: "ratio", needs: "a = LAYER and b = LAYER" })?;
                     f.push(("layer".into(), layer.1.clone()));
                     self.mean(self.results, &metric, &f)
                 };
                 match (side("a")?.as_f64(), side("b")?.as_f64()) {
                     (Some(a), Some(b)) if b != 0.0 => Ok(Value::num(a / b)),
-                    _ => Err("ratio of a zero".into()),
+                    _ => Err(RuleError::RatioOfZero),
                 }
             }
             "bimodal" => {
-                let analysis = self.word(positional.first().ok_or("`bimodal` needs an analysis name")?)?;
+                let analysis = self.word(
+                    positional.first().ok_or(RuleError::MissingArgument { function: "bimodal", needs: "an analysis name" })?,
+                )?;
                 let rec = self
                     .results
                     .iter()
                     .find(|r| r.kind == "analysis" && (r.id == analysis || r.id.ends_with(&format!("-{analysis}"))))
-                    .ok_or_else(|| format!("analysis `{analysis}` has no result yet"))?;
-                let b = rec.metrics.get("bimodal").ok_or_else(|| format!("analysis `{analysis}` is not a dip test"))?;
+                    .ok_or_else(|| RuleError::NoAnalysisYet { analysis: analysis.clone() })?;
+                let b = rec.metrics.get("bimodal").ok_or_else(|| RuleError::NotDipTest { analysis: analysis.clone() })?;
                 Ok(Value::Bool(*b >= 1.0))
             }
-            other => Err(format!("`{other}` cannot be used in a rule's condition")),
+            other => Err(RuleError::NotAllowed(other.to_string())),
         }
     }
 
     /// Mean of a metric over results matching `layer = L` and factor filters.
-    fn mean(&self, source: &[ResultRecord], metric: &str, filters: &[(String, Value)]) -> Result<Value, String> {
+    fn mean(&self, source: &[ResultRecord], metric: &str, filters: &[(String, Value)]) -> Result<Value, RuleError> {
         let key = metric_key(metric);
         let want = |r: &ResultRecord| {
             filters.iter().all(|(k, v)| {
@@ -167,7 +235,7 @@ impl Ctx<'_> {
         };
         let vals: Vec<f64> = source.iter().filter(|r| want(r)).filter_map(|r| r.metrics.get(&key).copied()).collect();
         if vals.is_empty() {
-            return Err(format!("no `{key}` results yet"));
+            return Err(RuleError::NoResultsYet { metric: key });
         }
         let m = super::stats::mean(&vals);
         // Latencies are stored in ms; as durations they compare with `15ms` literals.
@@ -175,15 +243,21 @@ impl Ctx<'_> {
     }
 
     /// The ad-hoc patterns an action names: `adhoc(tool, param = value...)` or a list of ids.
-    pub fn patterns(&self, action: &Expr) -> Result<Vec<String>, String> {
+    pub fn patterns(&self, action: &Expr) -> Result<Vec<String>, RuleError> {
         match &action.kind {
             ExprKind::Call(f, args) if matches!(&f.kind, ExprKind::Name(i) if i.name == "adhoc") => {
-                let tool = self.word(&args.iter().find(|a| a.name.is_none()).ok_or("`adhoc` needs a tool")?.value)?;
+                let tool = self.word(
+                    &args
+                        .iter()
+                        .find(|a| a.name.is_none())
+                        .ok_or(RuleError::MissingArgument { function: "adhoc", needs: "a tool" })?
+                        .value,
+                )?;
                 let filters: Vec<(String, String)> = args
                     .iter()
                     .filter_map(|a| a.name.as_ref().map(|n| (n.name.clone(), &a.value)))
                     .map(|(n, v)| Ok((n, self.word(v)?)))
-                    .collect::<Result<_, String>>()?;
+                    .collect::<Result<_, RuleError>>()?;
                 Ok(self
                     .design
                     .patterns
@@ -195,6 +269,54 @@ impl Ctx<'_> {
             }
             ExprKind::List(items) => items.iter().map(|x| self.word(x)).collect(),
             _ => Ok(vec![self.word(action)?]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase2() -> (crate::pipeline::Loaded, Vec<RuleDecl>) {
+        let loaded = crate::pipeline::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/phase2.nixl"));
+        let rules = crate::design::merge::merged(&loaded.check.model, "phase2", &mut vec![]).unwrap().rules;
+        (loaded, rules)
+    }
+
+    #[test]
+    fn a_metric_without_results_is_undecided_and_the_rule_does_not_fire() {
+        let (loaded, rules) = phase2();
+        let design = loaded.design(Some("phase2")).unwrap();
+        let ctx = Ctx { design, results: &[], parent: &[] };
+        let e = ctx.eval(&rules[0].cond).unwrap_err();
+        assert_eq!(e, RuleError::NoResultsYet { metric: "ttft_mean".into() });
+        assert!(e.is_undecided());
+        assert_eq!(e.to_string(), "no `ttft_mean` results yet");
+        let e = ctx.eval(&rules[2].cond).unwrap_err();
+        assert_eq!(e, RuleError::NoAnalysisYet { analysis: "bimodality-detection".into() });
+        assert!(e.is_undecided());
+        assert!(evaluate(&rules, &ctx).is_empty());
+    }
+
+    #[test]
+    fn every_rule_error_says_what_it_said_as_a_string() {
+        let cases = [
+            (RuleError::NeedBooleans, "`and`/`or` need booleans"),
+            (RuleError::NotBuiltin, "only built-in functions can be called"),
+            (RuleError::MissingArgument { function: "mean", needs: "a metric" }, "`mean` needs a metric"),
+            (
+                RuleError::MissingArgument { function: "ratio", needs: "a = LAYER and b = LAYER" },
+                "`ratio` needs a = LAYER and b = LAYER",
+            ),
+            (RuleError::MissingArgument { function: "adhoc", needs: "a tool" }, "`adhoc` needs a tool"),
+            (RuleError::NeedsNumbers { function: "max".into() }, "`max` needs numbers"),
+            (RuleError::NotDipTest { analysis: "a".into() }, "analysis `a` is not a dip test"),
+            (RuleError::RatioOfZero, "ratio of a zero"),
+            (RuleError::NotAllowed("median".into()), "`median` cannot be used in a rule's condition"),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+            assert!(!e.is_undecided(), "{e:?}");
         }
     }
 }
