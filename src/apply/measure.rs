@@ -8,7 +8,7 @@ use crate::check::value::{Eval, Value};
 use crate::design::Pattern;
 use crate::plan::{Action, Kind};
 use crate::provider::Provider;
-use crate::results::ResultRecord;
+use crate::results::{ResultKind, ResultRecord};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -113,15 +113,15 @@ impl<P: Provider> Exec<'_, P> {
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.display().trim_matches('"').to_string())))
             .collect();
         let kind = match a.kind {
-            Kind::Analysis => "analysis",
-            Kind::Step => "step",
-            _ => "pattern",
+            Kind::Analysis => ResultKind::Analysis,
+            Kind::Step => ResultKind::Step,
+            _ => ResultKind::Pattern,
         };
         let rec = ResultRecord {
             id: a.id.to_string(),
             hash: a.hash.clone(),
             layer: a.layer.clone().unwrap_or_default(),
-            kind: kind.to_string(),
+            kind,
             finished_at: crate::state::lock::now_rfc3339(),
             seconds: started.elapsed().as_secs_f64(),
             settings,

@@ -3,6 +3,7 @@
 
 use super::script;
 use super::{ActionError, Exec};
+use crate::check::model::Mode;
 use crate::check::value::Value;
 use crate::plan::Action;
 use crate::provider::{CommandOutput, NodeInfo, Provider};
@@ -36,7 +37,8 @@ impl<P: Provider> Exec<'_, P> {
             let e = t.get(k).ok_or(ActionError::MissingCommand { definition: "server", command: k })?;
             Ok(script::template(e, &scope, kv)?)
         };
-        let disaggregated = settings.get("mode").and_then(Value::as_str) == Some("disaggregated");
+        let mode = settings.get("mode").and_then(Value::as_str).and_then(Mode::from_symbol);
+        let disaggregated = mode == Some(Mode::Disaggregated);
         let n1 = self.nth_node(0)?;
         let short = Duration::from_secs(120);
         if disaggregated {

@@ -111,7 +111,8 @@ pub fn build(g: &Globals, files: &[(FileId, ast::File)], model: &mut Model, diag
                     layers: cx.num(b, "layers").unwrap_or(0.0) as u32,
                     kv_heads: cx.num(b, "kv_heads").unwrap_or(0.0) as u32,
                     head_dim: cx.num(b, "head_dim").unwrap_or(0.0) as u32,
-                    dtype: cx.str(b, "dtype").unwrap_or_else(|| "bf16".into()),
+                    // The schema admits only the symbols of `Dtype`; the default is bf16.
+                    dtype: cx.str(b, "dtype").and_then(|s| Dtype::from_symbol(&s)).unwrap_or(Dtype::Bf16),
                     max_position_embeddings: cx.num(b, "max_position_embeddings").unwrap_or(0.0) as u32,
                     name: name.clone(),
                     span,
@@ -201,7 +202,8 @@ fn build_tool(cx: &mut Ctx, b: &Block, name: String, span: Span) -> Tool {
         }
     }
     Tool {
-        kind: cx.str(b, "kind").unwrap_or_default(),
+        // Required by the schema; a missing or unknown kind is reported there.
+        kind: cx.str(b, "kind").and_then(|s| ToolKind::from_symbol(&s)).unwrap_or(ToolKind::LowLevel),
         nodes,
         slug: cx.expr(b, "slug").unwrap_or(ast::Expr { kind: ast::ExprKind::Str(vec![]), span }),
         duration: cx.num(b, "duration").unwrap_or(0.0),
@@ -436,7 +438,7 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
     Stack {
         region,
         zones,
-        placement: cx.str(b, "placement").unwrap_or_else(|| "cluster".into()),
+        placement: cx.str(b, "placement").and_then(|s| Placement::from_symbol(&s)).unwrap_or(Placement::Cluster),
         volume,
         efa,
         ami: cx.str(b, "ami"),

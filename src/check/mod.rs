@@ -6,6 +6,7 @@ pub mod build;
 pub mod imports;
 pub mod model;
 pub mod schema;
+pub mod symbols;
 pub mod value;
 
 use crate::diagnostics::{did_you_mean, Code, Diagnostic, SourceMap, Span};

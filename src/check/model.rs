@@ -2,6 +2,7 @@
 //! Values are evaluated; expressions that depend on a pattern's factor levels
 //! stay as expressions (with spans) for the design engine to evaluate.
 
+pub use super::symbols::{Dtype, Mode, Placement, ToolKind};
 use super::value::Value;
 use crate::diagnostics::Span;
 use crate::syntax::ast::Expr;
@@ -45,18 +46,14 @@ pub struct LlmModel {
     pub layers: u32,
     pub kv_heads: u32,
     pub head_dim: u32,
-    pub dtype: String,
+    pub dtype: Dtype,
     pub max_position_embeddings: u32,
     pub span: Span,
 }
 
 impl LlmModel {
     pub fn dtype_bytes(&self) -> u32 {
-        match self.dtype.as_str() {
-            "fp32" => 4,
-            "fp8" => 1,
-            _ => 2,
-        }
+        self.dtype.bytes()
     }
     /// 2 (K and V) x layers x kv_heads x head_dim x dtype bytes.
     pub fn kv_bytes_per_token(&self) -> u64 {
@@ -67,7 +64,7 @@ impl LlmModel {
 #[derive(Clone, Debug, Serialize)]
 pub struct Tool {
     pub name: String,
-    pub kind: String,
+    pub kind: ToolKind,
     pub nodes: u32,
     pub slug: Expr,
     pub duration: f64,
@@ -118,7 +115,7 @@ pub struct Stack {
     pub zones: Vec<String>,
     /// Candidate instance types, tried in order.
     pub instance_types: Vec<String>,
-    pub placement: String,
+    pub placement: Placement,
     pub volume: f64,
     pub efa: bool,
     pub ami: Option<String>,

@@ -55,11 +55,11 @@ pub struct BlockSchema {
     pub doc: &'static str,
 }
 
-pub const MODES: &[&str] = &["unified", "disaggregated"];
+pub const MODES: &[&str] = super::symbols::Mode::NAMES;
 pub const TRANSPORTS: &[&str] = &["efa", "srd", "tcp"];
-pub const DTYPES: &[&str] = &["bf16", "fp16", "fp32", "fp8"];
-pub const PLACEMENTS: &[&str] = &["cluster", "spread", "partition"];
-pub const TOOL_KINDS: &[&str] = &["baseline", "lowlevel"];
+pub const DTYPES: &[&str] = super::symbols::Dtype::NAMES;
+pub const PLACEMENTS: &[&str] = super::symbols::Placement::NAMES;
+pub const TOOL_KINDS: &[&str] = super::symbols::ToolKind::NAMES;
 pub const BUFFER_DEVICES: &[&str] = &["cuda", "cpu"];
 pub const BACKENDS: &[&str] = &["libfabric", "ucx"];
 

@@ -48,7 +48,7 @@ pub(super) fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec
             continue;
         };
         // A layer of baseline tools is a baseline layer; any low-level tool makes it low level.
-        if tool.kind != "baseline" {
+        if tool.kind != crate::check::model::ToolKind::Baseline {
             saw_lowlevel = true;
         }
         // Overrides must be params; lists expand into one run per value.

@@ -86,7 +86,7 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
             // the proxy hop plus the KV transfer.
             let pairs = matched(
                 inputs.iter().flat_map(|l| of(results, l)),
-                &|r| r.settings.get("mode").and_then(|m| m.as_str()) == Some("unified"),
+                &|r| r.settings.get("mode").and_then(|m| m.as_str()) == Some(crate::check::model::Mode::Unified.as_str()),
                 results,
                 "ttft_mean",
                 "ttft_mean",
@@ -292,7 +292,7 @@ mod tests {
             id: id.into(),
             hash: "h".into(),
             layer: layer.into(),
-            kind: "pattern".into(),
+            kind: crate::results::ResultKind::Pattern,
             finished_at: String::new(),
             seconds: 1.0,
             settings: BTreeMap::new(),

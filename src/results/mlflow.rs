@@ -278,7 +278,7 @@ pub fn describe(rec: &ResultRecord) -> (Pairs, Pairs, Vec<(String, f64)>) {
     let tool = setting("tool");
     let mut tags: Pairs = vec![
         ("layer".into(), rec.layer.clone()),
-        ("kind".into(), rec.kind.clone()),
+        ("kind".into(), rec.kind.as_str().to_string()),
         (TAG_PATTERN.into(), rec.id.clone()),
         (TAG_HASH.into(), rec.hash.clone()),
     ];
@@ -341,7 +341,7 @@ mod tests {
             id: "p-ll".into(),
             hash: "h".into(),
             layer: "L5".into(),
-            kind: "step".into(),
+            kind: crate::results::ResultKind::Step,
             finished_at: String::new(),
             seconds: 1.0,
             settings,

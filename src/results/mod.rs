@@ -17,7 +17,7 @@ pub struct ResultRecord {
     pub id: String,
     pub hash: String,
     pub layer: String,
-    pub kind: String,
+    pub kind: ResultKind,
     pub finished_at: String,
     pub seconds: f64,
     /// Factor levels and settings that identify the pattern (prompt, concurrency, mode...).
@@ -29,6 +29,25 @@ pub struct ResultRecord {
     pub samples: BTreeMap<String, Vec<f64>>,
     /// File name of the raw output beside the record.
     pub raw: String,
+}
+
+/// What produced a result: an E2E pattern, a tool step, or an analysis of other results.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultKind {
+    Pattern,
+    Step,
+    Analysis,
+}
+
+impl ResultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultKind::Pattern => "pattern",
+            ResultKind::Step => "step",
+            ResultKind::Analysis => "analysis",
+        }
+    }
 }
 
 pub struct Store {

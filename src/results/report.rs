@@ -4,7 +4,7 @@
 
 use super::rules::Fired;
 use super::svg::{esc, histogram, line_chart, Series};
-use super::{analysis, stats, ResultRecord};
+use super::{analysis, stats, ResultKind, ResultRecord};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -45,7 +45,10 @@ fn transport_ratio(recs: &[ResultRecord]) -> (String, Vec<Series>) {
     let efa: Vec<&ResultRecord> = recs.iter().filter(|r| is(r, &["efa", "srd"])).collect();
     let tcp: Vec<&ResultRecord> = recs.iter().filter(|r| is(r, &["tcp"])).collect();
     let (base, label): (Vec<&ResultRecord>, &str) = if tcp.is_empty() {
-        (recs.iter().filter(|r| setting(r, "mode") == Some("unified")).collect(), "EFA / unified TTFT (no TCP results)")
+        (
+            recs.iter().filter(|r| setting(r, "mode") == Some(crate::check::model::Mode::Unified.as_str())).collect(),
+            "EFA / unified TTFT (no TCP results)",
+        )
     } else {
         (tcp, "EFA / TCP TTFT")
     };
@@ -156,7 +159,7 @@ pub fn html(experiment: &str, recs: &[ResultRecord], fired: &[Fired]) -> String 
     s.push_str("</div>");
     pattern_table(&mut s, recs);
     s.push_str("<h2>Analyses</h2><table><tr><th>analysis</th><th class=\"l\">verdict</th></tr>");
-    for r in recs.iter().filter(|r| r.kind == "analysis") {
+    for r in recs.iter().filter(|r| r.kind == ResultKind::Analysis) {
         let _ = write!(s, "<tr><td>{}</td><td class=\"l\">{}</td></tr>", esc(&r.id), esc(&verdict(r)));
     }
     s.push_str("</table><h2>Rules that fired</h2>");
@@ -179,7 +182,7 @@ fn pattern_table(s: &mut String, recs: &[ResultRecord]) {
         let _ = write!(s, "<th>{c}</th>");
     }
     s.push_str("<th class=\"l\">other figures</th></tr>");
-    for r in recs.iter().filter(|r| r.kind != "analysis") {
+    for r in recs.iter().filter(|r| r.kind != ResultKind::Analysis) {
         let _ = write!(s, "<tr><td>{}</td><td class=\"l\">{}</td>", esc(&r.id), esc(&r.layer));
         for k in ["prompt", "concurrency", "mode", "transport"] {
             let _ = write!(s, "<td>{}</td>", esc(setting(r, k).unwrap_or("")));

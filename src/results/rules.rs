@@ -212,7 +212,9 @@ impl Ctx<'_> {
                 let rec = self
                     .results
                     .iter()
-                    .find(|r| r.kind == "analysis" && (r.id == analysis || r.id.ends_with(&format!("-{analysis}"))))
+                    .find(|r| {
+                        r.kind == super::ResultKind::Analysis && (r.id == analysis || r.id.ends_with(&format!("-{analysis}")))
+                    })
                     .ok_or_else(|| RuleError::NoAnalysisYet { analysis: analysis.clone() })?;
                 let b = rec.metrics.get("bimodal").ok_or_else(|| RuleError::NotDipTest { analysis: analysis.clone() })?;
                 Ok(Value::Bool(*b >= 1.0))

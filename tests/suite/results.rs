@@ -340,7 +340,7 @@ fn record(id: &str, layer: &str, settings: &[(&str, &str)], metrics: &[(&str, f6
         id: id.into(),
         hash: "h".into(),
         layer: layer.into(),
-        kind: if layer == "L4-Analysis" { "analysis".into() } else { "pattern".into() },
+        kind: if layer == "L4-Analysis" { nixl::results::ResultKind::Analysis } else { nixl::results::ResultKind::Pattern },
         finished_at: String::new(),
         seconds: 1.0,
         settings: settings.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect(),
