@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
                 let (c, diags) = nixl::design::campaign::resolve(&out.model, "big");
                 assert!(diags.iter().all(|d| !d.is_error()));
                 let c = c.unwrap();
-                std::hint::black_box(nixl::design::report::pattern_table(&c.design).len());
+                std::hint::black_box(nixl::design::tables::pattern_table(&c.design).len());
             })
         });
     }

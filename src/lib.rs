@@ -16,7 +16,6 @@ pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod provider;
-pub mod render;
 pub mod results;
 pub mod state;
 pub mod syntax;

@@ -6,11 +6,11 @@ use super::args::{self, CampaignArgs};
 use super::output;
 use super::plan::{self, Selection};
 use nixl::design::Campaign;
+use nixl::diagnostics::render::Format;
 use nixl::plan::Plan;
 use nixl::progress::{Sink, Terminal};
 use nixl::provider::aws::{AwsOptions, AwsProvider};
 use nixl::provider::local::LocalProvider;
-use nixl::render::Format;
 use nixl::state::lock::{Lock, LockError};
 use nixl::state::State;
 use std::io::{BufRead, IsTerminal};
@@ -108,7 +108,7 @@ fn plan_to_apply(a: &Args) -> Result<(nixl::pipeline::Loaded, Plan, PathBuf, boo
         return Ok((loaded, plan, file, true));
     }
     let p = plan::make(&a.campaign, &a.select, a.format)?;
-    output::out(&nixl::plan::render::text(&p.plan, None, output::color_stdout()));
+    output::out(&nixl::plan::view::text(&p.plan, None, output::color_stdout()));
     Ok((p.loaded, p.plan, p.file, false))
 }
 

@@ -4,8 +4,8 @@
 
 use super::output;
 use nixl::design::Campaign;
+use nixl::diagnostics::render::Format;
 use nixl::pipeline::Loaded;
-use nixl::render::Format;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

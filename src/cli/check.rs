@@ -2,7 +2,7 @@
 //! every file, from the same pipeline the planner and the editor use.
 
 use super::{args, output};
-use nixl::render::{self, Format};
+use nixl::diagnostics::render::{self, Format};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

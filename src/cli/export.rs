@@ -2,7 +2,7 @@
 
 use super::args::{self, FileArgs};
 use super::output;
-use nixl::render::Format;
+use nixl::diagnostics::render::Format;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]

@@ -1,7 +1,7 @@
 //! `nixl fmt`: the canonical layout, comments kept; a file that does not parse is never rewritten.
 
 use super::{args, output};
-use nixl::render::Format;
+use nixl::diagnostics::render::Format;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

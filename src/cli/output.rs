@@ -2,8 +2,8 @@
 //! through here, so a reader that closes early (`nixl plan --json | head -c1`)
 //! ends the command quietly with exit 0 instead of a panic, as Unix tools do.
 
+use nixl::diagnostics::render::{self, Format};
 use nixl::diagnostics::{Diagnostic, SourceMap};
-use nixl::render::{self, Format};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 

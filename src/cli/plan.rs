@@ -2,9 +2,9 @@
 
 use super::args::{self, CampaignArgs};
 use super::output;
+use nixl::diagnostics::render::Format;
 use nixl::pipeline::Loaded;
-use nixl::plan::{render, Plan};
-use nixl::render::Format;
+use nixl::plan::{view, Plan};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -72,7 +72,7 @@ pub fn make(c: &CampaignArgs, select: &Selection, format: Format) -> Result<Plan
 pub fn reduction(p: &Planned) -> Option<String> {
     let campaign = p.loaded.campaign(Some(&p.plan.experiment)).ok()?;
     let parent = p.loaded.parent(campaign)?;
-    Some(nixl::design::report::render_reduction(&nixl::design::report::reduction(&parent.design, &campaign.design)))
+    Some(nixl::design::tables::render_reduction(&nixl::design::tables::reduction(&parent.design, &campaign.design)))
 }
 
 pub fn run(a: &Args) -> ExitCode {
@@ -81,9 +81,9 @@ pub fn run(a: &Args) -> ExitCode {
         Err(code) => return code,
     };
     if a.json {
-        output::out(&render::json(&p.plan));
+        output::out(&view::json(&p.plan));
     } else {
-        output::out(&render::text(&p.plan, reduction(&p).as_deref(), output::color_stdout()));
+        output::out(&view::text(&p.plan, reduction(&p).as_deref(), output::color_stdout()));
     }
     if let Some(out) = &a.out {
         if let Err(code) = save(&p.plan, out, !a.json) {
@@ -98,7 +98,7 @@ pub fn run(a: &Args) -> ExitCode {
 }
 
 fn save(plan: &Plan, out: &Path, say: bool) -> Result<(), ExitCode> {
-    nixl::state::write_atomic(out, render::json(plan).as_bytes())
+    nixl::state::write_atomic(out, view::json(plan).as_bytes())
         .map_err(|e| output::fail(&format!("cannot write the plan to `{}`: {e}", out.display())))?;
     if say {
         let out = out.display();
@@ -110,7 +110,7 @@ fn save(plan: &Plan, out: &Path, say: bool) -> Result<(), ExitCode> {
 pub fn graph(a: &GraphArgs) -> ExitCode {
     match make(&a.campaign, &Selection::default(), Format::Auto) {
         Ok(p) => {
-            output::out(&render::dot(&p.plan));
+            output::out(&view::dot(&p.plan));
             ExitCode::SUCCESS
         }
         Err(code) => code,

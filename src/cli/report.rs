@@ -2,7 +2,7 @@
 
 use super::args::{self, FileArgs};
 use super::output;
-use nixl::render::Format;
+use nixl::diagnostics::render::Format;
 use nixl::results::{report, rules::Fired, Store};
 use std::path::PathBuf;
 use std::process::ExitCode;

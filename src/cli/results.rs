@@ -4,7 +4,7 @@
 use super::args::{self, CampaignArgs};
 use super::output;
 use nixl::design::Campaign;
-use nixl::render::Format;
+use nixl::diagnostics::render::Format;
 use nixl::results::{mlflow, ResultRecord, Store};
 use std::path::Path;
 use std::process::ExitCode;

@@ -4,7 +4,7 @@
 use super::args;
 use super::output;
 use super::plan;
-use nixl::render::Format;
+use nixl::diagnostics::render::Format;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -51,7 +51,7 @@ pub fn run(a: &Args) -> ExitCode {
         output::out(&if a.json {
             serde_json::to_string_pretty(&design.patterns).expect("patterns serialise") + "\n"
         } else {
-            nixl::design::report::pattern_table(design)
+            nixl::design::tables::pattern_table(design)
         });
         return ExitCode::SUCCESS;
     };
@@ -69,7 +69,7 @@ pub fn run(a: &Args) -> ExitCode {
         let v = serde_json::json!({ "pattern": p, "launch": launch, "settings": settings });
         output::out(&(serde_json::to_string_pretty(&v).expect("pattern serialises") + "\n"));
     } else {
-        output::out(&nixl::design::report::show_pattern(&loaded.check.model, campaign, p));
+        output::out(&nixl::design::tables::show_pattern(&loaded.check.model, campaign, p));
     }
     ExitCode::SUCCESS
 }
@@ -84,9 +84,9 @@ fn saved_plan(path: &Path, json: bool) -> ExitCode {
         Err(e) => return output::fail(&format!("`{}` is not a saved nixl plan: {e}", path.display())),
     };
     if json {
-        output::out(&nixl::plan::render::json(&plan));
+        output::out(&nixl::plan::view::json(&plan));
     } else {
-        output::out(&nixl::plan::render::text(&plan, None, output::color_stdout()));
+        output::out(&nixl::plan::view::text(&plan, None, output::color_stdout()));
         if let Err(stale) = plan::load_saved(path, None) {
             output::err(&format!("note: {stale}\n"));
         }

@@ -6,8 +6,8 @@ use super::output;
 use super::plan::{self, Selection};
 use nixl::address::ActionId;
 use nixl::check::value::fmt_duration;
+use nixl::diagnostics::render::Format;
 use nixl::plan::{Change, Kind, Plan};
-use nixl::render::Format;
 use nixl::state::{State, Status};
 use std::process::ExitCode;
 

@@ -2,7 +2,7 @@
 
 use super::args::{self, CampaignArgs};
 use super::output;
-use nixl::render::Format;
+use nixl::diagnostics::render::Format;
 use nixl::state::lock::Lock;
 use std::process::ExitCode;
 

@@ -114,7 +114,7 @@ pub fn run(model: &Model, exp: &Experiment, diags: &mut Vec<Diagnostic>) -> Desi
     check_duplicate_ids(&mut cx, &patterns);
     // Notes on estimability only make sense for a design without errors.
     let clean = !cx.diags.iter().any(|d| d.is_error());
-    let notes: Vec<String> = (if clean { super::report::estimability_notes(exp, &layers, &patterns) } else { vec![] })
+    let notes: Vec<String> = (if clean { super::tables::estimability_notes(exp, &layers, &patterns) } else { vec![] })
         .into_iter()
         .map(|(li, note)| {
             cx.diags.push(

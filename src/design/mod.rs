@@ -7,12 +7,12 @@ pub mod doptimal;
 mod expand;
 mod memo;
 pub mod merge;
-pub mod report;
 mod resolve;
 pub mod schedule;
 mod scope;
 mod select;
 mod steps;
+pub mod tables;
 
 use crate::check::model::{Experiment, LlmModel};
 use crate::check::value::Value;

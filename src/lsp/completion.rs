@@ -373,7 +373,7 @@ fn strings(a: Option<&Analysis>, cx: &Context, out: &mut Vec<CompletionItem>) {
         Some("inputs") => layers(a, out),
         Some("schedule") => {
             for d in a.loaded.designs() {
-                d.patterns.iter().take(2000).for_each(|p| out.push(item(&p.id, K::VALUE, crate::design::report::describe(d, p))));
+                d.patterns.iter().take(2000).for_each(|p| out.push(item(&p.id, K::VALUE, crate::design::tables::describe(d, p))));
             }
         }
         Some("stack") => model.stacks.iter().for_each(|s| out.push(item(&s.name, K::VALUE, s.region.clone()))),

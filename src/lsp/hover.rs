@@ -7,7 +7,7 @@ use super::analysis::Analysis;
 use super::locate::{locate, At, Hit};
 use crate::check::schema;
 use crate::check::value::{self, human_bytes, Eval, Value, FUNCTIONS};
-use crate::design::{report, Design};
+use crate::design::{tables, Design};
 use crate::syntax::ast::{Block, Expr, StmtKind, Unit};
 use std::fmt::Write;
 
@@ -155,7 +155,7 @@ fn layer(d: &Design, name: &str) -> Option<String> {
 
 fn pattern(a: &Analysis, id: &str) -> Option<String> {
     let (c, p) = a.loaded.campaigns.iter().find_map(|c| c.design.pattern(id).map(|p| (c, p)))?;
-    Some(format!("```\n{}```", report::show_pattern(&a.loaded.check.model, c, p)))
+    Some(format!("```\n{}```", tables::show_pattern(&a.loaded.check.model, c, p)))
 }
 
 fn instance(a: &Analysis, name: &str) -> Option<String> {

@@ -104,7 +104,7 @@ fn pattern(resolver: &Resolver, design: &Design, i: usize, deps: Vec<usize>) -> 
     };
     let mut a = Action::new(ActionId::Pattern(p.id.clone()), kind, p.id.clone(), resolver.hash(p), p.duration, deps);
     a.layer = Some(design.layers[p.layer as usize].name.clone());
-    a.detail = crate::design::report::describe(design, p);
+    a.detail = crate::design::tables::describe(design, p);
     a
 }
 

@@ -4,8 +4,8 @@
 
 mod actions;
 mod diff;
-pub mod render;
 pub mod target;
+pub mod view;
 
 pub use crate::address::ActionId;
 use crate::check::model::Stack;

@@ -149,7 +149,7 @@ fn reduction_table_is_computed_from_the_declarations() {
     let loaded = load("phase2.nixl");
     let child = loaded.design(Some("phase2")).unwrap();
     let parent = loaded.design(Some("phase1")).unwrap();
-    let r = nixl::design::report::reduction(parent, child);
+    let r = nixl::design::tables::reduction(parent, child);
     let rows: Vec<(String, usize, usize)> = r.categories.iter().map(|c| (c.name.clone(), c.before, c.after)).collect();
     assert_eq!(
         rows,

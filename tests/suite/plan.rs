@@ -11,7 +11,7 @@ fn plan_with(example: &str, experiment: &str, state: &State) -> (Plan, Option<St
     let campaign = loaded.campaign(Some(experiment)).unwrap();
     let reduction = loaded
         .parent(campaign)
-        .map(|parent| nixl::design::report::render_reduction(&nixl::design::report::reduction(&parent.design, &campaign.design)));
+        .map(|parent| nixl::design::tables::render_reduction(&nixl::design::tables::reduction(&parent.design, &campaign.design)));
     (plan, reduction)
 }
 
@@ -54,12 +54,12 @@ fn one_changed(plan: &Plan, changed: &str) -> State {
 fn check_goldens(example: &str, experiment: &str, changed: &str) {
     let dir = root().join("tests/golden/plan");
     let (fresh, reduction) = plan_with(example, experiment, &State::new());
-    golden(&dir.join(format!("{experiment}.txt")), &nixl::plan::render::text(&fresh, reduction.as_deref(), false));
-    golden(&dir.join(format!("{experiment}.json")), &nixl::plan::render::json(&fresh));
+    golden(&dir.join(format!("{experiment}.txt")), &nixl::plan::view::text(&fresh, reduction.as_deref(), false));
+    golden(&dir.join(format!("{experiment}.json")), &nixl::plan::view::json(&fresh));
 
     let (half, _) = plan_with(example, experiment, &half_done(&fresh));
-    golden(&dir.join(format!("{experiment}-half-done.txt")), &nixl::plan::render::text(&half, None, false));
-    golden(&dir.join(format!("{experiment}-half-done.json")), &nixl::plan::render::json(&half));
+    golden(&dir.join(format!("{experiment}-half-done.txt")), &nixl::plan::view::text(&half, None, false));
+    golden(&dir.join(format!("{experiment}-half-done.json")), &nixl::plan::view::json(&half));
     let runs = |p: &Plan| {
         p.actions
             .iter()
@@ -70,8 +70,8 @@ fn check_goldens(example: &str, experiment: &str, changed: &str) {
     assert!(half.actions.iter().all(|a| a.kind != Kind::Stack || a.change == Change::NoOp));
 
     let (one, _) = plan_with(example, experiment, &one_changed(&fresh, changed));
-    golden(&dir.join(format!("{experiment}-one-changed.txt")), &nixl::plan::render::text(&one, None, false));
-    golden(&dir.join(format!("{experiment}-one-changed.json")), &nixl::plan::render::json(&one));
+    golden(&dir.join(format!("{experiment}-one-changed.txt")), &nixl::plan::view::text(&one, None, false));
+    golden(&dir.join(format!("{experiment}-one-changed.json")), &nixl::plan::view::json(&one));
     let pending: Vec<(String, Change)> = one
         .actions
         .iter()
@@ -103,7 +103,7 @@ fn nothing_to_do_when_everything_is_done() {
     let (done, _) = plan_with("phase2.nixl", "phase2", &s);
     assert!(!done.summary.has_changes(), "{:?}", done.summary);
     assert_eq!(done.summary.launches, 0);
-    assert!(nixl::plan::render::text(&done, None, false).contains("No changes."));
+    assert!(nixl::plan::view::text(&done, None, false).contains("No changes."));
 }
 
 #[test]

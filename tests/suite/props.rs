@@ -32,7 +32,12 @@ fn run_everything(text: &str) {
     for c in &loaded.campaigns {
         let _ = crate::support::plan_of(&loaded, Some(c.name()), &nixl::state::State::new());
     }
-    let _ = nixl::render::render(&loaded.check.diagnostics, &loaded.check.sources, nixl::render::Format::Plain, false);
+    let _ = nixl::diagnostics::render::render(
+        &loaded.check.diagnostics,
+        &loaded.check.sources,
+        nixl::diagnostics::render::Format::Plain,
+        false,
+    );
 }
 
 proptest! {

@@ -47,7 +47,8 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn diagnose(path: &str) -> String {
     let loaded = nixl::pipeline::load(Path::new(path));
     let diags = &loaded.check.diagnostics;
-    let mut out = nixl::render::render(diags, &loaded.check.sources, nixl::render::Format::Plain, false);
+    let mut out =
+        nixl::diagnostics::render::render(diags, &loaded.check.sources, nixl::diagnostics::render::Format::Plain, false);
     out.push_str(&format!("exit: {}\n", u8::from(loaded.check.has_errors())));
     out
 }

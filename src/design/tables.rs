@@ -1,5 +1,5 @@
-//! Text reports of a design: the pattern table, the reduction table against
-//! the experiment it extends, and notes on effects a design cannot estimate.
+//! The design as tables: the pattern table, the reduction table against the
+//! experiment it extends, one pattern resolved (`nixl show`), and notes on effects a design cannot estimate.
 
 use super::{Category, Design, LayerInfo, Pattern};
 use crate::check::model::Experiment;

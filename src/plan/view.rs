@@ -1,4 +1,4 @@
-//! Plan output: terraform-like text, stable JSON, and DOT with one cluster per restart group.
+//! The plan as users read it: terraform-like text, stable JSON, and DOT with one cluster per server launch.
 
 use super::{Change, Kind, Plan};
 use crate::check::value::fmt_duration;

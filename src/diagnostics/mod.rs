@@ -5,6 +5,8 @@
 //! (miette on the terminal, JSON for tools, LSP for editors) converts from
 //! this type; nothing else builds user-facing errors.
 
+pub mod render;
+
 use serde::Serialize;
 use std::fmt;
 
