@@ -126,13 +126,18 @@ impl Config {
         Ok(Config { file: w.file, provider, state_dir: w.state_dir, aws: w.aws, mlflow: w.mlflow, dir: dir.into() })
     }
 
-    /// The settings beside a .nixl file; an unreadable nixl.toml is reported and ignored.
-    pub fn beside(file: &Path) -> Config {
-        let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        Config::load(dir).unwrap_or_else(|e| {
-            eprintln!("warning: {e}; using defaults");
-            Config { dir: dir.into(), ..Config::default() }
-        })
+    /// The settings in the directory of a .nixl file.
+    pub fn beside(file: &Path) -> Result<Config, ConfigError> {
+        Config::load(Config::dir_of(file))
+    }
+
+    /// The defaults, for the directory of a .nixl file.
+    pub fn defaults_beside(file: &Path) -> Config {
+        Config { dir: Config::dir_of(file).into(), ..Config::default() }
+    }
+
+    fn dir_of(file: &Path) -> &Path {
+        file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
     }
 
     /// Exports the AWS profile and the MLflow URI unless the environment already has them.

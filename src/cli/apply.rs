@@ -27,10 +27,9 @@ pub enum ProviderKind {
     Local,
 }
 
+/// Where apply and destroy act, and whether they ask first.
 #[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub campaign: CampaignArgs,
+pub struct Acting {
     /// Where to run: aws (the stack's region) or local (this machine).
     /// Default: `provider` in nixl.toml beside the file, else aws.
     #[arg(long, value_enum)]
@@ -38,6 +37,14 @@ pub struct Args {
     /// Skip the confirmation prompt.
     #[arg(long)]
     pub auto_approve: bool,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub campaign: CampaignArgs,
+    #[command(flatten)]
+    pub acting: Acting,
     /// When no zone has capacity, start a new round over every zone after the
     /// stack's `retry_interval` (default 30s, jittered), until the nodes are up.
     #[arg(long)]
@@ -55,7 +62,7 @@ pub fn provider_kind(flag: Option<ProviderKind>, file: &Path) -> ProviderKind {
     if let Some(k) = flag {
         return k;
     }
-    match nixl::config::Config::beside(file).provider {
+    match args::config(file).provider {
         Some(nixl::config::ProviderKind::Local) => ProviderKind::Local,
         Some(nixl::config::ProviderKind::Aws) | None => ProviderKind::Aws,
     }
@@ -121,7 +128,7 @@ pub fn run(a: &Args) -> ExitCode {
         output::out("\nNothing to do.\n");
         return ExitCode::SUCCESS;
     }
-    if !saved && !confirm("\nDo you want to perform these actions?", a.auto_approve) {
+    if !saved && !confirm("\nDo you want to perform these actions?", a.acting.auto_approve) {
         output::out("Apply cancelled.\n");
         return ExitCode::from(1);
     }
@@ -139,7 +146,7 @@ pub fn run(a: &Args) -> ExitCode {
         Err(e) => return output::fail(&e.to_string()),
     };
     // Before the runtime starts threads: the SDK reads these from the environment.
-    nixl::config::Config::beside(&file).export_env();
+    args::config(&file).export_env();
     let interrupted = Arc::new(AtomicBool::new(false));
     let opts = nixl::apply::Options {
         state_path: state_path.clone(),
@@ -153,7 +160,7 @@ pub fn run(a: &Args) -> ExitCode {
         Err(code) => return code,
     };
     let sink: Arc<dyn Sink> = Arc::new(Terminal::stderr());
-    let kind = provider_kind(a.provider, &file);
+    let kind = provider_kind(a.acting.provider, &file);
     let outcome = rt.block_on(async {
         watch_ctrl_c(interrupted.clone());
         let model = &loaded.check.model;

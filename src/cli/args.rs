@@ -102,7 +102,15 @@ pub fn state_path(file: &Path, experiment: &str, explicit: Option<&Path>) -> Pat
     if let Some(p) = explicit {
         return p.to_path_buf();
     }
-    nixl::config::Config::beside(file).state_dir().join(experiment).join("state.json")
+    config(file).state_dir().join(experiment).join("state.json")
+}
+
+/// `nixl.toml` beside the file; one that cannot be read is said and the defaults used.
+pub fn config(file: &Path) -> nixl::config::Config {
+    nixl::config::Config::beside(file).unwrap_or_else(|e| {
+        output::err(&format!("warning: {e}; using defaults\n"));
+        nixl::config::Config::defaults_beside(file)
+    })
 }
 
 /// The directory of the file, absolute.

@@ -1,7 +1,7 @@
 //! `nixl destroy`: the nodes and the base resources apply created, or only
 //! the nodes with `--target nodes`. Results and their records stay on disk.
 
-use super::apply::{confirm, local_root, lock, provider_kind, ProviderKind};
+use super::apply::{confirm, local_root, lock, provider_kind, Acting, ProviderKind};
 use super::args::{self, CampaignArgs};
 use super::output;
 use nixl::address::ActionId;
@@ -27,12 +27,8 @@ pub enum DestroyTarget {
 pub struct Args {
     #[command(flatten)]
     pub campaign: CampaignArgs,
-    /// aws or local; default: `provider` in nixl.toml beside the file, else aws.
-    #[arg(long, value_enum)]
-    pub provider: Option<ProviderKind>,
-    /// Skip the confirmation prompt.
-    #[arg(long)]
-    pub auto_approve: bool,
+    #[command(flatten)]
+    pub acting: Acting,
     /// Destroy only this: `nodes` (keep the stack) or `stack` (everything, the default).
     #[arg(long, value_enum, value_name = "WHAT")]
     pub target: Option<DestroyTarget>,
@@ -62,19 +58,19 @@ pub fn run(a: &Args) -> ExitCode {
         stack.name,
         nodes.len()
     ));
-    if !confirm("Do you really want to destroy what this experiment created?", a.auto_approve) {
+    if !confirm("Do you really want to destroy what this experiment created?", a.acting.auto_approve) {
         output::out("Destroy cancelled.\n");
         return ExitCode::from(1);
     }
     let info = nixl::apply::recorded_stack(&state);
-    nixl::config::Config::beside(&file).export_env();
+    args::config(&file).export_env();
     let rt = match args::runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     let sink: Arc<dyn Sink> = Arc::new(Terminal::stderr());
     let result = rt.block_on(async {
-        match provider_kind(a.provider, &file) {
+        match provider_kind(a.acting.provider, &file) {
             ProviderKind::Local => {
                 let p = LocalProvider::new(&local_root(&file, campaign.name()), &args::dir_of(&file));
                 if only_nodes {
