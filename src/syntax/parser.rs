@@ -14,6 +14,8 @@ pub struct NixlParser;
 
 /// Files larger than this are refused with a diagnostic rather than parsed.
 pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+/// The largest number literal (in its base unit) kept exactly: 2^53.
+pub const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
 /// Expressions nested deeper than this (operators, ternaries) are refused.
 const MAX_EXPR_DEPTH: usize = 200;
 
@@ -40,32 +42,117 @@ pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
         .help("split the file with `import`");
         return empty(vec![d]);
     }
-    let scanned = scan::scan(file, text);
+    let mut scanned = scan::scan(file, text);
+    let mut blanked = None;
     if !scanned.diags.is_empty() {
-        return empty(scanned.diags);
+        match recover(file, text) {
+            Some((clean, diags)) => {
+                scanned = scan::scan(file, &clean);
+                scanned.diags = diags;
+                blanked = Some(clean);
+            }
+            None => return empty(scanned.diags),
+        }
     }
+    let (tree, mut diags) = parse_scanned(file, blanked.as_deref().unwrap_or(text), scanned.comments);
+    diags.extend(scanned.diags);
+    diags.sort_by_key(|d| d.primary.span.start);
+    (File { span: whole, ..tree }, diags)
+}
+
+/// Recovery after a delimiter error (an unclosed block, a stray brace): the text
+/// is cut where top-level items start at column 0, every chunk that does not
+/// scan on its own is reported and blanked out (spaces, newlines kept, so every
+/// offset stays), and the rest is parsed and checked as usual. None when the
+/// error cannot be confined to chunks.
+fn recover(file: FileId, text: &str) -> Option<(String, Vec<Diagnostic>)> {
+    let chunks = scan::resync_chunks(text);
+    if chunks.len() < 2 {
+        return None;
+    }
+    let mut clean = text.as_bytes().to_vec();
+    let mut diags = vec![];
+    for (s, e) in chunks {
+        let part = scan::scan(file, &text[s..e]);
+        if part.diags.is_empty() {
+            continue;
+        }
+        for c in &mut clean[s..e] {
+            if *c != b'\n' {
+                *c = b' ';
+            }
+        }
+        diags.extend(part.diags.into_iter().map(|d| shift(d, s as u32)));
+    }
+    let clean = String::from_utf8(clean).ok()?;
+    (!diags.is_empty() && scan::scan(file, &clean).diags.is_empty()).then_some((clean, diags))
+}
+
+fn shift(mut d: Diagnostic, by: u32) -> Diagnostic {
+    for l in std::iter::once(&mut d.primary).chain(d.secondary.iter_mut()) {
+        l.span.start += by;
+        l.span.end += by;
+    }
+    d
+}
+
+/// Parses a text whose delimiters balance.
+fn parse_scanned(file: FileId, text: &str, comments: Vec<Comment>) -> (File, Vec<Diagnostic>) {
+    let whole = Span::new(file, 0, text.len());
+    let empty = |diags| (File { items: vec![], comments: vec![], span: whole }, diags);
     let pairs = match NixlParser::parse(Rule::file, text) {
         Ok(mut p) => p.next().expect("file rule"),
         Err(e) => {
             let (offset, msg) = describe_error(&e, text);
-            let d = Diagnostic::error(Code::Syntax, Span::new(file, offset, (offset + 1).min(text.len())), msg);
+            let at = Span::new(file, offset, (offset + 1).min(text.len()));
+            // pest's own limits (call count, recursion depth): input too deeply nested.
+            let d = if matches!(e.variant, pest::error::ErrorVariant::CustomError { .. }) {
+                Diagnostic::error(Code::Limit, at, format!("input nested too deeply to parse ({msg})"))
+                    .help("split deep expressions with `let`: a chain of `? :` nests one level per branch")
+            } else {
+                Diagnostic::error(Code::Syntax, at, msg)
+            };
             return empty(vec![d]);
         }
     };
-    let mut b = Builder { file, diags: vec![], depth: 0 };
+    let mut b = Builder { file, diags: vec![], depth: 0, deep_until: 0, stmt_end: 0 };
     let mut items = vec![];
     for p in pairs.into_inner() {
         if let Some(s) = b.item(p, true) {
             items.push(s);
         }
     }
-    (File { items, comments: scanned.comments, span: whole }, b.diags)
+    (File { items, comments, span: whole }, b.diags)
+}
+
+/// Statements of a block's body written without the braces, as `lsp::reparse` cuts
+/// large blocks. Any diagnostic means the cut was not a statement boundary.
+pub fn parse_body_piece(file: FileId, text: &str) -> (Vec<Stmt>, Vec<Comment>, Vec<Diagnostic>) {
+    init_pest();
+    let scanned = scan::scan(file, text);
+    if !scanned.diags.is_empty() {
+        return (vec![], vec![], scanned.diags);
+    }
+    let pairs = match NixlParser::parse(Rule::body_piece, text) {
+        Ok(mut p) => p.next().expect("body_piece rule"),
+        Err(e) => {
+            let (offset, msg) = describe_error(&e, text);
+            return (vec![], vec![], vec![Diagnostic::error(Code::Syntax, Span::new(file, offset, offset), msg)]);
+        }
+    };
+    let mut b = Builder { file, diags: vec![], depth: 0, deep_until: 0, stmt_end: 0 };
+    let stmts = pairs.into_inner().filter_map(|p| b.item(p, false)).collect();
+    (stmts, scanned.comments, b.diags)
 }
 
 struct Builder {
     file: FileId,
     diags: Vec<Diagnostic>,
     depth: usize,
+    /// Nesting over the limit is reported once per expression: not again before this offset.
+    deep_until: u32,
+    /// The end of the statement being built.
+    stmt_end: u32,
 }
 
 impl Builder {
@@ -80,6 +167,7 @@ impl Builder {
 
     fn item(&mut self, p: Pair<Rule>, top: bool) -> Option<Stmt> {
         let span = self.span(&p);
+        self.stmt_end = span.end;
         let kind = match p.as_rule() {
             Rule::EOI | Rule::lbrace | Rule::rbrace => return None,
             Rule::import_stmt => {
@@ -182,6 +270,10 @@ impl Builder {
     }
 
     fn too_deep(&mut self, span: Span) -> Expr {
+        if span.start < self.deep_until {
+            return Expr { kind: ExprKind::None, span };
+        }
+        self.deep_until = span.end.max(self.stmt_end);
         self.diags.push(
             Diagnostic::error(Code::Limit, span, format!("expression nested more than {MAX_EXPR_DEPTH} levels deep"))
                 .help("split it with `let`"),
@@ -360,8 +452,11 @@ impl Builder {
         };
         let (unit, scale) = if money { (Unit::Money, 1.0) } else { unit_scale(unit) };
         let value = value * scale;
-        if !value.is_finite() {
-            self.diags.push(Diagnostic::error(Code::Literal, span, format!("`{text}` is too large")));
+        if !value.is_finite() || value > MAX_EXACT {
+            self.diags.push(
+                Diagnostic::error(Code::Literal, span, format!("`{text}` is too large"))
+                    .help("numbers are kept exactly up to 2^53 (9,007,199,254,740,992 in the base unit)"),
+            );
         }
         Expr { kind: ExprKind::Number { value, unit, text }, span }
     }
@@ -567,6 +662,9 @@ fn describe_error(e: &pest::error::Error<Rule>, text: &str) -> (usize, String) {
     if let pest::error::ErrorVariant::CustomError { message } = &e.variant {
         return (offset, format!("the parser gave up: {message}"));
     }
+    if let Some(msg) = non_ascii_name(text, offset) {
+        return (offset, msg);
+    }
     let mut words: Vec<String> = vec![];
     let mut add = |w: String| {
         if !words.contains(&w) {
@@ -611,6 +709,20 @@ fn describe_error(e: &pest::error::Error<Rule>, text: &str) -> (usize, String) {
         }
     };
     (offset, msg)
+}
+
+/// A letter outside ASCII where the parser stopped, usually inside a name: say what names allow.
+fn non_ascii_name(text: &str, offset: usize) -> Option<String> {
+    let c = text.get(offset..)?.chars().next()?;
+    if c.is_ascii() || !(c.is_alphanumeric() || c == '\u{2019}') {
+        return None;
+    }
+    let start = text[..offset].trim_end_matches(|c: char| c.is_alphanumeric() || c == '_').len();
+    let word: String = text[start..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    Some(format!(
+        "`{c}` cannot be part of a name (in `{word}`): names use ASCII letters, digits and `_`, and start with a letter or `_`; \
+         other characters are allowed only inside strings"
+    ))
 }
 
 fn word_rank(w: &str) -> u8 {
