@@ -43,10 +43,15 @@ pub fn load_text(name: &str, text: &str, loader: &dyn check::imports::Loader) ->
 
 fn finish(mut check: CheckOutput) -> Loaded {
     let mut designs = vec![];
-    if !check.has_errors() {
-        let (ds, diags) = design::expand_all(&check.model);
-        designs = ds;
-        check.diagnostics.extend(diags);
+    // Experiments untouched by the errors found so far are expanded too, so their own mistakes show at once.
+    let experiments = check::isolate::expandable(&check);
+    if !experiments.is_empty() {
+        for name in &experiments {
+            let (d, diags) = design::expand(&check.model, name);
+            designs.extend(d);
+            check.diagnostics.extend(diags);
+        }
+        check.diagnostics.extend(check::rules::check_ids(&check.model, &designs));
         check.diagnostics.sort_by_key(|d| (d.primary.span.file, d.primary.span.start));
         // An experiment expanded on its own and as another's parent reports the same things twice.
         let mut seen = std::collections::HashSet::new();

@@ -105,7 +105,7 @@ pub struct Pattern {
     pub layer: u32,
     pub category: Category,
     /// Factor level indices (factorial patterns).
-    pub levels: Vec<u16>,
+    pub levels: Vec<u32>,
     /// Extra-pattern or step values that are not factor levels.
     pub values: BTreeMap<String, Value>,
     /// Restart group index; None for patterns that need no server.
