@@ -54,7 +54,6 @@ fn latency(metric: &str) -> bool {
     metric.starts_with("ttft") || metric.starts_with("tpot") || metric.starts_with("e2e") || metric.ends_with("_ms")
 }
 
-
 impl Ctx<'_> {
     fn literal(&self, e: &Expr) -> Result<Value, String> {
         let scope: BTreeMap<String, Value> = BTreeMap::new();
