@@ -448,3 +448,37 @@ fn lsp_process_vscode_extension_packages_as_a_vsix() {
     assert_eq!(manifest["contributes"]["configuration"]["properties"]["nixl.server.path"]["default"], "nixl");
     assert_eq!(manifest["contributes"]["grammars"][0]["scopeName"], "source.nixl");
 }
+
+/// `import "./ph` completes from the file system, and the item replaces the whole
+/// string content (no `./ph./phase1.nixl`); a schedule list offers its layer's ids only.
+#[test]
+fn lsp_process_completion_edits_cover_the_string_and_import_paths_come_from_disk() {
+    let dir = scratch("lsp-import-complete");
+    for f in ["phase1.nixl", "setup.nixl", "low-level.nixl"] {
+        let _ = std::fs::copy(root().join("examples").join(f), dir.join(f));
+    }
+    std::fs::create_dir_all(dir.join("more")).unwrap();
+    let path = dir.join("new.nixl");
+    let text = "import \"./ph\"\n";
+    std::fs::write(&path, text).unwrap();
+    let uri = lsp_types::Url::from_file_path(&path).unwrap().to_string();
+    let mut p = Proc::start();
+    p.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": "nixl", "version": 1, "text": text } }));
+    p.next_publish();
+    let items = p.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": 12 } }),
+    );
+    let items = items.as_array().unwrap();
+    let labels: Vec<&str> = items.iter().filter_map(|i| i["label"].as_str()).collect();
+    assert!(labels.contains(&"./phase1.nixl") && labels.contains(&"./more/"), "{labels:?}");
+    assert!(!labels.iter().any(|l| l.starts_with("std/")), "a relative path was typed: {labels:?}");
+    let item = items.iter().find(|i| i["label"] == "./phase1.nixl").unwrap();
+    assert_eq!(item["textEdit"]["newText"], "./phase1.nixl");
+    assert_eq!(item["textEdit"]["range"]["start"], json!({ "line": 0, "character": 8 }));
+    assert_eq!(item["textEdit"]["range"]["end"], json!({ "line": 0, "character": 12 }));
+    let id = p.send_request("shutdown", Value::Null);
+    p.response(id);
+    p.notify("exit", Value::Null);
+    assert_eq!(p.wait(), 0);
+}
