@@ -8,6 +8,9 @@ use crate::diagnostics::{Code, Diagnostic, FileId, Span};
 
 /// Brackets, braces and parentheses nested deeper than this are refused.
 pub const MAX_NESTING: usize = 64;
+/// Conditionals (`? :`) in one statement: each nests the parser one level deeper,
+/// so a long chain is refused here, the same way whatever the build and the stack.
+pub const MAX_CONDITIONALS: usize = 100;
 
 #[derive(PartialEq)]
 enum Mode {
@@ -37,6 +40,7 @@ pub fn scan(file: FileId, text: &str) -> Scan {
     let mut mode = Mode::Code;
     let mut mode_start = 0;
     let mut line_has_code = false;
+    let mut conditionals = 0;
     let mut i = 0;
     let fail = |d: Diagnostic, comments: Vec<Comment>| Scan { comments, diags: vec![d] };
     while i < b.len() {
@@ -50,7 +54,26 @@ pub fn scan(file: FileId, text: &str) -> Scan {
                     i = end;
                     continue;
                 }
-                b'\n' => line_has_code = false,
+                b'\n' => {
+                    line_has_code = false;
+                    // A statement ends at a newline outside lists and calls.
+                    if stack.last().is_none_or(|o| o.ch == b'{') {
+                        conditionals = 0;
+                    }
+                }
+                b'?' => {
+                    line_has_code = true;
+                    conditionals += 1;
+                    if conditionals > MAX_CONDITIONALS {
+                        let d = Diagnostic::error(
+                            Code::Limit,
+                            sp(i, i + 1),
+                            format!("more than {MAX_CONDITIONALS} conditionals (`? :`) in one statement"),
+                        )
+                        .help("split the chain with `let`, or look the value up in a record");
+                        return fail(d, comments);
+                    }
+                }
                 b'"' => {
                     mode = Mode::Str;
                     mode_start = i;
