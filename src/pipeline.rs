@@ -82,11 +82,17 @@ pub fn load_text(name: &str, text: &str, loader: &dyn check::imports::Loader) ->
 }
 
 fn finish(mut check: CheckOutput) -> Loaded {
-    let mut campaigns = vec![];
-    if !check.has_errors() {
-        let (cs, diags) = design::resolve_all(&check.model);
-        campaigns = cs;
-        check.diagnostics.extend(diags);
+    let mut campaigns: Vec<Campaign> = vec![];
+    // Experiments untouched by the errors found so far are resolved too, so their own mistakes show at once.
+    let experiments = check::isolate::expandable(&check);
+    if !experiments.is_empty() {
+        for name in &experiments {
+            let (c, diags) = design::campaign::resolve(&check.model, name);
+            campaigns.extend(c);
+            check.diagnostics.extend(diags);
+        }
+        let designs: Vec<&Design> = campaigns.iter().map(|c| &c.design).collect();
+        check.diagnostics.extend(check::rules::check_ids(&check.model, &designs));
         check.diagnostics.sort_by_key(|d| (d.primary.span.file, d.primary.span.start));
         // An experiment resolved on its own and as another's parent reports the same things twice.
         let mut seen = std::collections::HashSet::new();

@@ -160,6 +160,7 @@ pub fn build(g: &Globals, files: &[(FileId, ast::File)], model: &mut Model, diag
             _ => {}
         }
     }
+    experiment::check_layer_overrides(model, cx.diags);
     let late = g.take_errors();
     cx.diags.extend(late);
 }

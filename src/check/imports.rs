@@ -191,7 +191,8 @@ fn normalize(p: &Path) -> String {
     let mut out: Vec<String> = vec![];
     for c in p.components() {
         match c {
-            std::path::Component::CurDir => {}
+            // The root is put back below: pushed here it would join to `//tmp/...`.
+            std::path::Component::CurDir | std::path::Component::RootDir => {}
             std::path::Component::ParentDir if out.last().is_some_and(|l| l != "..") => {
                 out.pop();
             }
@@ -199,9 +200,19 @@ fn normalize(p: &Path) -> String {
         }
     }
     let s = out.join("/");
-    if p.is_absolute() && !s.starts_with('/') {
+    if p.has_root() && !s.starts_with('/') {
         format!("/{s}")
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths_print_as_written() {
+        assert_eq!(super::normalize(std::path::Path::new("/tmp/a/./b/../phase1.nixl")), "/tmp/a/phase1.nixl");
+        assert_eq!(super::normalize(std::path::Path::new("examples/../x.nixl")), "x.nixl");
+        assert_eq!(super::normalize(std::path::Path::new("../x.nixl")), "../x.nixl");
     }
 }

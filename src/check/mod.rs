@@ -4,7 +4,9 @@
 
 pub mod build;
 pub mod imports;
+pub mod isolate;
 pub mod model;
+pub mod rules;
 pub mod schema;
 pub mod symbols;
 pub mod value;
@@ -58,6 +60,7 @@ fn finish(loaded: imports::Loaded) -> CheckOutput {
             }
         }
         build::build(&globals, &loaded.files, &mut model, &mut diags);
+        rules::check(&model, &mut diags);
         model.globals = globals.let_values();
         diags.extend(globals.take_errors());
     }
@@ -390,6 +393,12 @@ fn check_type(ty: Ty, name: &str, e: &ast::Expr, g: &Globals, diags: &mut Vec<Di
         (Ty::Bool, Value::Bool(_)) => true,
         (Ty::Num, Value::Num(..)) => true,
         (Ty::Int | Ty::PosInt, Value::Num(x, ast::Unit::None)) if x.fract() == 0.0 => {
+            if *x > u32::MAX as f64 || *x < -(i32::MAX as f64) {
+                diags.push(
+                    Diagnostic::error(Code::Domain, e.span, format!("`{name}` is out of range: {}", value::fmt_num(*x)))
+                        .help("whole numbers here go up to 4,294,967,295"),
+                );
+            }
             if ty == Ty::PosInt && *x < 1.0 {
                 diags.push(
                     Diagnostic::error(Code::Domain, e.span, format!("`{name}` must be at least 1, found {}", value::fmt_num(*x)))
@@ -398,7 +407,13 @@ fn check_type(ty: Ty, name: &str, e: &ast::Expr, g: &Globals, diags: &mut Vec<Di
             }
             true
         }
-        (Ty::Quantity(u), Value::Num(_, vu)) => {
+        (Ty::Quantity(u), Value::Num(x, vu)) => {
+            if u == ast::Unit::Duration && *vu == u && *x > MAX_DURATION {
+                diags.push(
+                    Diagnostic::error(Code::Domain, e.span, format!("`{name}` is out of range: {}", value::fmt_num(*x)))
+                        .help("durations go up to 366 days"),
+                );
+            }
             if u != *vu {
                 diags.push(
                     Diagnostic::error(Code::Unit, e.span, format!("`{name}` must be {}, found {}", u.describe(), vu.describe()))
@@ -443,6 +458,9 @@ fn check_type(ty: Ty, name: &str, e: &ast::Expr, g: &Globals, diags: &mut Vec<Di
         diags.push(Diagnostic::error(Code::Type, e.span, format!("`{name}` must be {want}, found {}", v.type_name())));
     }
 }
+
+/// The longest duration any step, pattern or timeout may take: 366 days, in seconds.
+pub const MAX_DURATION: f64 = 366.0 * 86_400.0;
 
 fn unit_hint(u: ast::Unit) -> &'static str {
     match u {

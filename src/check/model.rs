@@ -211,6 +211,8 @@ pub struct Layer {
     pub steps: Option<Expr>,
     pub keep: Option<Expr>,
     pub adhoc: bool,
+    /// In an extending experiment: a layer the parent does not have (not an override).
+    pub new: bool,
     pub schedule: Option<Vec<(String, Span)>>,
     pub derived: Vec<Derived>,
     pub prunes: Vec<Prune>,

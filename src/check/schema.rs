@@ -283,6 +283,7 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("steps", Lazy, "tool runs instead of factorial patterns"),
             opt("keep", Lazy, "in an extending experiment: the steps kept"),
             opt("adhoc", Bool, "patterns run only when a rule or the user asks"),
+            opt("new", Bool, "in an extending experiment: a layer its parent does not have"),
             opt("schedule", StrList, "the ids scheduled; the layer's other patterns become ad hoc"),
             opt("name", Str, "a readable name"),
             opt("priority", Str, "P0, P1, ..."),

@@ -67,7 +67,7 @@ impl Terms {
     }
 
     /// The model-matrix row of a point, each factor scaled to [-1, 1].
-    pub fn row(&self, factors: &[Factor], levels: &[u16]) -> Vec<f64> {
+    pub fn row(&self, factors: &[Factor], levels: &[u32]) -> Vec<f64> {
         let mut xs = vec![];
         for &(i, log) in &self.vars {
             let f = |v: f64| if log { v.max(1e-12).ln() } else { v };

@@ -66,6 +66,8 @@ pub(super) struct Ctx<'a> {
     pub(super) groups: Vec<RestartKey>,
     pub(super) group_index: HashMap<String, u32>,
     pub(super) startup: Vec<f64>,
+    /// Patterns each prune removed, by the prune's span, over every layer it applies to.
+    pub(super) prune_hits: HashMap<Span, usize>,
 }
 
 impl Ctx<'_> {
@@ -96,6 +98,7 @@ pub fn run(model: &Model, exp: &Experiment, diags: &mut Vec<Diagnostic>) -> Desi
         groups: vec![],
         group_index: HashMap::new(),
         startup: vec![],
+        prune_hits: HashMap::new(),
     };
     let mut layers = vec![];
     let mut patterns: Vec<Pattern> = vec![];
@@ -109,6 +112,7 @@ pub fn run(model: &Model, exp: &Experiment, diags: &mut Vec<Diagnostic>) -> Desi
         };
         layers.push(info);
     }
+    warn_idle_prunes(&mut cx);
     add_extra_patterns(&mut cx, &mut patterns);
     apply_schedules(&mut cx, &mut patterns);
     check_duplicate_ids(&mut cx, &patterns);
@@ -136,6 +140,28 @@ pub fn run(model: &Model, exp: &Experiment, diags: &mut Vec<Diagnostic>) -> Desi
         tp: tp.max(1),
         startup: cx.startup,
         notes,
+    }
+}
+
+/// A prune of this experiment's own block that removed no pattern in any layer it
+/// applies to: its condition never holds (a level that is not listed, a typo'd
+/// value) or earlier prunes already removed everything it matches.
+fn warn_idle_prunes(cx: &mut Ctx) {
+    // The experiment as written, before what it inherits was folded in.
+    let Some(own) = cx.model.experiments.iter().find(|e| e.name == cx.exp.name) else { return };
+    let idle: Vec<Span> = own
+        .prunes
+        .iter()
+        .chain(own.layers.iter().flat_map(|l| l.prunes.iter()))
+        .filter(|p| cx.prune_hits.get(&p.span) == Some(&0))
+        .map(|p| p.span)
+        .collect();
+    for span in idle {
+        cx.report(
+            Diagnostic::error(Code::IdlePrune, span, "this prune removes no pattern")
+                .label("its condition holds for no remaining pattern")
+                .help("check the levels it names (a level that is not listed never matches), or remove the prune"),
+        );
     }
 }
 
@@ -186,14 +212,14 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
     // Each prune is evaluated once per combination of the factor levels it reads.
     let mut memos: Vec<Memo<bool>> =
         prunes.iter().map(|p| Memo::new(deps(&[&p.cond], &names, &fixed, &derived), &sizes)).collect();
-    let mut survivors: Vec<Vec<u16>> = vec![];
+    let mut survivors: Vec<Vec<u32>> = vec![];
     let mut odo = Odometer::new(sizes.clone());
-    let mut levels: Vec<u16> = vec![0; sizes.len()];
+    let mut levels: Vec<u32> = vec![0; sizes.len()];
     let mut values: Vec<Value> = Vec::with_capacity(sizes.len());
     let mut failed = false;
     while !odo.done && !failed {
         for (l, c) in levels.iter_mut().zip(&odo.cur) {
-            *l = *c as u16;
+            *l = *c as u32;
         }
         // A scope is built only when some prune misses its cache.
         let miss = memos.iter().any(|m| m.get(&levels).is_none());
@@ -251,6 +277,11 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
     }
     cx.base = base;
     cx.factor_names = names;
+    if !failed {
+        for (p, (_, n)) in prunes.iter().zip(&removed) {
+            *cx.prune_hits.entry(p.span).or_default() += n;
+        }
+    }
     if failed {
         return LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, span: layer.span };
     }
@@ -322,7 +353,7 @@ pub(super) fn make_pattern(
     layer: &Layer,
     fixed: &[(String, Expr)],
     derived: &[&Derived],
-    levels: Vec<u16>,
+    levels: Vec<u32>,
     overrides: &BTreeMap<String, Value>,
     span: Span,
     mut memo: Option<&mut LayerMemo>,
@@ -475,7 +506,7 @@ impl LayerMemo {
 }
 
 /// The prompt length of a pattern, in tokens, read from its factor level when it is one.
-fn prompt_tokens(cx: &Ctx, scope: &PointScope, levels: &[u16]) -> Option<f64> {
+fn prompt_tokens(cx: &Ctx, scope: &PointScope, levels: &[u32]) -> Option<f64> {
     let v = match cx.factor_names.iter().position(|n| n == "prompt") {
         Some(i) if scope.overrides.get("prompt").is_none() => cx.exp.factors[i].levels.get(levels[i] as usize).cloned(),
         _ => scope.lookup("prompt"),
@@ -530,19 +561,26 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
+/// Each id produced more than once is reported once, at its second pattern, with the count.
 fn check_duplicate_ids(cx: &mut Ctx, patterns: &[Pattern]) {
-    let mut seen: HashMap<&str, usize, BuildFnv> = HashMap::with_capacity_and_hasher(patterns.len(), BuildFnv);
+    let mut seen: HashMap<&str, (usize, usize, usize), BuildFnv> = HashMap::with_capacity_and_hasher(patterns.len(), BuildFnv);
     for (i, p) in patterns.iter().enumerate() {
-        if let Some(&j) = seen.get(p.id.as_str()) {
-            let first = &patterns[j];
-            cx.report(
-                Diagnostic::error(Code::Duplicate, p.span, format!("pattern id `{}` is produced twice", p.id))
-                    .label("second pattern with this id")
-                    .with(first.span, "first produced here")
-                    .help("make the id template include every factor that varies, e.g. \"{prefix}-efa-{prompt}-c{concurrency}\""),
-            );
-        } else {
-            seen.insert(&p.id, i);
+        let e = seen.entry(p.id.as_str()).or_insert((i, i, 0));
+        e.2 += 1;
+        if e.2 == 2 {
+            e.1 = i;
         }
+    }
+    let mut dups: Vec<(usize, usize, usize)> = seen.into_values().filter(|e| e.2 > 1).collect();
+    dups.sort_unstable();
+    for (first, second, n) in dups {
+        let p = &patterns[second];
+        let times = if n == 2 { "twice".to_string() } else { format!("{n} times") };
+        cx.report(
+            Diagnostic::error(Code::Duplicate, p.span, format!("pattern id `{}` is produced {times}", p.id))
+                .label("second pattern with this id")
+                .with(patterns[first].span, "first produced here")
+                .help("make the id template include every factor that varies, e.g. \"{prefix}-efa-{prompt}-c{concurrency}\""),
+        );
     }
 }

@@ -53,18 +53,18 @@ impl<T: Clone> Memo<T> {
         Memo { deps, strides, table }
     }
 
-    fn slot(&self, levels: &[u16]) -> Option<usize> {
+    fn slot(&self, levels: &[u32]) -> Option<usize> {
         if self.table.is_empty() {
             return None;
         }
         Some(self.deps.iter().zip(&self.strides).map(|(&d, &s)| levels[d] as usize * s).sum())
     }
 
-    pub fn get(&self, levels: &[u16]) -> Option<T> {
+    pub fn get(&self, levels: &[u32]) -> Option<T> {
         self.slot(levels).and_then(|i| self.table[i].clone())
     }
 
-    pub fn put(&mut self, levels: &[u16], v: T) {
+    pub fn put(&mut self, levels: &[u32], v: T) {
         if let Some(i) = self.slot(levels) {
             self.table[i] = Some(v);
         }

@@ -17,7 +17,7 @@ pub mod tables;
 use crate::check::model::{Experiment, LlmModel};
 use crate::check::value::Value;
 use crate::check::Model;
-use crate::diagnostics::{Diagnostic, Span};
+use crate::diagnostics::Span;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -108,7 +108,7 @@ pub struct Pattern {
     pub layer: u32,
     pub category: Category,
     /// Factor level indices (factorial patterns).
-    pub levels: Vec<u16>,
+    pub levels: Vec<u32>,
     /// Extra-pattern or step values that are not factor levels.
     pub values: BTreeMap<String, Value>,
     /// Restart group index; None for patterns that need no server.
@@ -138,19 +138,6 @@ impl Design {
     pub fn pattern(&self, id: &str) -> Option<&Pattern> {
         self.patterns.iter().find(|p| p.id == id)
     }
-}
-
-/// Resolves every experiment of a model into its campaign: what `nixl check`
-/// runs to report design errors, and what every later stage starts from.
-pub fn resolve_all(model: &Model) -> (Vec<Campaign>, Vec<Diagnostic>) {
-    let mut campaigns = vec![];
-    let mut diags = vec![];
-    for e in &model.experiments {
-        let (c, mut ds) = campaign::resolve(model, &e.name);
-        diags.append(&mut ds);
-        campaigns.extend(c);
-    }
-    (campaigns, diags)
 }
 
 /// The model an experiment serves, for KV sizes.

@@ -13,9 +13,9 @@ use std::collections::HashSet;
 pub(super) fn select_design(
     cx: &mut Ctx,
     layer: &Layer,
-    survivors: Vec<Vec<u16>>,
+    survivors: Vec<Vec<u32>>,
     removed: &mut Vec<(String, usize)>,
-) -> Vec<Vec<u16>> {
+) -> Vec<Vec<u32>> {
     let Some(design) = &layer.design else {
         return survivors;
     };
@@ -41,15 +41,15 @@ pub(super) fn select_design(
             } else {
                 args.clone()
             };
-            let mut wanted: Vec<Vec<u16>> = vec![];
+            let mut wanted: Vec<Vec<u32>> = vec![];
             for it in items {
                 if let Some(levels) = point_levels(cx, it) {
                     wanted.push(levels);
                 }
             }
-            let keep: HashSet<&Vec<u16>> = wanted.iter().collect();
+            let keep: HashSet<&Vec<u32>> = wanted.iter().collect();
             let before = survivors.len();
-            let kept: Vec<Vec<u16>> = survivors.into_iter().filter(|s| keep.contains(s)).collect();
+            let kept: Vec<Vec<u32>> = survivors.into_iter().filter(|s| keep.contains(s)).collect();
             removed.push(("not among the design's points".into(), before - kept.len()));
             kept
         }
@@ -113,7 +113,7 @@ pub(super) fn select_design(
             let x: Vec<Vec<f64>> = survivors.iter().map(|s| model.row(&cx.exp.factors, s)).collect();
             let chosen = doptimal::fedorov(&x, runs);
             let before = survivors.len();
-            let kept: Vec<Vec<u16>> = chosen.into_iter().map(|i| survivors[i].clone()).collect();
+            let kept: Vec<Vec<u32>> = chosen.into_iter().map(|i| survivors[i].clone()).collect();
             removed.push(("not chosen by the D-optimal design".into(), before - kept.len()));
             kept
         }
@@ -128,7 +128,7 @@ pub(super) fn select_design(
 }
 
 /// A point `(1K, 16)` (factor order) or `{ prompt = 1K, concurrency = 16 }` to level indices.
-fn point_levels(cx: &mut Ctx, e: &Expr) -> Option<Vec<u16>> {
+fn point_levels(cx: &mut Ctx, e: &Expr) -> Option<Vec<u32>> {
     let base = &cx.base;
     let ev = crate::check::value::Eval { scope: base, kv_bytes_per_token: cx.kv };
     let v = match ev.eval(e) {
@@ -176,7 +176,7 @@ fn point_levels(cx: &mut Ctx, e: &Expr) -> Option<Vec<u16>> {
             return None;
         };
         match f.levels.iter().position(|l| values_equal(l, &v)) {
-            Some(i) => levels.push(i as u16),
+            Some(i) => levels.push(i as u32),
             None => {
                 cx.report(
                     Diagnostic::error(

@@ -238,10 +238,10 @@ pub(super) fn add_extra_patterns(cx: &mut Ctx, out: &mut Vec<Pattern>) {
         }
         cx.report_all(errs);
         overrides.insert("id".into(), Value::Str(xp.id.clone()));
-        let levels: Vec<u16> = exp
+        let levels: Vec<u32> = exp
             .factors
             .iter()
-            .map(|f| overrides.get(&f.name).and_then(|v| f.levels.iter().position(|l| values_equal(l, v))).unwrap_or(0) as u16)
+            .map(|f| overrides.get(&f.name).and_then(|v| f.levels.iter().position(|l| values_equal(l, v))).unwrap_or(0) as u32)
             .collect();
         let fixed = fixed_of(layer);
         let derived = derived_of(exp, layer);

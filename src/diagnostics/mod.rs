@@ -93,6 +93,8 @@ pub enum Code {
     DesignBudget,
     /// An effect the remaining design can no longer estimate.
     Unestimable,
+    /// A prune that removes no pattern.
+    IdlePrune,
     /// A dependency cycle in the action graph.
     Cycle,
     /// A pinned order that needs more server launches than necessary.
@@ -129,6 +131,7 @@ impl Code {
             PointOutsideLevels => 302,
             DesignBudget => 303,
             Unestimable => 304,
+            IdlePrune => 305,
             Cycle => 401,
             OrderCost => 402,
             NoCapacity => 501,
@@ -139,7 +142,7 @@ impl Code {
     pub const RUNTIME: [Code; 2] = [Code::NoCapacity, Code::CloudRefused];
 
     /// Every code a file can cause, each with an invalid input under tests/golden/invalid.
-    pub const ALL: [Code; 24] = {
+    pub const ALL: [Code; 25] = {
         use Code::*;
         [
             Syntax,
@@ -164,6 +167,7 @@ impl Code {
             PointOutsideLevels,
             DesignBudget,
             Unestimable,
+            IdlePrune,
             Cycle,
             OrderCost,
         ]
@@ -173,7 +177,7 @@ impl Code {
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let prefix = match self {
-            Code::Unestimable | Code::OrderCost => "W",
+            Code::Unestimable | Code::IdlePrune | Code::OrderCost => "W",
             _ => "E",
         };
         write!(f, "nixl::{prefix}{:04}", self.number())
@@ -208,7 +212,11 @@ impl Diagnostic {
     pub fn error(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             code,
-            severity: if matches!(code, Code::Unestimable | Code::OrderCost) { Severity::Warning } else { Severity::Error },
+            severity: if matches!(code, Code::Unestimable | Code::IdlePrune | Code::OrderCost) {
+                Severity::Warning
+            } else {
+                Severity::Error
+            },
             message: message.into(),
             primary: Label { span, message: String::new() },
             secondary: Vec::new(),

@@ -89,6 +89,8 @@ impl Analysis {
                 .collect();
             if let Some(first) = errors.first() {
                 let mut d = convert::diagnostic(first, &mut pos, &uri_of);
+                // The fix belongs to the imported file's text, not to this import line.
+                d.data = None;
                 d.related_information = self.uri_of(target).map(|uri| {
                     vec![lsp_types::DiagnosticRelatedInformation {
                         location: Location::new(uri, pos.range(first.primary.span)),

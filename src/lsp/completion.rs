@@ -6,7 +6,7 @@ use super::analysis::Analysis;
 use crate::check::imports::STDLIB;
 use crate::check::schema::{self, Ty};
 use crate::check::value::FUNCTIONS;
-use lsp_types::{CompletionItem, CompletionItemKind as K};
+use lsp_types::{CompletionItem, CompletionItemKind as K, CompletionTextEdit, TextEdit};
 
 /// What the text before the cursor says about where it is.
 #[derive(Debug, Default, PartialEq)]
@@ -18,6 +18,10 @@ pub struct Context {
     /// The current statement's text up to the cursor.
     pub stmt: String,
     pub in_string: bool,
+    /// Labels of the enclosing blocks, parallel to `blocks` (empty for records and unlabelled blocks).
+    pub labels: Vec<String>,
+    /// Byte offset just after the opening quote of the string the cursor is in.
+    pub string_start: Option<usize>,
 }
 
 impl Context {
@@ -40,7 +44,7 @@ impl Context {
 }
 
 enum Frame {
-    Block(String),
+    Block(String, String),
     Record(Option<String>),
     List,
 }
@@ -52,6 +56,7 @@ pub fn context(text: &str, offset: usize) -> Context {
     let mut frames: Vec<(Frame, usize)> = vec![];
     let mut stmt_start = 0;
     let mut in_string = false;
+    let mut string_start = None;
     let mut chars = before.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         if in_string {
@@ -66,7 +71,10 @@ pub fn context(text: &str, offset: usize) -> Context {
             continue;
         }
         match c {
-            '"' => in_string = true,
+            '"' => {
+                in_string = true;
+                string_start = Some(i + 1);
+            }
             '#' => {
                 while chars.peek().is_some_and(|(_, c)| *c != '\n') {
                     chars.next();
@@ -79,7 +87,9 @@ pub fn context(text: &str, offset: usize) -> Context {
                         header.split(|c: char| !(c.is_alphanumeric() || c == '_')).rfind(|w| !w.is_empty()).map(str::to_string),
                     )
                 } else {
-                    Frame::Block(header.split_whitespace().next().unwrap_or("").to_string())
+                    let mut words = header.split_whitespace();
+                    let kind = words.next().unwrap_or("").to_string();
+                    Frame::Block(kind, words.next().unwrap_or("").trim_matches('"').to_string())
                 };
                 frames.push((frame, stmt_start));
                 stmt_start = i + 1;
@@ -94,12 +104,17 @@ pub fn context(text: &str, offset: usize) -> Context {
             _ => {}
         }
     }
-    let mut cx = Context { stmt: before[stmt_start..].trim_start().to_string(), in_string, ..Context::default() };
+    let string_start = string_start.filter(|_| in_string);
+    let mut cx = Context { stmt: before[stmt_start..].trim_start().to_string(), in_string, string_start, ..Context::default() };
     for (f, _) in &frames {
         match f {
-            Frame::Block(k) => cx.blocks.push(k.clone()),
+            Frame::Block(k, l) => {
+                cx.blocks.push(k.clone());
+                cx.labels.push(l.clone());
+            }
             Frame::Record(base) => {
                 cx.blocks.push("{".into());
+                cx.labels.push(String::new());
                 cx.record_base = base.clone();
             }
             Frame::List => {}
@@ -113,10 +128,11 @@ fn item(label: &str, kind: K, detail: impl Into<String>) -> CompletionItem {
 }
 
 pub fn complete(a: Option<&Analysis>, text: &str, offset: usize) -> Vec<CompletionItem> {
+    let offset = crate::diagnostics::floor_char_boundary(text, offset.min(text.len()));
     let cx = context(text, offset);
     let mut out = vec![];
     if cx.in_string {
-        strings(a, &cx, &mut out);
+        strings(a, &cx, text, offset, &mut out);
     } else if cx.stmt.contains('=') || starts_value(&cx.stmt) {
         values(a, &cx, &mut out);
         stdlib_items(a, &cx, text, &mut out);
@@ -127,7 +143,35 @@ pub fn complete(a: Option<&Analysis>, text: &str, offset: usize) -> Vec<Completi
     }
     let mut seen = std::collections::HashSet::new();
     out.retain(|i| seen.insert(i.label.clone()));
+    with_edits(&mut out, &cx, text, offset);
     out
+}
+
+/// Gives every item the range it replaces, so no client has to guess: in a string,
+/// the whole content between the quotes (the typed prefix filters); elsewhere the
+/// word around the cursor.
+fn with_edits(out: &mut [CompletionItem], cx: &Context, text: &str, offset: usize) {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let (start, end) = match cx.string_start {
+        Some(start) => {
+            let rest = &text[offset..];
+            let line_end = rest.find('\n').unwrap_or(rest.len());
+            let close = rest[..line_end].find('"').unwrap_or(0);
+            (start, offset + close)
+        }
+        None => {
+            let start = text[..offset].trim_end_matches(word).len();
+            let end = offset + text[offset..].find(|c: char| !word(c)).unwrap_or(text.len() - offset);
+            (start, end)
+        }
+    };
+    let lines = super::convert::LineIndex::new(text);
+    let range = lines.range(start, end);
+    for i in out.iter_mut() {
+        let new_text = i.insert_text.take().unwrap_or_else(|| i.label.clone());
+        i.filter_text = Some(i.label.clone());
+        i.text_edit = Some(CompletionTextEdit::Edit(TextEdit::new(range, new_text)));
+    }
 }
 
 /// `prune ...` and `when ...` take expressions without an `=`.
@@ -325,28 +369,16 @@ fn factors(a: Option<&Analysis>) -> Vec<String> {
 }
 
 /// Inside a string: import paths, instance types, zones, regions, layers, pattern ids, nodes.
-fn strings(a: Option<&Analysis>, cx: &Context, out: &mut Vec<CompletionItem>) {
+fn strings(a: Option<&Analysis>, cx: &Context, text: &str, offset: usize, out: &mut Vec<CompletionItem>) {
     if cx.stmt.starts_with("import") {
-        for (k, text) in STDLIB {
-            let first = text.lines().next().unwrap_or("").trim_start_matches('#').trim();
-            out.push(item(k, K::MODULE, first));
-        }
-        if let Some(dir) = a.and_then(|a| std::path::Path::new(&a.name).parent().map(|p| p.to_path_buf())) {
-            if let Ok(rd) = std::fs::read_dir(&dir) {
-                let mut files: Vec<String> = rd
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .filter(|n| {
-                        n.ends_with(".nixl")
-                            && Some(n.as_str()) != a.and_then(|a| std::path::Path::new(&a.name).file_name()?.to_str())
-                    })
-                    .collect();
-                files.sort();
-                for f in files {
-                    out.push(item(&format!("./{f}"), K::FILE, "file beside this one"));
-                }
+        let typed = cx.string_start.map(|s| &text[s..offset]).unwrap_or("");
+        if !typed.starts_with('.') && !typed.starts_with('/') {
+            for (k, text) in STDLIB {
+                let first = text.lines().next().unwrap_or("").trim_start_matches('#').trim();
+                out.push(item(k, K::MODULE, first));
             }
         }
+        import_paths(a, typed, out);
         return;
     }
     let Some(a) = a else { return };
@@ -371,14 +403,51 @@ fn strings(a: Option<&Analysis>, cx: &Context, out: &mut Vec<CompletionItem>) {
         }
         Some("region") => model.regions.iter().for_each(|(r, z)| out.push(item(r, K::VALUE, format!("{} zones", z.len())))),
         Some("inputs") => layers(a, out),
-        Some("schedule") => {
-            for d in a.loaded.designs() {
-                d.patterns.iter().take(2000).for_each(|p| out.push(item(&p.id, K::VALUE, crate::design::tables::describe(d, p))));
-            }
-        }
+        Some("schedule") => schedule_ids(a, cx, out),
         Some("stack") => model.stacks.iter().for_each(|s| out.push(item(&s.name, K::VALUE, s.region.clone()))),
         Some("nodes") => model.stacks.iter().flat_map(|s| &s.nodes).for_each(|n| out.push(item(&n.name, K::VALUE, "node"))),
         _ => {}
+    }
+}
+
+/// Files and folders for an import: `typed` is the path so far, relative to the document.
+fn import_paths(a: Option<&Analysis>, typed: &str, out: &mut Vec<CompletionItem>) {
+    let Some(a) = a else { return };
+    let doc = std::path::Path::new(&a.name);
+    let Some(base) = doc.parent() else { return };
+    let (dir_part, _) = typed.rsplit_once('/').unwrap_or(("", typed));
+    let prefix = if dir_part.is_empty() { "./".to_string() } else { format!("{dir_part}/") };
+    let dir = if typed.starts_with('/') {
+        std::path::PathBuf::from(format!("/{}", dir_part.trim_start_matches('/')))
+    } else {
+        base.join(dir_part)
+    };
+    let Ok(rd) = std::fs::read_dir(&dir) else { return };
+    let mut entries: Vec<(String, bool)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let is_dir = e.file_type().ok()?.is_dir();
+            let keep = !name.starts_with('.') && (is_dir || (name.ends_with(".nixl") && e.path() != doc));
+            keep.then_some((name, is_dir))
+        })
+        .collect();
+    entries.sort();
+    for (name, is_dir) in entries {
+        let label = format!("{prefix}{name}{}", if is_dir { "/" } else { "" });
+        out.push(item(&label, if is_dir { K::FOLDER } else { K::FILE }, if is_dir { "folder" } else { "nixl file" }));
+    }
+}
+
+/// The ids a layer's `schedule` may list: the layer's own patterns, in the
+/// experiment the cursor is in.
+fn schedule_ids(a: &Analysis, cx: &Context, out: &mut Vec<CompletionItem>) {
+    let label_of = |kind: &str| cx.blocks.iter().rposition(|b| b == kind).map(|i| cx.labels[i].as_str());
+    let (Some(exp), Some(layer)) = (label_of("experiment"), label_of("layer")) else { return };
+    let Some(d) = a.loaded.designs().find(|d| d.experiment == exp) else { return };
+    let Some(li) = d.layers.iter().position(|l| l.name == layer) else { return };
+    for p in d.patterns.iter().filter(|p| p.layer as usize == li) {
+        out.push(item(&p.id, K::VALUE, crate::design::tables::describe(d, p)));
     }
 }
 

@@ -129,6 +129,12 @@ impl Index {
         for s in &b.body {
             match &s.kind {
                 StmtKind::Attr(id, e) => {
+                    // `pattern "x" in "L" { prompt = 12K }` sets a factor: a use of it.
+                    if b.kind.name == "pattern" {
+                        if let Some(key) = self.resolve_name(&id.name, &inner).filter(|k| k.starts_with("e:")) {
+                            self.occurrences.push(Occurrence { span: id.span, key, def: false });
+                        }
+                    }
                     self.string_refs(&b.kind.name, &id.name, e, &inner);
                     self.uses_in_expr(e, &inner);
                 }
@@ -193,6 +199,12 @@ impl Index {
                 self.uses_in_expr(f, sc);
                 for a in args {
                     self.uses_in_expr(&a.value, sc);
+                    // `mean(ttft, concurrency = 16)` filters on a factor: a use of it.
+                    if let Some(n) = &a.name {
+                        if let Some(key) = self.resolve_name(&n.name, sc).filter(|k| k.starts_with("e:")) {
+                            self.occurrences.push(Occurrence { span: n.span, key, def: false });
+                        }
+                    }
                     // `mean(ttft, layer = "L2-EFA")`, `compare(m, a = "L1", b = "L2")`, `bimodal("analysis")`.
                     let Some(text) = a.value.as_plain_str() else { continue };
                     let key = match a.name.as_ref().map(|n| n.name.as_str()) {

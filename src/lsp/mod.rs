@@ -6,19 +6,23 @@ pub mod analysis;
 pub mod completion;
 pub mod convert;
 pub mod docs;
+pub mod hints;
 pub mod hover;
 pub mod index;
 pub mod locate;
 pub mod navigate;
+pub mod outline;
+pub mod rename;
 pub mod reparse;
 pub mod server;
+pub mod transport;
 
 pub use server::{capabilities, serve};
 
 /// Serves over stdin/stdout, as editors start it.
 pub fn run_stdio() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (conn, io) = lsp_server::Connection::stdio();
-    serve(conn)?;
+    let (conn, io) = transport::stdio();
+    let served = serve(conn);
     io.join()?;
-    Ok(())
+    served
 }

@@ -58,7 +58,7 @@ fn symbol(a: &Analysis, s: &Stmt) -> Option<DocumentSymbol> {
     })
 }
 
-fn block_kind(b: &Block) -> SymbolKind {
+pub(super) fn block_kind(b: &Block) -> SymbolKind {
     match b.kind.name.as_str() {
         "experiment" => SymbolKind::NAMESPACE,
         "layer" => SymbolKind::CLASS,

@@ -1,8 +1,9 @@
 //! The server loop: a synchronous `lsp-server` connection, one thread.
 //!
-//! Changes only mark documents dirty; the re-check runs once the incoming queue
-//! is empty (or before a request that needs it), so a burst of keystrokes costs
-//! one check. A changed document also dirties every open document importing it.
+//! Changes only mark documents dirty; the re-check runs once the client has been
+//! quiet for `QUIET` (or before a request that needs it), so a burst of
+//! keystrokes costs one check. A changed document also dirties every open
+//! document importing it.
 
 use super::analysis::Analysis;
 use super::docs::{BufferLoader, Documents};
@@ -13,6 +14,7 @@ use lsp_types::notification::{self as n, Notification as _};
 use lsp_types::request::{self as r, Request as _};
 use lsp_types::*;
 use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -35,13 +37,33 @@ pub fn capabilities() -> ServerCapabilities {
         document_symbol_provider: Some(OneOf::Left(true)),
         document_formatting_provider: Some(OneOf::Left(true)),
         code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
+        rename_provider: Some(OneOf::Left(true)),
+        document_highlight_provider: Some(OneOf::Left(true)),
+        inlay_hint_provider: Some(OneOf::Left(true)),
+        code_lens_provider: Some(CodeLensOptions { resolve_provider: Some(false) }),
+        folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
+        workspace_symbol_provider: Some(OneOf::Left(true)),
+        semantic_tokens_provider: Some(SemanticTokensServerCapabilities::SemanticTokensOptions(SemanticTokensOptions {
+            legend: super::outline::legend(),
+            full: Some(SemanticTokensFullOptions::Bool(true)),
+            range: None,
+            ..Default::default()
+        })),
         ..Default::default()
     }
 }
 
-/// Runs the server on a connection until the client shuts it down.
+/// After a change, the re-check waits until the client has been quiet this long, so
+/// a burst of keystrokes (or a paste arriving as many changes) costs one check.
+pub const QUIET: Duration = Duration::from_millis(40);
+/// ... but never longer than this after the first unchecked change.
+pub const MAX_DELAY: Duration = Duration::from_millis(400);
+
+/// Runs the server on a connection until the client sends `exit`. Exiting without a
+/// `shutdown` request first is an error (exit code 1, as the protocol asks).
 pub fn serve(conn: Connection) -> Result<(), Error> {
-    let (id, _client_params) = conn.initialize_start()?;
+    let (id, client_params) = conn.initialize_start()?;
+    let can_watch = client_params["capabilities"]["workspace"]["didChangeWatchedFiles"]["dynamicRegistration"] == true;
     conn.initialize_finish(
         id,
         serde_json::json!({
@@ -56,26 +78,78 @@ pub fn serve(conn: Connection) -> Result<(), Error> {
         dirty: BTreeSet::new(),
         cache: ParseCache::default(),
     };
-    for msg in &conn.receiver {
-        match msg {
-            Message::Request(req) => {
-                if conn.handle_shutdown(&req)? {
-                    return Ok(());
+    // Ask to hear about `.nixl` files changed on disk, when the client can tell.
+    let watch = Registration {
+        id: "nixl-watch".into(),
+        method: n::DidChangeWatchedFiles::METHOD.into(),
+        register_options: serde_json::to_value(DidChangeWatchedFilesRegistrationOptions {
+            watchers: vec![FileSystemWatcher { glob_pattern: GlobPattern::String("**/*.nixl".into()), kind: None }],
+        })
+        .ok(),
+    };
+    let register = Request::new(
+        lsp_server::RequestId::from("nixl-register-watch".to_string()),
+        r::RegisterCapability::METHOD.into(),
+        RegistrationParams { registrations: vec![watch] },
+    );
+    if can_watch {
+        conn.sender.send(Message::Request(register))?;
+    }
+    let mut shutdown = false;
+    // When the oldest unchecked change arrived, and the latest.
+    let mut pending: Option<(Instant, Instant)> = None;
+    loop {
+        let msg = match pending {
+            None => match conn.receiver.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+            Some((first, last)) => {
+                let due = (last + QUIET).min(first + MAX_DELAY);
+                match conn.receiver.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                    Ok(m) => m,
+                    Err(e) if e.is_timeout() => {
+                        s.flush();
+                        pending = None;
+                        continue;
+                    }
+                    Err(_) => break,
                 }
+            }
+        };
+        match msg {
+            Message::Request(req) if shutdown => {
+                let resp = Response::new_err(req.id, ErrorCode::InvalidRequest as i32, "the server is shutting down".into());
+                conn.sender.send(Message::Response(resp))?;
+            }
+            Message::Request(req) if req.method == r::Shutdown::METHOD => {
+                shutdown = true;
+                conn.sender.send(Message::Response(Response::new_ok(req.id, ())))?;
+            }
+            Message::Request(req) => {
                 s.flush();
+                pending = None;
                 let resp = s.request(req);
                 conn.sender.send(Message::Response(resp))?;
             }
-            // `exit` without `shutdown` first: leave anyway (the client is going).
-            Message::Notification(not) if not.method == n::Exit::METHOD => return Ok(()),
-            Message::Notification(not) => s.notification(not),
+            Message::Notification(not) if not.method == n::Exit::METHOD => {
+                return if shutdown { Ok(()) } else { Err("exit without a shutdown request first".into()) };
+            }
+            Message::Notification(not) => {
+                s.notification(not);
+                if !s.dirty.is_empty() {
+                    let now = Instant::now();
+                    pending = Some((pending.map_or(now, |p| p.0), now));
+                }
+            }
             Message::Response(_) => {}
         }
-        if conn.receiver.is_empty() {
-            s.flush();
-        }
     }
-    Ok(())
+    if shutdown {
+        Ok(())
+    } else {
+        Err("the client closed the connection without shutdown and exit".into())
+    }
 }
 
 struct Server<'c> {
@@ -120,6 +194,16 @@ impl Server<'_> {
                     self.importers_dirty(&uri);
                 }
             }
+            // An imported file changed on disk (not open here): its importers are re-checked.
+            n::DidChangeWatchedFiles::METHOD => {
+                if let Ok(p) = serde_json::from_value::<DidChangeWatchedFilesParams>(not.params) {
+                    for c in p.changes {
+                        if self.docs.get(&c.uri).is_none() {
+                            self.importers_dirty(&c.uri);
+                        }
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -149,7 +233,14 @@ impl Server<'_> {
                 (a, diags)
             }));
             match checked {
-                Ok((a, diags)) => {
+                Ok((mut a, diags)) => {
+                    // While a line is half typed the experiment may not expand: completion and
+                    // hints keep the last designs until it does again.
+                    if a.loaded.campaigns.is_empty() {
+                        if let Some(old) = self.analyses.get_mut(&uri) {
+                            a.loaded.campaigns = std::mem::take(&mut old.loaded.campaigns);
+                        }
+                    }
                     let version = a.version;
                     self.analyses.insert(uri.clone(), a);
                     self.publish(uri, diags, Some(version));
@@ -226,6 +317,46 @@ impl Server<'_> {
                 let p: CodeActionParams = params(req)?;
                 let Some(doc) = self.docs.get(&p.text_document.uri) else { return json(None::<CodeActionResponse>) };
                 json(navigate::code_actions(&p.text_document.uri, &doc.text, &p.context.diagnostics))
+            }
+            r::Rename::METHOD => {
+                let p: RenameParams = params(req)?;
+                let Some((a, off)) = self.at(&p.text_document_position) else { return json(None::<WorkspaceEdit>) };
+                let others = self.analyses.values().filter(|o| o.uri != a.uri);
+                match super::rename::rename(a, off as u32, &p.new_name, others) {
+                    Ok(edit) => json(edit),
+                    Err(why) => Err((ErrorCode::InvalidParams, why)),
+                }
+            }
+            r::DocumentHighlightRequest::METHOD => {
+                let p: DocumentHighlightParams = params(req)?;
+                let Some((a, off)) = self.at(&p.text_document_position_params) else {
+                    return json(None::<Vec<DocumentHighlight>>);
+                };
+                json(super::rename::highlight(a, off as u32))
+            }
+            r::InlayHintRequest::METHOD => {
+                let p: InlayHintParams = params(req)?;
+                let Some(a) = self.analyses.get(&p.text_document.uri) else { return json(None::<Vec<InlayHint>>) };
+                json(super::hints::inlay_hints(a, p.range))
+            }
+            r::CodeLensRequest::METHOD => {
+                let p: CodeLensParams = params(req)?;
+                let Some(a) = self.analyses.get(&p.text_document.uri) else { return json(None::<Vec<CodeLens>>) };
+                json(super::hints::code_lenses(a))
+            }
+            r::FoldingRangeRequest::METHOD => {
+                let p: FoldingRangeParams = params(req)?;
+                let Some(a) = self.analyses.get(&p.text_document.uri) else { return json(None::<Vec<FoldingRange>>) };
+                json(super::outline::folding(a))
+            }
+            r::WorkspaceSymbolRequest::METHOD => {
+                let p: WorkspaceSymbolParams = params(req)?;
+                json(super::outline::workspace_symbols(self.analyses.values(), &p.query))
+            }
+            r::SemanticTokensFullRequest::METHOD => {
+                let p: SemanticTokensParams = params(req)?;
+                let Some(a) = self.analyses.get(&p.text_document.uri) else { return json(None::<SemanticTokens>) };
+                json(SemanticTokens { result_id: None, data: super::outline::semantic_tokens(a) })
             }
             r::Formatting::METHOD => {
                 let p: DocumentFormattingParams = params(req)?;

@@ -1,6 +1,7 @@
 //! Stage 1: text to syntax tree, and the formatter that prints it back.
 
 pub mod ast;
+mod explain;
 pub mod fmt;
 pub mod parser;
 pub mod scan;

@@ -2,6 +2,7 @@
 //! turns pest pairs into the typed AST and error nodes into diagnostics.
 
 use super::ast::*;
+use super::explain::{describe_error, explain_error_node};
 use super::scan;
 use crate::diagnostics::{Code, Diagnostic, FileId, Span};
 use pest::iterators::Pair;
@@ -14,6 +15,8 @@ pub struct NixlParser;
 
 /// Files larger than this are refused with a diagnostic rather than parsed.
 pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+/// The largest number literal (in its base unit) kept exactly: 2^53.
+pub const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
 /// Expressions nested deeper than this (operators, ternaries) are refused.
 const MAX_EXPR_DEPTH: usize = 200;
 
@@ -40,32 +43,117 @@ pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
         .help("split the file with `import`");
         return empty(vec![d]);
     }
-    let scanned = scan::scan(file, text);
+    let mut scanned = scan::scan(file, text);
+    let mut blanked = None;
     if !scanned.diags.is_empty() {
-        return empty(scanned.diags);
+        match recover(file, text) {
+            Some((clean, diags)) => {
+                scanned = scan::scan(file, &clean);
+                scanned.diags = diags;
+                blanked = Some(clean);
+            }
+            None => return empty(scanned.diags),
+        }
     }
+    let (tree, mut diags) = parse_scanned(file, blanked.as_deref().unwrap_or(text), scanned.comments);
+    diags.extend(scanned.diags);
+    diags.sort_by_key(|d| d.primary.span.start);
+    (File { span: whole, ..tree }, diags)
+}
+
+/// Recovery after a delimiter error (an unclosed block, a stray brace): the text
+/// is cut where top-level items start at column 0, every chunk that does not
+/// scan on its own is reported and blanked out (spaces, newlines kept, so every
+/// offset stays), and the rest is parsed and checked as usual. None when the
+/// error cannot be confined to chunks.
+fn recover(file: FileId, text: &str) -> Option<(String, Vec<Diagnostic>)> {
+    let chunks = scan::resync_chunks(text);
+    if chunks.len() < 2 {
+        return None;
+    }
+    let mut clean = text.as_bytes().to_vec();
+    let mut diags = vec![];
+    for (s, e) in chunks {
+        let part = scan::scan(file, &text[s..e]);
+        if part.diags.is_empty() {
+            continue;
+        }
+        for c in &mut clean[s..e] {
+            if *c != b'\n' {
+                *c = b' ';
+            }
+        }
+        diags.extend(part.diags.into_iter().map(|d| shift(d, s as u32)));
+    }
+    let clean = String::from_utf8(clean).ok()?;
+    (!diags.is_empty() && scan::scan(file, &clean).diags.is_empty()).then_some((clean, diags))
+}
+
+fn shift(mut d: Diagnostic, by: u32) -> Diagnostic {
+    for l in std::iter::once(&mut d.primary).chain(d.secondary.iter_mut()) {
+        l.span.start += by;
+        l.span.end += by;
+    }
+    d
+}
+
+/// Parses a text whose delimiters balance.
+fn parse_scanned(file: FileId, text: &str, comments: Vec<Comment>) -> (File, Vec<Diagnostic>) {
+    let whole = Span::new(file, 0, text.len());
+    let empty = |diags| (File { items: vec![], comments: vec![], span: whole }, diags);
     let pairs = match NixlParser::parse(Rule::file, text) {
         Ok(mut p) => p.next().expect("file rule"),
         Err(e) => {
             let (offset, msg) = describe_error(&e, text);
-            let d = Diagnostic::error(Code::Syntax, Span::new(file, offset, (offset + 1).min(text.len())), msg);
+            let at = Span::new(file, offset, (offset + 1).min(text.len()));
+            // pest's own limits (call count, recursion depth): input too deeply nested.
+            let d = if matches!(e.variant, pest::error::ErrorVariant::CustomError { .. }) {
+                Diagnostic::error(Code::Limit, at, format!("input nested too deeply to parse ({msg})"))
+                    .help("split deep expressions with `let`: a chain of `? :` nests one level per branch")
+            } else {
+                Diagnostic::error(Code::Syntax, at, msg)
+            };
             return empty(vec![d]);
         }
     };
-    let mut b = Builder { file, diags: vec![], depth: 0 };
+    let mut b = Builder { file, diags: vec![], depth: 0, deep_until: 0, stmt_end: 0 };
     let mut items = vec![];
     for p in pairs.into_inner() {
         if let Some(s) = b.item(p, true) {
             items.push(s);
         }
     }
-    (File { items, comments: scanned.comments, span: whole }, b.diags)
+    (File { items, comments, span: whole }, b.diags)
+}
+
+/// Statements of a block's body written without the braces, as `lsp::reparse` cuts
+/// large blocks. Any diagnostic means the cut was not a statement boundary.
+pub fn parse_body_piece(file: FileId, text: &str) -> (Vec<Stmt>, Vec<Comment>, Vec<Diagnostic>) {
+    init_pest();
+    let scanned = scan::scan(file, text);
+    if !scanned.diags.is_empty() {
+        return (vec![], vec![], scanned.diags);
+    }
+    let pairs = match NixlParser::parse(Rule::body_piece, text) {
+        Ok(mut p) => p.next().expect("body_piece rule"),
+        Err(e) => {
+            let (offset, msg) = describe_error(&e, text);
+            return (vec![], vec![], vec![Diagnostic::error(Code::Syntax, Span::new(file, offset, offset), msg)]);
+        }
+    };
+    let mut b = Builder { file, diags: vec![], depth: 0, deep_until: 0, stmt_end: 0 };
+    let stmts = pairs.into_inner().filter_map(|p| b.item(p, false)).collect();
+    (stmts, scanned.comments, b.diags)
 }
 
 struct Builder {
     file: FileId,
     diags: Vec<Diagnostic>,
     depth: usize,
+    /// Nesting over the limit is reported once per expression: not again before this offset.
+    deep_until: u32,
+    /// The end of the statement being built.
+    stmt_end: u32,
 }
 
 impl Builder {
@@ -80,6 +168,7 @@ impl Builder {
 
     fn item(&mut self, p: Pair<Rule>, top: bool) -> Option<Stmt> {
         let span = self.span(&p);
+        self.stmt_end = span.end;
         let kind = match p.as_rule() {
             Rule::EOI | Rule::lbrace | Rule::rbrace => return None,
             Rule::import_stmt => {
@@ -182,6 +271,10 @@ impl Builder {
     }
 
     fn too_deep(&mut self, span: Span) -> Expr {
+        if span.start < self.deep_until {
+            return Expr { kind: ExprKind::None, span };
+        }
+        self.deep_until = span.end.max(self.stmt_end);
         self.diags.push(
             Diagnostic::error(Code::Limit, span, format!("expression nested more than {MAX_EXPR_DEPTH} levels deep"))
                 .help("split it with `let`"),
@@ -360,8 +453,11 @@ impl Builder {
         };
         let (unit, scale) = if money { (Unit::Money, 1.0) } else { unit_scale(unit) };
         let value = value * scale;
-        if !value.is_finite() {
-            self.diags.push(Diagnostic::error(Code::Literal, span, format!("`{text}` is too large")));
+        if !value.is_finite() || value > MAX_EXACT {
+            self.diags.push(
+                Diagnostic::error(Code::Literal, span, format!("`{text}` is too large"))
+                    .help("numbers are kept exactly up to 2^53 (9,007,199,254,740,992 in the base unit)"),
+            );
         }
         Expr { kind: ExprKind::Number { value, unit, text }, span }
     }
@@ -474,183 +570,5 @@ pub fn unit_scale(unit: &str) -> (Unit, f64) {
         "min" => (Unit::Duration, 60.0),
         "h" => (Unit::Duration, 3600.0),
         other => unreachable!("unit {other} not in the grammar"),
-    }
-}
-
-/// Serialises strict re-parses: pest's error detail is a process-wide switch, and it is
-/// only worth its cost when explaining an error.
-static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn strict_parse(rule: Rule, text: &str) -> Result<(), pest::error::Error<Rule>> {
-    let _guard = DETAIL.lock().unwrap_or_else(|e| e.into_inner());
-    pest::set_error_detail(true);
-    let r = NixlParser::parse(rule, text).map(|_| ());
-    pest::set_error_detail(false);
-    r
-}
-
-/// Explains an error node by parsing its text strictly and naming what was expected.
-fn explain_error_node(file: FileId, span: Span, text: &str, top: bool) -> Diagnostic {
-    let rule = if top { Rule::strict_item } else { Rule::strict_stmt };
-    let err = match strict_parse(rule, text) {
-        Err(e) => e,
-        Ok(_) => {
-            // It parses as a statement, just not here.
-            let first = text.split_whitespace().next().unwrap_or("");
-            let msg = if top {
-                format!("`{first}` cannot stand at the top level of a file")
-            } else {
-                format!("`{first}` is not allowed inside a block")
-            };
-            let help = if top {
-                "only `import`, `let` and blocks such as `stack`, `setup` and `experiment` stand at the top level; move this into a block"
-            } else {
-                "`import` is only allowed at the top level of a file"
-            };
-            return Diagnostic::error(Code::Syntax, span, msg).help(help);
-        }
-    };
-    // `name value` is almost always a forgotten `=`: say so when adding it would parse.
-    if let Some(name_end) = missing_equals(text, rule) {
-        let at = Span::new(file, span.start as usize + name_end, span.start as usize + name_end);
-        let name = text[..name_end].trim();
-        return Diagnostic::error(Code::Syntax, at, format!("expected `=` after `{name}`"))
-            .with(span, "this statement was skipped")
-            .help(format!("write `{name} = value`"));
-    }
-    let (offset, msg) = describe_error(&err, text);
-    let start = span.start as usize + offset;
-    let at = Span::new(file, start, (start + next_char_len(text, offset)).max(start));
-    let first_word = text.split_whitespace().next().unwrap_or("");
-    let help = if top
-        && !matches!(first_word, "let" | "import")
-        && text.trim_start().starts_with(|c: char| c.is_alphabetic())
-        && text.contains('=')
-        && !text.contains('{')
-    {
-        "attributes belong inside a block; at the top level use `let name = value`".to_string()
-    } else {
-        "each statement is `name = value`, `kind \"label\" { ... }`, or a `let`, `set`, `factor`, `prune` or `when` statement"
-            .to_string()
-    };
-    Diagnostic::error(Code::Syntax, at, msg).with(span, "this statement was skipped").help(help)
-}
-
-/// The end of the leading name if `text` parses once `=` follows that name.
-fn missing_equals(text: &str, rule: Rule) -> Option<usize> {
-    let trimmed = text.trim_start();
-    let lead = text.len() - trimmed.len();
-    let name_len = trimmed.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
-    if name_len == 0 {
-        return None;
-    }
-    let rest = &trimmed[name_len..];
-    if rest.trim_start().starts_with('=') || rest.trim_start().starts_with('{') {
-        return None;
-    }
-    let fixed = format!("{} = {}", &trimmed[..name_len], rest.trim_start());
-    let ok = NixlParser::parse(Rule::strict_stmt, &fixed).is_ok()
-        || (rule == Rule::strict_item && NixlParser::parse(Rule::strict_item, &format!("let {fixed}")).is_ok());
-    ok.then_some(lead + name_len)
-}
-
-fn next_char_len(text: &str, offset: usize) -> usize {
-    text[offset.min(text.len())..].chars().next().map(|c| if c == '\n' { 0 } else { c.len_utf8() }).unwrap_or(0)
-}
-
-/// Turns a pest error into an offset and a message that names expected tokens in words.
-fn describe_error(e: &pest::error::Error<Rule>, text: &str) -> (usize, String) {
-    let offset = match e.location {
-        pest::error::InputLocation::Pos(p) => p,
-        pest::error::InputLocation::Span((s, _)) => s,
-    };
-    if let pest::error::ErrorVariant::CustomError { message } = &e.variant {
-        return (offset, format!("the parser gave up: {message}"));
-    }
-    let mut words: Vec<String> = vec![];
-    let mut add = |w: String| {
-        if !words.contains(&w) {
-            words.push(w);
-        }
-    };
-    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
-        for r in positives {
-            if let Some(w) = rule_word(*r) {
-                add(w.to_string());
-            }
-        }
-    }
-    if let Some(attempts) = e.parse_attempts() {
-        for t in attempts.expected_tokens() {
-            if let Some(w) = token_word(&t.to_string()) {
-                add(w);
-            }
-        }
-    }
-    let found = match text[offset.min(text.len())..].chars().next() {
-        None | Some('\n') | Some('\r') => "end of line".to_string(),
-        Some(c) => format!(
-            "`{}`",
-            text[offset..]
-                .split(|x: char| x.is_whitespace())
-                .next()
-                .map(|s| s.chars().take(20).collect::<String>())
-                .unwrap_or_else(|| c.to_string())
-        ),
-    };
-    words.sort_by_key(|w| word_rank(w));
-    let msg = match words.len() {
-        0 => format!("unexpected {found}"),
-        1 => format!("expected {}, found {found}", words[0]),
-        n => {
-            let shown: Vec<&String> = words.iter().take(6).collect();
-            let (last, head) = shown.split_last().expect("non-empty");
-            let head: Vec<&str> = head.iter().map(|s| s.as_str()).collect();
-            let more = if n > 6 { ", ..." } else { "" };
-            format!("expected {} or {}{more}, found {found}", head.join(", "), last)
-        }
-    };
-    (offset, msg)
-}
-
-fn word_rank(w: &str) -> u8 {
-    if w.starts_with('`') {
-        0
-    } else {
-        1
-    }
-}
-
-fn rule_word(r: Rule) -> Option<&'static str> {
-    Some(match r {
-        Rule::eq => "`=`",
-        Rule::lbrace | Rule::body | Rule::record => "`{`",
-        Rule::rbrace => "`}`",
-        Rule::rbracket => "`]`",
-        Rule::rparen => "`)`",
-        Rule::colon => "`:`",
-        Rule::qmark => "`?`",
-        Rule::comma => "`,`",
-        Rule::kw_because => "`because`",
-        Rule::kw_then => "`then`",
-        Rule::kw_run => "`run`",
-        Rule::kw_extends => "`extends`",
-        Rule::kw_in => "`in`",
-        Rule::ident => "a name",
-        Rule::string | Rule::label | Rule::raw_string => "a string",
-        Rule::expr | Rule::binary | Rule::unary | Rule::postfixed | Rule::quantity | Rule::number | Rule::list | Rule::paren => {
-            "an expression"
-        }
-        Rule::EOI => "end of line",
-        _ => return None,
-    })
-}
-
-fn token_word(t: &str) -> Option<String> {
-    match t {
-        "=" | "{" | "}" | "]" | ")" | ":" | "?" | "," | "[" | "(" | "because" | "then" | "run" | "extends" | "in" => {
-            Some(format!("`{t}`"))
-        }
-        _ => None,
     }
 }

@@ -8,6 +8,9 @@ use crate::diagnostics::{Code, Diagnostic, FileId, Span};
 
 /// Brackets, braces and parentheses nested deeper than this are refused.
 pub const MAX_NESTING: usize = 64;
+/// Conditionals (`? :`) in one statement: each nests the parser one level deeper,
+/// so a long chain is refused here, the same way whatever the build and the stack.
+pub const MAX_CONDITIONALS: usize = 100;
 
 #[derive(PartialEq)]
 enum Mode {
@@ -37,6 +40,7 @@ pub fn scan(file: FileId, text: &str) -> Scan {
     let mut mode = Mode::Code;
     let mut mode_start = 0;
     let mut line_has_code = false;
+    let mut conditionals = 0;
     let mut i = 0;
     let fail = |d: Diagnostic, comments: Vec<Comment>| Scan { comments, diags: vec![d] };
     while i < b.len() {
@@ -50,7 +54,26 @@ pub fn scan(file: FileId, text: &str) -> Scan {
                     i = end;
                     continue;
                 }
-                b'\n' => line_has_code = false,
+                b'\n' => {
+                    line_has_code = false;
+                    // A statement ends at a newline outside lists and calls.
+                    if stack.last().is_none_or(|o| o.ch == b'{') {
+                        conditionals = 0;
+                    }
+                }
+                b'?' => {
+                    line_has_code = true;
+                    conditionals += 1;
+                    if conditionals > MAX_CONDITIONALS {
+                        let d = Diagnostic::error(
+                            Code::Limit,
+                            sp(i, i + 1),
+                            format!("more than {MAX_CONDITIONALS} conditionals (`? :`) in one statement"),
+                        )
+                        .help("split the chain with `let`, or look the value up in a record");
+                        return fail(d, comments);
+                    }
+                }
                 b'"' => {
                     mode = Mode::Str;
                     mode_start = i;
@@ -170,4 +193,42 @@ fn closer(c: u8) -> char {
         b'[' => ']',
         _ => ')',
     }
+}
+
+/// A line that can only begin a new top-level item: `import "`, `let x`, or a
+/// block header `kind label`/`kind {`. Keywords cannot continue an expression.
+/// The language server cuts files into chunks here, and the parser resumes
+/// here after a block that was never closed.
+pub fn starts_item(line: &str) -> bool {
+    if line.starts_with("import ") || line.starts_with("let ") {
+        return true;
+    }
+    let word = line.bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'_').count();
+    if word == 0 || line.as_bytes()[0].is_ascii_digit() || !line[word..].starts_with(' ') {
+        return false;
+    }
+    let rest = line[word..].trim_start_matches(' ');
+    rest.starts_with('"') || rest.starts_with('{') || rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+}
+
+/// Where parsing can resume after a delimiter error: every line that starts at
+/// column 0 with a top-level item, whatever the nesting before it (an unclosed
+/// block is the usual reason to be here). Lines inside a `'''` string are skipped.
+/// Returns the chunk ranges covering the text.
+pub fn resync_chunks(text: &str) -> Vec<(usize, usize)> {
+    let mut starts = vec![0];
+    let mut in_long = false;
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if !in_long && at > 0 && starts_item(line) {
+            starts.push(at);
+        }
+        // A line with an odd number of `'''` opens or closes a long string.
+        if line.matches("'''").count() % 2 == 1 {
+            in_long = !in_long;
+        }
+        at += line.len();
+    }
+    starts.push(text.len());
+    starts.windows(2).map(|w| (w[0], w[1])).filter(|(s, e)| s < e).collect()
 }

@@ -85,3 +85,51 @@ fn fmt_is_idempotent_on_every_test_input_that_parses() {
     }
     assert!(checked >= 40, "only {checked} inputs parsed");
 }
+
+/// A factor with more levels than a 16-bit index holds: every pattern id distinct, no
+/// false "produced twice" (a level index once wrapped at 65,536).
+#[test]
+fn golden_levels_beyond_65536_give_distinct_patterns() {
+    let dir = crate::support::scratch("many-levels");
+    let levels: Vec<String> = (1..=70_000).map(|i| i.to_string()).collect();
+    let text = format!(
+        "import \"{}\"\nexperiment e {{\n  factor prompt = [{}]\n  layer \"L1\" {{\n    mode = unified\n    id   = \"e-{{prompt}}\"\n  }}\n}}\n",
+        root().join("tests/golden/invalid/lib/base.nixl").display(),
+        levels.join(", ")
+    );
+    let path = dir.join("levels.nixl");
+    std::fs::write(&path, text).unwrap();
+    let loaded = nixl::pipeline::load(&path);
+    let errors: Vec<&str> = loaded.check.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.message.as_str()).collect();
+    assert!(errors.is_empty(), "{:?}", &errors[..errors.len().min(3)]);
+    assert_eq!(loaded.campaigns[0].design.patterns.len(), 70_000);
+    assert_eq!(loaded.campaigns[0].design.patterns[65_536].id, "e-65537");
+}
+
+/// The eight mistakes of a new user's first file, all in one run, each with its code and place.
+#[test]
+fn golden_eight_mistakes_are_reported_in_one_run() {
+    let loaded = nixl::pipeline::load(&root().join("tests/golden/invalid/e0002_eight_mistakes_at_once.nixl"));
+    let sources = &loaded.check.sources;
+    let got: Vec<(String, usize)> = loaded
+        .check
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| (d.code.to_string(), sources.line_col(d.primary.span.file, d.primary.span.start).0))
+        .collect();
+    let want: Vec<(String, usize)> = [
+        (Code::ImportNotFound, 5),    // a missing import
+        (Code::UnknownBlock, 7),      // a misspelt block kind
+        (Code::Zone, 13),             // a zone of another region
+        (Code::Unit, 15),             // a volume without its unit
+        (Code::UnknownAttribute, 16), // an unknown attribute
+        (Code::Delimiter, 21),        // a missing brace
+        (Code::EmptyDesign, 29),      // a prune that removes everything
+        (Code::UnknownReference, 33), // an undefined layer
+    ]
+    .into_iter()
+    .map(|(c, l)| (c.to_string(), l))
+    .collect();
+    assert_eq!(got, want);
+}

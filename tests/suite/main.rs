@@ -10,6 +10,7 @@ mod conformance;
 mod golden;
 mod local;
 mod lsp;
+mod lsp_process;
 mod plan;
 mod props;
 mod results;

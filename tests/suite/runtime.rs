@@ -131,6 +131,7 @@ experiment probe extends rules {
   prefix = "probe"
 
   layer "L6-TCP-Probe" {
+    new            = true
     mode           = disaggregated
     transport      = tcp
     adhoc          = true

@@ -170,22 +170,23 @@ fn build_factor(cx: &mut Ctx, id: &ast::Ident, e: &ast::Expr) -> Option<Factor> 
         ast::ExprKind::List(items) => items.iter().collect(),
         _ => vec![],
     };
+    let repeated = repeated_levels(&levels);
     for (i, l) in levels.iter().enumerate() {
         let at = items.get(i).map(|x| x.span).unwrap_or(e.span);
-        if levels[..i].iter().any(|p| crate::check::value::values_equal(p, l)) {
+        if repeated.contains(&i) {
             cx.diags.push(
                 Diagnostic::error(Code::Duplicate, at, format!("level {} of factor `{}` is listed twice", l.display(), id.name))
                     .help("remove the repeated level"),
             );
         }
         if id.name == "concurrency" {
-            let ok = matches!(l, Value::Num(x, ast::Unit::None) if *x >= 1.0 && x.fract() == 0.0);
+            let ok = matches!(l, Value::Num(x, ast::Unit::None) if *x >= 1.0 && x.fract() == 0.0 && *x <= u32::MAX as f64);
             if !ok {
                 cx.diags.push(
                     Diagnostic::error(
                         Code::Domain,
                         at,
-                        format!("concurrency must be a whole number of at least 1, found {}", l.display()),
+                        format!("concurrency must be a whole number from 1 to 4,294,967,295, found {}", l.display()),
                     )
                     .help("concurrency is the number of requests in flight"),
                 );
@@ -207,7 +208,7 @@ fn build_layer(cx: &mut Ctx, b: &Block) -> Layer {
     let mut derived = vec![];
     let mut prunes = vec![];
     let mut analyses = vec![];
-    const OWN: &[&str] = &["id", "design", "steps", "keep", "adhoc", "schedule", "name", "priority", "description"];
+    const OWN: &[&str] = &["id", "design", "steps", "keep", "adhoc", "new", "schedule", "name", "priority", "description"];
     for s in &b.body {
         match &s.kind {
             StmtKind::Attr(id, e) if !OWN.contains(&id.name.as_str()) => {
@@ -254,6 +255,7 @@ fn build_layer(cx: &mut Ctx, b: &Block) -> Layer {
         steps: cx.expr(b, "steps"),
         keep: cx.expr(b, "keep"),
         adhoc: cx.bool(b, "adhoc").unwrap_or(false),
+        new: cx.bool(b, "new").unwrap_or(false),
         schedule,
         fixed,
         derived,
@@ -261,5 +263,74 @@ fn build_layer(cx: &mut Ctx, b: &Block) -> Layer {
         analyses,
         name,
         span,
+    }
+}
+
+/// Indices of levels equal (`values_equal`) to an earlier level, in O(n log n):
+/// numbers are sorted and compared with their neighbours (equality has a
+/// tolerance, so they cannot be hashed), everything else is hashed by its text.
+fn repeated_levels(levels: &[Value]) -> std::collections::HashSet<usize> {
+    let mut nums: Vec<(f64, usize)> = vec![];
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut out = std::collections::HashSet::new();
+    for (i, l) in levels.iter().enumerate() {
+        let key = match l {
+            Value::Num(x, _) => {
+                nums.push((*x, i));
+                continue;
+            }
+            Value::Str(s) | Value::Sym(s) | Value::Ref { name: s, .. } => format!("n:{s}"),
+            other => format!("v:{}", other.display()),
+        };
+        if !seen.insert(key) {
+            out.insert(i);
+        }
+    }
+    nums.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    // A run of equal numbers: every member but the earliest listed is a repeat.
+    let mut run_start = 0;
+    for k in 1..=nums.len() {
+        let same = k < nums.len() && crate::check::value::values_equal(&Value::num(nums[k - 1].0), &Value::num(nums[k].0));
+        if !same {
+            let run = &nums[run_start..k];
+            let earliest = run.iter().map(|x| x.1).min().unwrap_or(0);
+            out.extend(run.iter().map(|x| x.1).filter(|i| *i != earliest));
+            run_start = k;
+        }
+    }
+    out
+}
+
+/// A layer in an extending experiment overrides the parent's layer of the same
+/// name; a name the parent chain lacks is a misspelling unless the layer says `new = true`
+/// (otherwise a typo would silently add a whole layer to the campaign).
+pub(super) fn check_layer_overrides(model: &Model, diags: &mut Vec<Diagnostic>) {
+    for exp in &model.experiments {
+        let Some(parent) = &exp.extends else { continue };
+        let mut inherited: Vec<&str> = vec![];
+        let mut seen = vec![exp.name.as_str()];
+        let mut cur = model.experiments.iter().find(|e| &e.name == parent);
+        while let Some(p) = cur.filter(|p| !seen.contains(&p.name.as_str())) {
+            seen.push(&p.name);
+            inherited.extend(p.layers.iter().map(|l| l.name.as_str()));
+            cur = p.extends.as_ref().and_then(|pp| model.experiments.iter().find(|e| &e.name == pp));
+        }
+        if cur.is_none() && seen.len() == 1 {
+            continue; // the parent is missing: reported where `extends` names it
+        }
+        for l in exp.layers.iter().filter(|l| !l.new && !inherited.contains(&l.name.as_str())) {
+            let help = match did_you_mean(&l.name, inherited.iter().copied()) {
+                Some(h) => format!("{h} To add a layer of its own, write `new = true` in it"),
+                None => "to add a layer the parent does not have, write `new = true` in it".to_string(),
+            };
+            diags.push(
+                Diagnostic::error(
+                    Code::UnknownReference,
+                    l.span,
+                    format!("`{}` extends `{parent}`, which has no layer `{}` to override", exp.name, l.name),
+                )
+                .help(help),
+            );
+        }
     }
 }
