@@ -251,8 +251,9 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
     }
     cx.base = base;
     cx.factor_names = names;
+    let mut optimal = None;
     if failed {
-        return LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, span: layer.span };
+        return LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, optimal, span: layer.span };
     }
     // A prune that empties the layer is a mistake worth stopping for.
     if survivors.is_empty() && candidates > 0 {
@@ -269,7 +270,7 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
         }
         cx.report(d);
     }
-    survivors = select_design(cx, layer, survivors, &mut removed);
+    survivors = select_design(cx, layer, survivors, &mut removed, &mut optimal);
     // Evaluate every derived setting once, so a unit error in one nothing reads is still reported.
     if let Some(first) = survivors.first() {
         let values: Vec<Value> = first.iter().enumerate().map(|(i, l)| exp.factors[i].levels[*l as usize].clone()).collect();
@@ -281,7 +282,14 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
         cx.base = base;
         if !errs.is_empty() {
             cx.report_all(errs);
-            return LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, span: layer.span };
+            return LayerInfo {
+                name: layer.name.clone(),
+                category: Category::E2e,
+                candidates,
+                removed,
+                optimal,
+                span: layer.span,
+            };
         }
     }
     let start = out.len();
@@ -296,7 +304,7 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
         }
     }
     removed.retain(|(_, n)| *n > 0);
-    LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, span: layer.span }
+    LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, optimal, span: layer.span }
 }
 
 /// Unknown names get a "did you mean" over factors and globals.
