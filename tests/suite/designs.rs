@@ -436,7 +436,7 @@ fn every_optimal_design_is_within_one_percent_of_an_independent_reference() {
         let (best, how) = reference(case, &x);
         let efficiency = ((ours - best) / p as f64).exp();
         let line = format!(
-            "{:<38} N={:<3} p={:<2} runs={:<2} reference={how:<12} D-eff={efficiency:.4} starts={} reached={}",
+            "{:<38} N={:<3} p={:<2} runs={:<2} reference={how:<12} D-eff={efficiency:.6} starts={} reached={}",
             case.label,
             candidates.len(),
             p,

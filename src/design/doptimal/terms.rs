@@ -81,7 +81,7 @@ pub fn from_call(e: &Expr, factors: &[Factor]) -> Result<ModelTerms> {
             return Err(model_error(a.value.span, format!("`{}` appears twice", factors[c.factor].name)));
         }
         if kind == "quadratic" && c.scale == Scale::Effect {
-            return Err(not_numeric(&factors[c.factor], a.value.span, "`quadratic(...)` gives every factor a squared term"));
+            return Err(not_numeric(factors, c.factor, a.value.span, "`quadratic(...)` gives every factor a squared term"));
         }
         mains.push(c);
     }
@@ -121,7 +121,7 @@ pub fn from_list(e: &Expr, factors: &[Factor]) -> Result<ModelTerms> {
             }
         }
         if let Some(c) = components.iter().find(|c| c.scale == Scale::Effect && c.power > 1) {
-            return Err(not_numeric(&factors[c.factor], item.span, "a power of a factor needs numbers"));
+            return Err(not_numeric(factors, c.factor, item.span, "a power of a factor needs numbers"));
         }
         components.sort();
         let term = Term { components };
@@ -183,7 +183,7 @@ fn component(e: &Expr, factors: &[Factor]) -> Result<Component> {
         (true, false) => Scale::Linear,
         (true, true) => Scale::Log,
         (false, false) => Scale::Effect,
-        (false, true) => return Err(not_numeric(factor, e.span, "`log` needs numbers")),
+        (false, true) => return Err(not_numeric(factors, index, e.span, "`log` needs numbers")),
     };
     if scale == Scale::Log {
         if let Some(v) = factor.levels.iter().find(|v| v.as_f64().is_some_and(|x| x <= 0.0)) {
@@ -200,19 +200,21 @@ fn component(e: &Expr, factors: &[Factor]) -> Result<Component> {
     Ok(Component { factor: index, scale, power: 1 })
 }
 
-/// The error for a categorical factor where a term needs numbers, with the reason.
-fn not_numeric(factor: &Factor, span: Span, why: &str) -> Box<Diagnostic> {
+/// The error for a categorical factor where a term needs numbers, with the reason
+/// and a term list that says the same with a numeric factor of the experiment.
+fn not_numeric(factors: &[Factor], f: usize, span: Span, why: &str) -> Box<Diagnostic> {
+    let factor = &factors[f];
     let levels: Vec<String> = factor.levels.iter().map(Value::display).collect();
+    let name = &factor.name;
+    let example = match factors.iter().find(|o| o.levels.len() > 1 && o.levels.iter().all(|v| matches!(v, Value::Num(..)))) {
+        Some(o) => format!("terms = [{name}, {0}, {name}*{0}, {0}*{0}]", o.name),
+        None => format!("terms = [{name}]"),
+    };
     Box::new(
-        Diagnostic::error(
-            Code::Type,
-            span,
-            format!("`{}` is not numeric (its levels are {}), and {why}", factor.name, levels.join(", ")),
-        )
-        .help(format!(
-            "a categorical factor enters a model in `linear(...)`, `interaction(...)` or a `terms` list, e.g. `terms = [{0}, x, {0}*x]`",
-            factor.name
-        )),
+        Diagnostic::error(Code::Type, span, format!("`{name}` is not numeric (its levels are {}), and {why}", levels.join(", ")))
+            .help(format!(
+                "a categorical factor enters a model in `linear(...)`, `interaction(...)` or a term list: `{example}`"
+            )),
     )
 }
 
