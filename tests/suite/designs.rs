@@ -22,6 +22,9 @@ struct FactorSpec {
 /// One factor of a term: (factor index, on a log scale, power).
 type Part = (usize, bool, u32);
 
+/// A prune as written in the file, and as a test on level indices.
+type Prune = (&'static str, fn(&[usize]) -> bool);
+
 struct Case {
     label: &'static str,
     factors: Vec<FactorSpec>,
@@ -30,8 +33,7 @@ struct Case {
     /// The same model, as the test's own list of terms (the intercept is implied).
     terms: Vec<Vec<Part>>,
     runs: usize,
-    /// A prune as written in the file, and as a test on level indices.
-    prune: Option<(&'static str, fn(&[usize]) -> bool)>,
+    prune: Option<Prune>,
 }
 
 fn num(name: &'static str, levels: &[f64]) -> FactorSpec {
@@ -146,11 +148,10 @@ fn log_det(rows: &[&Vec<f64>]) -> f64 {
         }
         m.swap(col, piv);
         sum += m[col][col].abs().ln();
-        for r in col + 1..p {
-            let f = m[r][col] / m[col][col];
-            for c in col..p {
-                m[r][c] -= f * m[col][c];
-            }
+        let pivot_row = m[col].clone();
+        for row in m.iter_mut().skip(col + 1) {
+            let f = row[col] / pivot_row[col];
+            row.iter_mut().zip(&pivot_row).skip(col).for_each(|(v, q)| *v -= f * q);
         }
     }
     sum

@@ -45,11 +45,7 @@ impl Candidates {
         Candidates { terms, data: rows.iter().flatten().copied().collect() }
     }
     pub fn len(&self) -> usize {
-        if self.terms == 0 {
-            0
-        } else {
-            self.data.len() / self.terms
-        }
+        self.data.len().checked_div(self.terms).unwrap_or(0)
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0

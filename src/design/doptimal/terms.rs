@@ -40,8 +40,15 @@ pub struct Term {
 #[derive(Clone, Debug)]
 pub struct ModelTerms {
     pub terms: Vec<Term>,
-    /// Coded columns per (factor, scale) and level: `codes[&(f, s)][level]`.
-    codes: Vec<((usize, Scale), Vec<Vec<f64>>)>,
+    codes: Vec<Coding>,
+}
+
+/// The coded columns of each level of one factor on one scale: `levels[level][column]`.
+#[derive(Clone, Debug)]
+struct Coding {
+    factor: usize,
+    scale: Scale,
+    levels: Vec<Vec<f64>>,
 }
 
 /// The effects a model asks for, which are the ones warning W0304 may speak of.
@@ -220,17 +227,17 @@ fn not_numeric(factors: &[Factor], f: usize, span: Span, why: &str) -> Box<Diagn
 
 impl ModelTerms {
     fn new(terms: Vec<Term>, factors: &[Factor]) -> ModelTerms {
-        let mut codes: Vec<((usize, Scale), Vec<Vec<f64>>)> = vec![];
+        let mut codes: Vec<Coding> = vec![];
         for c in terms.iter().flat_map(|t| &t.components) {
-            if !codes.iter().any(|(k, _)| *k == (c.factor, c.scale)) {
-                codes.push(((c.factor, c.scale), coded_levels(&factors[c.factor], c.scale)));
+            if !codes.iter().any(|k| (k.factor, k.scale) == (c.factor, c.scale)) {
+                codes.push(Coding { factor: c.factor, scale: c.scale, levels: coded_levels(&factors[c.factor], c.scale) });
             }
         }
         ModelTerms { terms, codes }
     }
 
     fn code(&self, factor: usize, scale: Scale) -> &[Vec<f64>] {
-        &self.codes.iter().find(|(k, _)| *k == (factor, scale)).expect("coded when the model was built").1
+        &self.codes.iter().find(|k| (k.factor, k.scale) == (factor, scale)).expect("coded when the model was built").levels
     }
 
     /// Model-matrix columns: the intercept and each term's (a categorical factor has levels - 1).
