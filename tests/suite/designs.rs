@@ -555,3 +555,24 @@ fn an_i_optimal_design_records_its_criterion_seed_and_d_efficiency() {
     let table = nixl::design::report::optimal_table(&d);
     assert!(table.contains("I-optimal") && table.lines().nth(2).unwrap().trim_end().ends_with(" 7"), "{table}");
 }
+
+#[test]
+fn nixl_show_says_how_an_optimal_design_was_found() {
+    let dir = scratch("show-optimal");
+    let path = dir.join("e.nixl");
+    let design = "d_optimal(quadratic(log(prompt), log(concurrency)), runs = 6, seed = 5)";
+    let text = BACKENDS
+        .replace("DESIGN", design)
+        .replace("  factor backend     = [ucx, libfabric, tcp]\n", "")
+        .replace("-{backend}", "");
+    std::fs::write(&path, text).unwrap();
+    let loaded = nixl::pipeline::load(&path);
+    let first = loaded.designs[0].patterns[0].id.clone();
+    let out = crate::support::nixl().arg("show").arg(&path).arg(&first).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("  design      D-optimal, 6 of 9 candidates for 6 terms; best of 256 starts (seed 5), reached by "),
+        "{stdout}"
+    );
+}
