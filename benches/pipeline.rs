@@ -1,5 +1,6 @@
 //! Benchmarks of the pipeline at scale: parse and check a 10,000-line file,
-//! expand a million-point experiment, plan 100,000 patterns in 1,000 groups.
+//! expand a million-point experiment, plan 100,000 patterns in 1,000 groups,
+//! choose D- and I-optimal designs among a few thousand candidates.
 //! Run with `cargo bench --bench pipeline`; figures go in the issue notes.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -48,6 +49,19 @@ pub fn grid(levels: usize, prune: bool) -> String {
     s
 }
 
+/// A layer of 8 x 8 x 8 x 6 = 3072 candidates whose points `design` chooses.
+pub fn optimal_layer(design: &str) -> String {
+    let levels = |n: usize| (0..n).map(|i| (1usize << i).to_string()).collect::<Vec<_>>().join(", ");
+    format!(
+        "experiment opt {{\n  factor f0 = [{}]\n  factor f1 = [{}]\n  factor f2 = [{}]\n  factor f3 = [{}]\n  \
+         layer \"L\" {{ mode = unified, id = \"o-{{f0}}-{{f1}}-{{f2}}-{{f3}}\", design = {design} }}\n}}\n",
+        levels(8),
+        levels(8),
+        levels(8),
+        levels(6)
+    )
+}
+
 fn bench(c: &mut Criterion) {
     let text = big_file(10_000);
     c.bench_function("parse+check 10k lines", |b| {
@@ -68,6 +82,25 @@ fn bench(c: &mut Criterion) {
                 assert!(diags.iter().all(|d| !d.is_error()));
                 let c = c.unwrap();
                 std::hint::black_box(nixl::design::tables::pattern_table(&c.design).len());
+            })
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("optimal design");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    for (design, label) in [
+        ("d_optimal(quadratic(log(f0), log(f1), log(f2), log(f3)), runs = 30)", "D quadratic 4 factors 30 runs"),
+        ("d_optimal(quadratic(log(f0), log(f1), log(f2), log(f3)), runs = 15)", "D quadratic 4 factors 15 runs"),
+        ("i_optimal(quadratic(log(f0), log(f1), log(f2), log(f3)), runs = 30)", "I quadratic 4 factors 30 runs"),
+    ] {
+        let src = optimal_layer(design);
+        let out = nixl::check::check_text("optimal.nixl", &src, &NoFiles);
+        assert!(!out.has_errors());
+        g.bench_function(format!("{label} of 3072 candidates"), |b| {
+            b.iter(|| {
+                let (c, diags) = nixl::design::campaign::resolve(&out.model, "opt");
+                assert!(diags.iter().all(|d| !d.is_error()));
+                std::hint::black_box(c.unwrap().design.patterns.len());
             })
         });
     }

@@ -68,11 +68,18 @@ pub fn make(c: &CampaignArgs, select: &Selection, format: Format) -> Result<Plan
     Ok(Planned { loaded: opened.loaded, plan, file: opened.file })
 }
 
-/// The reduction table of a child experiment against its parent.
+/// The design's tables printed with the plan: the reduction against the parent
+/// experiment, and how each optimal design was found (starts, seed, efficiency).
 pub fn reduction(p: &Planned) -> Option<String> {
+    use nixl::design::tables;
     let campaign = p.loaded.campaign(Some(&p.plan.experiment)).ok()?;
-    let parent = p.loaded.parent(campaign)?;
-    Some(nixl::design::tables::render_reduction(&nixl::design::tables::reduction(&parent.design, &campaign.design)))
+    let reduction =
+        p.loaded.parent(campaign).map(|parent| tables::render_reduction(&tables::reduction(&parent.design, &campaign.design)));
+    let optimal = tables::optimal_table(&campaign.design);
+    match (reduction, optimal.is_empty()) {
+        (None, true) => None,
+        (r, _) => Some(format!("{}{optimal}", r.map(|r| r + "\n").unwrap_or_default()).trim_end().to_string()),
+    }
 }
 
 pub fn run(a: &Args) -> ExitCode {

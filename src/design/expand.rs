@@ -282,8 +282,9 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
             *cx.prune_hits.entry(p.span).or_default() += n;
         }
     }
+    let mut optimal = None;
     if failed {
-        return LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, span: layer.span };
+        return LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, optimal, span: layer.span };
     }
     // A prune that empties the layer is a mistake worth stopping for.
     if survivors.is_empty() && candidates > 0 {
@@ -300,7 +301,7 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
         }
         cx.report(d);
     }
-    survivors = select_design(cx, layer, survivors, &mut removed);
+    survivors = select_design(cx, layer, survivors, &mut removed, &mut optimal);
     // Evaluate every derived setting once, so a unit error in one nothing reads is still reported.
     if let Some(first) = survivors.first() {
         let values: Vec<Value> = first.iter().enumerate().map(|(i, l)| exp.factors[i].levels[*l as usize].clone()).collect();
@@ -312,7 +313,14 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
         cx.base = base;
         if !errs.is_empty() {
             cx.report_all(errs);
-            return LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, span: layer.span };
+            return LayerInfo {
+                name: layer.name.clone(),
+                category: Category::E2e,
+                candidates,
+                removed,
+                optimal,
+                span: layer.span,
+            };
         }
     }
     let start = out.len();
@@ -327,7 +335,7 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
         }
     }
     removed.retain(|(_, n)| *n > 0);
-    LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, span: layer.span }
+    LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, optimal, span: layer.span }
 }
 
 /// Unknown names get a "did you mean" over factors and globals.

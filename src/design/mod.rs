@@ -79,6 +79,8 @@ pub struct LayerInfo {
     pub candidates: usize,
     /// Candidates removed, by reason, in declaration order.
     pub removed: Vec<(String, usize)>,
+    /// How a `d_optimal` or `i_optimal` design chose the layer's points.
+    pub optimal: Option<doptimal::OptimalDesign>,
     pub span: Span,
 }
 

@@ -1,20 +1,25 @@
-//! A layer's `design`: explicit `points(...)` or a D-optimal subset of the
-//! candidates that survived the prunes.
+//! A layer's `design`: explicit `points(...)`, or a D- or I-optimal subset of
+//! the candidates that survived the prunes (its arguments read here, the search
+//! in `doptimal`).
 
-use super::doptimal;
+use super::doptimal::exchange::{default_starts, Settings};
+use super::doptimal::{self, terms, Criterion, ModelTerms, OptimalDesign, DEFAULT_SEED};
 use super::expand::Ctx;
 use crate::check::model::Layer;
 use crate::check::value::{values_equal, Value};
 use crate::diagnostics::{Code, Diagnostic};
+use crate::syntax::ast::Arg;
 use crate::syntax::ast::{Expr, ExprKind};
 use std::collections::HashSet;
 
-/// Applies `design = points(...)` or `d_optimal(...)` to the surviving candidates.
+/// Applies `design = points(...)`, `d_optimal(...)` or `i_optimal(...)` to the surviving
+/// candidates; an optimal design says how it was found in `chosen_by`.
 pub(super) fn select_design(
     cx: &mut Ctx,
     layer: &Layer,
     survivors: Vec<Vec<u32>>,
     removed: &mut Vec<(String, usize)>,
+    chosen_by: &mut Option<OptimalDesign>,
 ) -> Vec<Vec<u32>> {
     let Some(design) = &layer.design else {
         return survivors;
@@ -53,74 +58,23 @@ pub(super) fn select_design(
             removed.push(("not among the design's points".into(), before - kept.len()));
             kept
         }
-        "d_optimal" => {
-            let runs = named.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == "runs")).map(|a| &a.value);
-            let Some(runs_expr) = runs else {
-                cx.report(
-                    Diagnostic::error(Code::DesignBudget, design.span, "`d_optimal` needs a run budget")
-                        .help("write `d_optimal(quadratic(prompt, concurrency), runs = 9)`"),
-                );
-                return survivors;
-            };
-            let runs = match &runs_expr.kind {
-                ExprKind::Number { value, .. } if *value >= 1.0 => *value as usize,
-                _ => {
-                    cx.report(Diagnostic::error(
-                        Code::DesignBudget,
-                        runs_expr.span,
-                        "`runs` must be a whole number of at least 1",
-                    ));
-                    return survivors;
+        "d_optimal" | "i_optimal" => {
+            let criterion = if func == "d_optimal" { Criterion::D } else { Criterion::I };
+            match optimal(cx, design, criterion, &args, &named, &survivors) {
+                Some((rows, info)) => {
+                    let before = survivors.len();
+                    let kept: Vec<Vec<u32>> = rows.into_iter().map(|i| survivors[i].clone()).collect();
+                    removed.push((format!("not chosen by the {}-optimal design", criterion.label()), before - kept.len()));
+                    *chosen_by = Some(info);
+                    kept
                 }
-            };
-            let Some(terms) = args.first() else {
-                cx.report(
-                    Diagnostic::error(Code::DesignBudget, design.span, "`d_optimal` needs model terms")
-                        .help("write `d_optimal(quadratic(prompt, concurrency), runs = 9)`"),
-                );
-                return survivors;
-            };
-            let model = match doptimal::terms(terms, &cx.factor_names) {
-                Ok(m) => m,
-                Err(d) => {
-                    cx.report(*d);
-                    return survivors;
-                }
-            };
-            let p = model.columns();
-            if runs > survivors.len() {
-                cx.report(
-                    Diagnostic::error(
-                        Code::DesignBudget,
-                        runs_expr.span,
-                        format!("a budget of {runs} runs is more than the {} candidate points", survivors.len()),
-                    )
-                    .help("lower `runs`, or use the full factorial"),
-                );
-                return survivors;
+                None => survivors,
             }
-            if runs < p {
-                cx.report(
-                    Diagnostic::error(
-                        Code::DesignBudget,
-                        runs_expr.span,
-                        format!("{runs} runs cannot estimate a model with {p} terms"),
-                    )
-                    .help(format!("give at least {p} runs, or a smaller model")),
-                );
-                return survivors;
-            }
-            let x: Vec<Vec<f64>> = survivors.iter().map(|s| model.row(&cx.exp.factors, s)).collect();
-            let chosen = doptimal::fedorov(&x, runs);
-            let before = survivors.len();
-            let kept: Vec<Vec<u32>> = chosen.into_iter().map(|i| survivors[i].clone()).collect();
-            removed.push(("not chosen by the D-optimal design".into(), before - kept.len()));
-            kept
         }
         _ => {
             cx.report(
                 Diagnostic::error(Code::Type, design.span, "unknown design")
-                    .help("use `full`, `points((1K, 1), ...)` or `d_optimal(terms, runs = N)`"),
+                    .help("use `full`, `points((1K, 1), ...)`, `d_optimal(terms, runs = N)` or `i_optimal(terms, runs = N)`"),
             );
             survivors
         }
@@ -191,4 +145,134 @@ fn point_levels(cx: &mut Ctx, e: &Expr) -> Option<Vec<u32>> {
         }
     }
     Some(levels)
+}
+
+const OPTIMAL_HELP: &str = "write `d_optimal(quadratic(log(prompt), log(concurrency)), runs = 9)`, \
+     or `i_optimal(terms = [prompt, backend, prompt*backend], runs = 8, seed = 7)`";
+
+/// Reads an optimal design's model and settings, checks the budget, and searches.
+fn optimal(
+    cx: &mut Ctx,
+    design: &Expr,
+    criterion: Criterion,
+    args: &[&Expr],
+    named: &[&Arg],
+    survivors: &[Vec<u32>],
+) -> Option<(Vec<usize>, OptimalDesign)> {
+    let name = if criterion == Criterion::D { "d_optimal" } else { "i_optimal" };
+    let arg = |n: &str| named.iter().find(|a| a.name.as_ref().is_some_and(|x| x.name == n)).map(|a| &a.value);
+    if let Some(other) =
+        named.iter().filter_map(|a| a.name.as_ref()).find(|n| !["runs", "seed", "starts", "terms"].contains(&n.name.as_str()))
+    {
+        cx.report(
+            Diagnostic::error(Code::DesignBudget, other.span, format!("`{name}` has no argument `{}`", other.name))
+                .help("its arguments are the model, `runs`, and optionally `seed` and `starts`"),
+        );
+        return None;
+    }
+    let Some(runs_expr) = arg("runs") else {
+        cx.report(Diagnostic::error(Code::DesignBudget, design.span, format!("`{name}` needs a run budget")).help(OPTIMAL_HELP));
+        return None;
+    };
+    let model = match (args, arg("terms")) {
+        ([call], None) => terms::from_call(call, &cx.exp.factors),
+        ([], Some(list)) => terms::from_list(list, &cx.exp.factors),
+        ([], None) => {
+            cx.report(
+                Diagnostic::error(Code::DesignBudget, design.span, format!("`{name}` needs model terms")).help(OPTIMAL_HELP),
+            );
+            return None;
+        }
+        _ => {
+            cx.report(
+                Diagnostic::error(
+                    Code::DesignBudget,
+                    design.span,
+                    "give the model once: one of `linear(...)`, `interaction(...)`, `quadratic(...)` or `terms = [...]`",
+                )
+                .help(OPTIMAL_HELP),
+            );
+            return None;
+        }
+    };
+    let model = match model {
+        Ok(m) => m,
+        Err(d) => {
+            cx.report(*d);
+            return None;
+        }
+    };
+    let runs = whole_number(cx, runs_expr, "runs", 1)?;
+    let seed = match arg("seed") {
+        Some(e) => whole_number(cx, e, "seed", 0)? as u64,
+        None => DEFAULT_SEED,
+    };
+    let p = model.columns();
+    let starts = match arg("starts") {
+        Some(e) => whole_number(cx, e, "starts", 1)?,
+        None => default_starts(survivors.len(), runs, p),
+    };
+    if runs > survivors.len() {
+        cx.report(
+            Diagnostic::error(
+                Code::DesignBudget,
+                runs_expr.span,
+                format!("a budget of {runs} runs is more than the {} candidate points", survivors.len()),
+            )
+            .help("lower `runs`, or use the full factorial"),
+        );
+        return None;
+    }
+    if runs < p {
+        cx.report(
+            Diagnostic::error(Code::DesignBudget, runs_expr.span, format!("{runs} runs cannot estimate a model with {p} terms"))
+                .help(format!("give at least {p} runs, or a smaller model")),
+        );
+        return None;
+    }
+    let found = doptimal::optimal_design(&model, survivors, Settings { criterion, runs, seed, starts });
+    if found.is_none() {
+        cx.report(
+            Diagnostic::error(Code::DesignBudget, design.span, unestimable_reason(cx, &model, survivors))
+                .help("leave that factor out of the model, or loosen the prune that removes its levels"),
+        );
+    }
+    found
+}
+
+/// A whole number of at least `min`, or an error on the argument.
+fn whole_number(cx: &mut Ctx, e: &Expr, what: &str, min: usize) -> Option<usize> {
+    match &e.kind {
+        ExprKind::Number { value, .. } if *value >= min as f64 && value.fract() == 0.0 && *value < 1e15 => Some(*value as usize),
+        _ => {
+            cx.report(Diagnostic::error(
+                Code::DesignBudget,
+                e.span,
+                format!("`{what}` must be a whole number of at least {min}"),
+            ));
+            None
+        }
+    }
+}
+
+/// Why the candidates left by the prunes cannot estimate the model: the first model
+/// factor that lost levels, or the general statement.
+fn unestimable_reason(cx: &Ctx, model: &ModelTerms, survivors: &[Vec<u32>]) -> String {
+    for f in model.effects().factors {
+        let factor = &cx.exp.factors[f];
+        let present: HashSet<u32> = survivors.iter().map(|s| s[f]).collect();
+        let numeric = factor.levels.iter().all(|v| matches!(v, Value::Num(..)));
+        if present.len() < 2 || (!numeric && present.len() < factor.levels.len()) {
+            let missing: Vec<String> = (0..factor.levels.len())
+                .filter(|l| !present.contains(&(*l as u32)))
+                .map(|l| factor.levels[l].display())
+                .collect();
+            return format!(
+                "the candidates left by the prunes cannot estimate the model: `{}` has no candidate at {}",
+                factor.name,
+                missing.join(", ")
+            );
+        }
+    }
+    "the candidates left by the prunes cannot estimate every term of the model (its model matrix is singular)".into()
 }

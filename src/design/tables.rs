@@ -1,6 +1,8 @@
 //! The design as tables: the pattern table, the reduction table against the
-//! experiment it extends, one pattern resolved (`nixl show`), and notes on effects a design cannot estimate.
+//! experiment it extends, one pattern resolved (`nixl show`), the table of optimal
+//! designs (how their points were found), and notes on effects a design cannot estimate.
 
+use super::doptimal::OptimalDesign;
 use super::{Category, Design, LayerInfo, Pattern};
 use crate::check::model::Experiment;
 use crate::check::value::{human_bytes, Value};
@@ -180,23 +182,18 @@ pub fn write_description(s: &mut String, d: &Design, p: &Pattern) {
 }
 
 /// Notes for effects a design can no longer estimate: a factor held at one
-/// level in a layer, or a two-factor interaction without a 2x2 sub-grid.
+/// level in a layer, or a two-factor interaction without a 2x2 sub-grid. A layer
+/// with a model (`d_optimal`, `i_optimal`) is checked only for the effects its
+/// model asks for; other layers for every factor and every numeric pair.
 /// Level occurrences are marked in small tables, so this is linear in the patterns.
 pub fn estimability_notes(exp: &Experiment, layers: &[LayerInfo], patterns: &[Pattern]) -> Vec<(usize, String)> {
     let mut notes = vec![];
-    let varying: Vec<usize> = (0..exp.factors.len()).filter(|i| exp.factors[*i].levels.len() > 1).collect();
     let sizes: Vec<usize> = exp.factors.iter().map(|f| f.levels.len()).collect();
-    let pairs: Vec<(usize, usize)> = varying
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &a)| varying[i + 1..].iter().map(move |&b| (a, b)))
-        .filter(|(a, b)| [a, b].iter().all(|i| exp.factors[**i].levels.iter().all(|v| matches!(v, Value::Num(..)))))
-        .filter(|(a, b)| sizes[*a] * sizes[*b] <= 1 << 16)
-        .collect();
     for (li, l) in layers.iter().enumerate() {
         if l.category != Category::E2e {
             continue;
         }
+        let (varying, pairs) = asked_effects(exp, l);
         let mut any = false;
         let mut seen: Vec<Vec<bool>> = sizes.iter().map(|n| vec![false; *n]).collect();
         let mut crossed: Vec<Vec<bool>> = pairs.iter().map(|(a, b)| vec![false; sizes[*a] * sizes[*b]]).collect();
@@ -247,6 +244,27 @@ pub fn estimability_notes(exp: &Experiment, layers: &[LayerInfo], patterns: &[Pa
     notes
 }
 
+/// The factors and factor pairs whose effects a layer is checked for: its model's,
+/// or (without a model) every factor with levels to vary and every numeric pair.
+fn asked_effects(exp: &Experiment, layer: &LayerInfo) -> (Vec<usize>, Vec<(usize, usize)>) {
+    let sizes: Vec<usize> = exp.factors.iter().map(|f| f.levels.len()).collect();
+    let small = |(a, b): &(usize, usize)| sizes[*a] * sizes[*b] <= 1 << 16;
+    if let Some(o) = &layer.optimal {
+        let varying = o.effects.factors.iter().copied().filter(|f| sizes[*f] > 1).collect();
+        return (varying, o.effects.pairs.iter().copied().filter(small).collect());
+    }
+    let varying: Vec<usize> = (0..exp.factors.len()).filter(|i| sizes[*i] > 1).collect();
+    let numeric = |i: usize| exp.factors[i].levels.iter().all(|v| matches!(v, Value::Num(..)));
+    let pairs = varying
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &a)| varying[i + 1..].iter().map(move |&b| (a, b)))
+        .filter(|(a, b)| numeric(*a) && numeric(*b))
+        .filter(small)
+        .collect();
+    (varying, pairs)
+}
+
 /// Whether two levels of each factor appear in all four combinations.
 fn has_rectangle(cells: &[bool], rows: usize, cols: usize) -> bool {
     for i in 0..rows {
@@ -260,6 +278,56 @@ fn has_rectangle(cells: &[bool], rows: usize, cols: usize) -> bool {
     false
 }
 
+/// The table of the layers whose points an optimal design chose: budget, model
+/// size, how many starts found the chosen design, and the seed that reproduces it.
+/// Empty when no layer has one.
+pub fn optimal_table(d: &Design) -> String {
+    let rows: Vec<(&str, &OptimalDesign)> =
+        d.layers.iter().filter_map(|l| l.optimal.as_ref().map(|o| (l.name.as_str(), o))).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let w = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(5).max(5);
+    let mut s = String::new();
+    let _ = writeln!(s, "Optimal designs (best of the seeded starts; efficiencies against the best design found):");
+    let _ = writeln!(
+        s,
+        "  {:<w$}  criterion  {:>4}  {:>5}  {:>10}  {:>6}  {:>12}  {:>11}  {:>5}  seed",
+        "layer", "runs", "terms", "candidates", "starts", "best reached", "worst start", "D-eff"
+    );
+    for (name, o) in rows {
+        let _ = writeln!(
+            s,
+            "  {name:<w$}  {:<9}  {:>4}  {:>5}  {:>10}  {:>6}  {:>12}  {:>11.3}  {:>5.3}  {}",
+            format!("{}-optimal", o.criterion.label()),
+            o.runs,
+            o.terms,
+            o.candidates,
+            o.starts,
+            o.best_reached,
+            o.worst_start,
+            o.d_efficiency,
+            o.seed
+        );
+    }
+    s
+}
+
+/// One line on how an optimal design was found, for `nixl show`.
+pub fn describe_optimal(o: &OptimalDesign) -> String {
+    format!(
+        "{}-optimal, {} of {} candidates for {} terms; best of {} starts (seed {}), reached by {}; D-efficiency {:.3}",
+        o.criterion.label(),
+        o.runs,
+        o.candidates,
+        o.terms,
+        o.starts,
+        o.seed,
+        o.best_reached,
+        o.d_efficiency
+    )
+}
+
 /// Everything about one pattern, resolved: `nixl show`.
 pub fn show_pattern(model: &crate::check::Model, campaign: &super::Campaign, p: &Pattern) -> String {
     let d = &campaign.design;
@@ -269,6 +337,9 @@ pub fn show_pattern(model: &crate::check::Model, campaign: &super::Campaign, p: 
     let _ = writeln!(s, "  experiment  {}", d.experiment);
     let _ = writeln!(s, "  layer       {} ({})", layer.name, layer.category.label());
     let _ = writeln!(s, "  scheduled   {}", if p.adhoc { "no (ad hoc)" } else { "yes" });
+    if let Some(o) = &layer.optimal {
+        let _ = writeln!(s, "  design      {}", describe_optimal(o));
+    }
     let index = d.patterns.iter().position(|x| x.id == p.id);
     if let Some(l) = index.and_then(|i| campaign.schedule.launch_of(i)) {
         let _ =

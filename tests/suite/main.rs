@@ -7,6 +7,7 @@ mod support;
 mod aws;
 mod cli;
 mod conformance;
+mod designs;
 mod golden;
 mod local;
 mod lsp;
