@@ -4,7 +4,7 @@
 use super::model::*;
 use super::value::Value;
 use super::Globals;
-use crate::diagnostics::{did_you_mean, Code, Diagnostic, FileId, Span};
+use crate::diagnostics::{did_you_mean, Code, Diagnostic, FileId, OrHelp, Span};
 use crate::syntax::ast::{self, Block, StmtKind};
 use std::collections::BTreeMap;
 
@@ -388,7 +388,7 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
                 let mut d = Diagnostic::error(Code::Domain, itype_span, format!("instance type `{t}` is not in the catalogue"));
                 d = d.help(
                     did_you_mean(t, model.instances.keys().map(String::as_str))
-                        .unwrap_or_else(|| "see std/aws for the EFA-capable GPU types, or add an `instance` block".into()),
+                        .or_help(|| "see std/aws for the EFA-capable GPU types, or add an `instance` block".into()),
                 );
                 cx.diags.push(d);
             }
@@ -427,7 +427,7 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
                 let mut d = Diagnostic::error(Code::Zone, item.span, format!("zone `{z}` is not in region `{region}`"));
                 d = d.help(match known.and_then(|l| did_you_mean(z, l.iter().map(String::as_str))) {
                     Some(h) => h,
-                    None => format!("zones of {region} look like {region}a, {region}b, ..."),
+                    None => format!("zones of {region} look like {region}a, {region}b, ...").into(),
                 });
                 cx.diags.push(d);
             }

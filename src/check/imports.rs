@@ -1,7 +1,7 @@
 //! Loading a file and everything it imports: relative files and the standard
 //! library embedded in the binary. Cycles are reported with the whole chain.
 
-use crate::diagnostics::{Code, Diagnostic, FileId, SourceMap, Span};
+use crate::diagnostics::{Code, Diagnostic, FileId, OrHelp, SourceMap, Span};
 use crate::syntax::{self, ast};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -148,7 +148,7 @@ impl Loading<'_> {
                     );
                     d = d.help(
                         crate::diagnostics::did_you_mean(&key, names.iter().copied())
-                            .unwrap_or_else(|| format!("the standard library has {}", names.join(", "))),
+                            .or_help(|| format!("the standard library has {}", names.join(", "))),
                     );
                     self.diagnostics.push(d);
                     return;

@@ -11,7 +11,7 @@ pub mod schema;
 pub mod symbols;
 pub mod value;
 
-use crate::diagnostics::{did_you_mean, Code, Diagnostic, SourceMap, Span};
+use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp, SourceMap, Span};
 use crate::syntax::ast::{self, Block, Stmt, StmtKind};
 use imports::Loader;
 use schema::{BlockSchema, Ty};
@@ -156,9 +156,9 @@ impl<'a> Globals<'a> {
     /// Adds "did you mean" to unknown-name diagnostics.
     pub fn explain(&self, mut d: Diagnostic) -> Diagnostic {
         if d.code == Code::UnknownName && d.help.is_none() {
-            if let Some(name) = d.message.strip_prefix("unknown name `").and_then(|s| s.strip_suffix('`')) {
+            if let Some(name) = d.subject.clone() {
                 let names = self.all_names();
-                d = match did_you_mean(name, names.iter().map(String::as_str)) {
+                d = match did_you_mean(&name, names.iter().map(String::as_str)) {
                     Some(h) => d.help(h),
                     None => d.help("define it with `let`, import the file that defines it, or check the spelling"),
                 };
@@ -229,9 +229,7 @@ fn validate_block(b: &Block, parent: &str, g: &Globals, diags: &mut Vec<Diagnost
     let Some(schema) = schema::block(&b.kind.name) else {
         let kinds: Vec<&str> = schema::BLOCKS.iter().map(|s| s.kind).collect();
         let mut d = Diagnostic::error(Code::UnknownBlock, b.kind.span, format!("unknown block kind `{}`", b.kind.name));
-        d = d.help(
-            did_you_mean(&b.kind.name, kinds.iter().copied()).unwrap_or_else(|| format!("block kinds are {}", kinds.join(", "))),
-        );
+        d = d.help(did_you_mean(&b.kind.name, kinds.iter().copied()).or_help(|| format!("block kinds are {}", kinds.join(", "))));
         diags.push(d);
         return;
     };
@@ -323,7 +321,7 @@ fn validate_stmt(
                         id.span,
                         format!("`{}` has no attribute `{}`", b.kind.name, id.name),
                     );
-                    d = d.help(did_you_mean(&id.name, names.iter().copied()).unwrap_or_else(|| {
+                    d = d.help(did_you_mean(&id.name, names.iter().copied()).or_help(|| {
                         if names.is_empty() {
                             format!("`{}` takes no attributes", b.kind.name)
                         } else {
@@ -484,7 +482,7 @@ fn check_ref(kind: &str, e: &ast::Expr, g: &Globals, diags: &mut Vec<Diagnostic>
         None => {
             let names: Vec<&str> = g.defs.iter().filter(|(_, (k, _))| *k == kind).map(|(n, _)| n.as_str()).collect();
             let mut d = Diagnostic::error(Code::UnknownReference, id.span, format!("no `{kind}` named `{}`", id.name));
-            d = d.help(did_you_mean(&id.name, names.iter().copied()).unwrap_or_else(|| {
+            d = d.help(did_you_mean(&id.name, names.iter().copied()).or_help(|| {
                 if names.is_empty() {
                     format!("define `{kind} {} {{ ... }}` or import the file that does", id.name)
                 } else {

@@ -8,7 +8,7 @@
 
 use super::model::{Experiment, Model};
 use crate::design::Design;
-use crate::diagnostics::{did_you_mean, Code, Diagnostic, Span};
+use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp, Span};
 use crate::syntax::ast::{Arg, Expr, ExprKind, StrPart};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -96,7 +96,7 @@ pub fn check(model: &Model, diags: &mut Vec<Diagnostic>) {
 }
 
 fn unknown(span: Span, what: &str, name: &str, known: &[&str], diags: &mut Vec<Diagnostic>) {
-    let help = did_you_mean(name, known.iter().copied()).unwrap_or_else(|| {
+    let help = did_you_mean(name, known.iter().copied()).or_help(|| {
         if known.is_empty() {
             format!("no {what} is defined here")
         } else {
@@ -143,7 +143,7 @@ fn call(n: &Names, f: &Expr, args: &[Arg], span: Span, diags: &mut Vec<Diagnosti
     let Some((_, usage)) = FUNCTIONS.iter().find(|(name, _)| *name == fname.name) else {
         let names: Vec<&str> = FUNCTIONS.iter().map(|f| f.0).collect();
         let help = did_you_mean(&fname.name, names.iter().copied())
-            .unwrap_or_else(|| format!("a rule's condition can call {}", names.join(", ")));
+            .or_help(|| format!("a rule's condition can call {}", names.join(", ")));
         diags.push(
             Diagnostic::error(Code::UnknownName, fname.span, format!("`{}` is not a function a rule can call", fname.name))
                 .help(help),
@@ -261,7 +261,7 @@ fn filter(n: &Names, at: Span, key: &str, value: &Expr, diags: &mut Vec<Diagnost
     let Some(levels) = n.factors.get(key) else {
         let mut known: Vec<&str> = n.factors.keys().copied().collect();
         known.push("layer");
-        let help = did_you_mean(key, known.iter().copied()).unwrap_or_else(|| format!("filters are {}", known.join(", ")));
+        let help = did_you_mean(key, known.iter().copied()).or_help(|| format!("filters are {}", known.join(", ")));
         diags.push(Diagnostic::error(Code::UnknownReference, at, format!("no factor named `{key}` to filter on")).help(help));
         return;
     };
@@ -315,7 +315,7 @@ fn action(n: &Names, e: &Expr, diags: &mut Vec<Diagnostic>) {
                 let Some(key) = &a.name else { continue };
                 if !tool.params.contains_key(&key.name) {
                     let params: Vec<&str> = tool.params.keys().map(String::as_str).collect();
-                    let help = did_you_mean(&key.name, params.iter().copied()).unwrap_or_else(|| {
+                    let help = did_you_mean(&key.name, params.iter().copied()).or_help(|| {
                         if params.is_empty() {
                             format!("`{}` takes no parameters", tool.name)
                         } else {
@@ -335,7 +335,7 @@ fn action(n: &Names, e: &Expr, diags: &mut Vec<Diagnostic>) {
         }
         ExprKind::Call(f, _) => {
             let help = match &f.kind {
-                ExprKind::Name(i) => did_you_mean(&i.name, ["adhoc"]).unwrap_or_else(|| "write `adhoc(TOOL)`".into()),
+                ExprKind::Name(i) => did_you_mean(&i.name, ["adhoc"]).or_help(|| "write `adhoc(TOOL)`".into()),
                 _ => "write `adhoc(TOOL)`".into(),
             };
             diags.push(
@@ -370,7 +370,7 @@ pub fn check_ids(model: &Model, designs: &[&Design]) -> Vec<Diagnostic> {
                 let Some(id) = string(i) else { continue };
                 if !ids.contains(id.as_str()) {
                     let help = did_you_mean(&id, ids.iter().copied())
-                        .unwrap_or_else(|| "`nixl plan` lists the pattern ids; ad-hoc ones are in layers with `adhoc`".into());
+                        .or_help(|| "`nixl plan` lists the pattern ids; ad-hoc ones are in layers with `adhoc`".into());
                     diags.push(
                         Diagnostic::error(
                             Code::UnknownReference,

@@ -403,7 +403,7 @@ impl Eval<'_> {
         if SYMBOLS.contains(&name) {
             return Ok(Value::Sym(name.to_string()));
         }
-        Err(err(Code::UnknownName, span, format!("unknown name `{name}`")))
+        Err(Box::new(Diagnostic::error(Code::UnknownName, span, format!("unknown name `{name}`")).subject(name)))
     }
 
     fn binary(&self, op: BinOp, a: &Expr, b: &Expr) -> R {

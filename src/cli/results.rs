@@ -49,8 +49,8 @@ pub fn run(a: &Args) -> ExitCode {
     if let Some(l) = &a.layer {
         let layers = campaign.design.layers.iter().map(|x| x.name.as_str());
         if !campaign.design.layers.iter().any(|x| &x.name == l) {
-            let hint = nixl::diagnostics::did_you_mean(l, layers.clone())
-                .unwrap_or_else(|| format!("its layers are: {}", layers.collect::<Vec<_>>().join(", ")));
+            let hint = nixl::diagnostics::did_you_mean(l, layers.clone()).map(|h| h.text);
+            let hint = hint.unwrap_or_else(|| format!("its layers are: {}", layers.collect::<Vec<_>>().join(", ")));
             return output::fail(&format!("experiment `{}` has no layer `{l}`; {hint}", campaign.name()));
         }
     }

@@ -9,7 +9,7 @@ use super::schedule::{self, Schedule};
 use super::Design;
 use crate::check::model::{Experiment, Setup, Stack};
 use crate::check::Model;
-use crate::diagnostics::{did_you_mean, Code, Diagnostic};
+use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp};
 use crate::syntax::ast::{Expr, ExprKind};
 use std::collections::BTreeMap;
 
@@ -64,7 +64,7 @@ fn stack_of<'m>(model: &'m Model, exp: &Experiment, diags: &mut Vec<Diagnostic>)
         Some(wanted) => {
             let found = model.stacks.iter().find(|s| &s.name == wanted);
             if found.is_none() {
-                let hint = did_you_mean(wanted, names()).unwrap_or_else(|| {
+                let hint = did_you_mean(wanted, names()).or_help(|| {
                     format!("the stacks declared are: {}", names().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "))
                 });
                 diags.push(

@@ -10,7 +10,7 @@ use super::{Category, Design, FactorInfo, LayerInfo, Pattern, RestartKey};
 use crate::check::model::{Derived, Experiment, Layer};
 use crate::check::value::{Scope, Value};
 use crate::check::Model;
-use crate::diagnostics::{did_you_mean, Code, Diagnostic, Span};
+use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp, Span};
 use crate::syntax::ast::{Expr, ExprKind, Unit};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -341,12 +341,11 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
 /// Unknown names get a "did you mean" over factors and globals.
 pub(super) fn explain(base: &BTreeMap<String, Value>, factors: &[String], mut d: Diagnostic) -> Diagnostic {
     if d.code == Code::UnknownName && d.help.is_none() {
-        if let Some(name) = d.message.strip_prefix("unknown name `").and_then(|s| s.strip_suffix('`')).map(str::to_string) {
+        if let Some(name) = d.subject.clone() {
             let mut names: Vec<&str> = base.keys().map(String::as_str).chain(factors.iter().map(String::as_str)).collect();
             names.extend(crate::check::value::SYMBOLS);
             d = d.help(
-                did_you_mean(&name, names)
-                    .unwrap_or_else(|| "declare it with `factor`, `let` or `set`, or fix the spelling".into()),
+                did_you_mean(&name, names).or_help(|| "declare it with `factor`, `let` or `set`, or fix the spelling".into()),
             );
         }
     }
@@ -537,9 +536,9 @@ fn restart_key(scope: &PointScope, e: &Expr) -> Result<Vec<(String, Value)>, Box
         let Some(id) = i.as_name() else {
             return Err(Box::new(Diagnostic::error(Code::Type, i.span, "`restart_on` lists setting names")));
         };
-        let v = scope
-            .lookup(&id.name)
-            .ok_or_else(|| Box::new(Diagnostic::error(Code::UnknownName, id.span, format!("unknown name `{}`", id.name))))?;
+        let v = scope.lookup(&id.name).ok_or_else(|| {
+            Box::new(Diagnostic::error(Code::UnknownName, id.span, format!("unknown name `{}`", id.name)).subject(&id.name))
+        })?;
         key.push((id.name.clone(), v));
     }
     Ok(key)

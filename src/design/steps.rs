@@ -5,7 +5,7 @@ use super::expand::{derived_of, explain, fixed_of, make_pattern, Ctx, Odometer, 
 use super::{Category, LayerInfo, Pattern};
 use crate::check::model::Layer;
 use crate::check::value::{values_equal, Layered, Value};
-use crate::diagnostics::{did_you_mean, Code, Diagnostic, Span};
+use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp, Span};
 use crate::syntax::ast::ExprKind;
 use std::collections::BTreeMap;
 
@@ -56,9 +56,10 @@ pub(super) fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec
         for (k, v) in &fields {
             if !tool.params.contains_key(k) {
                 let mut d = Diagnostic::error(Code::UnknownAttribute, span, format!("tool `{name}` has no parameter `{k}`"));
-                d = d.help(did_you_mean(k, tool.params.keys().map(String::as_str)).unwrap_or_else(|| {
-                    format!("its parameters are {}", tool.params.keys().cloned().collect::<Vec<_>>().join(", "))
-                }));
+                d = d
+                    .help(did_you_mean(k, tool.params.keys().map(String::as_str)).or_help(|| {
+                        format!("its parameters are {}", tool.params.keys().cloned().collect::<Vec<_>>().join(", "))
+                    }));
                 cx.report(d);
                 continue;
             }
@@ -165,8 +166,7 @@ pub(super) fn expand_analyses(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut 
                     format!("analysis `{}` reads layer `{input}`, which does not exist", a.name),
                 );
                 d = d.help(
-                    did_you_mean(input, layer_names.iter().copied())
-                        .unwrap_or_else(|| format!("layers: {}", layer_names.join(", "))),
+                    did_you_mean(input, layer_names.iter().copied()).or_help(|| format!("layers: {}", layer_names.join(", "))),
                 );
                 cx.report(d);
             }
@@ -220,7 +220,7 @@ pub(super) fn add_extra_patterns(cx: &mut Ctx, out: &mut Vec<Pattern>) {
                 xp.layer_span,
                 format!("pattern `{}` is placed in layer `{}`, which does not exist", xp.id, xp.layer),
             );
-            d = d.help(did_you_mean(&xp.layer, names.iter().copied()).unwrap_or_else(|| format!("layers: {}", names.join(", "))));
+            d = d.help(did_you_mean(&xp.layer, names.iter().copied()).or_help(|| format!("layers: {}", names.join(", "))));
             cx.report(d);
             continue;
         };
@@ -268,8 +268,7 @@ pub(super) fn apply_schedules(cx: &mut Ctx, out: &mut [Pattern]) {
                     format!("layer `{}` has no pattern `{id}` to schedule", layer.name),
                 );
                 d = d.help(
-                    did_you_mean(id, ids.iter().copied())
-                        .unwrap_or_else(|| "check the id against `nixl plan`'s pattern table".into()),
+                    did_you_mean(id, ids.iter().copied()).or_help(|| "check the id against `nixl plan`'s pattern table".into()),
                 );
                 cx.diags.push(d);
             }

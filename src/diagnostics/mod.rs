@@ -206,6 +206,49 @@ pub struct Diagnostic {
     /// Further locations, possibly in other files (the other definition of a duplicate).
     pub secondary: Vec<Label>,
     pub help: Option<String>,
+    /// What the primary span should read instead (a "did you mean" name): the
+    /// editor's quick fix, kept as data so nothing parses the help text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
+    /// The name the diagnostic is about (an unknown name), for whoever adds a suggestion later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// A help line, and the replacement it proposes when it is a "did you mean".
+#[derive(Clone, Debug, PartialEq)]
+pub struct Help {
+    pub text: String,
+    pub replacement: Option<String>,
+}
+
+impl From<String> for Help {
+    fn from(text: String) -> Help {
+        Help { text, replacement: None }
+    }
+}
+
+impl From<&str> for Help {
+    fn from(text: &str) -> Help {
+        Help { text: text.to_string(), replacement: None }
+    }
+}
+
+/// A "did you mean" if there is one, else the help line `otherwise` gives.
+pub trait OrHelp {
+    fn or_help(self, otherwise: impl FnOnce() -> String) -> Help;
+}
+
+impl OrHelp for Option<Help> {
+    fn or_help(self, otherwise: impl FnOnce() -> String) -> Help {
+        self.unwrap_or_else(|| Help::from(otherwise()))
+    }
+}
+
+impl fmt::Display for Help {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 impl Diagnostic {
@@ -221,6 +264,8 @@ impl Diagnostic {
             primary: Label { span, message: String::new() },
             secondary: Vec::new(),
             help: None,
+            suggestion: None,
+            subject: None,
         }
     }
     pub fn label(mut self, message: impl Into<String>) -> Self {
@@ -231,8 +276,17 @@ impl Diagnostic {
         self.secondary.push(Label { span, message: message.into() });
         self
     }
-    pub fn help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+    pub fn help(mut self, help: impl Into<Help>) -> Self {
+        let help = help.into();
+        self.help = Some(help.text);
+        if help.replacement.is_some() {
+            self.suggestion = help.replacement;
+        }
+        self
+    }
+    /// Names what the diagnostic is about (the unknown name itself).
+    pub fn subject(mut self, name: impl Into<String>) -> Self {
+        self.subject = Some(name.into());
         self
     }
     pub fn is_error(&self) -> bool {
@@ -240,8 +294,9 @@ impl Diagnostic {
     }
 }
 
-/// "did you mean" for a misspelt name: the closest candidate within a small edit distance.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+/// "did you mean" for a misspelt name: the closest candidate within a small
+/// edit distance, as help text that carries the candidate as its replacement.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<Help> {
     let limit = (name.chars().count() / 3).max(1) + usize::from(name.len() > 8);
     candidates
         .into_iter()
@@ -249,7 +304,7 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
         .map(|c| (edit_distance(name, c), c))
         .filter(|(d, _)| *d <= limit)
         .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)))
-        .map(|(_, c)| format!("did you mean `{c}`?"))
+        .map(|(_, c)| Help { text: format!("did you mean `{c}`?"), replacement: Some(c.to_string()) })
 }
 
 pub fn edit_distance(a: &str, b: &str) -> usize {

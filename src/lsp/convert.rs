@@ -114,10 +114,9 @@ pub fn diagnostic(d: &Diagnostic, pos: &mut Positions, uri_of: &dyn Fn(FileId) -
     }
 }
 
-/// The replacement a "did you mean `x`?" help suggests, for the quick fix.
+/// The replacement a diagnostic proposes, for the quick fix.
 pub fn suggestion(d: &Diagnostic) -> Option<String> {
-    let h = d.help.as_deref()?;
-    Some(h.strip_prefix("did you mean `")?.strip_suffix("`?")?.to_string())
+    d.suggestion.clone()
 }
 
 #[cfg(test)]

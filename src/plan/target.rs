@@ -59,7 +59,7 @@ impl Target {
             actions.iter().map(|a| a.id.to_string()).chain(actions.iter().filter_map(|a| a.layer.clone())).collect();
         Err(UnknownTarget {
             given: given.into(),
-            hint: crate::diagnostics::did_you_mean(given, names.iter().map(String::as_str)),
+            hint: crate::diagnostics::did_you_mean(given, names.iter().map(String::as_str)).map(|h| h.text),
         })
     }
 

@@ -3,7 +3,7 @@
 use super::{attrs, label, Ctx};
 use crate::check::model::*;
 use crate::check::value::Value;
-use crate::diagnostics::{did_you_mean, Code, Diagnostic, Span};
+use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp, Span};
 use crate::syntax::ast::{self, Block, StmtKind};
 use std::collections::BTreeMap;
 
@@ -16,9 +16,7 @@ pub(super) fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span
                     cx.g.defs.iter().filter(|(_, (k, _))| *k == "experiment").map(|(n, _)| n.as_str()).collect();
                 let mut d =
                     Diagnostic::error(Code::UnknownReference, e.span, format!("no experiment named `{}` to extend", e.name));
-                d = d.help(
-                    did_you_mean(&e.name, names.iter().copied()).unwrap_or_else(|| "import the file that defines it".into()),
-                );
+                d = d.help(did_you_mean(&e.name, names.iter().copied()).or_help(|| "import the file that defines it".into()));
                 cx.diags.push(d);
             }
         }

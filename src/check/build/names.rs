@@ -1,7 +1,7 @@
 //! The names an expression or a template uses, for checks and dependency tracking.
 
 use crate::check::value::SYMBOLS;
-use crate::diagnostics::{did_you_mean, Code, Diagnostic};
+use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp};
 use crate::syntax::ast;
 
 /// Reports interpolated names in a template that are not in `allowed`.
@@ -13,7 +13,7 @@ pub fn check_template_names(e: &ast::Expr, allowed: &[String], diags: &mut Vec<D
             let mut d = Diagnostic::error(Code::UnknownName, id.span, format!("unknown name `{}` in a template", id.name));
             d = d.help(
                 did_you_mean(&id.name, allowed.iter().map(String::as_str))
-                    .unwrap_or_else(|| format!("templates may use {}; escape a literal brace as `\\{{`", allowed.join(", "))),
+                    .or_help(|| format!("templates may use {}; escape a literal brace as `\\{{`", allowed.join(", "))),
             );
             diags.push(d);
         }
