@@ -1,87 +1,20 @@
 //! Layer by layer: factorial candidates filtered by prunes and designs
-//! (`select.rs`); tool steps, analyses and extra patterns are in `steps.rs`,
-//! a pattern's resolved settings in `resolve.rs`.
+//! (`select.rs`), each surviving point built by `pattern.rs`; tool steps,
+//! analyses and extra patterns are in `steps.rs`, what they share in
+//! `context.rs`, a pattern's resolved settings in `resolve.rs`.
 
+use super::context::{base_scope, derived_of, explain, fixed_of, Ctx, Odometer};
 use super::memo::{deps, Memo};
+use super::pattern::{make_pattern, LayerMemo};
 use super::scope::PointScope;
 use super::select::select_design;
 use super::steps::{add_extra_patterns, apply_schedules, expand_analyses, expand_steps};
-use super::{Category, Design, FactorInfo, LayerInfo, Pattern, RestartKey};
-use crate::check::model::{Derived, Experiment, Layer};
-use crate::check::value::{Scope, Value};
+use super::{Category, Design, FactorInfo, LayerInfo, Pattern};
+use crate::check::model::{Experiment, Layer};
+use crate::check::value::Value;
 use crate::check::Model;
-use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp, Span};
-use crate::syntax::ast::{Expr, ExprKind, Unit};
+use crate::diagnostics::{Code, Diagnostic, Span};
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-pub(super) const DEFAULT_DURATION: f64 = 300.0;
-const DEFAULT_STARTUP: f64 = 600.0;
-pub(super) const DEFAULT_ANALYSIS: f64 = 60.0;
-
-/// Names every pattern has, with their values when a layer does not set them.
-pub(super) fn defaults() -> BTreeMap<String, Value> {
-    let mut m = BTreeMap::new();
-    m.insert("mode".into(), Value::None);
-    m.insert("transport".into(), Value::None);
-    m.insert("cross_layers".into(), Value::Bool(false));
-    m
-}
-
-/// Globals, definitions (tools, models, services) and experiment settings.
-pub fn base_scope(model: &Model, exp: &Experiment) -> BTreeMap<String, Value> {
-    let mut base = defaults();
-    for (k, v) in &model.globals {
-        base.insert(k.clone(), v.clone());
-    }
-    for (name, t) in &model.tools {
-        base.insert(name.clone(), Value::Ref { kind: "tool".into(), name: name.clone(), fields: t.params.clone() });
-    }
-    for name in model.services.keys() {
-        base.insert(name.clone(), Value::Ref { kind: "service".into(), name: name.clone(), fields: BTreeMap::new() });
-    }
-    for (name, m) in &model.models {
-        let mut f = BTreeMap::new();
-        f.insert("layers".into(), Value::num(m.layers as f64));
-        f.insert("kv_heads".into(), Value::num(m.kv_heads as f64));
-        f.insert("head_dim".into(), Value::num(m.head_dim as f64));
-        f.insert("max_position_embeddings".into(), Value::num(m.max_position_embeddings as f64));
-        f.insert("hf_id".into(), Value::Str(m.hf_id.clone()));
-        base.insert(name.clone(), Value::Ref { kind: "model".into(), name: name.clone(), fields: f });
-    }
-    for (k, v) in &exp.settings {
-        base.insert(k.clone(), v.clone());
-    }
-    base.insert("prefix".into(), Value::Str(exp.prefix.clone()));
-    base
-}
-
-pub(super) struct Ctx<'a> {
-    pub(super) model: &'a Model,
-    pub(super) exp: &'a Experiment,
-    pub(super) base: BTreeMap<String, Value>,
-    pub(super) factor_names: Vec<String>,
-    pub(super) kv: Option<f64>,
-    pub(super) diags: &'a mut Vec<Diagnostic>,
-    pub(super) reported: HashSet<(Span, String)>,
-    pub(super) groups: Vec<RestartKey>,
-    pub(super) group_index: HashMap<String, u32>,
-    pub(super) startup: Vec<f64>,
-    /// Patterns each prune removed, by the prune's span, over every layer it applies to.
-    pub(super) prune_hits: HashMap<Span, usize>,
-}
-
-impl Ctx<'_> {
-    pub(super) fn report(&mut self, d: Diagnostic) {
-        if self.reported.insert((d.primary.span, d.message.clone())) {
-            self.diags.push(d);
-        }
-    }
-    pub(super) fn report_all(&mut self, ds: Vec<Diagnostic>) {
-        for d in ds {
-            self.report(d);
-        }
-    }
-}
 
 pub fn run(model: &Model, exp: &Experiment, diags: &mut Vec<Diagnostic>) -> Design {
     let m = super::experiment_model(model, exp).cloned();
@@ -162,38 +95,6 @@ fn warn_idle_prunes(cx: &mut Ctx) {
                 .label("its condition holds for no remaining pattern")
                 .help("check the levels it names (a level that is not listed never matches), or remove the prune"),
         );
-    }
-}
-
-pub(super) fn fixed_of(layer: &Layer) -> Vec<(String, Expr)> {
-    layer.fixed.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-pub(super) fn derived_of<'e>(exp: &'e Experiment, layer: &'e Layer) -> Vec<&'e Derived> {
-    exp.derived.iter().chain(layer.derived.iter()).collect()
-}
-
-/// Iterates the level indices of a full factorial, last factor fastest.
-pub(super) struct Odometer {
-    pub(super) sizes: Vec<usize>,
-    pub(super) cur: Vec<usize>,
-    pub(super) done: bool,
-}
-
-impl Odometer {
-    pub(super) fn new(sizes: Vec<usize>) -> Odometer {
-        let done = sizes.contains(&0);
-        Odometer { cur: vec![0; sizes.len()], sizes, done }
-    }
-    pub(super) fn advance(&mut self) {
-        for i in (0..self.cur.len()).rev() {
-            self.cur[i] += 1;
-            if self.cur[i] < self.sizes[i] {
-                return;
-            }
-            self.cur[i] = 0;
-        }
-        self.done = true;
     }
 }
 
@@ -336,212 +237,6 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
     }
     removed.retain(|(_, n)| *n > 0);
     LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, optimal, span: layer.span }
-}
-
-/// Unknown names get a "did you mean" over factors and globals.
-pub(super) fn explain(base: &BTreeMap<String, Value>, factors: &[String], mut d: Diagnostic) -> Diagnostic {
-    if d.code == Code::UnknownName && d.help.is_none() {
-        if let Some(name) = d.subject.clone() {
-            let mut names: Vec<&str> = base.keys().map(String::as_str).chain(factors.iter().map(String::as_str)).collect();
-            names.extend(crate::check::value::SYMBOLS);
-            d = d.help(
-                did_you_mean(&name, names).or_help(|| "declare it with `factor`, `let` or `set`, or fix the spelling".into()),
-            );
-        }
-    }
-    d
-}
-
-/// Builds one factorial or extra pattern: id, restart group, duration, KV size.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn make_pattern(
-    cx: &mut Ctx,
-    li: usize,
-    layer: &Layer,
-    fixed: &[(String, Expr)],
-    derived: &[&Derived],
-    levels: Vec<u32>,
-    overrides: &BTreeMap<String, Value>,
-    span: Span,
-    mut memo: Option<&mut LayerMemo>,
-) -> Option<Pattern> {
-    let exp = cx.exp;
-    let values: Vec<Value> =
-        levels.iter().enumerate().map(|(i, l)| exp.factors[i].levels.get(*l as usize).cloned().unwrap_or(Value::None)).collect();
-    let base = &cx.base;
-    let scope = PointScope::new(overrides, &cx.factor_names, &values, fixed, derived, base, cx.kv);
-    let id = match (overrides.get("id"), &layer.id) {
-        (Some(Value::Str(id)), _) => Ok(Value::Str(id.clone())),
-        (_, Some(t)) => scope.eval(t),
-        (_, None) => Ok(Value::Str(format!(
-            "{}-{}-{}",
-            exp.prefix,
-            layer.name.to_lowercase(),
-            values.iter().map(Value::interpolated).collect::<Vec<_>>().join("-")
-        ))),
-    };
-    let id = match id {
-        Ok(v) => v.interpolated(),
-        Err(d) => {
-            let d = explain(base, &cx.factor_names, *d);
-            cx.report(d);
-            return None;
-        }
-    };
-    // Restart group and estimates usually depend on few factors: look them up first.
-    let cached_group = memo.as_ref().and_then(|m| m.group.get(&levels));
-    let cached_duration = memo.as_ref().and_then(|m| m.duration.get(&levels));
-    let kv = prompt_tokens(cx, &scope, &levels).and_then(|t| cx.kv.map(|k| t * k));
-    if let (Some((group, _)), Some(duration)) = (cached_group, cached_duration) {
-        return Some(Pattern {
-            id,
-            layer: li as u32,
-            category: Category::E2e,
-            levels,
-            values: BTreeMap::new(),
-            group: Some(group),
-            duration,
-            kv_bytes: kv,
-            adhoc: layer.adhoc,
-            tool: None,
-            inputs: vec![],
-            span,
-        });
-    }
-    let key = match &exp.restart_on {
-        Some(e) => restart_key(&scope, e),
-        None => Ok(vec![
-            ("mode".into(), scope.lookup("mode").unwrap_or(Value::None)),
-            ("transport".into(), scope.lookup("transport").unwrap_or(Value::None)),
-        ]),
-    };
-    let duration = exp.duration.as_ref().map(|e| scope.eval(e));
-    let startup = exp.startup.as_ref().map(|e| scope.eval(e));
-    let errs = scope.errors.take();
-    let ext = |r: Result<Value, Box<Diagnostic>>, cx: &mut Ctx| -> Option<f64> {
-        match r {
-            Ok(Value::Num(v, Unit::Duration)) => Some(v),
-            Ok(other) => {
-                cx.report(
-                    Diagnostic::error(
-                        Code::Unit,
-                        exp.duration.as_ref().map(|e| e.span).unwrap_or(span),
-                        format!("an estimate must be a duration, found {}", other.type_name()),
-                    )
-                    .help("write it with a unit: 5min"),
-                );
-                None
-            }
-            Err(d) => {
-                let d = explain(&cx.base, &cx.factor_names, *d);
-                cx.report(d);
-                None
-            }
-        }
-    };
-    let duration = duration.and_then(|r| ext(r, cx)).unwrap_or(DEFAULT_DURATION);
-    let startup = startup.and_then(|r| ext(r, cx)).unwrap_or(DEFAULT_STARTUP);
-    if !errs.is_empty() {
-        let errs = errs.into_iter().map(|d| explain(&cx.base, &cx.factor_names, d)).collect();
-        cx.report_all(errs);
-    }
-    let key = match key {
-        Ok(k) => k,
-        Err(d) => {
-            let d = explain(&cx.base, &cx.factor_names, *d);
-            cx.report(d);
-            return None;
-        }
-    };
-    let label: String = key.iter().map(|(_, v)| v.interpolated()).collect::<Vec<_>>().join("\u{1f}");
-    let group = match cx.group_index.get(&label) {
-        Some(g) => *g,
-        None => {
-            let g = cx.groups.len() as u32;
-            cx.groups.push(RestartKey { values: key });
-            cx.startup.push(startup);
-            cx.group_index.insert(label, g);
-            g
-        }
-    };
-    if let Some(m) = memo.as_mut() {
-        m.group.put(&levels, (group, startup));
-        m.duration.put(&levels, duration);
-    }
-    let mut extra = overrides.clone();
-    extra.remove("id");
-    extra.remove("layer");
-    Some(Pattern {
-        id,
-        layer: li as u32,
-        category: Category::E2e,
-        levels,
-        values: extra,
-        group: Some(group),
-        duration,
-        kv_bytes: kv,
-        adhoc: layer.adhoc,
-        tool: None,
-        inputs: vec![],
-        span,
-    })
-}
-
-/// Per-layer caches of the restart group (with its start-up) and the duration estimate.
-pub(super) struct LayerMemo {
-    group: Memo<(u32, f64)>,
-    duration: Memo<f64>,
-}
-
-impl LayerMemo {
-    fn new(exp: &Experiment, factors: &[String], fixed: &[(String, Expr)], derived: &[&Derived]) -> LayerMemo {
-        let sizes: Vec<usize> = exp.factors.iter().map(|f| f.levels.len()).collect();
-        let group_exprs: Vec<&Expr> = exp.restart_on.iter().chain(exp.startup.iter()).collect();
-        // Without `restart_on` the key is mode and transport, which the layer fixes.
-        let mut group_deps = deps(&group_exprs, factors, fixed, derived);
-        if exp.restart_on.is_none() {
-            let names: Vec<Expr> =
-                fixed.iter().filter(|(n, _)| n == "mode" || n == "transport").map(|(_, e)| e.clone()).collect();
-            let refs: Vec<&Expr> = names.iter().collect();
-            group_deps.extend(deps(&refs, factors, fixed, derived));
-            group_deps.sort_unstable();
-            group_deps.dedup();
-        }
-        let duration_deps = deps(&exp.duration.iter().collect::<Vec<_>>(), factors, fixed, derived);
-        LayerMemo { group: Memo::new(group_deps, &sizes), duration: Memo::new(duration_deps, &sizes) }
-    }
-}
-
-/// The prompt length of a pattern, in tokens, read from its factor level when it is one.
-fn prompt_tokens(cx: &Ctx, scope: &PointScope, levels: &[u32]) -> Option<f64> {
-    let v = match cx.factor_names.iter().position(|n| n == "prompt") {
-        Some(i) if scope.overrides.get("prompt").is_none() => cx.exp.factors[i].levels.get(levels[i] as usize).cloned(),
-        _ => scope.lookup("prompt"),
-    };
-    match v {
-        Some(Value::Num(t, Unit::Tokens | Unit::None)) => Some(t),
-        _ => None,
-    }
-}
-
-fn restart_key(scope: &PointScope, e: &Expr) -> Result<Vec<(String, Value)>, Box<Diagnostic>> {
-    let ExprKind::List(items) = &e.kind else {
-        return Err(Box::new(
-            Diagnostic::error(Code::Type, e.span, "`restart_on` must be a list of setting names")
-                .help("write `restart_on = [mode, transport, max_model_len]`"),
-        ));
-    };
-    let mut key = vec![];
-    for i in items {
-        let Some(id) = i.as_name() else {
-            return Err(Box::new(Diagnostic::error(Code::Type, i.span, "`restart_on` lists setting names")));
-        };
-        let v = scope.lookup(&id.name).ok_or_else(|| {
-            Box::new(Diagnostic::error(Code::UnknownName, id.span, format!("unknown name `{}`", id.name)).subject(&id.name))
-        })?;
-        key.push((id.name.clone(), v));
-    }
-    Ok(key)
 }
 
 /// FNV-1a: ids are short strings, and SipHash's DoS resistance buys nothing here.

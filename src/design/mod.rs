@@ -3,10 +3,12 @@
 //! list of patterns with ids, restart keys, KV-cache sizes and estimates.
 
 pub mod campaign;
+mod context;
 pub mod doptimal;
 mod expand;
 mod memo;
 pub mod merge;
+mod pattern;
 mod resolve;
 pub mod schedule;
 mod scope;
@@ -22,7 +24,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 pub use campaign::{Campaign, Templates};
-pub use expand::base_scope as expand_base_scope;
+pub use context::base_scope as expand_base_scope;
 pub use resolve::{pattern_settings, Resolver};
 
 /// What a layer holds, which decides its row in the reduction table.

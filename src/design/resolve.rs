@@ -1,7 +1,7 @@
 //! A pattern's full settings and content hash, for `nixl show`, the planner
 //! and the executor.
 
-use super::expand::{base_scope, defaults, derived_of, fixed_of};
+use super::context::{base_scope, defaults, derived_of, fixed_of};
 use super::scope::PointScope;
 use super::{Campaign, Pattern};
 use crate::check::model::Experiment;

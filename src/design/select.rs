@@ -2,9 +2,9 @@
 //! the candidates that survived the prunes (its arguments read here, the search
 //! in `doptimal`).
 
+use super::context::Ctx;
 use super::doptimal::exchange::{default_starts, Settings};
 use super::doptimal::{self, terms, Criterion, ModelTerms, OptimalDesign, DEFAULT_SEED};
-use super::expand::Ctx;
 use crate::check::model::Layer;
 use crate::check::value::{values_equal, Value};
 use crate::diagnostics::{Code, Diagnostic};

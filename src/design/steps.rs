@@ -1,7 +1,8 @@
 //! The patterns that are not a factorial: tool steps expanded over their
 //! parameter lists, analyses, single extra patterns, and layer schedules.
 
-use super::expand::{derived_of, explain, fixed_of, make_pattern, Ctx, Odometer, DEFAULT_ANALYSIS};
+use super::context::{derived_of, explain, fixed_of, Ctx, Odometer, DEFAULT_ANALYSIS};
+use super::pattern::make_pattern;
 use super::{Category, LayerInfo, Pattern};
 use crate::check::model::Layer;
 use crate::check::value::{values_equal, Layered, Value};
