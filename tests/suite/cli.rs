@@ -144,6 +144,15 @@ fn nixl_toml_names_the_default_file_provider_and_state_dir() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["experiment"], "quickstart");
+    // Every command takes the file from nixl.toml: check, fmt, show (the pattern table), report.
+    let out = nixl().current_dir(&dir).args(["check"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = nixl().current_dir(&dir).args(["fmt", "--check"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = nixl().current_dir(&dir).args(["show"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unified (E2E, 4 scheduled)"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = nixl().current_dir(&dir).args(["report"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("report.html"), "{}", String::from_utf8_lossy(&out.stderr));
     // The state lives where nixl.toml says: force-unlock reports that path.
     let out = nixl().current_dir(&dir).args(["force-unlock"]).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
