@@ -352,3 +352,30 @@ fn the_previous_releases_state_file_is_read() {
     let out = nixl().args(["plan", "examples/phase2.nixl", "--json", "--state"]).arg(&copy).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// Every `--json` output is exactly one JSON document, warnings or not (they go to stderr).
+#[test]
+fn every_json_output_is_one_document_even_with_warnings() {
+    let warned = "tests/golden/invalid/w0402_pinned_order_costs_launches.nixl";
+    let dir = scratch("json-docs");
+    let state = dir.join("state.json");
+    let s = state.to_string_lossy().to_string();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["plan", warned, "--json", "--state", &s],
+        vec!["plan", "examples/phase2.nixl", "--json", "--state", &s],
+        vec!["status", warned, "--json", "--state", &s],
+        vec!["show", warned, "--json"],
+        vec!["show", "examples/phase2.nixl", "p2-efa-64k-c1", "--json"],
+        vec!["results", "examples/phase2.nixl", "--format", "json"],
+        vec!["check", "--format", "json", warned, "examples/phase2.nixl"],
+    ];
+    for args in commands {
+        let out = nixl().args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        // serde_json refuses trailing content: a second document fails here.
+        let v: Result<serde_json::Value, _> = serde_json::from_slice(&out.stdout);
+        assert!(v.is_ok(), "{args:?}: {v:?}\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let out = nixl().args(["plan", warned, "--json", "--state", &s]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nixl::W0402"), "the warning is on stderr: {}", text(&out));
+}
