@@ -150,7 +150,11 @@ fn nixl_toml_names_the_default_file_provider_and_state_dir() {
     let out = nixl().current_dir(&dir).args(["fmt", "--check"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let out = nixl().current_dir(&dir).args(["show"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("unified (E2E, 4 scheduled)"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("unified (E2E, 4 scheduled)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = nixl().current_dir(&dir).args(["report"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("report.html"), "{}", String::from_utf8_lossy(&out.stderr));
     // The state lives where nixl.toml says: force-unlock reports that path.

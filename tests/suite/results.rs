@@ -385,30 +385,34 @@ fn the_seeds_four_rules_in_phase2_fire_on_their_conditions_only() {
     assert!(f[1].reason.contains("15 ms"));
 }
 
-#[test]
-fn an_adhoc_e2e_pattern_fired_by_a_rule_gets_its_own_server_launch_in_the_same_apply() {
-    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = copy_examples("rules-e2e");
-    std::fs::write(
-        dir.join("probe.nixl"),
+/// `probe.nixl`: an ad-hoc TCP layer that the bimodal rule fires; `extra` adds settings to the layer.
+pub fn write_probe(dir: &Path, extra: &str) {
+    let text = format!(
         r#"import "./local-rules.nixl"
 
-experiment probe extends rules {
+experiment probe extends rules {{
   prefix = "probe"
 
-  layer "L6-TCP-Probe" {
+  layer "L6-TCP-Probe" {{
     new       = true
     mode      = disaggregated
     transport = tcp
     adhoc     = true
-    id        = "{prefix}-tcp-{prompt}-c{concurrency}"
-  }
+{extra}    id        = "{{prefix}}-tcp-{{prompt}}-c{{concurrency}}"
+  }}
 
   when bimodal("ttft-bimodality") then run ["probe-tcp-12k-c4"] because "see whether TCP shows the same two phases"
+}}
+"#
+    );
+    std::fs::write(dir.join("probe.nixl"), text).unwrap();
 }
-"#,
-    )
-    .unwrap();
+
+#[test]
+fn an_adhoc_e2e_pattern_fired_by_a_rule_gets_its_own_server_launch_in_the_same_apply() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("rules-e2e");
+    write_probe(&dir, "");
     let t = apply(&dir, "probe.nixl", &[]);
     assert!(t.contains("adds probe-tcp-12k-c4"), "{t}");
     assert!(t.contains("launch 3 for what rules added: probe-tcp-12k-c4"), "{t}");

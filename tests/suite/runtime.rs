@@ -123,28 +123,7 @@ fn a_rule_fired_pattern_whose_server_fails_to_start_is_recorded_as_failed() {
     let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = copy_examples("rules-bad-server");
     // The probe's layer points the proxy at a port nothing can listen on, and gives up fast.
-    std::fs::write(
-        dir.join("probe.nixl"),
-        r#"import "./local-rules.nixl"
-
-experiment probe extends rules {
-  prefix = "probe"
-
-  layer "L6-TCP-Probe" {
-    new            = true
-    mode           = disaggregated
-    transport      = tcp
-    adhoc          = true
-    proxy_port     = 70000
-    health_timeout = 1s
-    id             = "{prefix}-tcp-{prompt}-c{concurrency}"
-  }
-
-  when bimodal("ttft-bimodality") then run ["probe-tcp-12k-c4"] because "see whether TCP shows the same two phases"
-}
-"#,
-    )
-    .unwrap();
+    crate::results::write_probe(&dir, "    proxy_port = 70000\n    health_timeout = 1s\n");
     let out = nixl()
         .current_dir(&dir)
         .args(["apply", "probe.nixl", "--provider", "local", "--auto-approve"])
