@@ -258,7 +258,11 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("model", Ref("model"), "the model served"),
             opt("server", Any, "server settings (a `server` definition, optionally with overrides)"),
             opt("bench", Any, "benchmark settings"),
-            opt("stack", Str, "the stack it runs on (default: the only stack of its file, else the only one; required when there are several)"),
+            opt(
+                "stack",
+                Str,
+                "the stack it runs on (default: the only stack of its file, else the only one; required when there are several)",
+            ),
             opt("restart_on", Lazy, "settings whose change forces a server restart"),
             opt("duration", Lazy, "estimated time of one pattern"),
             opt("startup", Lazy, "estimated server start-up time of a restart group"),

@@ -374,7 +374,11 @@ impl Builder {
                 Expr { kind: ExprKind::Raw { value: inner, long }, span }
             }
             Rule::list => {
-                let items = p.into_inner().filter(|q| q.as_rule() == Rule::expr).map(|q| self.expr(q)).collect();
+                let items = p
+                    .into_inner()
+                    .filter(|q| matches!(q.as_rule(), Rule::expr | Rule::quantity | Rule::string))
+                    .map(|q| self.expr(q))
+                    .collect();
                 Expr { kind: ExprKind::List(items), span }
             }
             Rule::record => Expr { kind: ExprKind::Record(self.record_fields(p)), span },
