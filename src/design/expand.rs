@@ -185,7 +185,15 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
     }
     let mut optimal = None;
     if failed {
-        return LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, optimal, span: layer.span };
+        return LayerInfo {
+            name: layer.name.clone(),
+            category: Category::E2e,
+            candidates,
+            removed,
+            optimal,
+            design_span: layer.design.as_ref().map(|d| d.span),
+            span: layer.span,
+        };
     }
     // A prune that empties the layer is a mistake worth stopping for.
     if survivors.is_empty() && candidates > 0 {
@@ -220,6 +228,7 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
                 candidates,
                 removed,
                 optimal,
+                design_span: layer.design.as_ref().map(|d| d.span),
                 span: layer.span,
             };
         }
@@ -236,7 +245,15 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
         }
     }
     removed.retain(|(_, n)| *n > 0);
-    LayerInfo { name: layer.name.clone(), category: Category::E2e, candidates, removed, optimal, span: layer.span }
+    LayerInfo {
+        name: layer.name.clone(),
+        category: Category::E2e,
+        candidates,
+        removed,
+        optimal,
+        design_span: layer.design.as_ref().map(|d| d.span),
+        span: layer.span,
+    }
 }
 
 /// FNV-1a: ids are short strings, and SipHash's DoS resistance buys nothing here.

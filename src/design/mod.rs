@@ -83,6 +83,9 @@ pub struct LayerInfo {
     pub removed: Vec<(String, usize)>,
     /// How a `d_optimal` or `i_optimal` design chose the layer's points.
     pub optimal: Option<doptimal::OptimalDesign>,
+    /// Where the layer's `design` is written: a child that writes its own has another one,
+    /// so the reduction table can tell an override from an inherited design.
+    pub design_span: Option<Span>,
     pub span: Span,
 }
 

@@ -153,7 +153,7 @@ pub(super) fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec
     }
     out.extend(made);
     removed.retain(|(_, n)| *n > 0);
-    LayerInfo { name: layer.name.clone(), category, candidates, removed, optimal: None, span: layer.span }
+    LayerInfo { name: layer.name.clone(), category, candidates, removed, optimal: None, design_span: None, span: layer.span }
 }
 
 pub(super) fn expand_analyses(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Pattern>) -> LayerInfo {
@@ -207,6 +207,7 @@ pub(super) fn expand_analyses(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut 
         candidates: layer.analyses.len(),
         removed: vec![],
         optimal: None,
+        design_span: None,
         span: layer.span,
     }
 }

@@ -44,12 +44,27 @@ pub fn reduction(parent: &Design, child: &Design) -> Reduction {
         let before = pi.map(|i| scheduled_in(parent, i)).unwrap_or(0);
         let after = scheduled_in(child, ci);
         let mut reasons = vec![];
-        let parent_removed: BTreeMap<&str, usize> =
-            pi.map(|i| parent.layers[i].removed.iter().map(|(r, n)| (r.as_str(), *n)).collect()).unwrap_or_default();
-        for (r, n) in &cl.removed {
-            let was = parent_removed.get(r.as_str()).copied().unwrap_or(0);
-            if *n > was {
-                reasons.push((r.clone(), n - was));
+        // A design that replaces the parent's picks the points anew: the prunes before it no
+        // longer decide which of the parent's patterns are dropped, the new design does, so the
+        // whole drop is its own. (A design where the parent had none adds a step after the
+        // prunes, and the counts per reason still add up to the drop.)
+        let parent_design = pi.and_then(|i| parent.layers[i].design_span);
+        let overridden = cl.design_span.is_some() && parent_design.is_some() && parent_design != cl.design_span;
+        if overridden {
+            if before > after {
+                reasons.push((
+                    format!("the design this experiment gives the layer ({} of {} candidates)", after, cl.candidates),
+                    before - after,
+                ));
+            }
+        } else {
+            let parent_removed: BTreeMap<&str, usize> =
+                pi.map(|i| parent.layers[i].removed.iter().map(|(r, n)| (r.as_str(), *n)).collect()).unwrap_or_default();
+            for (r, n) in &cl.removed {
+                let was = parent_removed.get(r.as_str()).copied().unwrap_or(0);
+                if *n > was {
+                    reasons.push((r.clone(), n - was));
+                }
             }
         }
         let adhoc = adhoc_in(child, ci).saturating_sub(pi.map(|i| adhoc_in(parent, i)).unwrap_or(0));

@@ -115,3 +115,29 @@ fn a_pattern_removed_from_the_file_is_forgotten() {
     assert_eq!(p.summary.destroy, 1);
     assert_eq!(p.summary.run, fresh.summary.run);
 }
+
+/// A child's own design replaces the parent's: the drop is the design's, not the prunes' that
+/// ran before it (they removed candidates the new design would not have picked anyway).
+#[test]
+fn the_reduction_table_credits_a_replaced_design_not_the_prunes_before_it() {
+    let text = r#"experiment base {
+  factor prompt = [1K, 4K, 12K]
+  factor concurrency = [1, 4, 16]
+  prune concurrency == 16 and prompt == 12K because "too slow"
+  layer "L1" { mode = unified, id = "b-{prompt}-c{concurrency}", design = points((1K, 1), (4K, 1), (4K, 4), (12K, 1), (12K, 4)) }
+}
+experiment child extends base {
+  prune prompt == 4K because "child prune"
+  layer "L1" { design = points((1K, 1), (12K, 4)) }
+}
+"#;
+    let loaded = nixl::pipeline::load_text("r.nixl", text, &crate::props::NoFiles);
+    assert!(!loaded.check.has_errors(), "{:?}", loaded.check.diagnostics);
+    let (parent, child) = (loaded.design(Some("base")).unwrap(), loaded.design(Some("child")).unwrap());
+    let r = nixl::design::tables::reduction(parent, child);
+    let row = &r.layers[0];
+    assert_eq!((row.before, row.after), (5, 2));
+    assert_eq!(row.reasons.len(), 1, "{:?}", row.reasons);
+    assert!(row.reasons[0].0.starts_with("the design this experiment gives the layer"), "{:?}", row.reasons);
+    assert_eq!(row.reasons[0].1, 3);
+}

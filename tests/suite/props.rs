@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use std::path::Path;
 
 /// Imports resolve to nothing: the properties exercise one buffer at a time.
-struct NoFiles;
+pub struct NoFiles;
 impl Loader for NoFiles {
     fn read(&self, _: &Path) -> std::io::Result<Vec<u8>> {
         Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no files in this test"))
