@@ -185,15 +185,7 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
     }
     let mut optimal = None;
     if failed {
-        return LayerInfo {
-            name: layer.name.clone(),
-            category: Category::E2e,
-            candidates,
-            removed,
-            optimal,
-            design_span: layer.design.as_ref().map(|d| d.span),
-            span: layer.span,
-        };
+        return factorial_info(layer, candidates, removed, optimal);
     }
     // A prune that empties the layer is a mistake worth stopping for.
     if survivors.is_empty() && candidates > 0 {
@@ -222,15 +214,7 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
         cx.base = base;
         if !errs.is_empty() {
             cx.report_all(errs);
-            return LayerInfo {
-                name: layer.name.clone(),
-                category: Category::E2e,
-                candidates,
-                removed,
-                optimal,
-                design_span: layer.design.as_ref().map(|d| d.span),
-                span: layer.span,
-            };
+            return factorial_info(layer, candidates, removed, optimal);
         }
     }
     let start = out.len();
@@ -245,6 +229,16 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
         }
     }
     removed.retain(|(_, n)| *n > 0);
+    factorial_info(layer, candidates, removed, optimal)
+}
+
+/// What the reduction table and `nixl show` know of a factorial layer.
+fn factorial_info(
+    layer: &Layer,
+    candidates: usize,
+    removed: Vec<(String, usize)>,
+    optimal: Option<super::doptimal::OptimalDesign>,
+) -> LayerInfo {
     LayerInfo {
         name: layer.name.clone(),
         category: Category::E2e,
