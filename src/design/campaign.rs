@@ -49,6 +49,7 @@ pub fn resolve(model: &Model, name: &str) -> (Option<Campaign>, Vec<Diagnostic>)
     let setup = stack.as_ref().and_then(|s| s.setup.as_ref()).and_then(|n| model.setups.iter().find(|x| &x.name == n)).cloned();
     let templates = |def: &Option<String>| def.as_ref().and_then(|d| model.templates.get(d)).cloned().unwrap_or_default();
     let (server, bench) = (templates(&experiment.server_def), templates(&experiment.bench_def));
+    reserved_ids(&design, &mut diags);
     let schedule = order(&experiment, &design, &mut diags);
     (Some(Campaign { experiment, design, stack, setup, server, bench, schedule }), diags)
 }
@@ -88,6 +89,23 @@ fn stack_of<'m>(model: &'m Model, exp: &Experiment, diags: &mut Vec<Diagnostic>)
             None
         }
         None => candidates.first().copied(),
+    }
+}
+
+/// A pattern id must not read as another action's address (`stack`, `setup.node1.05-x`,
+/// `server.3.start`): the plan, the state and `--target` could not tell them apart.
+fn reserved_ids(design: &Design, diags: &mut Vec<Diagnostic>) {
+    for p in &design.patterns {
+        if crate::address::ActionId::from(p.id.as_str()).pattern().is_none() {
+            diags.push(
+                Diagnostic::error(
+                    Code::Domain,
+                    p.span,
+                    format!("pattern id `{}` is the address of another kind of action", p.id),
+                )
+                .help("choose an id that is not `stack`, `nodes`, `upload`, `setup.N.S`, `service.S` or `server.N.start|stop`"),
+            );
+        }
     }
 }
 
