@@ -44,6 +44,8 @@ pub fn run(a: &Args) -> ExitCode {
         Err(e) => return output::fail(&e.to_string()),
     };
     let design = &campaign.design;
+    let changes: std::collections::HashMap<&ActionId, nixl::plan::Change> =
+        p.plan.actions.iter().map(|a| (&a.id, a.change)).collect();
     let mut rows: Vec<LayerStatus> = vec![];
     let mut used = 0.0;
     for (li, l) in design.layers.iter().enumerate() {
@@ -56,7 +58,7 @@ pub fn run(a: &Args) -> ExitCode {
                 row.adhoc += 1;
                 continue;
             }
-            match (p.plan.action(&id).map(|a| a.change), rec) {
+            match (changes.get(&id).copied(), rec) {
                 (Some(Change::NoOp), r) => {
                     row.done += 1;
                     used += r.and_then(|r| r.seconds).unwrap_or(0.0);

@@ -42,15 +42,18 @@ pub fn describe_stack_update(actions: &mut [Action], stack: Option<&Stack>, stat
 /// Drops launches whose patterns are all done, services no pending step needs,
 /// and the upload when nothing on the nodes runs.
 pub fn prune_transients(actions: &mut Vec<Action>) {
-    let pending = |a: &Action| a.change != Change::NoOp;
+    // One pass for what each transient is needed by: a million actions stay linear.
+    let pending = |a: &&Action| a.change != Change::NoOp;
+    let launches: HashSet<u32> =
+        actions.iter().filter(pending).filter(|a| a.kind == Kind::Pattern).filter_map(|a| a.launch).collect();
+    let services: HashSet<usize> =
+        actions.iter().filter(pending).filter(|a| a.kind == Kind::Step).flat_map(|a| a.deps.iter().copied()).collect();
+    let upload = actions.iter().filter(pending).any(|a| matches!(a.kind, Kind::Setup | Kind::Pattern | Kind::Step));
     let keep: Vec<bool> = (0..actions.len())
         .map(|i| match actions[i].kind {
-            Kind::ServerStart | Kind::ServerStop => {
-                let launch = actions[i].launch;
-                actions.iter().any(|a| a.kind == Kind::Pattern && a.launch == launch && pending(a))
-            }
-            Kind::Service => actions.iter().any(|a| a.kind == Kind::Step && pending(a) && a.deps.contains(&i)),
-            Kind::Upload => actions.iter().any(|a| pending(a) && matches!(a.kind, Kind::Setup | Kind::Pattern | Kind::Step)),
+            Kind::ServerStart | Kind::ServerStop => actions[i].launch.is_some_and(|l| launches.contains(&l)),
+            Kind::Service => services.contains(&i),
+            Kind::Upload => upload,
             _ => true,
         })
         .collect();
@@ -135,22 +138,26 @@ pub fn summarise(actions: &[Action], campaign: &Campaign) -> (Summary, Vec<Group
         }
     }
     let design = &campaign.design;
+    // Patterns still to run and their estimate, per launch, in one pass.
+    let mut work: std::collections::HashMap<u32, (usize, f64)> = std::collections::HashMap::new();
+    for a in actions.iter().filter(|x| x.kind == Kind::Pattern && x.change != Change::NoOp) {
+        let w = work.entry(a.launch.unwrap_or(0)).or_default();
+        w.0 += 1;
+        w.1 += a.duration;
+    }
     let launches: Vec<GroupSummary> = actions
         .iter()
         .filter(|a| a.kind == Kind::ServerStart)
         .map(|start| {
-            let pending: Vec<&Action> = actions
-                .iter()
-                .filter(|x| x.kind == Kind::Pattern && x.launch == start.launch && x.change != Change::NoOp)
-                .collect();
+            let (patterns, measure) = work.get(&start.launch.unwrap_or(0)).copied().unwrap_or_default();
             let group = start.group.unwrap_or(0);
             GroupSummary {
                 launch: start.launch.unwrap_or(0),
                 group,
                 key: design.groups.get(group as usize).map(|k| k.label()).unwrap_or_default(),
-                patterns: pending.len(),
+                patterns,
                 startup: start.duration,
-                measure: pending.iter().map(|x| x.duration).sum(),
+                measure,
             }
         })
         .collect();

@@ -87,6 +87,12 @@ pub fn runs(a: &Action) -> bool {
 /// actions that merely run earlier (the previous launch): targeting launch 3 runs launch 3.
 pub fn selection(actions: &[Action], targets: &[Target]) -> Vec<bool> {
     let mut stack: Vec<usize> = (0..actions.len()).filter(|&i| targets.iter().any(|t| t.matches(&actions[i]))).collect();
+    let stops: std::collections::HashMap<u32, usize> = actions
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.kind == Kind::ServerStop)
+        .filter_map(|(i, a)| a.launch.map(|l| (l, i)))
+        .collect();
     let mut out = vec![false; actions.len()];
     while let Some(i) = stack.pop() {
         if !out[i] {
@@ -94,8 +100,7 @@ pub fn selection(actions: &[Action], targets: &[Target]) -> Vec<bool> {
             let only_order = |d: &usize| actions[i].kind == Kind::ServerStart && actions[*d].kind == Kind::ServerStop;
             stack.extend(actions[i].needs.iter().filter(|d| !only_order(d)).copied());
             if actions[i].kind == Kind::Pattern {
-                let stop = ActionId::ServerStop(actions[i].launch.unwrap_or(0));
-                stack.extend(actions.iter().position(|a| a.id == stop));
+                stack.extend(actions[i].launch.and_then(|l| stops.get(&l)).copied());
             }
         }
     }
