@@ -181,16 +181,22 @@ fn typing_spot(text: &str) -> (usize, usize) {
     (line, l.rfind('"').unwrap())
 }
 
-#[test]
-fn lsp_process_coalesces_a_burst_of_changes_written_at_once() {
-    let dir = scratch("lsp-burst");
-    let path = dir.join("big.nixl");
+/// `nixl lsp` started with the 5,000-line block open: the server, the document's uri and
+/// text, and the first diagnostics it published.
+fn open_big_block(name: &str) -> (Proc, String, String, Value) {
+    let path = scratch(name).join("big.nixl");
     let text = one_big_block();
     std::fs::write(&path, &text).unwrap();
     let uri = lsp_types::Url::from_file_path(&path).unwrap().to_string();
     let mut p = Proc::start();
     p.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": "nixl", "version": 1, "text": text } }));
     let first = p.next_publish();
+    (p, uri, text, first)
+}
+
+#[test]
+fn lsp_process_coalesces_a_burst_of_changes_written_at_once() {
+    let (mut p, uri, text, first) = open_big_block("lsp-burst");
     assert_eq!(first["diagnostics"], json!([]), "{first}");
     // 50 keystrokes in one write, as a fast typist or a paste arrives.
     let (line, col) = typing_spot(&text);
@@ -209,14 +215,7 @@ fn lsp_process_coalesces_a_burst_of_changes_written_at_once() {
 
 #[test]
 fn lsp_process_memory_stays_flat_under_3000_keystrokes_in_a_5000_line_block() {
-    let dir = scratch("lsp-rss");
-    let path = dir.join("big.nixl");
-    let text = one_big_block();
-    std::fs::write(&path, &text).unwrap();
-    let uri = lsp_types::Url::from_file_path(&path).unwrap().to_string();
-    let mut p = Proc::start();
-    p.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": "nixl", "version": 1, "text": text } }));
-    p.next_publish();
+    let (mut p, uri, text, _) = open_big_block("lsp-rss");
     let (line, col) = typing_spot(&text);
     let mut checks = 0;
     for i in 0..3_000 {
