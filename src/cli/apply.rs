@@ -58,11 +58,11 @@ pub struct Args {
 }
 
 /// The flag, else `provider` in nixl.toml, else AWS.
-pub fn provider_kind(flag: Option<ProviderKind>, file: &Path) -> ProviderKind {
+pub fn provider_kind(flag: Option<ProviderKind>, config: &nixl::config::Config) -> ProviderKind {
     if let Some(k) = flag {
         return k;
     }
-    match args::config(file).provider {
+    match config.provider {
         Some(nixl::config::ProviderKind::Local) => ProviderKind::Local,
         Some(nixl::config::ProviderKind::Aws) | None => ProviderKind::Aws,
     }
@@ -146,7 +146,9 @@ pub fn run(a: &Args) -> ExitCode {
         Err(e) => return output::fail(&e.to_string()),
     };
     // Before the runtime starts threads: the SDK reads these from the environment.
-    args::config(&file).export_env();
+    // nixl.toml is read once: the provider it names and the environment it sets.
+    let config = args::config(&file);
+    config.export_env();
     let interrupted = Arc::new(AtomicBool::new(false));
     let opts = nixl::apply::Options {
         state_path: state_path.clone(),
@@ -160,7 +162,7 @@ pub fn run(a: &Args) -> ExitCode {
         Err(code) => return code,
     };
     let sink: Arc<dyn Sink> = Arc::new(Terminal::stderr());
-    let kind = provider_kind(a.acting.provider, &file);
+    let kind = provider_kind(a.acting.provider, &config);
     let outcome = rt.block_on(async {
         watch_ctrl_c(interrupted.clone());
         let model = &loaded.check.model;

@@ -63,14 +63,15 @@ pub fn run(a: &Args) -> ExitCode {
         return ExitCode::from(1);
     }
     let info = nixl::apply::recorded_stack(&state);
-    args::config(&file).export_env();
+    let config = args::config(&file);
+    config.export_env();
     let rt = match args::runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     let sink: Arc<dyn Sink> = Arc::new(Terminal::stderr());
     let result = rt.block_on(async {
-        match provider_kind(a.acting.provider, &file) {
+        match provider_kind(a.acting.provider, &config) {
             ProviderKind::Local => {
                 let p = LocalProvider::new(&local_root(&file, campaign.name()), &args::dir_of(&file));
                 if only_nodes {
