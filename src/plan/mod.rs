@@ -169,12 +169,6 @@ pub struct Plan {
     pub targets: Vec<String>,
 }
 
-impl Plan {
-    pub fn action(&self, id: &ActionId) -> Option<&Action> {
-        self.actions.iter().find(|a| &a.id == id)
-    }
-}
-
 /// What a stack update would touch, from what the last apply recorded. The
 /// provider knows its resources; the planner only prints the answer.
 pub type StackChanges<'a> = &'a dyn Fn(&Stack, &BTreeMap<String, String>) -> Vec<String>;
@@ -261,12 +255,17 @@ pub fn to_graph(actions: &[Action]) -> DiGraph<usize, ()> {
     g
 }
 
-/// Longest path through the graph, counting only actions that will run.
-/// Actions depend only on earlier ones, so index order is a topological order.
+/// Longest path through the graph (petgraph's topological order), counting only actions that will run.
 pub fn critical_path(actions: &[Action]) -> f64 {
+    let g = to_graph(actions);
+    let Ok(order) = petgraph::algo::toposort(&g, None) else {
+        return 0.0;
+    };
     let mut finish = vec![0.0f64; actions.len()];
-    for (i, a) in actions.iter().enumerate() {
-        let start = a.deps.iter().filter(|&&d| d < i).map(|&d| finish[d]).fold(0.0, f64::max);
+    for n in order {
+        let i = g[n];
+        let a = &actions[i];
+        let start = a.deps.iter().map(|&d| finish[d]).fold(0.0, f64::max);
         let own = if a.change == Change::NoOp || a.change == Change::Delete { 0.0 } else { a.duration };
         finish[i] = start + own;
     }
