@@ -29,7 +29,9 @@ pub enum ActionError {
     /// The campaign needs more nodes than the stack has, or a node apply has not seen.
     NoNode(String),
     /// The server did not pass its health check in time.
-    Unhealthy { seconds: f64 },
+    Unhealthy { seconds: f64, tail: String },
+    /// A server process died or its log showed a fatal line while starting.
+    ServerFailed { node: String, tail: String },
     /// A service (etcd) did not become healthy.
     ServiceUnhealthy { name: String, seconds: u64 },
     /// The benchmark wrote no result apply can read.
@@ -63,7 +65,10 @@ impl fmt::Display for ActionError {
                 write!(f, "the experiment's {definition} has no `{command}` command")
             }
             ActionError::NoNode(what) => write!(f, "{what}"),
-            ActionError::Unhealthy { seconds } => write!(f, "the server was not healthy after {seconds:.0}s (health_timeout)"),
+            ActionError::Unhealthy { seconds, tail } => {
+                write!(f, "the server was not healthy after {seconds:.0}s (health_timeout)\n{tail}")
+            }
+            ActionError::ServerFailed { node, tail } => write!(f, "the server on {node} failed while starting:\n{tail}"),
             ActionError::ServiceUnhealthy { name, seconds } => {
                 write!(f, "service `{name}` did not become healthy in {seconds}s")
             }

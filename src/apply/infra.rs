@@ -1,8 +1,8 @@
 //! The executor's infrastructure actions: the stack, the nodes (and what an
 //! earlier apply recorded of them), and setup steps run on every node at once.
 
-use super::script::{self, RenderVars};
 use super::{ActionError, ApplyError, Exec};
+use crate::design::render::{self as script, RenderVars};
 use crate::plan::Action;
 use crate::provider::{NodeInfo, Provider, StackInfo};
 use crate::state::{NodeRecord, StackRecord};
@@ -25,8 +25,8 @@ impl<P: Provider> Exec<'_, P> {
     }
 
     fn set_nodes(&mut self, nodes: Vec<NodeInfo>) {
-        self.vars =
-            RenderVars::new(&nodes, &self.opts.here.display().to_string()).with_model(self.campaign.design.model.as_ref());
+        let ips: Vec<&str> = nodes.iter().map(|n| n.private_ip.as_str()).collect();
+        self.vars = RenderVars::new(&ips, &self.opts.here.display().to_string()).with_model(self.campaign.design.model.as_ref());
         self.nodes = nodes;
     }
 

@@ -2,9 +2,9 @@
 //! the running server), a tool step (one or two nodes), an analysis (local),
 //! each ending in a stored result with its raw output beside it.
 
-use super::script;
 use super::{ActionError, Exec};
 use crate::check::value::{Eval, Value};
+use crate::design::commands;
 use crate::design::Pattern;
 use crate::plan::{Action, Kind};
 use crate::provider::Provider;
@@ -31,14 +31,12 @@ impl<P: Provider> Exec<'_, P> {
     pub(super) async fn pattern(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {
         let p = self.pattern_of(a)?;
         let settings = self.resolver.settings(&p);
-        let run = self.campaign.bench.get("run").ok_or(ActionError::MissingCommand { definition: "bench", command: "run" })?;
         let out = self.out_path(a);
-        let vars = self.vars.with(&[("out", Value::Str(out.clone())), ("id", Value::Str(a.id.to_string()))]);
-        let scope = script::scope(&settings, self.model, &vars);
-        let body = format!("mkdir -p results\n{}", script::template(run, &scope, self.kv)?);
-        let n1 = self.nth_node(0)?;
+        let extra = [("out", Value::Str(out.clone())), ("id", Value::Str(a.id.to_string()))];
+        let script = commands::bench(self.model, self.campaign, &settings, &self.vars, &extra)?;
+        let n1 = self.nth_node(script.node)?;
         let timeout = Duration::from_secs_f64((p.duration * 3.0).max(60.0));
-        self.run_on(&n1, &body, timeout).await?;
+        self.run_on(&n1, &script.body, timeout).await?;
         let raw = self.provider.fetch(&n1, &out).await?;
         let measured = crate::results::parse_vllm_bench(&raw).ok_or(ActionError::NoResult { path: out })?;
         self.save(a, &settings, measured, &raw, started)
@@ -59,23 +57,24 @@ impl<P: Provider> Exec<'_, P> {
             ("self_ip", Value::Str(n1.private_ip.clone())),
             ("node", Value::Str(n1.name.clone())),
         ]);
-        let cmds = script::tool_commands(&tool, &p.values, &vars, self.kv)?;
+        let scripts = commands::tool(&tool, &p, &vars, self.kv)?;
         let timeout = Duration::from_secs_f64((tool.duration * 3.0).max(60.0));
         let get = |role: &'static str| {
-            cmds.iter()
-                .find(|(r, _)| r == role)
-                .map(|(_, c)| format!("mkdir -p results\n{c}"))
-                .ok_or(ActionError::MissingCommand { definition: "tool", command: role })
+            scripts.iter().find(|s| s.role == role).ok_or(ActionError::MissingCommand { definition: "tool", command: role })
         };
         let reader = if tool.nodes >= 2 {
             let n2 = self.nth_node(1)?;
             let (server, client) = (get("server")?, get("client")?);
-            let (s, c) = tokio::join!(self.run_on(&n1, &server, timeout), self.run_on(&n2, &client, timeout));
+            let (s, c) = tokio::join!(self.run_on(&n1, &server.body, timeout), self.run_on(&n2, &client.body, timeout));
             c?;
             s?;
-            n2
+            if tool.result_on_server {
+                n1
+            } else {
+                n2
+            }
         } else {
-            self.run_on(&n1, &get("run")?, timeout).await?;
+            self.run_on(&n1, &get("run")?.body, timeout).await?;
             n1
         };
         let raw = self.provider.fetch(&reader, &out).await.unwrap_or_default();

@@ -7,7 +7,6 @@ mod errors;
 mod infra;
 mod measure;
 mod post;
-pub mod script;
 mod server;
 
 pub use errors::{diagnostic, ActionError, ApplyError};
@@ -16,6 +15,7 @@ pub use post::FIRED_LOG;
 
 use crate::address::ActionId;
 use crate::check::Model;
+use crate::design::render::RenderVars;
 use crate::design::{Campaign, Resolver};
 use crate::plan::target::runs;
 use crate::plan::{Action, Change, Kind, Plan};
@@ -23,7 +23,6 @@ use crate::progress::Sink;
 use crate::provider::{NodeInfo, Provider, StackInfo};
 use crate::results::Store;
 use crate::state::{ActionRecord, State, Status};
-use script::RenderVars;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,10 +1,9 @@
 //! The executor's server actions: start a launch's servers (unified, or
 //! prefill, decode and proxy), wait for health, stop them; start a service a tool needs.
 
-use super::script;
 use super::{ActionError, Exec};
-use crate::check::model::Mode;
 use crate::check::value::Value;
+use crate::design::commands;
 use crate::plan::Action;
 use crate::provider::{CommandOutput, NodeInfo, Provider};
 use std::collections::BTreeMap;
@@ -30,51 +29,50 @@ impl<P: Provider> Exec<'_, P> {
 
     pub(super) async fn server_start(&mut self, a: &Action) -> Result<(), ActionError> {
         let settings = self.launch_settings(a.group);
-        let scope = script::scope(&settings, self.model, &self.vars.vars);
-        let t = &self.campaign.server;
-        let kv = self.kv;
-        let get = |k: &'static str| -> Result<String, ActionError> {
-            let e = t.get(k).ok_or(ActionError::MissingCommand { definition: "server", command: k })?;
-            Ok(script::template(e, &scope, kv)?)
-        };
-        let mode = settings.get("mode").and_then(Value::as_str).and_then(Mode::from_symbol);
-        let disaggregated = mode == Some(Mode::Disaggregated);
-        let n1 = self.nth_node(0)?;
-        let short = Duration::from_secs(120);
-        if disaggregated {
-            let n2 = self.nth_node(1)?;
-            let (decode, prefill) = (get("start_decode")?, get("start_prefill")?);
-            self.run_on(&n2, &decode, short).await?;
-            self.run_on(&n1, &prefill, short).await?;
-            if t.contains_key("start_proxy") {
-                self.run_on(&n1, &get("start_proxy")?, short).await?;
-            }
-        } else {
-            self.run_on(&n1, &get("start_unified")?, short).await?;
+        let (model, campaign) = (self.model, self.campaign);
+        for script in commands::server_start(model, campaign, &settings, &self.vars)? {
+            let node = self.nth_node(script.node)?;
+            self.run_on(&node, &script.body, Duration::from_secs(120)).await?;
         }
-        let health = get("health")?;
+        // One command per server node waits on the node itself: health, live processes,
+        // fatal log lines. The first to fail ends the launch with its log tail.
+        let ready = commands::server_ready(model, campaign, &settings, &self.vars)?;
         let limit = settings.get("health_timeout").and_then(Value::as_f64).unwrap_or(600.0);
-        let started = Instant::now();
-        loop {
-            let outs = self.provider.run(std::slice::from_ref(&n1), &health, Duration::from_secs(30)).await;
-            if outs.is_ok_and(|o| o.first().is_some_and(|x| x.exit_code == 0)) {
-                return Ok(());
+        let wait = Duration::from_secs_f64(limit + 60.0);
+        let this = &*self;
+        let watch = |i: usize| {
+            let script = ready.get(i).cloned();
+            async move {
+                let Some(script) = script else { return Ok(()) };
+                let node = this.nth_node(script.node)?;
+                let mut outs = this.provider.run(std::slice::from_ref(&node), &script.body, wait).await?;
+                let out = outs.pop().ok_or_else(|| ActionError::NoOutput { node: node.name.clone() })?;
+                match out.exit_code {
+                    0 => Ok(()),
+                    5 => Err(ActionError::Unhealthy { seconds: limit, tail: out.tail(45) }),
+                    _ => Err(ActionError::ServerFailed { node: node.name.clone(), tail: out.tail(45) }),
+                }
             }
-            if started.elapsed().as_secs_f64() > limit {
-                return Err(ActionError::Unhealthy { seconds: limit });
+        };
+        // The first failure ends the wait; a healthy node waits for the other.
+        let (first, second) = (watch(0), watch(1));
+        tokio::pin!(first, second);
+        let (mut a, mut b) = (false, false);
+        while !(a && b) {
+            tokio::select! {
+                r = &mut first, if !a => { r?; a = true; }
+                r = &mut second, if !b => { r?; b = true; }
             }
-            if self.interrupted() {
-                return Err(ActionError::Interrupted);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        if self.interrupted() {
+            return Err(ActionError::Interrupted);
+        }
+        Ok(())
     }
 
     /// Stops every server on every node and checks GPU memory is free (the `stop` command).
     pub(super) async fn stop_servers(&mut self) -> Result<(), ActionError> {
-        let Some(stop) = self.campaign.server.get("stop") else { return Ok(()) };
-        let scope = script::scope(&BTreeMap::new(), self.model, &self.vars.vars);
-        let body = script::template(stop, &scope, self.kv)?;
+        let Some(body) = commands::server_stop(self.model, self.campaign, &self.vars)? else { return Ok(()) };
         let outs = self.provider.run(&self.nodes, &body, Duration::from_secs(180)).await?;
         match outs.iter().find(|o| o.exit_code != 0) {
             Some(o) => Err(ActionError::Command { node: o.node.clone(), exit_code: o.exit_code, tail: o.tail(10) }),

@@ -114,6 +114,7 @@ pub fn build(g: &Globals, files: &[(FileId, ast::File)], model: &mut Model, diag
                     // The schema admits only the symbols of `Dtype`; the default is bf16.
                     dtype: cx.str(b, "dtype").and_then(|s| Dtype::from_symbol(&s)).unwrap_or(Dtype::Bf16),
                     max_position_embeddings: cx.num(b, "max_position_embeddings").unwrap_or(0.0) as u32,
+                    params: cx.num(b, "params").unwrap_or(0.0),
                     name: name.clone(),
                     span,
                 };
@@ -134,9 +135,12 @@ pub fn build(g: &Globals, files: &[(FileId, ast::File)], model: &mut Model, diag
                 model.tools.insert(name, tool);
             }
             "server" | "bench" => {
-                let keys = ["start_unified", "start_prefill", "start_decode", "start_proxy", "health", "stop", "run"];
+                let keys = ["args", "start_unified", "start_prefill", "start_decode", "start_proxy", "health", "stop", "run"];
                 let t: BTreeMap<String, ast::Expr> =
                     attrs(b).into_iter().filter(|(k, _)| keys.contains(k)).map(|(k, e)| (k.to_string(), e.clone())).collect();
+                let settings =
+                    attrs(b).into_iter().filter(|(k, _)| !keys.contains(k)).map(|(k, e)| (k.to_string(), e.span)).collect();
+                model.definition_attrs.insert(name.clone(), settings);
                 model.templates.insert(name, t);
             }
             _ => {}
@@ -211,6 +215,7 @@ fn build_tool(cx: &mut Ctx, b: &Block, name: String, span: Span) -> Tool {
         run: cx.expr(b, "run"),
         server: cx.expr(b, "server"),
         client: cx.expr(b, "client"),
+        result_on_server: cx.str(b, "result").as_deref() == Some("server"),
         params,
         needs: cx.strs_of_names(b, "needs"),
         metrics: cx.strs(b, "metrics"),
@@ -273,6 +278,10 @@ fn build_setup(cx: &mut Ctx, b: &Block, name: String, span: Span) -> Setup {
                 let name_value = text("name");
                 let nodes_value = text("nodes");
                 let env_value = text("env");
+                let provides: Vec<String> = match text("provides") {
+                    Some(Value::List(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                    _ => vec![],
+                };
                 cx.diags.append(&mut errs);
                 let run = match &run_value {
                     Some(Value::List(items)) if items.iter().all(|v| matches!(v, Value::Str(_))) => {
@@ -322,7 +331,7 @@ fn build_setup(cx: &mut Ctx, b: &Block, name: String, span: Span) -> Setup {
                     Some(Value::Record(m)) => m.into_iter().map(|(k, v)| (k, v.interpolated())).collect(),
                     _ => BTreeMap::new(),
                 };
-                steps.push(SetupStep { id: sid, name: step_name, run, skip_if, timeout, nodes, env, span: sspan });
+                steps.push(SetupStep { id: sid, name: step_name, run, skip_if, timeout, nodes, env, provides, span: sspan });
             }
             _ => {}
         }

@@ -19,6 +19,8 @@ pub struct Model {
     pub setups: Vec<Setup>,
     /// Command templates of `server` and `bench` definitions, by definition name.
     pub templates: BTreeMap<String, BTreeMap<String, Expr>>,
+    /// The other attributes of `server` and `bench` definitions (settings), with their spans.
+    pub definition_attrs: BTreeMap<String, Vec<(String, Span)>>,
     pub stacks: Vec<Stack>,
     pub experiments: Vec<Experiment>,
     /// Top-level `let` values.
@@ -48,6 +50,8 @@ pub struct LlmModel {
     pub head_dim: u32,
     pub dtype: Dtype,
     pub max_position_embeddings: u32,
+    /// Parameter count (0 when not declared): the weights' memory is this x dtype bytes.
+    pub params: f64,
     pub span: Span,
 }
 
@@ -71,6 +75,9 @@ pub struct Tool {
     pub run: Option<Expr>,
     pub server: Option<Expr>,
     pub client: Option<Expr>,
+    /// A two-node tool whose figures are in the first node's (`server`) output, such as
+    /// nixlbench, where only rank 0 prints them; otherwise the client's output is read.
+    pub result_on_server: bool,
     pub params: BTreeMap<String, Value>,
     pub needs: Vec<String>,
     pub metrics: Vec<String>,
@@ -105,6 +112,8 @@ pub struct SetupStep {
     /// Nodes to run on; empty means all.
     pub nodes: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Tools this step installs (`provides = ["nixlbench"]`): what `nixl show --commands` names as a tool's build.
+    pub provides: Vec<String>,
     pub span: Span,
 }
 
@@ -160,12 +169,17 @@ pub struct Experiment {
     /// The `server` and `bench` definitions used (their templates render the commands).
     pub server_def: Option<String>,
     pub bench_def: Option<String>,
+    /// Attributes overridden where the definitions are taken (`server = vllm { tp = 2 }`), with their spans.
+    pub overrides: Vec<(String, Span)>,
     /// Server, benchmark and other fixed settings shared by every pattern.
     pub settings: BTreeMap<String, Value>,
     pub factors: Vec<Factor>,
     /// `let` and `set` statements in order; `set` ones become pattern settings.
     pub derived: Vec<Derived>,
     pub restart_on: Option<Expr>,
+    /// Settings the server's start commands read that patterns can change: part of the
+    /// restart key besides `restart_on` (filled when the campaign is resolved).
+    pub restart_implied: Vec<String>,
     pub duration: Option<Expr>,
     pub startup: Option<Expr>,
     pub order: Option<Expr>,

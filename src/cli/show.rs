@@ -20,6 +20,11 @@ pub struct Args {
     /// Print one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+    /// With a PATTERN: print the exact scripts apply sends for it, per node (its server
+    /// launch's start, readiness watch and stop, and its benchmark; or a tool's
+    /// commands, the setup steps that install it and the node whose output is read).
+    #[arg(long)]
+    pub commands: bool,
 }
 
 pub fn run(a: &Args) -> ExitCode {
@@ -61,6 +66,9 @@ pub fn run(a: &Args) -> ExitCode {
         output::err(&format!("error: experiment `{}` has no pattern `{id}`\n  = help: {hint}\n", campaign.name()));
         return ExitCode::from(1);
     };
+    if a.commands {
+        return commands(&loaded, campaign, p, a.json);
+    }
     if a.json {
         let settings: std::collections::BTreeMap<String, String> =
             nixl::design::pattern_settings(&loaded.check.model, campaign, p).into_iter().map(|(k, v)| (k, v.display())).collect();
@@ -70,6 +78,26 @@ pub fn run(a: &Args) -> ExitCode {
         output::out(&(serde_json::to_string_pretty(&v).expect("pattern serialises") + "\n"));
     } else {
         output::out(&nixl::design::tables::show_pattern(&loaded.check.model, campaign, p));
+    }
+    ExitCode::SUCCESS
+}
+
+/// The scripts apply sends for one pattern; a template that cannot be rendered is its diagnostic.
+fn commands(
+    loaded: &nixl::pipeline::Loaded,
+    campaign: &nixl::design::Campaign,
+    p: &nixl::design::Pattern,
+    json: bool,
+) -> ExitCode {
+    use nixl::design::commands;
+    let vars = nixl::design::render::RenderVars::new(&["10.0.0.1", "10.0.0.2"], ".").with_model(campaign.design.model.as_ref());
+    match commands::for_pattern(&loaded.check.model, campaign, p, &vars) {
+        Ok(c) if json => output::out(&(serde_json::to_string_pretty(&c).expect("commands serialise") + "\n")),
+        Ok(c) => {
+            let names: Vec<String> = campaign.stack.iter().flat_map(|s| s.nodes.iter().map(|n| n.name.clone())).collect();
+            output::out(&commands::text(&c, &names));
+        }
+        Err(d) => return output::fail(&d.message),
     }
     ExitCode::SUCCESS
 }

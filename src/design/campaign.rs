@@ -41,17 +41,43 @@ impl Campaign {
 /// found is returned; the campaign is None only when the experiment cannot be merged.
 pub fn resolve(model: &Model, name: &str) -> (Option<Campaign>, Vec<Diagnostic>) {
     let mut diags = vec![];
-    let Some(experiment) = super::merge::merged(model, name, &mut diags) else {
+    let Some(mut experiment) = super::merge::merged(model, name, &mut diags) else {
         return (None, diags);
     };
+    let templates = |def: &Option<String>| def.as_ref().and_then(|d| model.templates.get(d)).cloned().unwrap_or_default();
+    let (server, bench) = (templates(&experiment.server_def), templates(&experiment.bench_def));
+    restart_on_server_changes(&mut experiment, &server);
     let design = super::expand::run(model, &experiment, &mut diags);
     let stack = stack_of(model, &experiment, &mut diags).cloned();
     let setup = stack.as_ref().and_then(|s| s.setup.as_ref()).and_then(|n| model.setups.iter().find(|x| &x.name == n)).cloned();
-    let templates = |def: &Option<String>| def.as_ref().and_then(|d| model.templates.get(d)).cloned().unwrap_or_default();
-    let (server, bench) = (templates(&experiment.server_def), templates(&experiment.bench_def));
     reserved_ids(&design, &mut diags);
     let schedule = order(&experiment, &design, &mut diags);
-    (Some(Campaign { experiment, design, stack, setup, server, bench, schedule }), diags)
+    let campaign = Campaign { experiment, design, stack, setup, server, bench, schedule };
+    if !diags.iter().any(Diagnostic::is_error) {
+        super::accepts::check(model, &campaign, &mut diags);
+    }
+    (Some(campaign), diags)
+}
+
+/// Adds to `restart_on` every setting the server's start commands read that some layer,
+/// pattern, factor or `set` can change: a pattern then never runs on a server started
+/// with other flags. Settings fixed for the whole experiment cannot split a launch.
+fn restart_on_server_changes(exp: &mut Experiment, server: &Templates) {
+    let read = super::accepts::server_command_names(server);
+    let mut varying: Vec<String> = exp.factors.iter().map(|f| f.name.clone()).collect();
+    varying.extend(exp.derived.iter().filter(|d| d.setting).map(|d| d.name.clone()));
+    for l in &exp.layers {
+        varying.extend(l.fixed.keys().cloned());
+        varying.extend(l.derived.iter().filter(|d| d.setting).map(|d| d.name.clone()));
+    }
+    varying.extend(exp.patterns.iter().flat_map(|p| p.values.keys().cloned()));
+    let listed: Vec<String> = match &exp.restart_on {
+        Some(Expr { kind: ExprKind::List(items), .. }) => {
+            items.iter().filter_map(|e| e.as_name()).map(|i| i.name.clone()).collect()
+        }
+        _ => vec!["mode".into(), "transport".into()],
+    };
+    exp.restart_implied = read.into_iter().filter(|n| varying.contains(n) && !listed.contains(n)).collect();
 }
 
 /// The stack an experiment names; else the only one declared in its own file;

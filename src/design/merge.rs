@@ -59,6 +59,7 @@ fn overlay(mut base: Experiment, child: &Experiment) -> Experiment {
     for (k, v) in &child.settings {
         base.settings.insert(k.clone(), v.clone());
     }
+    base.overrides.extend(child.overrides.iter().cloned());
     for f in &child.factors {
         match base.factors.iter_mut().find(|b| b.name == f.name) {
             Some(b) => *b = f.clone(),

@@ -2,13 +2,16 @@
 //! explicit points, D-optimal designs, tool steps and analyses become a flat
 //! list of patterns with ids, restart keys, KV-cache sizes and estimates.
 
+mod accepts;
 pub mod campaign;
+pub mod commands;
 mod context;
 pub mod doptimal;
 mod expand;
 mod memo;
 pub mod merge;
 mod pattern;
+pub mod render;
 mod resolve;
 pub mod schedule;
 mod scope;

@@ -9,7 +9,7 @@ use super::{Category, Pattern, RestartKey};
 use crate::check::model::{Derived, Experiment, Layer};
 use crate::check::value::{Scope, Value};
 use crate::diagnostics::{Code, Diagnostic, Span};
-use crate::syntax::ast::{Expr, ExprKind, Unit};
+use crate::syntax::ast::{Expr, ExprKind, Ident, Unit};
 use std::collections::BTreeMap;
 
 /// Builds one factorial or extra pattern: id, restart group, duration, KV size.
@@ -75,6 +75,11 @@ pub(super) fn make_pattern(
             ("transport".into(), scope.lookup("transport").unwrap_or(Value::None)),
         ]),
     };
+    // Settings the server command reads: unset is a value too (a unified server has no backend).
+    let key = key.map(|mut k| {
+        k.extend(exp.restart_implied.iter().map(|n| (n.clone(), scope.lookup(n).unwrap_or(Value::None))));
+        k
+    });
     let duration = exp.duration.as_ref().map(|e| scope.eval(e));
     let startup = exp.startup.as_ref().map(|e| scope.eval(e));
     let errs = scope.errors.take();
@@ -156,7 +161,12 @@ pub(super) struct LayerMemo {
 impl LayerMemo {
     pub(super) fn new(exp: &Experiment, factors: &[String], fixed: &[(String, Expr)], derived: &[&Derived]) -> LayerMemo {
         let sizes: Vec<usize> = exp.factors.iter().map(|f| f.levels.len()).collect();
-        let group_exprs: Vec<&Expr> = exp.restart_on.iter().chain(exp.startup.iter()).collect();
+        let implied: Vec<Expr> = exp
+            .restart_implied
+            .iter()
+            .map(|n| Expr { kind: ExprKind::Name(Ident { name: n.clone(), span: exp.span }), span: exp.span })
+            .collect();
+        let group_exprs: Vec<&Expr> = exp.restart_on.iter().chain(exp.startup.iter()).chain(implied.iter()).collect();
         // Without `restart_on` the key is mode and transport, which the layer fixes.
         let mut group_deps = deps(&group_exprs, factors, fixed, derived);
         if exp.restart_on.is_none() {

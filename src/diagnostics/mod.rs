@@ -99,6 +99,18 @@ pub enum Code {
     Cycle,
     /// A pinned order that needs more server launches than necessary.
     OrderCost,
+    /// A prompt plus its output tokens that do not fit the server's max_model_len.
+    ContextLength,
+    /// A server, bench or factor setting that reaches no command.
+    UnusedSetting,
+    /// A KV cache too small to hold one request of the largest prompt.
+    KvCacheFit,
+    /// A server start-up estimate longer than its health timeout.
+    StartupOverHealth,
+    /// A transport or backend the instance type cannot do.
+    Hardware,
+    /// A command template that cannot be rendered for a pattern.
+    Render,
     /// Apply found no capacity for the stack's nodes in any zone it may use.
     NoCapacity,
     /// The cloud refused the stack's resources: quota, credentials or configuration.
@@ -135,6 +147,12 @@ impl Code {
             Cycle => 401,
             OrderCost => 402,
             NoCapacity => 501,
+            ContextLength => 601,
+            UnusedSetting => 602,
+            KvCacheFit => 603,
+            StartupOverHealth => 604,
+            Hardware => 605,
+            Render => 606,
             CloudRefused => 502,
         }
     }
@@ -142,7 +160,7 @@ impl Code {
     pub const RUNTIME: [Code; 2] = [Code::NoCapacity, Code::CloudRefused];
 
     /// Every code a file can cause, each with an invalid input under tests/golden/invalid.
-    pub const ALL: [Code; 25] = {
+    pub const ALL: [Code; 31] = {
         use Code::*;
         [
             Syntax,
@@ -170,6 +188,12 @@ impl Code {
             IdlePrune,
             Cycle,
             OrderCost,
+            ContextLength,
+            UnusedSetting,
+            KvCacheFit,
+            StartupOverHealth,
+            Hardware,
+            Render,
         ]
     };
 }
@@ -177,7 +201,7 @@ impl Code {
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let prefix = match self {
-            Code::Unestimable | Code::IdlePrune | Code::OrderCost => "W",
+            Code::Unestimable | Code::IdlePrune | Code::OrderCost | Code::KvCacheFit | Code::StartupOverHealth => "W",
             _ => "E",
         };
         write!(f, "nixl::{prefix}{:04}", self.number())
@@ -255,7 +279,10 @@ impl Diagnostic {
     pub fn error(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             code,
-            severity: if matches!(code, Code::Unestimable | Code::IdlePrune | Code::OrderCost) {
+            severity: if matches!(
+                code,
+                Code::Unestimable | Code::IdlePrune | Code::OrderCost | Code::KvCacheFit | Code::StartupOverHealth
+            ) {
                 Severity::Warning
             } else {
                 Severity::Error

@@ -249,7 +249,7 @@ fn the_setup_example_renders_the_reference_task_list() {
     // Every install and configuration command of the reference is in the rendered script.
     let mut missing = vec![];
     for (step, task) in setup.steps.iter().zip(tasks) {
-        let script = quotes(norm(&nixl::apply::script::setup_script(step)));
+        let script = quotes(norm(&nixl::design::render::setup_script(step)));
         for c in task["commands"].as_array().unwrap() {
             let line = quotes(norm(&substitute(c.as_str().unwrap(), vars)));
             let essential = ["pip install", "apt-get install", "git clone", "docker run", "docker pull", "make "]
@@ -267,38 +267,25 @@ fn the_setup_example_renders_the_reference_task_list() {
     assert!(missing.is_empty(), "reference commands not rendered: {missing:#?}");
 }
 
-/// std/vllm's command templates rendered for one pattern, as apply renders them.
+/// The scripts apply sends for one pattern (what `nixl show --commands` prints), by
+/// role: `start_ROLE` for each server, `ready_N` for the watch on node N, `run` for
+/// the benchmark, `stop`.
 fn server_commands(example: &str, pattern: &str) -> BTreeMap<String, String> {
     let loaded = load(example);
     let campaign = loaded.campaigns.last().unwrap();
-    let design = &campaign.design;
-    let p = design.pattern(pattern).unwrap_or_else(|| panic!("{pattern} in {example}"));
-    let settings = Resolver::new(&loaded.check.model, campaign).settings(p);
-    let nodes = [("node1", "10.0.1.11"), ("node2", "10.0.1.12")].map(|(n, ip)| nixl::provider::NodeInfo {
-        name: n.into(),
-        id: format!("i-{n}"),
-        private_ip: ip.into(),
-        zone: None,
-        instance_type: None,
-    });
-    let vars = nixl::apply::script::RenderVars::new(&nodes, "/here")
-        .with_model(design.model.as_ref())
-        .with(&[("out", Value::Str("results/x.json".into()))]);
-    let scope = nixl::apply::script::scope(&settings, &loaded.check.model, &vars);
-    let kv = design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64);
+    let p = campaign.design.pattern(pattern).unwrap_or_else(|| panic!("{pattern} in {example}"));
+    let vars =
+        nixl::design::render::RenderVars::new(&["10.0.1.11", "10.0.1.12"], "/here").with_model(campaign.design.model.as_ref());
+    let c = nixl::design::commands::for_pattern(&loaded.check.model, campaign, p, &vars).expect("renders");
     let mut out = BTreeMap::new();
-    for def in ["vllm", "vllm_bench"] {
-        let defs = &loaded.check.model.templates;
-        let t = defs.get(def).unwrap_or_else(|| panic!("no templates for {def}; have {:?}", defs.keys().collect::<Vec<_>>()));
-        for (k, e) in t {
-            // A template that needs a setting the pattern lacks (unified has no `backend`) is left out.
-            match nixl::apply::script::template(e, &scope, kv) {
-                Ok(text) => {
-                    out.insert(k.clone(), text);
-                }
-                Err(e) => eprintln!("{pattern}: {k}: {}", e.message),
-            }
-        }
+    for s in c.scripts {
+        let key = match s.role.as_str() {
+            "ready" => format!("ready_{}", s.node + 1),
+            "bench" => "run".to_string(),
+            "stop" => "stop".to_string(),
+            role => format!("start_{role}"),
+        };
+        out.insert(key, s.body);
     }
     out
 }
@@ -317,7 +304,7 @@ fn std_vllm_renders_the_seed_servers_and_benchmark() {
     let prefill = &c["start_prefill"];
     assert!(
         prefill.contains(
-            "vllm serve Qwen/Qwen2.5-32B-Instruct --host 0.0.0.0 --port 8100 --tensor-parallel-size 4 --max-model-len 32768"
+            "vllm serve Qwen/Qwen2.5-32B-Instruct --host 0.0.0.0 --port 8100 --tensor-parallel-size 4 --max-model-len 34816"
         ),
         "{prefill}"
     );
@@ -339,7 +326,8 @@ fn std_vllm_renders_the_seed_servers_and_benchmark() {
     );
     assert!(c["start_decode"].contains("VLLM_NIXL_SIDE_CHANNEL_HOST=10.0.1.12"));
     assert!(c["start_proxy"].contains("--prefill-url http://10.0.1.11:8100 --decode-url http://10.0.1.12:8200 --port 8000"));
-    assert!(c["health"].contains("curl -sf http://10.0.1.12:8200/health"));
+    assert!(c["ready_2"].contains("curl -sf http://127.0.0.1:8200/health"), "{}", c["ready_2"]);
+    assert!(c["ready_1"].contains("curl -sf http://127.0.0.1:8100/health && curl -sf http://127.0.0.1:8000/health"));
     let bench = &c["run"];
     for want in [
         "--base-url http://127.0.0.1:8000",
@@ -348,7 +336,7 @@ fn std_vllm_renders_the_seed_servers_and_benchmark() {
         "--num-prompts 30",
         "--num-warmups 10",
         "--random-output-len 128",
-        "--result-filename results/x.json",
+        "--result-filename results/p2-efa-12k-c1.out",
         "--save-detailed",
     ] {
         assert!(bench.contains(want), "bench lacks {want}: {bench}");
@@ -357,22 +345,18 @@ fn std_vllm_renders_the_seed_servers_and_benchmark() {
     let c = server_commands("phase2.nixl", "p2-efa-12k-c1-crosslayers");
     assert_eq!(kv_config(&c["start_prefill"])["kv_connector_extra_config"]["enable_cross_layers_blocks"], "True");
 
-    // Phase 1's EFA layer: LIBFABRIC, CUDA buffer; 128K needs YaRN.
-    let c = server_commands("phase1.nixl", "p1-efa-128k-c1");
+    // 128K needs YaRN and room for its 128 output tokens.
+    let c = server_commands("phase1.nixl", "p1-tcp-128k-c1");
     let prefill = &c["start_prefill"];
-    assert!(prefill.contains("NIXL_BACKEND=LIBFABRIC") && prefill.contains("FI_PROVIDER=efa"), "{prefill}");
-    let k = kv_config(prefill);
-    assert_eq!((k["kv_buffer_device"].as_str(), k["kv_buffer_size"].as_f64()), (Some("cuda"), Some(5e9)));
-    assert_eq!(k["kv_connector_extra_config"]["backends"][0], "LIBFABRIC");
-    assert!(prefill.contains("--max-model-len 131072"), "{prefill}");
+    assert!(prefill.contains("--max-model-len 133120"), "{prefill}");
     let yarn = prefill.split("--hf-overrides '").nth(1).and_then(|r| r.split('\'').next()).expect("YaRN overrides");
     let yarn: serde_json::Value = serde_json::from_str(yarn).unwrap();
     assert_eq!(yarn["rope_scaling"]["rope_type"], "yarn");
-    assert_eq!(yarn["rope_scaling"]["factor"].as_f64(), Some(4.0));
+    assert_eq!(yarn["rope_scaling"]["factor"].as_f64(), Some(4.0625));
     // Unified: one server, no connector, health on its own port.
     let c = server_commands("phase1.nixl", "p1-unified-1k-c1");
     assert!(!c["start_unified"].contains("kv-transfer-config") && !c["start_unified"].contains("hf-overrides"));
-    assert_eq!(c["health"], "curl -sf http://127.0.0.1:8100/health >/dev/null");
+    assert!(c["ready_1"].contains("if ( curl -sf http://127.0.0.1:8100/health >/dev/null )"), "{}", c["ready_1"]);
 }
 
 #[test]

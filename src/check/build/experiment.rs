@@ -117,10 +117,19 @@ pub(super) fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span
         stack_span: cx.span_of(b, "stack"),
         server_def: definition_name(a.get("server").copied()),
         bench_def: definition_name(a.get("bench").copied()),
+        overrides: ["server", "bench"]
+            .iter()
+            .filter_map(|k| a.get(k))
+            .flat_map(|e| match &e.kind {
+                ast::ExprKind::With(_, fields) => fields.iter().map(|f| (f.name.name.clone(), f.name.span)).collect(),
+                _ => vec![],
+            })
+            .collect(),
         settings,
         factors,
         derived,
         restart_on: cx.expr(b, "restart_on"),
+        restart_implied: vec![],
         duration: cx.expr(b, "duration"),
         startup: cx.expr(b, "startup"),
         order: cx.expr(b, "order"),

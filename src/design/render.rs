@@ -5,7 +5,6 @@ use crate::check::model::{SetupStep, Tool};
 use crate::check::value::{Eval, Value};
 use crate::check::Model;
 use crate::diagnostics::Diagnostic;
-use crate::provider::NodeInfo;
 use crate::syntax::ast::Expr;
 use std::collections::BTreeMap;
 
@@ -15,9 +14,10 @@ pub struct RenderVars {
 }
 
 impl RenderVars {
-    pub fn new(nodes: &[NodeInfo], here: &str) -> RenderVars {
+    /// `ips` are the nodes' private addresses in the stack's order; a missing one renders as 127.0.0.1.
+    pub fn new(ips: &[&str], here: &str) -> RenderVars {
         let mut vars = BTreeMap::new();
-        let ip = |i: usize| nodes.get(i).map(|n| n.private_ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
+        let ip = |i: usize| ips.get(i).map(|s| s.to_string()).unwrap_or_else(|| "127.0.0.1".into());
         vars.insert("prefill_ip".into(), Value::Str(ip(0)));
         vars.insert("decode_ip".into(), Value::Str(ip(1)));
         vars.insert("peer".into(), Value::Str(ip(0)));

@@ -1,0 +1,324 @@
+//! What a real server accepts, checked before anything starts: every declared
+//! setting reaches a command, every pattern's commands render, each prompt
+//! and its output fit `max_model_len`, the KV cache holds one request, the
+//! start-up fits the health timeout, and the instance's fabric can do the
+//! backend. The figures come from the model and instance catalogues.
+
+use super::commands;
+use super::render::RenderVars;
+use super::{Campaign, Category, Pattern, Resolver};
+use crate::check::build::collect_free_names;
+use crate::check::value::Value;
+use crate::check::Model;
+use crate::diagnostics::{Code, Diagnostic, Span};
+use crate::syntax::ast::ExprKind;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// Settings nixl itself reads rather than passing to a command.
+/// (`tp` also sizes the KV cache per GPU in the plan.)
+const READ_BY_NIXL: &[&str] = &["version", "tp", "health_timeout", "startup_unified", "startup_disaggregated"];
+
+/// Names a template set reads, including the attribute names of an `args` table.
+pub fn names_read(templates: &super::Templates) -> BTreeSet<String> {
+    let mut ids = vec![];
+    for (key, e) in templates {
+        if key == "args" {
+            if let ExprKind::Record(fields) = &e.kind {
+                field_names(fields, &mut ids);
+            }
+            continue;
+        }
+        collect_free_names(e, &mut ids);
+    }
+    ids.into_iter().map(|i| i.name).collect()
+}
+
+fn field_names(fields: &[crate::syntax::ast::Field], out: &mut Vec<crate::syntax::ast::Ident>) {
+    out.extend(fields.iter().map(|f| f.name.clone()));
+}
+
+/// The names the server's start commands read: a change of any of them is a new server.
+pub fn server_command_names(campaign_server: &super::Templates) -> BTreeSet<String> {
+    let starts: super::Templates = campaign_server
+        .iter()
+        .filter(|(k, _)| k.starts_with("start_") || k.as_str() == "args")
+        .map(|(k, e)| (k.clone(), e.clone()))
+        .collect();
+    names_read(&starts)
+}
+
+pub fn check(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnostic>) {
+    if campaign.experiment.server_def.is_none() {
+        return;
+    }
+    unused_settings(model, campaign, diags);
+    let resolver = Resolver::new(model, campaign);
+    let vars = RenderVars::new(&["10.0.0.1", "10.0.0.2"], ".").with_model(campaign.design.model.as_ref());
+    let mut context = ContextReport::default();
+    let context_checked = names_read(&campaign.server).contains("max_model_len");
+    let mut fit_reported = false;
+    let mut rendered_groups = HashSet::new();
+    let mut rendered_bench = HashSet::new();
+    let bench_names = names_read(&campaign.bench);
+    for p in campaign.design.patterns.iter().filter(|p| p.category == Category::E2e) {
+        let settings = resolver.settings(p);
+        if context_checked {
+            context.add(campaign, p, &settings);
+        }
+        if !fit_reported {
+            if let Some(d) = kv_fit(model, campaign, p, &settings) {
+                fit_reported = true;
+                diags.push(d);
+            }
+        }
+        if let Some(g) = p.group {
+            if rendered_groups.insert(g) {
+                render_server(model, campaign, p, &settings, &vars, diags);
+            }
+        }
+        let key: Vec<String> = bench_names.iter().map(|n| settings.get(n).map(Value::display).unwrap_or_default()).collect();
+        if rendered_bench.insert(key) {
+            let extra = [("out", Value::Str("results/x.json".into())), ("id", Value::Str(p.id.clone()))];
+            if let Err(d) = commands::bench(model, campaign, &settings, &vars, &extra) {
+                diags.push(render_error(campaign, p, "bench `run`", *d));
+            }
+        }
+    }
+    diags.extend(context.diagnostics());
+    startup_over_health(model, campaign, &resolver, diags);
+    hardware(model, campaign, &resolver, diags);
+}
+
+/// Every server or bench attribute and every factor must reach a command (or be one nixl reads).
+fn unused_settings(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnostic>) {
+    let exp = &campaign.experiment;
+    let mut used = names_read(&campaign.server);
+    used.extend(names_read(&campaign.bench));
+    used.extend(READ_BY_NIXL.iter().map(|s| s.to_string()));
+    let mut derived_names = vec![];
+    for d in exp.derived.iter().chain(exp.layers.iter().flat_map(|l| l.derived.iter())) {
+        collect_free_names(&d.expr, &mut derived_names);
+    }
+    for e in exp.layers.iter().flat_map(|l| l.fixed.values()) {
+        collect_free_names(e, &mut derived_names);
+    }
+    used.extend(derived_names.into_iter().map(|i| i.name));
+    let mut declared: Vec<(String, Span, &str)> = vec![];
+    for def in [&exp.server_def, &exp.bench_def].into_iter().flatten() {
+        for (name, span) in model.definition_attrs.get(def).into_iter().flatten() {
+            declared.push((name.clone(), *span, def));
+        }
+    }
+    for (name, span) in &exp.overrides {
+        declared.push((name.clone(), *span, "the override"));
+    }
+    for f in &exp.factors {
+        declared.push((f.name.clone(), f.span, "factor"));
+    }
+    let mut seen = HashSet::new();
+    for (name, span, owner) in declared {
+        if used.contains(&name) || !seen.insert((name.clone(), span)) {
+            continue;
+        }
+        let server = exp.server_def.as_deref().unwrap_or("server");
+        diags.push(
+            Diagnostic::error(Code::UnusedSetting, span, format!("`{name}` reaches no command"))
+                .label(format!("set in {owner}, but no server, bench or args entry uses it"))
+                .help(format!(
+                    "pass it to vLLM through the `args` table of server `{server}` (`{name} = \"--{}\"`), use it in a command, or remove it",
+                    name.replace('_', "-")
+                ))
+                .subject(&name),
+        );
+    }
+}
+
+fn num(settings: &BTreeMap<String, Value>, name: &str) -> Option<f64> {
+    settings.get(name).and_then(Value::as_f64)
+}
+
+/// Where a setting of a pattern's layer or experiment is written, for the diagnostic's span.
+fn setting_span(campaign: &Campaign, p: &Pattern, name: &str) -> Span {
+    let exp = &campaign.experiment;
+    let layer = exp.layers.get(p.layer as usize);
+    if let Some(e) = layer.and_then(|l| l.fixed.get(name)) {
+        return e.span;
+    }
+    let derived = layer.into_iter().flat_map(|l| l.derived.iter()).chain(exp.derived.iter());
+    if let Some(d) = derived.filter(|d| d.name == name).last() {
+        return d.expr.span;
+    }
+    if let Some((_, s)) = exp.overrides.iter().rev().find(|(n, _)| n == name) {
+        return *s;
+    }
+    exp.span
+}
+
+/// Prompt plus output tokens against `max_model_len` (vLLM answers 400 to a request
+/// that does not fit), gathered per place the length is set: one diagnostic each,
+/// naming the pattern that needs the most.
+#[derive(Default)]
+struct ContextReport {
+    /// (span, max_model_len or None) -> (worst need, its pattern, prompt, output, patterns affected)
+    over: Vec<((Span, Option<u64>), (u64, String, u64, u64, usize))>,
+}
+
+impl ContextReport {
+    fn add(&mut self, campaign: &Campaign, p: &Pattern, settings: &BTreeMap<String, Value>) {
+        let Some(prompt) = num(settings, "prompt") else { return };
+        let output = num(settings, "max_tokens").unwrap_or(0.0);
+        let need = (prompt + output).ceil() as u64;
+        let len = num(settings, "max_model_len");
+        if len.is_some_and(|l| need as f64 <= l) {
+            return;
+        }
+        let key = (setting_span(campaign, p, "max_model_len"), len.map(|l| l as u64));
+        let i = match self.over.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.over.push((key, (0, String::new(), 0, 0, 0)));
+                self.over.len() - 1
+            }
+        };
+        let e = &mut self.over[i].1;
+        e.4 += 1;
+        if need > e.0 {
+            (e.0, e.1, e.2, e.3) = (need, p.id.clone(), prompt as u64, output as u64);
+        }
+    }
+
+    fn diagnostics(self) -> Vec<Diagnostic> {
+        let more = |n: usize| if n > 1 { format!(" (and {} more patterns)", n - 1) } else { String::new() };
+        self.over
+            .into_iter()
+            .map(|((span, len), (need, id, prompt, output, n))| match len {
+                Some(len) => Diagnostic::error(
+                    Code::ContextLength,
+                    span,
+                    format!("{id} needs {need} tokens ({prompt} prompt + {output} output) but max_model_len is {len}{}", more(n)),
+                )
+                .label("vLLM rejects every request of these patterns")
+                .help(format!("raise max_model_len to at least {need}")),
+                None => Diagnostic::error(
+                    Code::ContextLength,
+                    span,
+                    format!("no max_model_len for {id}{}: its requests need {need} tokens", more(n)),
+                )
+                .label("the server's context length is not set")
+                .help(format!("set `max_model_len` to at least {need} (the largest prompt plus max_tokens)")),
+            })
+            .collect()
+    }
+}
+
+/// The KV cache left after the weights must hold at least one request of the prompt.
+fn kv_fit(model: &Model, campaign: &Campaign, p: &Pattern, settings: &BTreeMap<String, Value>) -> Option<Diagnostic> {
+    let m = campaign.design.model.as_ref()?;
+    let stack = campaign.stack.as_ref()?;
+    let inst = stack.instance_types.first().and_then(|t| model.instances.get(t))?;
+    let tp = num(settings, "tp").unwrap_or(inst.gpus as f64);
+    let util = num(settings, "gpu_memory_utilization").unwrap_or(0.9);
+    let weights = m.params * m.dtype_bytes() as f64;
+    let free = tp * inst.gpu_memory * util - weights;
+    let tokens = num(settings, "prompt")? + num(settings, "max_tokens").unwrap_or(0.0);
+    let need = tokens * m.kv_bytes_per_token() as f64;
+    if m.params <= 0.0 || need <= free {
+        return None;
+    }
+    let gb = |b: f64| format!("{:.1} GB", b / 1e9);
+    Some(
+        Diagnostic::error(
+            Code::KvCacheFit,
+            setting_span(campaign, p, "prompt"),
+            format!("{}: one request needs {} of KV cache, about {} is left", p.id, gb(need), gb(free.max(0.0))),
+        )
+        .label(format!("{} GPUs x {} x {util} utilisation, minus {} of weights", tp as u32, gb(inst.gpu_memory), gb(weights)))
+        .help("vLLM would refuse to start: raise tp or gpu_memory_utilization, or lower the prompt"),
+    )
+}
+
+/// A launch whose start-up estimate exceeds its health timeout fails before it is up.
+fn startup_over_health(model: &Model, campaign: &Campaign, resolver: &Resolver, diags: &mut Vec<Diagnostic>) {
+    let _ = model;
+    let d = &campaign.design;
+    for (g, startup) in d.startup.iter().enumerate() {
+        let Some(p) = d.patterns.iter().find(|p| p.group == Some(g as u32)) else { continue };
+        let settings = resolver.settings(p);
+        let Some(limit) = num(&settings, "health_timeout") else { continue };
+        if *startup > limit {
+            let span = campaign.experiment.startup.as_ref().map(|e| e.span).unwrap_or(campaign.experiment.span);
+            diags.push(
+                Diagnostic::error(
+                    Code::StartupOverHealth,
+                    span,
+                    format!(
+                        "launch of {} is estimated to start in {} but the health timeout is {}",
+                        p.id,
+                        crate::check::value::fmt_duration(*startup),
+                        crate::check::value::fmt_duration(limit)
+                    ),
+                )
+                .label("apply would give up before the server is up")
+                .help("raise `health_timeout` for these launches, or check the estimate"),
+            );
+        }
+    }
+}
+
+/// NIXL's LIBFABRIC backend needs RDMA read, which an instance without it (g6e) cannot do.
+fn hardware(model: &Model, campaign: &Campaign, resolver: &Resolver, diags: &mut Vec<Diagnostic>) {
+    let Some(stack) = campaign.stack.as_ref() else { return };
+    let no_rdma: Vec<&String> =
+        stack.instance_types.iter().filter(|t| model.instances.get(*t).is_some_and(|i| !i.rdma)).collect();
+    if no_rdma.is_empty() {
+        return;
+    }
+    let mut reported = HashSet::new();
+    for p in campaign.design.scheduled() {
+        let settings = resolver.settings(p);
+        let backend = match p.category {
+            Category::E2e if settings.get("mode").and_then(Value::as_str) == Some("disaggregated") => settings.get("backend"),
+            Category::LowLevel | Category::Baseline if p.tool.as_deref() == Some("nixlbench") => settings.get("backend"),
+            _ => None,
+        };
+        let Some(b) = backend.and_then(Value::as_str) else { continue };
+        if !matches!(b, "libfabric" | "efa") || !reported.insert(p.layer) {
+            continue;
+        }
+        diags.push(
+            Diagnostic::error(
+                Code::Hardware,
+                if p.category == Category::E2e { setting_span(campaign, p, "backend") } else { p.span },
+                format!("{} uses NIXL's LIBFABRIC backend, which {} cannot run", p.id, no_rdma[0]),
+            )
+            .label(format!("{} has EFA without RDMA read/write (rdma = false in std/aws)", no_rdma[0]))
+            .help("use backend = ucx (UCX emulates RMA over SRD), or an instance type with RDMA"),
+        );
+    }
+}
+
+fn render_server(
+    model: &Model,
+    campaign: &Campaign,
+    p: &Pattern,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let r = commands::server_start(model, campaign, settings, vars)
+        .and_then(|_| commands::server_ready(model, campaign, settings, vars))
+        .and_then(|_| commands::server_stop(model, campaign, vars));
+    if let Err(d) = r {
+        diags.push(render_error(campaign, p, "server commands", *d));
+    }
+}
+
+fn render_error(campaign: &Campaign, p: &Pattern, what: &str, d: Diagnostic) -> Diagnostic {
+    let mut out = Diagnostic::error(Code::Render, campaign.experiment.span, format!("the {what} of {} cannot be rendered", p.id))
+        .label(format!("apply would fail here: {}", d.message))
+        .help(d.help.clone().unwrap_or_else(|| "set the missing value in the experiment, a layer or the definition".into()));
+    if d.primary.span != Span::default() {
+        out = out.with(d.primary.span, d.message.clone());
+    }
+    out
+}

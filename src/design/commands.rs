@@ -1,0 +1,325 @@
+//! The exact scripts a campaign sends to its nodes: a launch's server starts,
+//! the on-node readiness watch, the stop, and a pattern's benchmark or tool
+//! commands. Apply runs these, `nixl show --commands` prints them, and check
+//! renders them for every pattern, so a template apply could not render is a
+//! diagnostic before anything starts.
+
+use super::render::{self, RenderVars};
+use super::{Campaign, Pattern};
+use crate::check::model::{Mode, Tool};
+use crate::check::value::Value;
+use crate::check::Model;
+use crate::diagnostics::Diagnostic;
+use crate::syntax::ast::{Expr, ExprKind};
+use std::collections::BTreeMap;
+
+/// One script and the node (index in the stack's node list) it runs on.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Script {
+    pub node: usize,
+    /// What it is: `unified`, `prefill`, `decode`, `proxy`, `ready`, `stop`, `bench`, or a tool role.
+    pub role: String,
+    pub body: String,
+}
+
+/// Lines whose appearance in a server log means the launch has failed: each
+/// taken from a genuine vLLM log (fixtures/tool-outputs/vllm-logs).
+pub const FATAL_LOG_LINES: &[&str] = &[
+    "CUDA out of memory",
+    "EngineCore failed to start",
+    "Engine core initialization failed",
+    "KV cache is needed, which is larger than the available KV cache memory",
+    "No available memory for the cache blocks",
+    "NIXL transfer failure",
+    "Handshake failed",
+    "engine ID mismatch",
+    "unrecognized arguments",
+    "ValidationError",
+    "Traceback (most recent call last)",
+];
+
+/// The marker the start scripts touch: only logs and pid files newer than it belong to this launch.
+const LAUNCH_MARKER: &str = ".nixl-launch";
+
+/// The node that runs a server role: the producer and the proxy on the first node,
+/// the consumer on the second, a unified server on the first.
+fn node_of(role: &str) -> usize {
+    usize::from(role == "decode")
+}
+
+/// `--flag value` for each attribute of the server's `args` table the settings give a value;
+/// true and false become `--flag` and `--no-flag` (vLLM's boolean flags take both forms).
+pub fn serve_args(args: Option<&Expr>, settings: &BTreeMap<String, Value>) -> String {
+    let Some(Expr { kind: ExprKind::Record(fields), .. }) = args else { return String::new() };
+    let mut out = String::new();
+    for f in fields {
+        let Some(flag) = f.value.as_plain_str() else { continue };
+        match settings.get(&f.name.name) {
+            None | Some(Value::None) => {}
+            Some(Value::Bool(true)) => out += &format!(" {flag}"),
+            Some(Value::Bool(false)) => out += &format!(" --no-{}", flag.trim_start_matches("--")),
+            Some(v @ Value::Num(..)) => out += &format!(" {flag} {}", num_text(v)),
+            Some(v) => out += &format!(" {flag} {}", render::shell_quote(&v.interpolated())),
+        }
+    }
+    out
+}
+
+/// A number in its base unit, as a command line wants it: 32768, 0.9, 5000000000.
+fn num_text(v: &Value) -> String {
+    match v {
+        Value::Num(x, _) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", *x as i64),
+        Value::Num(x, _) => format!("{x}"),
+        other => other.interpolated(),
+    }
+}
+
+/// The scope of a server or bench template for one set of settings.
+fn scope_of(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &BTreeMap<String, Value>,
+) -> BTreeMap<String, Value> {
+    let mut scope = render::scope(settings, model, vars);
+    scope.insert("serve_args".into(), Value::Str(serve_args(campaign.server.get("args"), settings)));
+    scope
+}
+
+fn kv_of(campaign: &Campaign) -> Option<f64> {
+    campaign.design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64)
+}
+
+/// A template of the server or bench, rendered; a missing one is an error naming it.
+fn render_one(
+    templates: &super::Templates,
+    definition: &'static str,
+    key: &str,
+    scope: &BTreeMap<String, Value>,
+    kv: Option<f64>,
+) -> Result<String, Box<Diagnostic>> {
+    match templates.get(key) {
+        Some(e) => render::template(e, scope, kv),
+        None => Err(Box::new(Diagnostic::error(
+            crate::diagnostics::Code::MissingAttribute,
+            crate::diagnostics::Span::default(),
+            format!("the {definition} definition has no `{key}` command"),
+        ))),
+    }
+}
+
+/// The mode a launch serves in, from its settings.
+pub fn mode_of(settings: &BTreeMap<String, Value>) -> Mode {
+    match settings.get("mode").and_then(Value::as_str).and_then(Mode::from_symbol) {
+        Some(Mode::Disaggregated) => Mode::Disaggregated,
+        _ => Mode::Unified,
+    }
+}
+
+/// The server roles of a mode, in the order apply starts them (the consumer first, so
+/// the producer's handshake finds it).
+pub fn roles(mode: Mode, has_proxy: bool) -> Vec<&'static str> {
+    match mode {
+        Mode::Disaggregated if has_proxy => vec!["decode", "prefill", "proxy"],
+        Mode::Disaggregated => vec!["decode", "prefill"],
+        Mode::Unified => vec!["unified"],
+    }
+}
+
+/// A launch's start scripts, one per server role.
+pub fn server_start(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+) -> Result<Vec<Script>, Box<Diagnostic>> {
+    let scope = scope_of(model, campaign, settings, &vars.vars);
+    let kv = kv_of(campaign);
+    let mut out: Vec<Script> = vec![];
+    for role in roles(mode_of(settings), campaign.server.contains_key("start_proxy")) {
+        let body = render_one(&campaign.server, "server", &format!("start_{role}"), &scope, kv)?;
+        // The node's first script marks the launch; a second mark would hide the first's pid file.
+        let first = !out.iter().any(|s| s.node == node_of(role));
+        let body = if first { format!("touch {LAUNCH_MARKER}\n{body}") } else { body };
+        out.push(Script { node: node_of(role), role: role.into(), body });
+    }
+    Ok(out)
+}
+
+/// The readiness watch, one per node that runs a server: one command that waits on
+/// the node until the `health` check passes (rendered with `node_role`), and fails at
+/// once when a server process of this launch has died or its log shows a fatal line,
+/// printing the last 40 log lines. Exit codes: 3 died, 4 fatal line, 5 timed out.
+pub fn server_ready(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+) -> Result<Vec<Script>, Box<Diagnostic>> {
+    let timeout = settings.get("health_timeout").and_then(Value::as_f64).unwrap_or(600.0).ceil() as u64;
+    let kv = kv_of(campaign);
+    let roles = roles(mode_of(settings), false);
+    let mut out = vec![];
+    for role in roles {
+        let mut v = vars.vars.clone();
+        v.insert("node_role".into(), Value::Str(role.into()));
+        let scope = scope_of(model, campaign, settings, &v);
+        let health = render_one(&campaign.server, "server", "health", &scope, kv)?;
+        out.push(Script { node: node_of(role), role: "ready".into(), body: watch_script(&health, timeout) });
+    }
+    Ok(out)
+}
+
+fn watch_script(health: &str, timeout: u64) -> String {
+    let fatal = FATAL_LOG_LINES.iter().map(|l| l.replace('(', "\\(").replace(')', "\\)")).collect::<Vec<_>>().join("|");
+    format!(
+        r#"# nixl: wait for this node's servers: health, live processes, fatal log lines
+logs() {{ find . -maxdepth 1 -name '*.log' -newer {LAUNCH_MARKER} 2>/dev/null; }}
+tail_logs() {{ for l in $(logs); do echo "==> $l <=="; tail -n 40 "$l"; done; }}
+deadline=$((SECONDS + {timeout}))
+while :; do
+  if ( {health} ) >/dev/null 2>&1; then echo NIXL_READY; exit 0; fi
+  for f in $(find . -maxdepth 1 -name '*.pid' -newer {LAUNCH_MARKER} 2>/dev/null); do
+    if ! kill -0 "$(cat "$f")" 2>/dev/null; then echo "NIXL_DIED: the process of $f exited"; tail_logs; exit 3; fi
+  done
+  for l in $(logs); do
+    if line=$(grep -m1 -E '{fatal}' "$l"); then echo "NIXL_FATAL: $l: $line"; tail_logs; exit 4; fi
+  done
+  if [ "$SECONDS" -ge "$deadline" ]; then echo "NIXL_TIMEOUT: not healthy after {timeout} s"; tail_logs; exit 5; fi
+  sleep 1
+done"#
+    )
+}
+
+/// The stop script, the same on every node.
+pub fn server_stop(model: &Model, campaign: &Campaign, vars: &RenderVars) -> Result<Option<String>, Box<Diagnostic>> {
+    let Some(e) = campaign.server.get("stop") else { return Ok(None) };
+    let scope = scope_of(model, campaign, &BTreeMap::new(), &vars.vars);
+    render::template(e, &scope, kv_of(campaign)).map(Some)
+}
+
+/// The benchmark of one E2E pattern, run on the first node; `out` is its result file.
+pub fn bench(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    extra: &[(&str, Value)],
+) -> Result<Script, Box<Diagnostic>> {
+    let v = vars.with(extra);
+    let scope = scope_of(model, campaign, settings, &v);
+    let body = render_one(&campaign.bench, "bench", "run", &scope, kv_of(campaign))?;
+    Ok(Script { node: 0, role: "bench".into(), body: format!("mkdir -p results\n{body}") })
+}
+
+/// A tool step's scripts: `run` on the first node, or `server` on the first and `client` on the second.
+pub fn tool(tool: &Tool, p: &Pattern, vars: &BTreeMap<String, Value>, kv: Option<f64>) -> Result<Vec<Script>, Box<Diagnostic>> {
+    let cmds = render::tool_commands(tool, &p.values, vars, kv)?;
+    Ok(cmds
+        .into_iter()
+        .map(|(role, body)| Script { node: usize::from(role == "client"), role, body: format!("mkdir -p results\n{body}") })
+        .collect())
+}
+
+/// Everything apply sends for one pattern, in order, with what it needs first:
+/// for an E2E pattern its launch's server starts and readiness watches, the
+/// benchmark and the stop; for a tool step, the setup steps that install the
+/// tool, its scripts and the node whose output holds the result.
+#[derive(Debug, serde::Serialize)]
+pub struct PatternCommands {
+    pub pattern: String,
+    pub launch: Option<u32>,
+    /// Setup steps that install the pattern's tool (`provides`), by id.
+    pub needs_setup: Vec<String>,
+    /// Services the tool needs (etcd), started once on the first node before it.
+    pub needs_services: Vec<String>,
+    pub scripts: Vec<Script>,
+    /// The node whose result file apply fetches.
+    pub reads: usize,
+}
+
+pub fn for_pattern(
+    model: &Model,
+    campaign: &Campaign,
+    p: &Pattern,
+    vars: &RenderVars,
+) -> Result<PatternCommands, Box<Diagnostic>> {
+    let settings = super::Resolver::new(model, campaign).settings(p);
+    let kv = kv_of(campaign);
+    let out = format!("results/{}.out", p.id);
+    let index = campaign.design.patterns.iter().position(|x| x.id == p.id);
+    let launch = index.and_then(|i| campaign.schedule.launch_of(i)).map(|l| l.number);
+    let mut scripts = vec![];
+    let mut needs_setup = vec![];
+    let mut needs_services = vec![];
+    let mut reads = 0;
+    if let Some(tool) = p.tool.as_ref().and_then(|t| model.tools.get(t)) {
+        let steps = campaign.setup.iter().flat_map(|s| s.steps.iter());
+        needs_setup = steps.filter(|s| s.provides.iter().any(|x| x == &tool.name)).map(|s| s.id.clone()).collect();
+        needs_services = tool.needs.clone();
+        let v = vars.with(&[
+            ("out", Value::Str(out)),
+            ("self_ip", vars.vars["prefill_ip"].clone()),
+            ("node", Value::Str("node1".into())),
+        ]);
+        scripts = tool_scripts(tool, p, &v, kv)?;
+        reads = usize::from(tool.nodes >= 2 && !tool.result_on_server);
+    } else if p.group.is_some() {
+        scripts.extend(server_start(model, campaign, &settings, vars)?);
+        scripts.extend(server_ready(model, campaign, &settings, vars)?);
+        scripts.push(bench(model, campaign, &settings, vars, &[("out", Value::Str(out)), ("id", Value::Str(p.id.clone()))])?);
+        if let Some(body) = server_stop(model, campaign, vars)? {
+            scripts.extend((0..campaign.stack.as_ref().map_or(2, |s| s.nodes.len())).map(|node| Script {
+                node,
+                role: "stop".into(),
+                body: body.clone(),
+            }));
+        }
+    }
+    Ok(PatternCommands { pattern: p.id.clone(), launch, needs_setup, needs_services, scripts, reads })
+}
+
+fn tool_scripts(t: &Tool, p: &Pattern, vars: &BTreeMap<String, Value>, kv: Option<f64>) -> Result<Vec<Script>, Box<Diagnostic>> {
+    tool(t, p, vars, kv)
+}
+
+/// The text `nixl show FILE PATTERN --commands` prints.
+pub fn text(c: &PatternCommands, node_names: &[String]) -> String {
+    let name = |i: usize| node_names.get(i).cloned().unwrap_or_else(|| format!("node{}", i + 1));
+    let mut s = format!("# {}: the scripts apply sends, in order", c.pattern);
+    if let Some(l) = c.launch {
+        s += &format!(" (server launch {l})");
+    }
+    s += "\n# Node addresses are placeholders (10.0.0.1, 10.0.0.2) until apply knows the nodes.\n";
+    if !c.needs_setup.is_empty() {
+        s += &format!("# Installed by setup step {}\n", c.needs_setup.join(", "));
+    }
+    for svc in &c.needs_services {
+        s += &format!("# Needs service {svc}, started once on {} before it\n", name(0));
+    }
+    for sc in &c.scripts {
+        s += &format!("\n## {} on {}\n{}\n", sc.role, name(sc.node), sc.body.trim_end());
+    }
+    s += &format!("\n# The result is read from {}.\n", name(c.reads));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watch_script_escapes_parentheses_for_grep() {
+        let s = watch_script("curl -sf http://127.0.0.1:8100/health", 600);
+        assert!(s.contains("Traceback \\(most recent call last\\)"), "{s}");
+        assert!(s.contains("deadline=$((SECONDS + 600))"));
+    }
+
+    #[test]
+    fn numbers_render_as_plain_integers_or_decimals() {
+        use crate::syntax::ast::Unit;
+        assert_eq!(num_text(&Value::Num(32768.0, Unit::Tokens)), "32768");
+        assert_eq!(num_text(&Value::Num(0.9, Unit::None)), "0.9");
+        assert_eq!(num_text(&Value::Num(5e9, Unit::Bytes)), "5000000000");
+    }
+}
