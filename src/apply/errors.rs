@@ -31,7 +31,7 @@ pub enum ActionError {
     /// The server did not pass its health check in time.
     Unhealthy { seconds: f64, tail: String },
     /// A server process died or its log showed a fatal line while starting.
-    ServerFailed { node: String, tail: String },
+    ServerFailed { node: String, reason: String, tail: String },
     /// A service (etcd) did not become healthy.
     ServiceUnhealthy { name: String, seconds: u64 },
     /// The benchmark wrote no result apply can read.
@@ -68,7 +68,9 @@ impl fmt::Display for ActionError {
             ActionError::Unhealthy { seconds, tail } => {
                 write!(f, "the server was not healthy after {seconds:.0}s (health_timeout)\n{tail}")
             }
-            ActionError::ServerFailed { node, tail } => write!(f, "the server on {node} failed while starting:\n{tail}"),
+            ActionError::ServerFailed { node, reason, tail } => {
+                write!(f, "the server on {node} failed while starting: {reason}\n{tail}")
+            }
             ActionError::ServiceUnhealthy { name, seconds } => {
                 write!(f, "service `{name}` did not become healthy in {seconds}s")
             }

@@ -142,9 +142,14 @@ impl<P: Provider> Exec<'_, P> {
             if !wanted.contains(&i) || handled.contains(&i) {
                 continue;
             }
+            // A stop cleans up after its launch even when the start or a pattern failed, so a
+            // crashed server leaves no process holding the GPUs and the next launch still runs.
+            let cleanup = a.kind == Kind::ServerStop && !self.nodes.is_empty();
             if let Some(d) = a.needs.iter().map(|&d| &actions[d]).find(|d| self.failed.contains_key(&d.id)) {
-                self.cannot_run(a, d)?;
-                continue;
+                if !cleanup {
+                    self.cannot_run(a, d)?;
+                    continue;
+                }
             }
             if a.kind == Kind::Setup {
                 let batch = self.setup_batch_of(actions, wanted, i);
@@ -260,8 +265,8 @@ impl<P: Provider> Exec<'_, P> {
                 }
             }
             Err(e) => {
-                let first = error.unwrap_or_default().lines().next().unwrap_or("").to_string();
-                self.failed.insert(a.id.clone(), Some(first));
+                // The whole reason, log tail included: a pattern whose server did not start keeps it in the state.
+                self.failed.insert(a.id.clone(), Some(error.unwrap_or_default()));
                 self.outcome.failed.push((a.id.clone(), e));
             }
         }

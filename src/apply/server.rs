@@ -47,10 +47,14 @@ impl<P: Provider> Exec<'_, P> {
                 let node = this.nth_node(script.node)?;
                 let mut outs = this.provider.run(std::slice::from_ref(&node), &script.body, wait).await?;
                 let out = outs.pop().ok_or_else(|| ActionError::NoOutput { node: node.name.clone() })?;
+                // The watch prints one status line (NIXL_DIED, NIXL_FATAL, NIXL_TIMEOUT), then the log tail.
+                let text = out.tail(45);
+                let (status, tail) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+                let reason = status.split_once(": ").map_or(status, |(_, r)| r).to_string();
                 match out.exit_code {
                     0 => Ok(()),
-                    5 => Err(ActionError::Unhealthy { seconds: limit, tail: out.tail(45) }),
-                    _ => Err(ActionError::ServerFailed { node: node.name.clone(), tail: out.tail(45) }),
+                    5 => Err(ActionError::Unhealthy { seconds: limit, tail: tail.to_string() }),
+                    _ => Err(ActionError::ServerFailed { node: node.name.clone(), reason, tail: tail.to_string() }),
                 }
             }
         };

@@ -85,7 +85,7 @@ pub fn check(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnostic>) {
         }
     }
     diags.extend(context.diagnostics());
-    startup_over_health(model, campaign, &resolver, diags);
+    startup_over_health(campaign, &resolver, diags);
     hardware(model, campaign, &resolver, diags);
 }
 
@@ -104,6 +104,7 @@ fn unused_settings(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnosti
     }
     used.extend(derived_names.into_iter().map(|i| i.name));
     let mut declared: Vec<(String, Span, &str)> = vec![];
+    let server = exp.server_def.as_deref().unwrap_or("server");
     for def in [&exp.server_def, &exp.bench_def].into_iter().flatten() {
         for (name, span) in model.definition_attrs.get(def).into_iter().flatten() {
             declared.push((name.clone(), *span, def));
@@ -120,14 +121,18 @@ fn unused_settings(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnosti
         if used.contains(&name) || !seen.insert((name.clone(), span)) {
             continue;
         }
-        let server = exp.server_def.as_deref().unwrap_or("server");
+        let help = if owner == "factor" {
+            "use the factor in a command or a `set`, or remove it: as it is, its levels would measure the same thing".to_string()
+        } else {
+            format!(
+                "pass it to vLLM through the `args` table of server `{server}` (`{name} = \"--{}\"`), use it in a command, or remove it",
+                name.replace('_', "-")
+            )
+        };
         diags.push(
             Diagnostic::error(Code::UnusedSetting, span, format!("`{name}` reaches no command"))
                 .label(format!("set in {owner}, but no server, bench or args entry uses it"))
-                .help(format!(
-                    "pass it to vLLM through the `args` table of server `{server}` (`{name} = \"--{}\"`), use it in a command, or remove it",
-                    name.replace('_', "-")
-                ))
+                .help(help)
                 .subject(&name),
         );
     }
@@ -145,11 +150,14 @@ fn setting_span(campaign: &Campaign, p: &Pattern, name: &str) -> Span {
         return e.span;
     }
     let derived = layer.into_iter().flat_map(|l| l.derived.iter()).chain(exp.derived.iter());
-    if let Some(d) = derived.filter(|d| d.name == name).last() {
+    if let Some(d) = derived.into_iter().find(|d| d.name == name) {
         return d.expr.span;
     }
     if let Some((_, s)) = exp.overrides.iter().rev().find(|(n, _)| n == name) {
         return *s;
+    }
+    if let Some(f) = exp.factors.iter().find(|f| f.name == name) {
+        return f.span;
     }
     exp.span
 }
@@ -159,8 +167,19 @@ fn setting_span(campaign: &Campaign, p: &Pattern, name: &str) -> Span {
 /// naming the pattern that needs the most.
 #[derive(Default)]
 struct ContextReport {
-    /// (span, max_model_len or None) -> (worst need, its pattern, prompt, output, patterns affected)
-    over: Vec<((Span, Option<u64>), (u64, String, u64, u64, usize))>,
+    over: Vec<Over>,
+}
+
+/// Patterns that do not fit, for one place max_model_len is set (or not) and one value of it.
+struct Over {
+    span: Span,
+    len: Option<u64>,
+    /// The largest need, its pattern, prompt and output tokens.
+    need: u64,
+    id: String,
+    prompt: u64,
+    output: u64,
+    patterns: usize,
 }
 
 impl ContextReport {
@@ -172,18 +191,18 @@ impl ContextReport {
         if len.is_some_and(|l| need as f64 <= l) {
             return;
         }
-        let key = (setting_span(campaign, p, "max_model_len"), len.map(|l| l as u64));
-        let i = match self.over.iter().position(|(k, _)| *k == key) {
+        let (span, len) = (setting_span(campaign, p, "max_model_len"), len.map(|l| l as u64));
+        let i = match self.over.iter().position(|o| o.span == span && o.len == len) {
             Some(i) => i,
             None => {
-                self.over.push((key, (0, String::new(), 0, 0, 0)));
+                self.over.push(Over { span, len, need: 0, id: String::new(), prompt: 0, output: 0, patterns: 0 });
                 self.over.len() - 1
             }
         };
-        let e = &mut self.over[i].1;
-        e.4 += 1;
-        if need > e.0 {
-            (e.0, e.1, e.2, e.3) = (need, p.id.clone(), prompt as u64, output as u64);
+        let o = &mut self.over[i];
+        o.patterns += 1;
+        if need > o.need {
+            (o.need, o.id, o.prompt, o.output) = (need, p.id.clone(), prompt as u64, output as u64);
         }
     }
 
@@ -191,21 +210,28 @@ impl ContextReport {
         let more = |n: usize| if n > 1 { format!(" (and {} more patterns)", n - 1) } else { String::new() };
         self.over
             .into_iter()
-            .map(|((span, len), (need, id, prompt, output, n))| match len {
+            .map(|o| match o.len {
                 Some(len) => Diagnostic::error(
                     Code::ContextLength,
-                    span,
-                    format!("{id} needs {need} tokens ({prompt} prompt + {output} output) but max_model_len is {len}{}", more(n)),
+                    o.span,
+                    format!(
+                        "{} needs {} tokens ({} prompt + {} output) but max_model_len is {len}{}",
+                        o.id,
+                        o.need,
+                        o.prompt,
+                        o.output,
+                        more(o.patterns)
+                    ),
                 )
                 .label("vLLM rejects every request of these patterns")
-                .help(format!("raise max_model_len to at least {need}")),
+                .help(format!("raise max_model_len to at least {}", o.need)),
                 None => Diagnostic::error(
                     Code::ContextLength,
-                    span,
-                    format!("no max_model_len for {id}{}: its requests need {need} tokens", more(n)),
+                    o.span,
+                    format!("no max_model_len for {}{}: its requests need {} tokens", o.id, more(o.patterns), o.need),
                 )
                 .label("the server's context length is not set")
-                .help(format!("set `max_model_len` to at least {need} (the largest prompt plus max_tokens)")),
+                .help(format!("set `max_model_len` to at least {} (the largest prompt plus max_tokens)", o.need)),
             })
             .collect()
     }
@@ -238,8 +264,7 @@ fn kv_fit(model: &Model, campaign: &Campaign, p: &Pattern, settings: &BTreeMap<S
 }
 
 /// A launch whose start-up estimate exceeds its health timeout fails before it is up.
-fn startup_over_health(model: &Model, campaign: &Campaign, resolver: &Resolver, diags: &mut Vec<Diagnostic>) {
-    let _ = model;
+fn startup_over_health(campaign: &Campaign, resolver: &Resolver, diags: &mut Vec<Diagnostic>) {
     let d = &campaign.design;
     for (g, startup) in d.startup.iter().enumerate() {
         let Some(p) = d.patterns.iter().find(|p| p.group == Some(g as u32)) else { continue };
@@ -282,7 +307,7 @@ fn hardware(model: &Model, campaign: &Campaign, resolver: &Resolver, diags: &mut
             _ => None,
         };
         let Some(b) = backend.and_then(Value::as_str) else { continue };
-        if !matches!(b, "libfabric" | "efa") || !reported.insert(p.layer) {
+        if b != "libfabric" || !reported.insert(p.layer) {
             continue;
         }
         diags.push(

@@ -47,7 +47,8 @@ pub fn resolve(model: &Model, name: &str) -> (Option<Campaign>, Vec<Diagnostic>)
     let templates = |def: &Option<String>| def.as_ref().and_then(|d| model.templates.get(d)).cloned().unwrap_or_default();
     let (server, bench) = (templates(&experiment.server_def), templates(&experiment.bench_def));
     restart_on_server_changes(&mut experiment, &server);
-    let design = super::expand::run(model, &experiment, &mut diags);
+    let mut design = super::expand::run(model, &experiment, &mut diags);
+    drop_redundant_implied(&mut design, &experiment.restart_implied);
     let stack = stack_of(model, &experiment, &mut diags).cloned();
     let setup = stack.as_ref().and_then(|s| s.setup.as_ref()).and_then(|n| model.setups.iter().find(|x| &x.name == n)).cloned();
     reserved_ids(&design, &mut diags);
@@ -78,6 +79,28 @@ fn restart_on_server_changes(exp: &mut Experiment, server: &Templates) {
         _ => vec!["mode".into(), "transport".into()],
     };
     exp.restart_implied = read.into_iter().filter(|n| varying.contains(n) && !listed.contains(n)).collect();
+}
+
+/// Removes from every restart key the implied settings that never tell apart two
+/// launches `restart_on` alone would merge: they split nothing, and would only make
+/// each launch's label long. Keys stay distinct, since launches equal on `restart_on`
+/// differ only in the names kept.
+fn drop_redundant_implied(design: &mut Design, implied: &[String]) {
+    let explicit = |k: &super::RestartKey| -> Vec<String> {
+        k.values.iter().filter(|(n, _)| !implied.contains(n)).map(|(n, v)| format!("{n}={}", v.display())).collect()
+    };
+    let value = |k: &super::RestartKey, name: &str| k.values.iter().find(|(n, _)| n == name).map(|(_, v)| v.display());
+    let keep: Vec<&String> = implied
+        .iter()
+        .filter(|name| {
+            design.groups.iter().enumerate().any(|(i, a)| {
+                design.groups[i + 1..].iter().any(|b| explicit(a) == explicit(b) && value(a, name) != value(b, name))
+            })
+        })
+        .collect();
+    for g in &mut design.groups {
+        g.values.retain(|(n, _)| !implied.contains(n) || keep.contains(&n));
+    }
 }
 
 /// The stack an experiment names; else the only one declared in its own file;

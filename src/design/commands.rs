@@ -31,8 +31,8 @@ pub const FATAL_LOG_LINES: &[&str] = &[
     "KV cache is needed, which is larger than the available KV cache memory",
     "No available memory for the cache blocks",
     "NIXL transfer failure",
-    "Handshake failed",
     "engine ID mismatch",
+    "Handshake failed",
     "unrecognized arguments",
     "ValidationError",
     "Traceback (most recent call last)",
@@ -170,8 +170,11 @@ pub fn server_ready(
     Ok(out)
 }
 
-fn watch_script(health: &str, timeout: u64) -> String {
-    let fatal = FATAL_LOG_LINES.iter().map(|l| l.replace('(', "\\(").replace(')', "\\)")).collect::<Vec<_>>().join("|");
+/// The readiness watch of one node (see `server_ready`).
+pub fn watch_script(health: &str, timeout: u64) -> String {
+    // Most specific first: a traceback line comes before the error that explains it.
+    let fatal = FATAL_LOG_LINES.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(" ");
+    let any = FATAL_LOG_LINES.iter().map(|l| format!("-e '{l}'")).collect::<Vec<_>>().join(" ");
     format!(
         r#"# nixl: wait for this node's servers: health, live processes, fatal log lines
 logs() {{ find . -maxdepth 1 -name '*.log' -newer {LAUNCH_MARKER} 2>/dev/null; }}
@@ -182,9 +185,14 @@ while :; do
   for f in $(find . -maxdepth 1 -name '*.pid' -newer {LAUNCH_MARKER} 2>/dev/null); do
     if ! kill -0 "$(cat "$f")" 2>/dev/null; then echo "NIXL_DIED: the process of $f exited"; tail_logs; exit 3; fi
   done
-  for l in $(logs); do
-    if line=$(grep -m1 -E '{fatal}' "$l"); then echo "NIXL_FATAL: $l: $line"; tail_logs; exit 4; fi
-  done
+  if [ -n "$(logs)" ] && grep -q -F {any} $(logs) 2>/dev/null; then
+    sleep 2  # let the process finish writing the error that explains the first line seen
+    for p in {fatal}; do
+      for l in $(logs); do
+        if line=$(grep -m1 -F "$p" "$l"); then echo "NIXL_FATAL: $l: $line"; tail_logs; exit 4; fi
+      done
+    done
+  fi
   if [ "$SECONDS" -ge "$deadline" ]; then echo "NIXL_TIMEOUT: not healthy after {timeout} s"; tail_logs; exit 5; fi
   sleep 1
 done"#
@@ -311,7 +319,7 @@ mod tests {
     #[test]
     fn the_watch_script_escapes_parentheses_for_grep() {
         let s = watch_script("curl -sf http://127.0.0.1:8100/health", 600);
-        assert!(s.contains("Traceback \\(most recent call last\\)"), "{s}");
+        assert!(s.contains("'Traceback (most recent call last)'"), "{s}");
         assert!(s.contains("deadline=$((SECONDS + 600))"));
     }
 

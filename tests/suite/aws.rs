@@ -46,7 +46,7 @@ stack "{STACK}" {{
 experiment smoke {{
   prefix = "sm"
   model  = qwen2_5_7b
-  server = vllm {{ tp = 4 }}
+  server = vllm {{ tp = 4, max_model_len = 2048 }}
   bench  = vllm_bench {{ iterations = 5 }}
 
   factor prompt      = [1K]

@@ -87,7 +87,7 @@ fn show_prints_a_patterns_resolved_settings() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("max_model_len"), "{text}");
-    assert!(text.contains("131072"), "{text}");
+    assert!(text.contains("133120"), "{text}");
     assert!(text.contains("17179869184 bytes"), "{text}");
     let out = nixl().args(["show", "examples/phase2.nixl", "p2-efa-64k-c8"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -276,10 +276,10 @@ fn lsp_hover_shows_levels_catalogue_kv_sizes_and_patterns() {
     let p1 = std::fs::read_to_string(root().join("examples/phase1.nixl")).unwrap();
     let u1 = uri(&root().join("examples/phase1.nixl"));
     assert_eq!(c.open(&u1, &p1), Vec::<Value>::new());
-    let h = c.at("textDocument/hover", &u1, &p1, "max_model_len =", json!({}));
+    let h = c.at("textDocument/hover", &u1, &p1, "max_model_len  =", json!({}));
     let h = h["contents"]["value"].as_str().unwrap().to_string();
-    assert!(h.contains("**set** `max_model_len`") && h.contains("`long ? 131072 : 32768`: evaluated per pattern"), "{h}");
-    assert!(h.contains("across patterns: `32768` (48), `131072` (25)"), "{h}");
+    assert!(h.contains("**set** `max_model_len`") && h.contains("`long ? 133120 : 34816`: evaluated per pattern"), "{h}");
+    assert!(h.contains("across patterns: `34816` (48), `133120` (25)"), "{h}");
     let h = c.at("textDocument/hover", &u1, &p1, "volume        =", json!({}));
     assert!(h["contents"]["value"].as_str().unwrap().contains("`200GB` = 200000000000 bytes (186.3 GiB)"), "{h}");
     // A pattern id in a schedule: its full settings, as `nixl show` prints them.

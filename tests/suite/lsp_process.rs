@@ -298,7 +298,9 @@ fn lsp_process_neovim_renames_across_files_hints_and_completes_inside_strings() 
         let _ = std::fs::copy(root().join("examples").join(f), dir.join(f));
     }
     let p1 = std::fs::read_to_string(root().join("examples/phase1.nixl")).unwrap();
-    let p1 = p1.replacen("  factor concurrency", "  factor seed        = [7]\n  factor concurrency", 1);
+    // A `let` reads the factor, so it reaches something under either name (E0602).
+    let p1 =
+        p1.replacen("  factor concurrency", "  factor seed        = [7]\n  let seed_read      = seed\n  factor concurrency", 1);
     std::fs::write(dir.join("phase1.nixl"), &p1).unwrap();
     let p2 = std::fs::read_to_string(root().join("examples/phase2.nixl")).unwrap();
     let p2 = p2.replacen("  hand_estimate = 620min\n", "  hand_estimate = 620min\n  let seed2     = seed + 1\n", 1);
@@ -358,7 +360,7 @@ fn lsp_process_neovim_renames_across_files_hints_and_completes_inside_strings() 
     assert!(hint["label"].as_str().unwrap_or("").starts_with("9 patterns"), "{raw}");
 
     // The rename edited both files, was saved, and the result checks cleanly.
-    assert_eq!(r["rename_files"]["phase1.nixl"], 1, "{raw}");
+    assert_eq!(r["rename_files"]["phase1.nixl"], 2, "{raw}"); // the factor and the `let` reading it
     assert_eq!(r["rename_files"]["phase2.nixl"], 1, "{raw}");
     assert!(std::fs::read_to_string(dir.join("phase1.nixl")).unwrap().contains("factor rng_seed"));
     assert!(std::fs::read_to_string(&file).unwrap().contains("rng_seed + 1"));

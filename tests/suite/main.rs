@@ -16,3 +16,4 @@ mod plan;
 mod props;
 mod results;
 mod runtime;
+mod vllm_world;

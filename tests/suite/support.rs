@@ -12,6 +12,11 @@ pub fn reference(name: &str) -> PathBuf {
     root().join("..").join("shared").join("reference").join(name)
 }
 
+/// A genuine tool output beside the repository (../shared/fixtures/tool-outputs, see SOURCES.md there).
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("..").join("shared").join("fixtures").join("tool-outputs").join(name)
+}
+
 /// Compares `actual` with the file at `expected`; `NIXL_BLESS=1` rewrites it instead.
 pub fn golden(expected: &Path, actual: &str) {
     if std::env::var_os("NIXL_BLESS").is_some() {

@@ -1,0 +1,352 @@
+//! The commands nixl sends, checked by the real vLLM 0.16.0: its own argument
+//! parsers read every rendered `vllm serve` and `vllm bench serve` command, and a
+//! local campaign runs std/vllm's own templates against the engine emulator
+//! (tests/support/vllm_world) with the real `vllm bench serve` client.
+//!
+//! The venv (`pip install vllm==0.16.0`, made by .ci/run) is found at
+//! NIXL_VLLM_VENV or ~/.cache/nixl-test/vllm-0.16.0. Without it these tests say so
+//! and pass, unless NIXL_REQUIRE_VLLM=1 (set by .ci/run), where its absence fails.
+
+use crate::local::{text, PORTS};
+use crate::support::{nixl, root, scratch};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn venv() -> Option<PathBuf> {
+    let dir = std::env::var_os("NIXL_VLLM_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/nixl-test/vllm-0.16.0"));
+    if dir.join("bin/vllm").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("NIXL_REQUIRE_VLLM").as_deref() != Ok("1"),
+        "vLLM 0.16.0 is required here but {} has no bin/vllm: run .ci/run",
+        dir.display()
+    );
+    eprintln!("skipped: no vLLM venv at {} (python3 -m venv DIR && DIR/bin/pip install vllm==0.16.0)", dir.display());
+    None
+}
+
+fn world() -> PathBuf {
+    root().join("tests/support/vllm_world")
+}
+
+/// Runs check_args.py on script lines; returns (id, ok, error) per line.
+fn parse_with_vllm(venv: &Path, lines: &[(String, String)]) -> Vec<(String, bool, String)> {
+    let input: Vec<serde_json::Value> = lines.iter().map(|(id, l)| serde_json::json!({ "id": id, "line": l })).collect();
+    let mut child = Command::new(venv.join("bin/python"))
+        .arg(world().join("check_args.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("venv python");
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(serde_json::to_string(&input).unwrap().as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("check_args.py: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or_default().to_string(),
+                r["ok"] == true,
+                r["error"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Every distinct `vllm ...` line apply would send for the examples' E2E patterns.
+fn rendered_vllm_lines(example: &str) -> Vec<(String, String)> {
+    let loaded = nixl::pipeline::load(&root().join("examples").join(example));
+    assert!(!loaded.check.has_errors(), "{example}: {:?}", loaded.check.diagnostics);
+    let mut seen = BTreeSet::new();
+    let mut out = vec![];
+    for campaign in &loaded.campaigns {
+        let vars = nixl::design::render::RenderVars::new(&["10.0.1.11", "10.0.1.12"], "/here")
+            .with_model(campaign.design.model.as_ref());
+        for p in campaign.design.patterns.iter().filter(|p| p.category == nixl::design::Category::E2e) {
+            let c = nixl::design::commands::for_pattern(&loaded.check.model, campaign, p, &vars).expect("renders");
+            for s in &c.scripts {
+                for line in s.body.lines().filter(|l| l.contains("vllm serve ") || l.contains("vllm bench serve ")) {
+                    // The stop script's `pkill -f "vllm serve"` is not a vLLM command.
+                    if line.trim_start().starts_with("pkill") || line.contains("pgrep") {
+                        continue;
+                    }
+                    if seen.insert(line.to_string()) {
+                        out.push((format!("{}:{}:{}", campaign.name(), p.id, s.role), line.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_vllm_command_rendered_for_phase1_and_phase2_parses_with_vllms_own_parser() {
+    let Some(venv) = venv() else { return };
+    let mut lines = rendered_vllm_lines("phase1.nixl");
+    lines.extend(rendered_vllm_lines("phase2.nixl"));
+    let serve = lines.iter().filter(|(_, l)| l.contains("vllm serve ")).count();
+    let bench = lines.len() - serve;
+    eprintln!("{serve} distinct vllm serve and {bench} distinct vllm bench serve commands");
+    assert!(serve >= 10 && bench >= 30, "too few commands: {serve} serve, {bench} bench");
+    let bad: Vec<_> = parse_with_vllm(&venv, &lines).into_iter().filter(|(_, ok, _)| !ok).collect();
+    assert!(bad.is_empty(), "vLLM 0.16.0 rejects: {bad:#?}");
+}
+
+#[test]
+fn vllms_parser_rejects_a_misspelt_flag_and_a_bad_kv_transfer_config() {
+    let Some(venv) = venv() else { return };
+    let (_, good) = rendered_vllm_lines("phase2.nixl").into_iter().find(|(id, _)| id.ends_with(":prefill")).unwrap();
+    let lines = vec![
+        ("good".to_string(), good.clone()),
+        ("misspelt".to_string(), good.replace("--max-model-len", "--max-model-lenn")),
+        ("kv-role".to_string(), good.replace("kv_producer", "kv_prodcer")),
+    ];
+    let r = parse_with_vllm(&venv, &lines);
+    assert!(r[0].1, "{r:?}");
+    assert!(!r[1].1 && r[1].2.contains("--max-model-lenn"), "{r:?}");
+    assert!(!r[2].1, "{r:?}");
+}
+
+/// A file setting every attribute of std/vllm's `args` table to a value other than its default.
+const EVERY_ARG: &str = r#"
+import "std/models"
+import "std/vllm"
+
+experiment every {
+  model  = qwen2_5_7b
+  server = vllm {
+    tp = 2, max_model_len = 4096, gpu_memory_utilization = 0.85, max_num_batched_tokens = 2048,
+    max_num_seqs = 99, enforce_eager = false, enable_chunked_prefill = false,
+    enable_prefix_caching = true, block_size = 32, kv_cache_dtype = "fp8", dtype = "bfloat16",
+    swap_space = 8, seed = 7,
+  }
+  bench = vllm_bench { warmup = 3, iterations = 5, max_tokens = 64, temperature = 0.5 }
+
+  factor prompt      = [1K]
+  factor concurrency = [4]
+
+  layer "U" {
+    mode = unified
+    id   = "every-{prompt}"
+  }
+}
+"#;
+
+#[test]
+fn every_attribute_of_std_vllm_reaches_its_flag_and_vllm_accepts_it() {
+    let dir = scratch("vllm-every-arg");
+    let file = dir.join("every.nixl");
+    std::fs::write(&file, EVERY_ARG).unwrap();
+    let out = nixl().args(["show", file.to_str().unwrap(), "every-1k", "--commands"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    let serve = shown.lines().find(|l| l.contains("vllm serve ")).expect("a vllm serve line").to_string();
+    for flag in [
+        "--tensor-parallel-size 2",
+        "--max-model-len 4096",
+        "--gpu-memory-utilization 0.85",
+        "--max-num-batched-tokens 2048",
+        "--max-num-seqs 99",
+        "--no-enforce-eager",
+        "--no-enable-chunked-prefill",
+        "--enable-prefix-caching",
+        "--block-size 32",
+        "--kv-cache-dtype fp8",
+        "--dtype bfloat16",
+        "--swap-space 8",
+        "--seed 7",
+    ] {
+        assert!(serve.contains(&format!("{flag} ")) || serve.contains(&format!("{flag}>")), "{flag} missing: {serve}");
+    }
+    let bench = shown.lines().find(|l| l.contains("vllm bench serve ")).expect("a bench line").to_string();
+    for flag in ["--num-warmups 3", "--num-prompts 20", "--random-output-len 64", "--temperature 0.5", "--max-concurrency 4"] {
+        assert!(bench.contains(flag), "{flag} missing: {bench}");
+    }
+    // An attribute std/vllm does not pass is an error with its span, not a silent no-op.
+    std::fs::write(&file, EVERY_ARG.replace("swap_space = 8", "swap_spaces = 8")).unwrap();
+    let out = nixl().args(["check", file.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("E0602") && text(&out).contains("`swap_spaces` reaches no command"), "{}", text(&out));
+    let Some(venv) = venv() else { return };
+    let r = parse_with_vllm(&venv, &[("serve".into(), serve), ("bench".into(), bench)]);
+    assert!(r.iter().all(|(_, ok, _)| *ok), "{r:#?}");
+}
+
+/// The word-level tokenizer the real client uses here, made once per run.
+fn tokenizer(venv: &Path) -> PathBuf {
+    let dir = root().join("target/test-scratch/vllm-world-tokenizer");
+    if !dir.join("tokenizer.json").is_file() {
+        let out = Command::new(venv.join("bin/python")).arg(world().join("make_tokenizer.py")).arg(&dir).output().unwrap();
+        assert!(out.status.success(), "make_tokenizer.py: {}", text(&out));
+    }
+    dir
+}
+
+const CAMPAIGN: &str = r#"
+# std/vllm's own commands on this machine: `vllm serve` is the engine emulator,
+# `vllm bench serve` the real vLLM 0.16.0 client (tests/support/vllm_world).
+import "std/aws"
+import "std/models"
+import "std/vllm"
+
+stack "world" {
+  region        = "us-east-1"
+  zones         = ["us-east-1a"]
+  instance_type = "g6e.12xlarge"
+  node "node1" {}
+  node "node2" {}
+}
+
+experiment world {
+  prefix = "w"
+  model  = qwen2_5_7b
+  server = vllm {
+    tp = 1, max_model_len = 1024, port = 18170, prefill_port = 18170, decode_port = 18171,
+    proxy_port = 18172, health_timeout = 60s, hf_home = "HF_HOME_DIR",
+  }
+  bench = vllm_bench { warmup = 1, iterations = 2, max_tokens = 16 }
+
+  factor prompt      = [64, 512]
+  factor concurrency = [2]
+
+  restart_on = [mode, transport]
+  duration   = 20s
+  startup    = 5s
+
+  layer "U" {
+    mode = unified
+    id   = "w-u-{prompt}"
+  }
+  layer "TCP" {
+    mode      = disaggregated
+    transport = tcp
+    id        = "w-tcp-{prompt}"
+  }
+}
+"#;
+
+fn world_apply(dir: &Path, venv: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let path =
+        format!("{}:{}:{}", world().join("bin").display(), venv.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let mut c = nixl();
+    c.current_dir(dir)
+        .args(["apply", "world.nixl", "--provider", "local", "--auto-approve"])
+        .env("PATH", path)
+        .env("NIXL_VLLM_VENV", venv)
+        .env("NIXL_TEST_TOKENIZER", tokenizer(venv));
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn a_local_campaign_runs_std_vllm_against_the_emulator_with_the_real_client() {
+    let Some(venv) = venv() else { return };
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("vllm-world-campaign");
+    let hf = dir.join("hf");
+    std::fs::write(dir.join("world.nixl"), CAMPAIGN.replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
+
+    // A prompt that does not fit is caught by check, before any server starts.
+    let too_long = CAMPAIGN.replace("max_model_len = 1024", "max_model_len = 500").replace("HF_HOME_DIR", hf.to_str().unwrap());
+    std::fs::write(dir.join("world.nixl"), &too_long).unwrap();
+    let out = world_apply(&dir, &venv, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("E0601") && text(&out).contains("needs 528 tokens"), "{}", text(&out));
+    assert!(!dir.join(".nixl/world/local/nodes/node1/vllm-unified.log").exists(), "a server started");
+
+    std::fs::write(dir.join("world.nixl"), CAMPAIGN.replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
+    let out = world_apply(&dir, &venv, &[]);
+    let log = std::fs::read_to_string(dir.join(".nixl/world/local/nodes/node2/vllm-decode.log")).unwrap_or_default();
+    let _ = nixl().current_dir(&dir).args(["destroy", "world.nixl", "--provider", "local", "--auto-approve"]).output();
+    assert!(out.status.success(), "{}", text(&out));
+    // The stored raw results are vLLM's own JSON: 4 requests (2 rounds of 2), none failed.
+    let results = dir.join(".nixl/results/world");
+    let raws: Vec<PathBuf> = std::fs::read_dir(&results)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".raw."))
+        .collect();
+    assert_eq!(raws.len(), 4, "{raws:?}");
+    for r in &raws {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(r).unwrap()).unwrap();
+        assert_eq!(
+            (v["completed"].as_u64(), v["failed"].as_u64(), v["num_prompts"].as_u64()),
+            (Some(4), Some(0), Some(4)),
+            "{r:?}"
+        );
+        assert_eq!(v["ttfts"].as_array().map(Vec::len), Some(4), "per-request samples kept: {r:?}");
+        assert!(v["input_lens"].as_array().unwrap().iter().all(|n| n.as_u64() == Some(64) || n.as_u64() == Some(512)));
+    }
+    // The decode server ran as the consumer, with the context length std/vllm passed.
+    assert!(log.contains("kv_consumer") && log.contains("max_model_len"), "{log}");
+}
+
+#[test]
+fn a_server_crash_aborts_its_launch_in_seconds_with_the_log_tail() {
+    let Some(venv) = venv() else { return };
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("vllm-world-crash");
+    let hf = dir.join("hf");
+    let file = CAMPAIGN.replace("HF_HOME_DIR", hf.to_str().unwrap()).replace("health_timeout = 60s", "health_timeout = 10min");
+    std::fs::write(dir.join("world.nixl"), file).unwrap();
+    let out = world_apply(
+        &dir,
+        &venv,
+        &[("NIXL_EMULATOR_START_DELAY", "30"), ("NIXL_EMULATOR_CRASH_AFTER", "1"), ("NIXL_EMULATOR_CRASH_KIND", "oom")],
+    );
+    let _ = nixl().current_dir(&dir).args(["destroy", "world.nixl", "--provider", "local", "--auto-approve"]).output();
+    assert!(!out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("failed while starting") && t.contains("CUDA out of memory"), "{t}");
+    // The watch saw the death or the fatal line; it did not wait out the 10-minute timeout.
+    assert!(!t.contains("not healthy after"), "{t}");
+    let state = std::fs::read_to_string(dir.join(".nixl/world/state.json")).unwrap();
+    assert!(state.contains("CUDA out of memory"), "the log tail is kept in the state: {state}");
+}
+
+/// The readiness watch, run on genuine vLLM logs (fixtures/tool-outputs/vllm-logs):
+/// each fatal one stops the wait with its telling line, a healthy start does not.
+#[test]
+fn the_readiness_watch_stops_at_the_fatal_line_of_each_genuine_vllm_log() {
+    let logs = crate::support::fixture("vllm-logs");
+    let cases = [
+        ("v1-cuda-oom-enginecore-dp0-torch-compile-excerpt.txt", "CUDA out of memory"),
+        ("no-kv-cache-memory-v0.25.1-cpu.log", "EngineCore failed to start"),
+        ("nixl-handshake-setup-failed-traceback-vllm41863-excerpt.txt", "NIXL transfer failure"),
+        ("nixl-handshake-engine-id-mismatch-dp-vllm27083.txt", "engine ID mismatch"),
+        ("unrecognized-argument-v0.25.1.log", "unrecognized arguments"),
+        ("max-model-len-exceeds-derived-v0.25.1-cpu.log", "ValidationError"),
+        ("v1-kv-too-small-message-quoted-in-results-readme.txt", "larger than the available KV cache memory"),
+    ];
+    for (file, want) in cases {
+        let dir = scratch("watch");
+        std::fs::write(dir.join(".nixl-launch"), "").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::copy(logs.join(file), dir.join("vllm-unified.log")).unwrap();
+        let body = nixl::design::commands::watch_script("false", 30);
+        let out = Command::new("bash").arg("-c").arg(&body).current_dir(&dir).output().unwrap();
+        let first = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string();
+        assert_eq!(out.status.code(), Some(4), "{file}: {}", text(&out));
+        assert!(first.starts_with("NIXL_FATAL") && first.contains(want), "{file}: {first}");
+    }
+    // A healthy server: the health check passes and the wait ends at once.
+    let dir = scratch("watch-ok");
+    std::fs::write(dir.join(".nixl-launch"), "").unwrap();
+    let out =
+        Command::new("bash").arg("-c").arg(nixl::design::commands::watch_script("true", 30)).current_dir(&dir).output().unwrap();
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).trim()), (Some(0), "NIXL_READY"));
+}
