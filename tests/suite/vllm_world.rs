@@ -350,3 +350,63 @@ fn the_readiness_watch_stops_at_the_fatal_line_of_each_genuine_vllm_log() {
         Command::new("bash").arg("-c").arg(nixl::design::commands::watch_script("true", 30)).current_dir(&dir).output().unwrap();
     assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).trim()), (Some(0), "NIXL_READY"));
 }
+
+#[test]
+fn phase1_with_the_native_context_length_for_32k_prompts_fails_check_naming_32896_tokens() {
+    let dir = crate::local::copy_examples("vllm-phase1-32768");
+    let p1 = std::fs::read_to_string(dir.join("phase1.nixl")).unwrap();
+    let p1 = p1.replace("set max_model_len  = long ? 133120 : 34816", "set max_model_len  = long ? 133120 : 32768");
+    assert!(p1.contains(": 32768\n"), "the example changed: update this test");
+    std::fs::write(dir.join("phase1.nixl"), p1).unwrap();
+    let out = nixl().current_dir(&dir).args(["check", "phase1.nixl"]).output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("E0601") && t.contains("needs 32896 tokens (32768 prompt + 128 output) but max_model_len is 32768"),
+        "{t}"
+    );
+    assert!(t.contains("phase1.nixl:") && t.contains("raise max_model_len to at least 32896"), "{t}");
+}
+
+#[test]
+fn show_commands_prints_what_apply_sends_for_a_pattern_and_a_tool() {
+    let out = nixl().args(["show", "examples/phase2.nixl", "p2-efa-12k-c1", "--commands"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let t = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "## decode on node2",
+        "## prefill on node1",
+        "## proxy on node1",
+        "## ready on node1",
+        "## bench on node1",
+        "## stop on node2",
+    ] {
+        assert!(t.contains(want), "{want} missing:\n{t}");
+    }
+    assert!(t.contains("\"kv_role\": \"kv_consumer\"") && t.contains("\"kv_role\": \"kv_producer\""), "{t}");
+    assert!(t.contains("--no-enable-prefix-caching") && t.contains("--num-prompts 30 "), "{t}");
+    let out = nixl().args(["show", "examples/phase2.nixl", "p2-ll-nixlbench-ucx-12k-c1", "--commands"]).output().unwrap();
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(t.contains("# Installed by setup step 25-build-nixlbench"), "{t}");
+    assert!(t.contains("# Needs service etcd"), "{t}");
+    // nixlbench prints statistics on rank 0 only: the first node's output is read.
+    assert!(t.contains("# The result is read from node1."), "{t}");
+    assert!(t.contains("## server on node1") && t.contains("## client on node2"), "{t}");
+}
+
+#[test]
+fn a_pattern_with_other_server_flags_gets_its_own_launch_started_with_them() {
+    let dir = crate::local::copy_examples("vllm-own-launch");
+    let p2 = std::fs::read_to_string(dir.join("phase2.nixl")).unwrap();
+    let extra = "  pattern \"p2-efa-12k-c1-graphs\" in \"L2-EFA\" {\n    prompt                 = 12K\n    concurrency            = 1\n    enforce_eager          = false\n    gpu_memory_utilization = 0.5\n  }\n\n  # The seed's four";
+    std::fs::write(dir.join("phase2.nixl"), p2.replacen("  # The seed's four", extra, 1)).unwrap();
+    let out = nixl().current_dir(&dir).args(["show", "phase2.nixl", "p2-efa-12k-c1-graphs", "--commands"]).output().unwrap();
+    let t = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", text(&out));
+    let serve = t.lines().find(|l| l.contains("vllm serve ")).unwrap();
+    assert!(serve.contains("--no-enforce-eager") && serve.contains("--gpu-memory-utilization 0.5"), "{serve}");
+    let plan = nixl().current_dir(&dir).args(["plan", "phase2.nixl"]).output().unwrap();
+    let p = String::from_utf8_lossy(&plan.stdout);
+    assert!(p.contains("7 launches"), "the pattern runs on a server of its own:\n{p}");
+    assert!(p.contains("enforce_eager") && p.contains("gpu_memory_utilization=0.5"), "{p}");
+}
