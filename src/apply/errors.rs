@@ -34,6 +34,8 @@ pub enum ActionError {
     ServerFailed { node: String, reason: String, tail: String },
     /// A service (etcd) did not become healthy.
     ServiceUnhealthy { name: String, seconds: u64 },
+    /// The benchmark's result is not one: too many failed requests, or not vLLM's JSON.
+    Bench(crate::results::vllm::BenchError),
     /// The benchmark wrote no result apply can read.
     NoResult { path: String },
     /// The analysis could not be computed from the results there are.
@@ -74,6 +76,7 @@ impl fmt::Display for ActionError {
             ActionError::ServiceUnhealthy { name, seconds } => {
                 write!(f, "service `{name}` did not become healthy in {seconds}s")
             }
+            ActionError::Bench(e) => write!(f, "{e}"),
             ActionError::NoResult { path } => write!(f, "the benchmark wrote no vLLM result JSON to {path}"),
             ActionError::Analysis(e) => write!(f, "{e}"),
             ActionError::Store(e) => write!(f, "cannot store the result: {e}"),

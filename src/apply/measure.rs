@@ -38,8 +38,18 @@ impl<P: Provider> Exec<'_, P> {
         let timeout = Duration::from_secs_f64((p.duration * 3.0).max(60.0));
         self.run_on(&n1, &script.body, timeout).await?;
         let raw = self.provider.fetch(&n1, &out).await?;
-        let measured = crate::results::parse_vllm_bench(&raw).ok_or(ActionError::NoResult { path: out })?;
-        self.save(a, &settings, measured, &raw, started)
+        let allowed = settings.get("max_failed_requests").and_then(Value::as_f64).unwrap_or(0.0) as u64;
+        match crate::results::vllm::parse(&raw, allowed) {
+            Ok(run) => {
+                let units = run.metrics.keys().map(|m| (m.clone(), crate::results::vllm::unit(m).to_string())).collect();
+                self.save_with_units(a, &settings, (run.metrics, run.samples), units, &raw, started)
+            }
+            Err(e) => {
+                // Not a result, but the client's file is kept to look at.
+                let _ = self.store.keep_raw(&format!("{}.failed.{}", a.id, &a.hash[..8.min(a.hash.len())]), &raw);
+                Err(ActionError::Bench(e))
+            }
+        }
     }
 
     pub(super) async fn step(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {
@@ -102,7 +112,19 @@ impl<P: Provider> Exec<'_, P> {
         &mut self,
         a: &Action,
         settings: &BTreeMap<String, Value>,
+        measured: Measured,
+        raw: &[u8],
+        started: Instant,
+    ) -> Result<(), ActionError> {
+        self.save_with_units(a, settings, measured, BTreeMap::new(), raw, started)
+    }
+
+    fn save_with_units(
+        &mut self,
+        a: &Action,
+        settings: &BTreeMap<String, Value>,
         (metrics, samples): Measured,
+        units: BTreeMap<String, String>,
         raw: &[u8],
         started: Instant,
     ) -> Result<(), ActionError> {
@@ -126,6 +148,7 @@ impl<P: Provider> Exec<'_, P> {
             settings,
             metrics,
             samples,
+            units,
             raw: format!("{}.raw.{}", a.id, &a.hash[..8.min(a.hash.len())]),
         };
         self.store.save(&rec, raw).map_err(ActionError::Store)

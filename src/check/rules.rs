@@ -23,7 +23,7 @@ const FUNCTIONS: [(&str, &str); 7] = [
     ("max", "max(NUMBER, NUMBER...)"),
 ];
 
-/// Figures the benchmark reports for every E2E pattern (`results::parse_vllm_bench`), and their short names.
+/// Figures the benchmark reports for every E2E pattern (`results::vllm::parse`), and their short names.
 const E2E_METRICS: [&str; 12] = [
     "ttft",
     "tpot",

@@ -298,6 +298,7 @@ mod tests {
             settings: BTreeMap::new(),
             metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             samples: BTreeMap::new(),
+            units: BTreeMap::new(),
             raw: String::new(),
         }
     }

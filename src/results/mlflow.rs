@@ -347,6 +347,7 @@ mod tests {
             settings,
             metrics: [("latency_us".to_string(), 12.0), ("bandwidth_gbps".to_string(), 1.5)].into(),
             samples: BTreeMap::new(),
+            units: BTreeMap::new(),
             raw: String::new(),
         }
     }

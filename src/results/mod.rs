@@ -7,6 +7,7 @@ pub mod report;
 pub mod rules;
 pub mod stats;
 pub mod svg;
+pub mod vllm;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,6 +28,9 @@ pub struct ResultRecord {
     /// Per-request samples when the tool reports them (ttft_ms, tpot_ms).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub samples: BTreeMap<String, Vec<f64>>,
+    /// The unit of each metric that has one (ms, tokens/s, requests/s, s, requests).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub units: BTreeMap<String, String>,
     /// File name of the raw output beside the record.
     pub raw: String,
 }
@@ -72,6 +76,12 @@ impl Store {
         crate::state::write_atomic(&self.dir.join(format!("{}.json", rec.id)), &json)
     }
 
+    /// Keeps the raw output of a run that is not a result (failed requests), for inspection.
+    pub fn keep_raw(&self, name: &str, raw: &[u8]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        crate::state::write_atomic(&self.dir.join(name), raw)
+    }
+
     /// Every record, sorted by id.
     pub fn all(&self) -> Vec<ResultRecord> {
         let Ok(rd) = std::fs::read_dir(&self.dir) else { return vec![] };
@@ -91,42 +101,8 @@ impl Store {
     }
 }
 
-/// Metrics from vLLM's benchmark result JSON (`vllm bench serve --save-result`), named as the seed named them.
 /// Named figures and per-request samples of one result.
 pub type Figures = (BTreeMap<String, f64>, BTreeMap<String, Vec<f64>>);
-
-pub fn parse_vllm_bench(raw: &[u8]) -> Option<Figures> {
-    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
-    let obj = v.as_object()?;
-    let names = [
-        ("mean_ttft_ms", "ttft_mean"),
-        ("median_ttft_ms", "ttft_p50"),
-        ("p99_ttft_ms", "ttft_p99"),
-        ("mean_tpot_ms", "tpot_mean"),
-        ("median_tpot_ms", "tpot_p50"),
-        ("p99_tpot_ms", "tpot_p99"),
-        ("mean_e2el_ms", "e2e_latency_mean"),
-        ("output_throughput", "throughput_tps"),
-    ];
-    let mut metrics = BTreeMap::new();
-    for (from, to) in names {
-        if let Some(x) = obj.get(from).and_then(|x| x.as_f64()) {
-            metrics.insert(to.to_string(), x);
-        }
-    }
-    if metrics.is_empty() {
-        return None;
-    }
-    let mut samples = BTreeMap::new();
-    // vLLM reports per-request TTFTs in seconds.
-    if let Some(list) = obj.get("ttfts").and_then(|x| x.as_array()) {
-        samples.insert("ttft_ms".to_string(), list.iter().filter_map(|x| x.as_f64()).map(|s| s * 1000.0).collect());
-    }
-    if let Some(list) = obj.get("tpots").and_then(|x| x.as_array()) {
-        samples.insert("tpot_ms".to_string(), list.iter().filter_map(|x| x.as_f64()).collect());
-    }
-    Some((metrics, samples))
-}
 
 /// Metrics from a tool's output: numeric fields of a JSON object, or `name: value` lines.
 pub fn parse_tool_output(raw: &[u8]) -> BTreeMap<String, f64> {
@@ -155,17 +131,6 @@ pub fn parse_tool_output(raw: &[u8]) -> BTreeMap<String, f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_vllm_bench_results_with_seed_names() {
-        let raw = br#"{"mean_ttft_ms": 120.5, "median_ttft_ms": 110.0, "p99_ttft_ms": 300.0, "mean_tpot_ms": 20.0,
-            "median_tpot_ms": 19.0, "p99_tpot_ms": 30.0, "mean_e2el_ms": 2700.0, "output_throughput": 512.0, "ttfts": [0.1, 0.2]}"#;
-        let (m, s) = parse_vllm_bench(raw).unwrap();
-        assert_eq!(m["ttft_mean"], 120.5);
-        assert_eq!(m["throughput_tps"], 512.0);
-        assert_eq!(s["ttft_ms"], vec![100.0, 200.0]);
-        assert!(parse_vllm_bench(b"not json").is_none());
-    }
 
     #[test]
     fn reads_tool_figures_from_json_or_lines() {

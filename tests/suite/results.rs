@@ -346,6 +346,7 @@ fn record(id: &str, layer: &str, settings: &[(&str, &str)], metrics: &[(&str, f6
         settings: settings.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect(),
         metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         samples: Default::default(),
+        units: Default::default(),
         raw: String::new(),
     }
 }

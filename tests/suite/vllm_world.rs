@@ -410,3 +410,67 @@ fn a_pattern_with_other_server_flags_gets_its_own_launch_started_with_them() {
     assert!(p.contains("7 launches"), "the pattern runs on a server of its own:\n{p}");
     assert!(p.contains("enforce_eager") && p.contains("gpu_memory_utilization=0.5"), "{p}");
 }
+
+#[test]
+fn genuine_vllm_result_files_read_with_their_failures() {
+    // All 8 requests failed (vLLM 0.25.1): a failed run, never "TTFT 0 ms".
+    let raw = std::fs::read(crate::support::fixture("vllm-bench/bench-serve-all-failed-v0.25.1.json")).unwrap();
+    let e = nixl::results::vllm::parse(&raw, 0).unwrap_err();
+    assert_eq!(e.to_string(), "8 of 8 requests failed (max_failed_requests = 0)");
+    assert!(nixl::results::vllm::parse(&raw, 8).is_err(), "none completed: still not a result");
+    // A `vllm bench sweep serve` run: the figures SOURCES.md gives.
+    let raw = std::fs::read(crate::support::fixture("vllm-bench/sweep-serve-run0-v0.25.1-cpu.json")).unwrap();
+    let r = nixl::results::vllm::parse(&raw, 0).unwrap();
+    let m = &r.metrics;
+    assert_eq!((r.completed, r.failed), (8, 0));
+    let close = |k: &str, want: f64| assert!((m[k] - want).abs() < 0.01, "{k} = {} (want {want})", m[k]);
+    close("duration_s", 1.3654);
+    close("request_throughput_rps", 5.859);
+    close("throughput_tps", 93.748);
+    close("ttft_mean", 217.27);
+    close("ttft_p50", 44.92);
+    close("ttft_p99", 762.49);
+    close("tpot_mean", 8.205);
+    close("itl_mean", 8.205);
+    close("e2e_latency_mean", 340.34);
+}
+
+#[test]
+fn failed_requests_fail_the_pattern_unless_allowed_and_never_become_samples() {
+    let Some(venv) = venv() else { return };
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("vllm-world-failures");
+    let hf = dir.join("hf");
+    // 15 rounds of 2 requests = 30 requests; every 5th fails: 6 of 30.
+    let file = CAMPAIGN
+        .replace("HF_HOME_DIR", hf.to_str().unwrap())
+        .replace("warmup = 1, iterations = 2, max_tokens = 16", "warmup = 0, iterations = 15, max_tokens = 8")
+        .replace("factor prompt      = [64, 512]", "factor prompt      = [64]")
+        .replace(
+            "  layer \"TCP\" {\n    mode      = disaggregated\n    transport = tcp\n    id        = \"w-tcp-{prompt}\"\n  }\n",
+            "",
+        );
+    std::fs::write(dir.join("world.nixl"), &file).unwrap();
+    let env = [("NIXL_EMULATOR_FAIL_EVERY", "5")];
+    let out = world_apply(&dir, &venv, &env);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("6 of 30 requests failed (max_failed_requests = 0)"), "{}", text(&out));
+    assert!(!dir.join(".nixl/results/world/w-u-64.json").exists(), "a failed run is not a result");
+    let _ = nixl().current_dir(&dir).args(["destroy", "world.nixl", "--provider", "local", "--auto-approve"]).output();
+
+    let allowed = file.replace("warmup = 0, iterations = 15,", "warmup = 0, iterations = 15, max_failed_requests = 6,");
+    std::fs::write(dir.join("world.nixl"), &allowed).unwrap();
+    let out = world_apply(&dir, &venv, &env);
+    let _ = nixl().current_dir(&dir).args(["destroy", "world.nixl", "--provider", "local", "--auto-approve"]).output();
+    assert!(out.status.success(), "{}", text(&out));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".nixl/results/world/w-u-64.json")).unwrap()).unwrap();
+    assert_eq!((rec["metrics"]["completed"].as_f64(), rec["metrics"]["failed"].as_f64()), (Some(24.0), Some(6.0)));
+    let ttfts: Vec<f64> = rec["samples"]["ttft_ms"].as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect();
+    assert_eq!(ttfts.len(), 24, "the failed requests' zeros are not samples");
+    assert!(ttfts.iter().all(|t| *t > 0.0), "{ttfts:?}");
+    assert_eq!(rec["units"]["ttft_mean"], "ms");
+    // The dip test is not fooled: the successful TTFTs are one mode.
+    let (dip, p) = nixl::results::stats::dip_test(&ttfts, 2000);
+    assert!(p > 0.05, "dip {dip}, p {p}: {ttfts:?}");
+}
