@@ -97,14 +97,20 @@ impl<P: Provider> Exec<'_, P> {
         let p = self.pattern_of(a)?;
         let exp = &self.campaign.experiment;
         let layer = &exp.layers[p.layer as usize];
-        let id = a.id.to_string();
-        let decl = layer.analyses.iter().find(|x| id.ends_with(&x.name)).ok_or_else(|| ActionError::NotDeclared(a.id.clone()))?;
+        // By the name it was declared with, never by how its id ends (`tpot-spread` is not `spread`).
+        let decl = layer
+            .analyses
+            .iter()
+            .find(|x| p.analysis.as_deref() == Some(x.name.as_str()))
+            .ok_or_else(|| ActionError::NotDeclared(a.id.clone()))?;
         let scope = crate::design::expand_base_scope(self.model, exp);
         let method = Eval { scope: &scope, kv_bytes_per_token: None }.eval(&decl.method)?;
         let results = self.store.all();
         let metrics = crate::results::analysis::run(&method, &p.inputs, &results).map_err(ActionError::Analysis)?;
         let raw = serde_json::to_vec_pretty(&metrics).unwrap_or_default();
-        let settings = self.resolver.settings(&p);
+        let mut settings = self.resolver.settings(&p);
+        // Rules name an analysis by its declared name (`bimodal("bimodality-detection")`).
+        settings.insert("analysis".into(), Value::Str(decl.name.clone()));
         self.save(a, &settings, (metrics, BTreeMap::new()), &raw, started)
     }
 

@@ -129,6 +129,9 @@ pub struct Pattern {
     pub adhoc: bool,
     /// The tool of a step pattern.
     pub tool: Option<String>,
+    /// The analysis (by its declared name) an analysis pattern computes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<String>,
     /// Layers an analysis reads.
     pub inputs: Vec<String>,
     pub span: Span,

@@ -64,6 +64,7 @@ pub(super) fn make_pattern(
             kv_bytes: kv,
             adhoc: layer.adhoc,
             tool: None,
+            analysis: None,
             inputs: vec![],
             span,
         });
@@ -147,6 +148,7 @@ pub(super) fn make_pattern(
         kv_bytes: kv,
         adhoc: layer.adhoc,
         tool: None,
+        analysis: None,
         inputs: vec![],
         span,
     })

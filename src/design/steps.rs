@@ -119,6 +119,7 @@ pub(super) fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec
                 kv_bytes: kv,
                 adhoc: layer.adhoc,
                 tool: Some(name.clone()),
+                analysis: None,
                 inputs: vec![],
                 span,
             });
@@ -197,6 +198,7 @@ pub(super) fn expand_analyses(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut 
             kv_bytes: None,
             adhoc: layer.adhoc,
             tool: None,
+            analysis: Some(a.name.clone()),
             inputs: a.inputs.iter().map(|(s, _)| s.clone()).collect(),
             span: a.span,
         });

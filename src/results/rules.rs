@@ -213,7 +213,9 @@ impl Ctx<'_> {
                     .results
                     .iter()
                     .find(|r| {
-                        r.kind == super::ResultKind::Analysis && (r.id == analysis || r.id.ends_with(&format!("-{analysis}")))
+                        r.kind == super::ResultKind::Analysis
+                            && (r.settings.get("analysis").and_then(|v| v.as_str()) == Some(analysis.as_str())
+                                || r.id == analysis)
                     })
                     .ok_or_else(|| RuleError::NoAnalysisYet { analysis: analysis.clone() })?;
                 let b = rec.metrics.get("bimodal").ok_or_else(|| RuleError::NotDipTest { analysis: analysis.clone() })?;

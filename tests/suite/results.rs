@@ -369,7 +369,12 @@ fn the_seeds_four_rules_in_phase2_fire_on_their_conditions_only() {
         record("b", "L1-Unified", &[], &[("tpot_mean", 25.0)]),
         record("c1", "L3-TCP", &[("concurrency", "1")], &[("ttft_mean", 1000.0)]),
         record("c16", "L3-TCP", &[("concurrency", "16")], &[("ttft_mean", 2900.0)]),
-        record("p2-analysis-bimodality-detection", "L4-Analysis", &[], &[("bimodal", 0.0), ("dip", 0.01)]),
+        record(
+            "p2-analysis-bimodality-detection",
+            "L4-Analysis",
+            &[("analysis", "bimodality-detection")],
+            &[("bimodal", 0.0), ("dip", 0.01)],
+        ),
     ];
     let phase1 = vec![record("p1", "L2-EFA", &[], &[("ttft_mean", 1200.0)])];
     assert!(fired(&calm, &phase1).is_empty(), "{:?}", fired(&calm, &phase1));

@@ -474,3 +474,30 @@ fn failed_requests_fail_the_pattern_unless_allowed_and_never_become_samples() {
     let (dip, p) = nixl::results::stats::dip_test(&ttfts, 2000);
     assert!(p > 0.05, "dip {dip}, p {p}: {ttfts:?}");
 }
+
+#[test]
+fn an_analysis_runs_the_method_it_declares_not_one_whose_name_ends_its_id() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = crate::local::copy_examples("analysis-by-name");
+    let demo = std::fs::read_to_string(dir.join("local-demo.nixl")).unwrap();
+    // `vs-unified` is declared first and its name ends `efa-vs-unified`'s id.
+    let demo = demo.replacen(
+        "    analysis \"efa-vs-unified\" {",
+        "    analysis \"vs-unified\" {\n      inputs = [\"L2-EFA\"]\n      method = dip_test(ttft)\n    }\n    analysis \"efa-vs-unified\" {",
+        1,
+    );
+    std::fs::write(dir.join("local-demo.nixl"), demo).unwrap();
+    let out =
+        nixl().current_dir(&dir).args(["apply", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output().unwrap();
+    let _ = nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output();
+    assert!(out.status.success(), "{}", text(&out));
+    let read = |id: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(format!(".nixl/results/demo/{id}.json"))).unwrap()).unwrap()
+    };
+    let compare = read("demo-analysis-efa-vs-unified");
+    let dip = read("demo-analysis-vs-unified");
+    assert!(compare["metrics"].as_object().unwrap().keys().any(|k| k.contains("diff")), "{compare}");
+    assert!(compare["metrics"].get("bimodal").is_none(), "{compare}");
+    assert!(dip["metrics"].get("bimodal").is_some(), "{dip}");
+    assert_eq!(compare["settings"]["analysis"], "efa-vs-unified");
+}
