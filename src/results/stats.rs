@@ -186,22 +186,56 @@ pub fn dip(sample: &[f64]) -> (f64, usize, usize) {
 
 /// The dip test: statistic, p-value against the uniform distribution (the
 /// least favourable unimodal one) from `sims` seeded simulations of the same size.
+/// The p-value counts the observed sample among the simulations ((k + 1) / (sims + 1)),
+/// so it is never 0. The null distribution depends only on n and `sims`: it is
+/// simulated once per pair and kept, so testing many results costs one simulation.
 pub fn dip_test(sample: &[f64], sims: usize) -> (f64, f64) {
     let n = sample.iter().filter(|x| x.is_finite()).count();
     let (d, _, _) = dip(sample);
     if n < 4 || sims == 0 {
         return (d, 1.0);
     }
+    let null = null_dips(n, sims);
+    // `null` is sorted: the simulations with a dip at least the observed one.
+    let at_least = null.len() - null.partition_point(|x| *x < d);
+    (d, (at_least + 1) as f64 / (sims + 1) as f64)
+}
+
+/// Sorted dips of `sims` seeded uniform samples of size n, simulated once per (n, sims).
+fn null_dips(n: usize, sims: usize) -> std::sync::Arc<Vec<f64>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<(usize, usize), Arc<Vec<f64>>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&(n, sims)) {
+        return v.clone();
+    }
     let mut rng = Rng::new(0x0064_6970_7465_7374 ^ n as u64);
     let mut buf = vec![0.0; n];
-    let mut at_least = 0usize;
-    for _ in 0..sims {
-        buf.iter_mut().for_each(|v| *v = rng.uniform());
-        if dip(&buf).0 >= d {
-            at_least += 1;
-        }
+    let mut dips: Vec<f64> = (0..sims)
+        .map(|_| {
+            buf.iter_mut().for_each(|v| *v = rng.uniform());
+            dip(&buf).0
+        })
+        .collect();
+    dips.sort_by(f64::total_cmp);
+    let v = Arc::new(dips);
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert((n, sims), v.clone());
+    v
+}
+
+/// Holm's step-down adjustment of p-values (family-wise error), in the input order.
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut out = vec![0.0; m];
+    let mut running: f64 = 0.0;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p[i]).min(1.0));
+        out[i] = running;
     }
-    (d, at_least as f64 / sims as f64)
+    out
 }
 
 /// A two-component split of a sample at the widest gap between the modal
@@ -325,6 +359,15 @@ mod tests {
         assert!(pearson(&x, &y).unwrap() < 1.0);
         assert!(pearson(&x, &[2.0; 5]).is_none());
         assert_eq!(ranks(&[3.0, 1.0, 3.0]), vec![2.5, 1.0, 2.5]);
+    }
+
+    #[test]
+    fn holm_adjusts_step_down_and_keeps_order() {
+        // Textbook case: m = 4, p = .01 .04 .03 .005 -> .03 .06 .06 .02.
+        let adj = holm(&[0.01, 0.04, 0.03, 0.005]);
+        let want = [0.03, 0.06, 0.06, 0.02];
+        assert!(adj.iter().zip(want).all(|(a, w)| (a - w).abs() < 1e-12), "{adj:?}");
+        assert_eq!(holm(&[0.5, 0.9]), vec![1.0, 1.0]);
     }
 
     #[test]
