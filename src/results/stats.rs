@@ -201,11 +201,14 @@ pub fn dip_test(sample: &[f64], sims: usize) -> (f64, f64) {
     (d, (at_least + 1) as f64 / (sims + 1) as f64)
 }
 
+/// Simulated null dips by (n, sims).
+type NullCache = std::sync::Mutex<std::collections::HashMap<(usize, usize), std::sync::Arc<Vec<f64>>>>;
+
 /// Sorted dips of `sims` seeded uniform samples of size n, simulated once per (n, sims).
 fn null_dips(n: usize, sims: usize) -> std::sync::Arc<Vec<f64>> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<(usize, usize), Arc<Vec<f64>>>>> = OnceLock::new();
+    static CACHE: OnceLock<NullCache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&(n, sims)) {
         return v.clone();
