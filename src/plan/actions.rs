@@ -33,7 +33,8 @@ struct Builder<'c> {
 }
 
 /// Every action of the campaign, in a topological order (each depends only on earlier ones).
-pub fn graph(model: &Model, campaign: &Campaign, state: &State) -> Vec<Action> {
+/// `wanted` names ad-hoc step patterns to include although no rule ran them (a `--target`).
+pub fn graph(model: &Model, campaign: &Campaign, state: &State, wanted: &[String]) -> Vec<Action> {
     let mut b = Builder {
         model,
         campaign,
@@ -47,10 +48,10 @@ pub fn graph(model: &Model, campaign: &Campaign, state: &State) -> Vec<Action> {
         b.infrastructure(stack);
     }
     b.tail = b.ready.clone();
-    b.baseline(state);
+    b.baseline(state, wanted);
     b.launches();
-    b.low_level(state);
-    b.analyses(state);
+    b.low_level(state, wanted);
+    b.analyses(state, wanted);
     b.actions
 }
 
@@ -168,16 +169,18 @@ impl Builder<'_> {
         self.ready.push(upload_i);
     }
 
-    /// Step patterns of a category; an ad-hoc one a rule already ran stays in the plan, not "forgotten".
-    fn steps_of(&self, cat: Category, state: &State) -> Vec<usize> {
+    /// Step patterns of a category; an ad-hoc one a rule already ran stays in the plan, not
+    /// "forgotten", and one the user targets is in it.
+    fn steps_of(&self, cat: Category, state: &State, wanted: &[String]) -> Vec<usize> {
         let d = &self.campaign.design;
         let ran =
             |i: usize| state.actions.get(&ActionId::Pattern(d.patterns[i].id.clone())).is_some_and(|r| r.status == Status::Done);
-        (0..d.patterns.len()).filter(|&i| d.patterns[i].category == cat && (!d.patterns[i].adhoc || ran(i))).collect()
+        let named = |i: usize| wanted.contains(&d.patterns[i].id);
+        (0..d.patterns.len()).filter(|&i| d.patterns[i].category == cat && (!d.patterns[i].adhoc || ran(i) || named(i))).collect()
     }
 
-    fn baseline(&mut self, state: &State) {
-        for i in self.steps_of(Category::Baseline, state) {
+    fn baseline(&mut self, state: &State, wanted: &[String]) {
+        for i in self.steps_of(Category::Baseline, state, wanted) {
             let a = self.push_pattern(i, self.tail.clone());
             self.actions[a].needs = self.ready.clone();
             self.tail = vec![a];
@@ -228,9 +231,9 @@ impl Builder<'_> {
     }
 
     /// Low-level tool steps after the launches, each with the services its tool needs.
-    fn low_level(&mut self, state: &State) {
+    fn low_level(&mut self, state: &State, wanted: &[String]) {
         let mut services: BTreeMap<String, usize> = BTreeMap::new();
-        for i in self.steps_of(Category::LowLevel, state) {
+        for i in self.steps_of(Category::LowLevel, state, wanted) {
             let mut deps = self.tail.clone();
             let mut needs = self.ready.clone();
             let tool = self.campaign.design.patterns[i].tool.as_ref().and_then(|t| self.model.tools.get(t));
@@ -263,9 +266,9 @@ impl Builder<'_> {
     }
 
     /// Analyses run locally as soon as the patterns they read are done; a failed input does not stop them.
-    fn analyses(&mut self, state: &State) {
+    fn analyses(&mut self, state: &State, wanted: &[String]) {
         let d = &self.campaign.design;
-        for i in self.steps_of(Category::Analysis, state) {
+        for i in self.steps_of(Category::Analysis, state, wanted) {
             let p = &d.patterns[i];
             let deps: Vec<usize> = self
                 .of_pattern

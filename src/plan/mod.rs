@@ -191,7 +191,9 @@ pub struct Inputs<'a> {
 /// or replacement that names nothing is an error, not an empty plan.
 pub fn build(inputs: &Inputs) -> Result<Plan, target::UnknownTarget> {
     let campaign = inputs.campaign;
-    let mut actions = actions::graph(inputs.model, campaign, inputs.state);
+    // An ad-hoc step is in the plan only when a rule ran it, or when it is named here.
+    let named: Vec<String> = inputs.targets.iter().chain(inputs.replace).cloned().collect();
+    let mut actions = actions::graph(inputs.model, campaign, inputs.state, &named);
     let targets = Target::parse_all(inputs.targets, &actions)?;
     let replace = Target::parse_all(inputs.replace, &actions)?;
     diff::against_state(&mut actions, inputs.state, &replace);
