@@ -7,6 +7,7 @@ pub mod report;
 pub mod rules;
 pub mod stats;
 pub mod svg;
+pub mod tools;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
