@@ -435,3 +435,101 @@ fn other_text_is_not_a_table() {
     assert!(matches!(e, ParseError::NotFound { .. }), "{e:?}");
     assert!(e.tail().contains("No such file"), "{}", e.tail());
 }
+
+// ---- A tool step through `nixl apply`: no result without figures ----------------
+
+mod steps {
+    use crate::local::{copy_examples, text};
+    use crate::support::{fixture, nixl};
+    use std::path::{Path, PathBuf};
+    use std::process::Output;
+
+    /// The local demo with its baseline tool replaced by `tool`, applied up to the baseline layer.
+    fn apply_with_tool(name: &str, tool: &str) -> (PathBuf, Output) {
+        let dir = copy_examples(name);
+        let file = dir.join("local-demo.nixl");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let start = text.find("tool clock_check {").unwrap();
+        let end = start + text[start..].find("\n}\n").unwrap() + 3;
+        std::fs::write(&file, format!("{}{tool}\n{}", &text[..start], &text[end..])).unwrap();
+        let out = nixl()
+            .current_dir(&dir)
+            .args(["apply", "local-demo.nixl", "--provider", "local", "--auto-approve", "--target", "L0-Baseline"])
+            .output()
+            .unwrap();
+        (dir, out)
+    }
+
+    fn tool(run: &str, extra: &str) -> String {
+        format!(
+            "tool clock_check {{\n  kind     = baseline\n  nodes    = 1\n  slug     = \"clock-check\"\n  duration = 5s\n  run      = {run:?}\n{extra}}}\n"
+        )
+    }
+
+    fn destroy(dir: &Path) {
+        let _ = nixl().current_dir(dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output();
+    }
+
+    fn result(dir: &Path) -> Option<serde_json::Value> {
+        let b = std::fs::read(dir.join(".nixl/results/demo/demo-baseline-clock-check.json")).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    #[track_caller]
+    fn failed(dir: &Path, out: &Output, says: &[&str]) {
+        let t = text(out);
+        assert_eq!(out.status.code(), Some(1), "{t}");
+        assert!(t.contains("0 done") || t.contains("1 failed"), "{t}");
+        for s in says {
+            assert!(t.contains(s), "missing {s:?} in:\n{t}");
+        }
+        assert!(result(dir).is_none(), "a failed step stores no result");
+    }
+
+    #[test]
+    fn an_empty_output_fails_the_step() {
+        let (dir, out) = apply_with_tool("tool-empty", &tool(": > {out}", ""));
+        failed(&dir, &out, &["the tool wrote no output"]);
+        destroy(&dir);
+    }
+
+    #[test]
+    fn an_output_that_cannot_be_fetched_fails_the_step() {
+        let (dir, out) = apply_with_tool("tool-nofetch", &tool("echo wrote elsewhere", ""));
+        failed(&dir, &out, &["could not be fetched"]);
+        destroy(&dir);
+    }
+
+    #[test]
+    fn a_missing_declared_metric_fails_the_step_with_the_output_tail() {
+        // Without a parser, `name: value` lines are figures too.
+        let run = "echo epoch_s: 12 > {out}";
+        let (dir, out) = apply_with_tool("tool-missing", &tool(run, "  metrics  = [\"epoch_s\", \"latency_us\"]\n"));
+        failed(&dir, &out, &["lacks the declared metric latency_us", "| epoch_s: 12"]);
+        destroy(&dir);
+    }
+
+    #[test]
+    fn a_parser_reads_a_genuine_output_into_the_result() {
+        let src = fixture("fabtests/fi_pingpong-efa_test.sh-p4d.txt");
+        let run = format!("cp {} {{out}}", src.display());
+        let (dir, out) = apply_with_tool(
+            "tool-parsed",
+            &tool(&run, "  parser   = \"fabtests\"\n  metrics  = [\"latency_us\", \"bandwidth_gbps\"]\n"),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let r = result(&dir).expect("a result");
+        assert_eq!(r["metrics"]["latency_us_64b"], 1579.1);
+        assert_eq!(r["metrics"]["bandwidth_gbps_1mb"], 2.61425);
+        destroy(&dir);
+    }
+
+    #[test]
+    fn a_tool_reporting_failure_fails_the_step_with_its_reason() {
+        let src = fixture("nccl-tests/all_reduce_perf-v2.17.8-wrong-values-FAILED-nccltests369.txt");
+        let run = format!("cp {} {{out}}", src.display());
+        let (dir, out) = apply_with_tool("tool-nccl-failed", &tool(&run, "  parser   = \"nccl_tests\"\n"));
+        failed(&dir, &out, &["the tool reported a failure: wrong values at 1mb", "| # Out of bounds values : 4 FAILED"]);
+        destroy(&dir);
+    }
+}

@@ -99,6 +99,19 @@ pub fn parse(parser: ToolParser, raw: &[u8]) -> Result<Figures, ParseError> {
     Ok(figures)
 }
 
+/// The figures of a tool without a parser: the numeric fields of a JSON object
+/// (or `name: value` lines), as the local demo's tools write them.
+pub fn parse_generic(raw: &[u8]) -> Result<Figures, ParseError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::NoOutput);
+    }
+    let figures = super::parse_tool_output(raw);
+    if figures.is_empty() {
+        return Err(ParseError::not_found("JSON object of figures", raw));
+    }
+    Ok(figures)
+}
+
 /// The last `n` non-blank lines of a raw output, escapes removed.
 pub fn tail(raw: &[u8], n: usize) -> String {
     let lines: Vec<String> = clean_lines(raw).into_iter().filter(|l| !l.trim().is_empty()).collect();
