@@ -10,6 +10,7 @@ use crate::check::model::Stack;
 use crate::design::Campaign;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::provider::ProviderError;
+use crate::results::tools::ParseError;
 use crate::state::StateError;
 use std::fmt;
 
@@ -38,6 +39,8 @@ pub enum ActionError {
     Bench(crate::results::vllm::BenchError),
     /// The benchmark wrote no result apply can read.
     NoResult { path: String },
+    /// A tool step's output is no result: see [`ToolOutputError`].
+    ToolOutput { tool: String, node: String, path: String, error: Box<ToolOutputError> },
     /// The analysis could not be computed from the results there are.
     Analysis(crate::results::analysis::AnalysisError),
     /// The result could not be written to the results directory.
@@ -78,6 +81,13 @@ impl fmt::Display for ActionError {
             }
             ActionError::Bench(e) => write!(f, "{e}"),
             ActionError::NoResult { path } => write!(f, "the benchmark wrote no vLLM result JSON to {path}"),
+            ActionError::ToolOutput { tool, node, path, error } => {
+                write!(f, "the output of `{tool}` ({path} on {node}) is no result: {error}")?;
+                for l in error.tail().lines() {
+                    write!(f, "\n         | {l}")?;
+                }
+                Ok(())
+            }
             ActionError::Analysis(e) => write!(f, "{e}"),
             ActionError::Store(e) => write!(f, "cannot store the result: {e}"),
             ActionError::Interrupted => write!(f, "interrupted while waiting"),
@@ -90,6 +100,41 @@ impl fmt::Display for ActionError {
 }
 
 impl std::error::Error for ActionError {}
+
+/// Why a tool step's output gave no result. Each keeps the last lines of the
+/// output when there was one, so the failure says what the tool printed.
+#[derive(Debug)]
+pub enum ToolOutputError {
+    /// The output file could not be read from the node.
+    Fetch(ProviderError),
+    /// The tool's parser found nothing to read, or the tool reported a failure.
+    Parse(ParseError),
+    /// Figures were read, but not every metric the tool declares.
+    MissingMetrics { missing: Vec<String>, tail: String },
+}
+
+impl ToolOutputError {
+    /// The last lines of the output ("" when there was none).
+    pub fn tail(&self) -> &str {
+        match self {
+            ToolOutputError::Fetch(_) => "",
+            ToolOutputError::Parse(e) => e.tail(),
+            ToolOutputError::MissingMetrics { tail, .. } => tail,
+        }
+    }
+}
+
+impl fmt::Display for ToolOutputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ToolOutputError::Fetch(e) => write!(f, "it could not be fetched: {e}"),
+            ToolOutputError::Parse(e) => write!(f, "{e}"),
+            ToolOutputError::MissingMetrics { missing, .. } => {
+                write!(f, "it lacks the declared metric{} {}", if missing.len() == 1 { "" } else { "s" }, missing.join(", "))
+            }
+        }
+    }
+}
 
 impl From<ProviderError> for ActionError {
     fn from(e: ProviderError) -> Self {

@@ -2,12 +2,14 @@
 //! the running server), a tool step (one or two nodes), an analysis (local),
 //! each ending in a stored result with its raw output beside it.
 
-use super::{ActionError, Exec};
+use super::{ActionError, Exec, ToolOutputError};
+use crate::check::model::Tool;
 use crate::check::value::{Eval, Value};
 use crate::design::commands;
 use crate::design::Pattern;
 use crate::plan::{Action, Kind};
 use crate::provider::Provider;
+use crate::results::tools::{self, TAIL_LINES};
 use crate::results::{ResultKind, ResultRecord};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -87,8 +89,14 @@ impl<P: Provider> Exec<'_, P> {
             self.run_on(&n1, &get("run")?.body, timeout).await?;
             n1
         };
-        let raw = self.provider.fetch(&reader, &out).await.unwrap_or_default();
-        let metrics = crate::results::parse_tool_output(&raw);
+        let fetched = self.provider.fetch(&reader, &out).await.map_err(ToolOutputError::Fetch);
+        let (metrics, raw) =
+            fetched.and_then(|raw| Ok((tool_figures(&tool, &raw)?, raw))).map_err(|error| ActionError::ToolOutput {
+                tool: tool.name.clone(),
+                node: reader.name.clone(),
+                path: out.clone(),
+                error: Box::new(error),
+            })?;
         let settings = self.resolver.settings(&p);
         self.save(a, &settings, (metrics, BTreeMap::new()), &raw, started)
     }
@@ -159,4 +167,20 @@ impl<P: Provider> Exec<'_, P> {
         };
         self.store.save(&rec, raw).map_err(ActionError::Store)
     }
+}
+
+/// A tool step's figures: what its parser reads (without a parser, the numeric
+/// fields of a JSON object), holding every metric the tool declares. An empty
+/// output, an unreadable one or a missing metric is an error, never an empty result.
+fn tool_figures(tool: &Tool, raw: &[u8]) -> Result<BTreeMap<String, f64>, ToolOutputError> {
+    let figures = match tool.parser {
+        Some(p) => tools::parse(p, raw),
+        None => tools::parse_generic(raw),
+    }
+    .map_err(ToolOutputError::Parse)?;
+    let missing: Vec<String> = tool.metrics.iter().filter(|m| !figures.contains_key(m.as_str())).cloned().collect();
+    if !missing.is_empty() {
+        return Err(ToolOutputError::MissingMetrics { missing, tail: tools::tail(raw, TAIL_LINES) });
+    }
+    Ok(figures)
 }

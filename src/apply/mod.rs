@@ -9,7 +9,7 @@ mod measure;
 mod post;
 mod server;
 
-pub use errors::{diagnostic, ActionError, ApplyError};
+pub use errors::{diagnostic, ActionError, ApplyError, ToolOutputError};
 pub use infra::{recorded_nodes, recorded_stack};
 pub use post::FIRED_LOG;
 

@@ -216,6 +216,8 @@ fn build_tool(cx: &mut Ctx, b: &Block, name: String, span: Span) -> Tool {
         server: cx.expr(b, "server"),
         client: cx.expr(b, "client"),
         result_on_server: cx.str(b, "result").as_deref() == Some("server"),
+        // Checked against ToolParser::NAMES by the schema.
+        parser: cx.str(b, "parser").and_then(|s| ToolParser::from_symbol(&s)),
         params,
         needs: cx.strs_of_names(b, "needs"),
         metrics: cx.strs(b, "metrics"),

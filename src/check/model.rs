@@ -2,7 +2,7 @@
 //! Values are evaluated; expressions that depend on a pattern's factor levels
 //! stay as expressions (with spans) for the design engine to evaluate.
 
-pub use super::symbols::{Dtype, Mode, Placement, ToolKind};
+pub use super::symbols::{Dtype, Mode, Placement, ToolKind, ToolParser};
 use super::value::Value;
 use crate::diagnostics::Span;
 use crate::syntax::ast::Expr;
@@ -78,6 +78,8 @@ pub struct Tool {
     /// A two-node tool whose figures are in the first node's (`server`) output, such as
     /// nixlbench, where only rank 0 prints them; otherwise the client's output is read.
     pub result_on_server: bool,
+    /// How its output is read (`parser = "nixlbench"`); None reads a JSON object of figures.
+    pub parser: Option<ToolParser>,
     pub params: BTreeMap<String, Value>,
     pub needs: Vec<String>,
     pub metrics: Vec<String>,

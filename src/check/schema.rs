@@ -60,6 +60,7 @@ pub const TRANSPORTS: &[&str] = &["efa", "srd", "tcp"];
 pub const DTYPES: &[&str] = super::symbols::Dtype::NAMES;
 pub const PLACEMENTS: &[&str] = super::symbols::Placement::NAMES;
 pub const TOOL_KINDS: &[&str] = super::symbols::ToolKind::NAMES;
+pub const TOOL_PARSERS: &[&str] = super::symbols::ToolParser::NAMES;
 pub const BUFFER_DEVICES: &[&str] = &["cuda", "cpu"];
 pub const BACKENDS: &[&str] = &["libfabric", "ucx"];
 
@@ -143,7 +144,8 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("result", Str, "which role's output holds the figures of a two-node tool: \"client\" (default) or \"server\" (nixlbench: only rank 0, the first node, prints them)"),
             opt("params", Record, "parameters and their defaults"),
             opt("needs", RefList("service"), "services that must run first"),
-            opt("metrics", StrList, "metrics its results report"),
+            opt("parser", Sym(TOOL_PARSERS), "how its output is read: the parser of its output format (docs/results.md lists what each yields); without one, the output must be a JSON object of figures"),
+            opt("metrics", StrList, "metrics its results must report: a step whose output lacks one fails"),
             opt("description", Str, "what it measures"),
         ],
     },

@@ -65,6 +65,34 @@ symbols!(
 );
 
 symbols!(
+    /// How a tool's output is read: one parser per output format, in `src/results/tools`.
+    ToolParser {
+        /// fabtests' perf table (fi_pingpong, fi_rdm_bw, fi_rdm_pingpong, fi_rma_pingpong...).
+        Fabtests = "fabtests",
+        /// NIXLBench's statistics table (current and legacy column layouts).
+        Nixlbench = "nixlbench",
+        /// KVBench's `plan` block, plus the nixlbench table `profile` prints.
+        Kvbench = "kvbench",
+        /// ucx_perftest's `Final:` line.
+        UcxPerftest = "ucx_perftest",
+        /// `iperf3 -J`, one JSON document per run.
+        Iperf3 = "iperf3",
+        /// nccl-tests' table (all_reduce_perf and its siblings).
+        NcclTests = "nccl_tests",
+        /// The plain `nvidia-smi` table.
+        NvidiaSmi = "nvidia_smi",
+        /// `nvidia-smi --query-gpu=... --format=csv`.
+        NvidiaSmiCsv = "nvidia_smi_csv",
+        /// `nvidia-smi dmon`.
+        NvidiaSmiDmon = "nvidia_smi_dmon",
+        /// `nvidia-smi topo -m`.
+        NvidiaSmiTopo = "nvidia_smi_topo",
+        /// `fi_info`, short or verbose.
+        FiInfo = "fi_info",
+    }
+);
+
+symbols!(
     /// How a pattern serves: one server, or prefill and decode on two nodes with KV transfer.
     Mode { Unified = "unified", Disaggregated = "disaggregated" }
 );

@@ -7,6 +7,7 @@ pub mod report;
 pub mod rules;
 pub mod stats;
 pub mod svg;
+pub mod tools;
 pub mod vllm;
 
 use serde::{Deserialize, Serialize};

@@ -16,4 +16,5 @@ mod plan;
 mod props;
 mod results;
 mod runtime;
+mod tools_output;
 mod vllm_world;
