@@ -267,7 +267,7 @@ pub const SYMBOLS: &[&str] = &[
     "host",
     "yarn",
     "latency_us",
-    "bandwidth_gbps",
+    "bandwidth_gb_s",
     "transfer_time_ms",
 ];
 

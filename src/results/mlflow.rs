@@ -308,7 +308,7 @@ pub fn describe(rec: &ResultRecord) -> (Pairs, Pairs, Vec<(String, f64)>) {
         match (pingpong, size.as_deref(), k.as_str()) {
             // fi_pingpong's figures carry the message size in their names (latency_us_64b).
             (true, Some(s), "latency_us") => metrics.push((format!("latency_us_{s}"), *v)),
-            (true, Some(s), "bandwidth_gbps") => metrics.push((format!("bandwidth_mbps_{s}"), v * 1000.0)),
+            (true, Some(s), "bandwidth_gb_s") => metrics.push((format!("bandwidth_mbps_{s}"), v * 1000.0)),
             _ => metrics.push((k.clone(), *v)),
         }
     }
@@ -345,7 +345,7 @@ mod tests {
             finished_at: String::new(),
             seconds: 1.0,
             settings,
-            metrics: [("latency_us".to_string(), 12.0), ("bandwidth_gbps".to_string(), 1.5)].into(),
+            metrics: [("latency_us".to_string(), 12.0), ("bandwidth_gb_s".to_string(), 1.5)].into(),
             samples: BTreeMap::new(),
             units: BTreeMap::new(),
             raw: String::new(),

@@ -24,7 +24,7 @@ pub struct ResultRecord {
     pub seconds: f64,
     /// Factor levels and settings that identify the pattern (prompt, concurrency, mode...).
     pub settings: BTreeMap<String, serde_json::Value>,
-    /// Named figures: ttft_mean, tpot_p99, throughput_tps, bandwidth_gbps...
+    /// Named figures: ttft_mean, tpot_p99, throughput_tps, bandwidth_gb_s...
     pub metrics: BTreeMap<String, f64>,
     /// Per-request samples when the tool reports them (ttft_ms, tpot_ms).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn reads_tool_figures_from_json_or_lines() {
-        assert_eq!(parse_tool_output(br#"{"bandwidth_gbps": 92.5, "note": "x"}"#)["bandwidth_gbps"], 92.5);
+        assert_eq!(parse_tool_output(br#"{"bandwidth_gb_s": 92.5, "note": "x"}"#)["bandwidth_gb_s"], 92.5);
         assert_eq!(parse_tool_output(b"latency_us: 12.5\nnoise\n")["latency_us"], 12.5);
     }
 }

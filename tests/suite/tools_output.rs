@@ -42,11 +42,11 @@ const MIB: f64 = 1048576.0;
 fn fi_rma_bw_efa_gdr_write_all_sizes() {
     let f = figures(ToolParser::Fabtests, "fabtests/fi_rma_bw-efa-gdr-write-100g-lequn-blog.txt");
     is(&f, "rows", 46.0);
-    is(&f, "bandwidth_gbps_1b", mb_s(0.75));
-    is(&f, "peak_bandwidth_gbps", mb_s(11843.86));
+    is(&f, "bandwidth_gb_s_1b", mb_s(0.75));
+    is(&f, "peak_bandwidth_gb_s", mb_s(11843.86));
     is(&f, "peak_size_bytes", 768.0 * 1024.0);
-    is(&f, "bandwidth_gbps_768kb", mb_s(11843.86));
-    is(&f, "bandwidth_gbps_8mb", mb_s(10504.60));
+    is(&f, "bandwidth_gb_s_768kb", mb_s(11843.86));
+    is(&f, "bandwidth_gb_s_8mb", mb_s(10504.60));
     is(&f, "latency_us_8mb", 798.57);
     // The last row, unsuffixed: 8m, 200 iterations, 1.5g in total.
     is(&f, "size_bytes", 8.0 * MIB);
@@ -59,10 +59,10 @@ fn fi_rma_bw_efa_gdr_write_all_sizes() {
 fn fi_rdm_tagged_bw_excerpt_with_source_address() {
     let f = figures(ToolParser::Fabtests, "fabtests/fi_rdm_tagged_bw-efa-c5n18xl-libfabric5694-excerpt.txt");
     is(&f, "rows", 8.0);
-    is(&f, "peak_bandwidth_gbps", mb_s(6899.89));
+    is(&f, "peak_bandwidth_gb_s", mb_s(6899.89));
     is(&f, "peak_size_bytes", 1.5 * MIB);
-    is(&f, "bandwidth_gbps_1536kb", mb_s(6899.89));
-    is(&f, "bandwidth_gbps_64b", mb_s(42.74));
+    is(&f, "bandwidth_gb_s_1536kb", mb_s(6899.89));
+    is(&f, "bandwidth_gb_s_64b", mb_s(42.74));
     is(&f, "latency_us_64b", 1.50);
 }
 
@@ -71,10 +71,10 @@ fn fi_pingpong_efa_test_reads_the_client_table() {
     let f = figures(ToolParser::Fabtests, "fabtests/fi_pingpong-efa_test.sh-localhost-server-client.txt");
     // Server log, then client log: the client's table is the result.
     is(&f, "rows", 6.0);
-    is(&f, "bandwidth_gbps_1mb", mb_s(15500.01));
+    is(&f, "bandwidth_gb_s_1mb", mb_s(15500.01));
     is(&f, "latency_us_1mb", 67.65);
     is(&f, "latency_us_64b", 803.75);
-    is(&f, "bandwidth_gbps", mb_s(15500.01));
+    is(&f, "bandwidth_gb_s", mb_s(15500.01));
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn fi_pingpong_p4d_first_row_is_warm_up() {
     let f = figures(ToolParser::Fabtests, "fabtests/fi_pingpong-efa_test.sh-p4d.txt");
     is(&f, "rows", 6.0);
     is(&f, "latency_us_64b", 1579.10);
-    is(&f, "bandwidth_gbps_1mb", mb_s(2614.25));
+    is(&f, "bandwidth_gb_s_1mb", mb_s(2614.25));
     is(&f, "latency_us_1mb", 401.10);
 }
 
@@ -90,7 +90,7 @@ fn fi_pingpong_p4d_first_row_is_warm_up() {
 fn fi_pingpong_header_starting_with_a_space() {
     let f = figures(ToolParser::Fabtests, "fabtests/fi_pingpong-e-rdm-p-efa-server-libfabric1.18-magiccastle331.txt");
     is(&f, "rows", 6.0);
-    is(&f, "bandwidth_gbps_1mb", mb_s(2185.67));
+    is(&f, "bandwidth_gb_s_1mb", mb_s(2185.67));
     is(&f, "latency_us_1mb", 479.75);
     is(&f, "latency_us", 479.75);
 }
@@ -103,13 +103,13 @@ fn nixlbench_write_then_read_tables() {
     is(&f, "tables", 2.0);
     is(&f, "write_rows", 12.0);
     is(&f, "read_rows", 12.0);
-    is(&f, "write_bandwidth_gbps_2mb", 1.005530);
+    is(&f, "write_bandwidth_gb_s_2mb", 1.005530);
     is(&f, "write_latency_us_2mb", 2085.6);
-    is(&f, "read_bandwidth_gbps_1mb", 0.262022);
+    is(&f, "read_bandwidth_gb_s_1mb", 0.262022);
     is(&f, "read_tx_p99_us", 8415.0);
     // The last table (READ) unsuffixed; its last row is 8 MiB.
     is(&f, "size_bytes", 8.0 * MIB);
-    is(&f, "bandwidth_gbps", 1.018200);
+    is(&f, "bandwidth_gb_s", 1.018200);
     is(&f, "latency_us", 8238.7);
     is(&f, "latency_us_1mb", 4001.9);
     is(&f, "batch_size", 1.0);
@@ -119,9 +119,9 @@ fn nixlbench_write_then_read_tables() {
 fn nixlbench_storage_backend_with_trailing_spaces() {
     let f = figures(ToolParser::Nixlbench, "nixlbench/posix-aio-dram-storage-nixlbench101.txt");
     is(&f, "rows", 15.0);
-    is(&f, "peak_bandwidth_gbps", 25.946696);
+    is(&f, "peak_bandwidth_gb_s", 25.946696);
     is(&f, "peak_size_bytes", 4.0 * MIB);
-    is(&f, "bandwidth_gbps_64mb", 4.926833);
+    is(&f, "bandwidth_gb_s_64mb", 4.926833);
     is(&f, "latency_us_64mb", 13621.1);
     is(&f, "tx_p99_us", 20271.0);
 }
@@ -132,7 +132,7 @@ fn nixlbench_timestamped_ci_log_has_one_row() {
     is(&f, "rows", 1.0);
     is(&f, "size_bytes", 16384.0);
     is(&f, "batch_size", 4.0);
-    is(&f, "bandwidth_gbps", 4.524677);
+    is(&f, "bandwidth_gb_s", 4.524677);
     is(&f, "latency_us", 3.6);
 }
 
@@ -140,9 +140,9 @@ fn nixlbench_timestamped_ci_log_has_one_row() {
 fn nixlbench_legacy_column_order() {
     let f = figures(ToolParser::Nixlbench, "nixlbench/legacy-format-2025-04-mpirun-pr115-excerpt.txt");
     is(&f, "rows", 7.0);
-    is(&f, "bandwidth_gbps_4kb", 1.31554);
+    is(&f, "bandwidth_gb_s_4kb", 1.31554);
     is(&f, "latency_us_4kb", 3.11355);
-    is(&f, "bandwidth_gbps_256kb", 84.4766);
+    is(&f, "bandwidth_gb_s_256kb", 84.4766);
     is(&f, "batch_size", 64.0);
 }
 
@@ -152,7 +152,7 @@ fn nixlbench_header_then_row_without_rule() {
     is(&f, "rows", 1.0);
     is(&f, "size_bytes", MIB);
     is(&f, "batch_size", 1.0);
-    is(&f, "bandwidth_gbps", 58.508164);
+    is(&f, "bandwidth_gb_s", 58.508164);
     is(&f, "latency_us", 17.9);
 }
 
@@ -195,7 +195,7 @@ fn ucx_perftest_tag_bw_over_srd() {
     let f = figures(ToolParser::UcxPerftest, "ucx_perftest/tag_bw-cuda-100MiB-efa-srd-g7e.txt");
     is(&f, "iterations", 10.0);
     is(&f, "overhead_us", 2202.916);
-    is(&f, "bandwidth_gbps", 45394.37 * MIB / 1e9);
+    is(&f, "bandwidth_gb_s", 45394.37 * MIB / 1e9);
     is(&f, "msg_rate_per_s", 454.0);
     assert!(!f.contains_key("latency_us"), "a bw test prints overhead, not latency");
 }
@@ -204,14 +204,14 @@ fn ucx_perftest_tag_bw_over_srd() {
 fn ucx_perftest_tag_bw_over_tcp() {
     let f = figures(ToolParser::UcxPerftest, "ucx_perftest/tag_bw-cuda-100MiB-tcp-only-g7e.txt");
     is(&f, "overhead_us", 189482.403);
-    is(&f, "bandwidth_gbps", 527.75 * MIB / 1e9);
+    is(&f, "bandwidth_gb_s", 527.75 * MIB / 1e9);
     is(&f, "msg_rate_per_s", 5.0);
 }
 
 #[test]
 fn ucx_perftest_with_warn_lines_in_the_table() {
     let f = figures(ToolParser::UcxPerftest, "ucx_perftest/tag_bw-host-rc-mlx5-with-warn-lines.txt");
-    is(&f, "bandwidth_gbps", 11683.30 * MIB / 1e9);
+    is(&f, "bandwidth_gb_s", 11683.30 * MIB / 1e9);
     is(&f, "overhead_us", 8162.713);
 }
 
@@ -233,7 +233,7 @@ fn iperf3_sent_and_received_differ() {
     is(&f, "streams", 1.0);
     is(&f, "sent_gbit_s", 18435078.343252763 / 1e9);
     is(&f, "received_gbit_s", 267428.250386254 / 1e9);
-    is(&f, "bandwidth_gbps", 267428.250386254 / 8e9);
+    is(&f, "bandwidth_gb_s", 267428.250386254 / 8e9);
     is(&f, "received_gbit_s_p1", 267428.250386254 / 1e9);
     assert!(f["sent_gbit_s"] / f["received_gbit_s"] > 68.0);
 }
@@ -242,7 +242,7 @@ fn iperf3_sent_and_received_differ() {
 fn iperf3_3_6_without_sender_fields_received_nothing() {
     let f = figures(ToolParser::Iperf3, "iperf3/iperf3.6-n10K-wan-no-sender-field-receiver-zero.json");
     assert_eq!(f["received_gbit_s"], 0.0);
-    assert_eq!(f["bandwidth_gbps"], 0.0);
+    assert_eq!(f["bandwidth_gb_s"], 0.0);
     is(&f, "sent_gbit_s", 6821690.41981619 / 1e9);
 }
 
@@ -252,10 +252,10 @@ fn iperf3_3_6_without_sender_fields_received_nothing() {
 fn nccl_all_reduce_mpirun_prefixed_with_info_lines() {
     let f = figures(ToolParser::NcclTests, "nccl-tests/all_reduce_perf-2xT4-efa-aws-ofi-nccl-mpirun-prefixed.txt");
     is(&f, "rows", 31.0);
-    is(&f, "busbw_gbps_0b", 0.0);
-    is(&f, "busbw_gbps_1gb", 3.11);
-    is(&f, "busbw_inplace_gbps_1gb", 3.12);
-    is(&f, "avg_busbw_gbps", 1.15327);
+    is(&f, "busbw_gb_s_0b", 0.0);
+    is(&f, "busbw_gb_s_1gb", 3.11);
+    is(&f, "busbw_inplace_gb_s_1gb", 3.12);
+    is(&f, "avg_busbw_gb_s", 1.15327);
     is(&f, "size_bytes", 1073741824.0);
 }
 
@@ -263,23 +263,23 @@ fn nccl_all_reduce_mpirun_prefixed_with_info_lines() {
 fn nccl_all_reduce_16_ranks_two_nodes() {
     let f = figures(ToolParser::NcclTests, "nccl-tests/all_reduce_perf-16xH100-2node-k8s-mpi-launcher.txt");
     is(&f, "rows", 5.0);
-    is(&f, "busbw_gbps_512mb", 193.50);
-    is(&f, "busbw_gbps", 196.52);
-    is(&f, "busbw_inplace_gbps", 196.51);
-    is(&f, "busbw_gbps_8gb", 196.52);
-    is(&f, "algbw_gbps", 104.81);
+    is(&f, "busbw_gb_s_512mb", 193.50);
+    is(&f, "busbw_gb_s", 196.52);
+    is(&f, "busbw_inplace_gb_s", 196.51);
+    is(&f, "busbw_gb_s_8gb", 196.52);
+    is(&f, "algbw_gb_s", 104.81);
     is(&f, "time_us", 81958.0);
-    is(&f, "avg_busbw_gbps", 194.675);
+    is(&f, "avg_busbw_gb_s", 194.675);
 }
 
 #[test]
 fn nccl_all_reduce_2_18_2_with_version_lines() {
     let f = figures(ToolParser::NcclTests, "nccl-tests/all_reduce_perf-v2.18.2-2xGH200-srun-cscs-docs.txt");
     is(&f, "rows", 8.0);
-    is(&f, "busbw_gbps_1mb", 3.09);
-    is(&f, "busbw_gbps_128mb", 22.86);
-    is(&f, "busbw_inplace_gbps_128mb", 22.88);
-    is(&f, "avg_busbw_gbps", 14.9966);
+    is(&f, "busbw_gb_s_1mb", 3.09);
+    is(&f, "busbw_gb_s_128mb", 22.86);
+    is(&f, "busbw_inplace_gb_s_128mb", 22.88);
+    is(&f, "avg_busbw_gb_s", 14.9966);
 }
 
 #[test]
@@ -515,12 +515,12 @@ mod steps {
         let run = format!("cp {} {{out}}", src.display());
         let (dir, out) = apply_with_tool(
             "tool-parsed",
-            &tool(&run, "  parser   = \"fabtests\"\n  metrics  = [\"latency_us\", \"bandwidth_gbps\"]\n"),
+            &tool(&run, "  parser   = \"fabtests\"\n  metrics  = [\"latency_us\", \"bandwidth_gb_s\"]\n"),
         );
         assert!(out.status.success(), "{}", text(&out));
         let r = result(&dir).expect("a result");
         assert_eq!(r["metrics"]["latency_us_64b"], 1579.1);
-        assert_eq!(r["metrics"]["bandwidth_gbps_1mb"], 2.61425);
+        assert_eq!(r["metrics"]["bandwidth_gb_s_1mb"], 2.61425);
         destroy(&dir);
     }
 

@@ -18,7 +18,7 @@ pub(super) fn parse(lines: &[String], raw: &[u8]) -> Result<Figures, ParseError>
             None => ParseError::not_found("fabtests perf table", raw),
         });
     };
-    Ok(sized_table(&rows, &["latency_us", "bandwidth_gbps"], "bandwidth_gbps"))
+    Ok(sized_table(&rows, &["latency_us", "bandwidth_gb_s"], "bandwidth_gb_s"))
 }
 
 /// The rows under the last header that has any.
@@ -54,7 +54,7 @@ fn row(header: &[&str], line: &str) -> Option<SizedRow> {
     for (h, c) in header.iter().zip(&cells).skip(1) {
         match *h {
             "iters" => cols.push(("iterations", count(c)?)),
-            "MB/sec" => cols.push(("bandwidth_gbps", num(c)? / 1000.0)),
+            "MB/sec" => cols.push(("bandwidth_gb_s", num(c)? / 1000.0)),
             "usec/xfer" => cols.push(("latency_us", num(c)?)),
             "Mxfers/sec" => cols.push(("mxfers_per_s", num(c)?)),
             "total" => cols.push(("total_bytes", size_bytes(c)?)),

@@ -47,7 +47,7 @@ fn figures(doc: &Value) -> Option<Figures> {
     let received = bits("sum_received")?;
     let mut f = Figures::new();
     f.insert("received_gbit_s".into(), received / 1e9);
-    f.insert("bandwidth_gbps".into(), received / 8e9);
+    f.insert("bandwidth_gb_s".into(), received / 8e9);
     if let Some(sent) = bits("sum_sent") {
         f.insert("sent_gbit_s".into(), sent / 1e9);
     }

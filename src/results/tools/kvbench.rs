@@ -11,7 +11,7 @@ pub(super) fn parse(lines: &[String], raw: &[u8]) -> Result<Figures, ParseError>
     let mut f = plan(lines);
     let tables = nixlbench::tables(lines);
     if let Some(t) = tables.last() {
-        f.extend(super::sized_table(&t.rows, &["bandwidth_gbps", "latency_us"], "bandwidth_gbps"));
+        f.extend(super::sized_table(&t.rows, &["bandwidth_gb_s", "latency_us"], "bandwidth_gb_s"));
     }
     if f.is_empty() {
         return Err(nixlbench::no_table(lines, raw));

@@ -5,12 +5,12 @@
 //! whose names carry their unit, or a typed [`ParseError`] with the last lines
 //! of the output.
 //!
-//! Units, everywhere: `_us` microseconds, `_ms` milliseconds, `_gbps` 10^9
+//! Units, everywhere: `_us` microseconds, `_ms` milliseconds, `_gb_s` 10^9
 //! bytes per second (what nixlbench and nccl-tests print as GB/s; fabtests'
 //! and ucx_perftest's MB/s are converted), `_gbit_s` 10^9 bits per second,
 //! `_bytes`, `_mib`, `_pct`, `_w`, `_c`, `_mhz`. Tables with one row per
 //! message size give every row's figures suffixed by the size as pattern ids
-//! write it (`latency_us_64b`, `bandwidth_gbps_1536kb`), the last row's
+//! write it (`latency_us_64b`, `bandwidth_gb_s_1536kb`), the last row's
 //! unsuffixed (the requested size when one was asked for, else the largest)
 //! and the peak bandwidth with its size. docs/results.md lists each parser's figures.
 

@@ -33,12 +33,12 @@ pub(super) fn parse(lines: &[String], raw: &[u8]) -> Result<Figures, ParseError>
     if let Some(e) = test_failure {
         return Err(e);
     }
-    let mut f = sized_table(&rows, &["busbw_gbps", "busbw_inplace_gbps"], "busbw_gbps");
+    let mut f = sized_table(&rows, &["busbw_gb_s", "busbw_inplace_gb_s"], "busbw_gb_s");
     f.retain(|k, _| !k.starts_with("wrong"));
     if let Some(avg) =
         lines.iter().find_map(|l| l.strip_prefix("# Avg bus bandwidth")).and_then(|r| num(r.trim_start().trim_start_matches(':')))
     {
-        f.insert("avg_busbw_gbps".into(), avg);
+        f.insert("avg_busbw_gb_s".into(), avg);
     }
     Ok(f)
 }
@@ -68,12 +68,12 @@ fn row(cols: &[String], l: &str) -> Option<SizedRow> {
         times += usize::from(c == "time");
         let name = match (c.as_str(), times > 1) {
             ("time", false) => "time_us",
-            ("algbw", false) => "algbw_gbps",
-            ("busbw", false) => "busbw_gbps",
+            ("algbw", false) => "algbw_gb_s",
+            ("busbw", false) => "busbw_gb_s",
             ("#wrong", false) => "wrong",
             ("time", true) => "time_inplace_us",
-            ("algbw", true) => "algbw_inplace_gbps",
-            ("busbw", true) => "busbw_inplace_gbps",
+            ("algbw", true) => "algbw_inplace_gb_s",
+            ("busbw", true) => "busbw_inplace_gb_s",
             ("#wrong", true) => "wrong_inplace",
             _ => continue,
         };

@@ -19,11 +19,11 @@ pub(super) fn parse(lines: &[String], raw: &[u8]) -> Result<Figures, ParseError>
     let Some(last) = tables.last() else {
         return Err(no_table(lines, raw));
     };
-    let mut f = sized_table(&last.rows, PER_SIZE, "bandwidth_gbps");
+    let mut f = sized_table(&last.rows, PER_SIZE, "bandwidth_gb_s");
     if tables.len() > 1 {
         for (i, t) in tables.iter().enumerate() {
             let prefix = t.op.as_deref().map(str::to_ascii_lowercase).unwrap_or_else(|| format!("run{}", i + 1));
-            for (k, v) in sized_table(&t.rows, PER_SIZE, "bandwidth_gbps") {
+            for (k, v) in sized_table(&t.rows, PER_SIZE, "bandwidth_gb_s") {
                 f.insert(format!("{prefix}_{k}"), v);
             }
         }
@@ -32,7 +32,7 @@ pub(super) fn parse(lines: &[String], raw: &[u8]) -> Result<Figures, ParseError>
     Ok(f)
 }
 
-const PER_SIZE: &[&str] = &["bandwidth_gbps", "latency_us"];
+const PER_SIZE: &[&str] = &["bandwidth_gb_s", "latency_us"];
 
 /// Why there is no table: the last line naming an error, else "no table".
 pub(super) fn no_table(lines: &[String], raw: &[u8]) -> ParseError {
@@ -101,8 +101,8 @@ fn row(header: &[&str], line: &str) -> Option<SizedRow> {
                 continue;
             }
             "Batch Size" => "batch_size",
-            "B/W (GB/Sec)" => "bandwidth_gbps",
-            "Aggregate B/W (GB/Sec)" => "aggregate_bandwidth_gbps",
+            "B/W (GB/Sec)" => "bandwidth_gb_s",
+            "Aggregate B/W (GB/Sec)" => "aggregate_bandwidth_gb_s",
             "Network Util (%)" => "network_util_pct",
             "Avg Lat. (us)" => "latency_us",
             "Avg Prep (us)" => "prep_us",

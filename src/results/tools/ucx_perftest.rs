@@ -27,7 +27,7 @@ pub(super) fn parse(lines: &[String], raw: &[u8]) -> Result<Figures, ParseError>
     f.insert("iterations".into(), iterations);
     f.insert(format!("{time}_p50_us"), p50);
     f.insert(format!("{time}_us"), overall);
-    f.insert("bandwidth_gbps".into(), bw_overall * MIB / 1e9);
+    f.insert("bandwidth_gb_s".into(), bw_overall * MIB / 1e9);
     f.insert("msg_rate_per_s".into(), rate_overall);
     Ok(f)
 }
