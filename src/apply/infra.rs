@@ -119,6 +119,7 @@ fn node_info(r: &NodeRecord) -> NodeInfo {
         private_ip: r.private_ip.clone(),
         zone: r.zone.clone(),
         instance_type: r.instance_type.clone(),
+        image: r.image.clone(),
     }
 }
 
@@ -130,6 +131,7 @@ fn node_record(n: &NodeInfo, hash: &str) -> NodeRecord {
         private_ip: n.private_ip.clone(),
         zone: n.zone.clone(),
         instance_type: n.instance_type.clone(),
+        image: n.image.clone(),
     }
 }
 

@@ -31,6 +31,7 @@ impl<P: Provider> Exec<'_, P> {
     }
 
     pub(super) async fn pattern(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {
+        self.read_provenance().await;
         let p = self.pattern_of(a)?;
         let settings = self.resolver.settings(&p);
         let out = self.out_path(a);
@@ -55,6 +56,7 @@ impl<P: Provider> Exec<'_, P> {
     }
 
     pub(super) async fn step(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {
+        self.read_provenance().await;
         let p = self.pattern_of(a)?;
         let tool = p
             .tool
@@ -164,6 +166,7 @@ impl<P: Provider> Exec<'_, P> {
             samples,
             units,
             raw: format!("{}.raw.{}", a.id, &a.hash[..8.min(a.hash.len())]),
+            provenance: Some(self.provenance.clone().unwrap_or_else(|| self.provenance_here(None))),
         };
         self.store.save(&rec, raw).map_err(ActionError::Store)
     }

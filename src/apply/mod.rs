@@ -7,6 +7,7 @@ mod errors;
 mod infra;
 mod measure;
 mod post;
+mod provenance;
 mod server;
 
 pub use errors::{diagnostic, ActionError, ApplyError, ToolOutputError};
@@ -71,6 +72,8 @@ struct Exec<'a, P: Provider> {
     counter: (usize, usize),
     /// Launch numbers given so far (rules launch servers after the plan's).
     last_launch: u32,
+    /// What results are measured on, read once from the nodes (`provenance.rs`).
+    provenance: Option<crate::results::Provenance>,
 }
 
 /// Runs the plan (already limited to its targets), then what rules added. The state is saved after every action.
@@ -101,6 +104,7 @@ pub async fn run<P: Provider>(
         post: post::Post::new(campaign, opts),
         counter: (0, 0),
         last_launch: plan.actions.iter().filter_map(|a| a.launch).max().unwrap_or(0),
+        provenance: None,
     };
     ex.restore_infra();
     // The plan is already limited to `--target` and marks `--replace` as changed.

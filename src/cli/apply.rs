@@ -27,6 +27,16 @@ pub enum ProviderKind {
     Local,
 }
 
+impl ProviderKind {
+    /// The name the state records (`aws`, `local`), as the providers name themselves.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Aws => "aws",
+            ProviderKind::Local => "local",
+        }
+    }
+}
+
 /// Where apply and destroy act, and whether they ask first.
 #[derive(clap::Args)]
 pub struct Acting {
@@ -124,6 +134,12 @@ pub fn run(a: &Args) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
+    // Before "Nothing to do": what another provider did is not done here.
+    let kind = provider_kind(a.acting.provider, &args::config(&file));
+    let state_path = args::state_path(&file, &plan.experiment, a.campaign.state.as_deref());
+    if let Err(e) = State::load(&state_path).and_then(|mut s| s.claim(kind.name(), &state_path)) {
+        return output::fail(&e.to_string());
+    }
     if !plan.actions.iter().any(nixl::plan::target::runs) {
         output::out("\nNothing to do.\n");
         return ExitCode::SUCCESS;
@@ -141,7 +157,7 @@ pub fn run(a: &Args) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let state = match State::load(&state_path) {
+    let mut state = match State::load(&state_path) {
         Ok(s) => s,
         Err(e) => return output::fail(&e.to_string()),
     };
@@ -149,6 +165,10 @@ pub fn run(a: &Args) -> ExitCode {
     // nixl.toml is read once: the provider it names and the environment it sets.
     let config = args::config(&file);
     config.export_env();
+    let kind = provider_kind(a.acting.provider, &config);
+    if let Err(e) = state.claim(kind.name(), &state_path) {
+        return output::fail(&e.to_string());
+    }
     let interrupted = Arc::new(AtomicBool::new(false));
     let opts = nixl::apply::Options {
         state_path: state_path.clone(),
@@ -162,7 +182,6 @@ pub fn run(a: &Args) -> ExitCode {
         Err(code) => return code,
     };
     let sink: Arc<dyn Sink> = Arc::new(Terminal::stderr());
-    let kind = provider_kind(a.acting.provider, &config);
     let outcome = rt.block_on(async {
         watch_ctrl_c(interrupted.clone());
         let model = &loaded.check.model;

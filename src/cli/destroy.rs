@@ -50,6 +50,12 @@ pub fn run(a: &Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return output::fail(&e.to_string()),
     };
+    let config = args::config(&file);
+    let kind = provider_kind(a.acting.provider, &config);
+    // Another provider's ids mean nothing here (a local node is a directory, not an instance).
+    if let Err(e) = state.clone().claim(kind.name(), &state_path) {
+        return output::fail(&e.to_string());
+    }
     let only_nodes = a.target == Some(DestroyTarget::Nodes);
     let nodes = nixl::apply::recorded_nodes(&state);
     let what = if only_nodes { "its nodes (the stack stays)" } else { "the base resources" };
@@ -63,7 +69,6 @@ pub fn run(a: &Args) -> ExitCode {
         return ExitCode::from(1);
     }
     let info = nixl::apply::recorded_stack(&state);
-    let config = args::config(&file);
     config.export_env();
     let rt = match args::runtime() {
         Ok(rt) => rt,
@@ -71,7 +76,7 @@ pub fn run(a: &Args) -> ExitCode {
     };
     let sink: Arc<dyn Sink> = Arc::new(Terminal::stderr());
     let result = rt.block_on(async {
-        match provider_kind(a.acting.provider, &config) {
+        match kind {
             ProviderKind::Local => {
                 let p = LocalProvider::new(&local_root(&file, campaign.name()), &args::dir_of(&file));
                 if only_nodes {

@@ -59,6 +59,7 @@ impl Provider for LocalProvider {
                 private_ip: "127.0.0.1".into(),
                 zone: Some("local".into()),
                 instance_type: Some("local".into()),
+                image: None,
             });
         }
         Ok(nodes)

@@ -22,6 +22,9 @@ pub struct NodeInfo {
     pub zone: Option<String>,
     #[serde(default)]
     pub instance_type: Option<String>,
+    /// The machine image it was launched from (the AMI id on AWS).
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// The base resources' outputs.

@@ -297,6 +297,7 @@ mod tests {
             samples: BTreeMap::new(),
             units: BTreeMap::new(),
             raw: String::new(),
+            provenance: None,
         }
     }
 
@@ -384,6 +385,7 @@ mod null_rate {
                     samples: [("ttft_ms".to_string(), ttfts)].into_iter().collect(),
                     units: BTreeMap::new(),
                     raw: String::new(),
+                    provenance: None,
                 }
             })
             .collect()

@@ -349,6 +349,7 @@ mod tests {
             samples: BTreeMap::new(),
             units: BTreeMap::new(),
             raw: String::new(),
+            provenance: None,
         }
     }
 

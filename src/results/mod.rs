@@ -34,6 +34,32 @@ pub struct ResultRecord {
     pub units: BTreeMap<String, String>,
     /// File name of the raw output beside the record.
     pub raw: String,
+    /// What the figures were measured on and with (absent in records of earlier releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// Where a result came from: the provider, the machines as launched, and the
+/// software versions read on them. Local runs are marked synthetic: their
+/// figures come from stand-ins, not from the hardware the campaign describes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    /// `aws` or `local`.
+    pub provider: String,
+    pub synthetic: bool,
+    pub stack: Option<String>,
+    pub zone: Option<String>,
+    /// As launched (a fallback type may differ from the first one declared); several when the nodes differ.
+    pub instance_type: Option<String>,
+    /// The machine image (AMI id).
+    pub image: Option<String>,
+    /// The model's Hugging Face id.
+    pub model: Option<String>,
+    /// Read on the first node (`vllm --version`, the `nixl` package); None when it could not be read.
+    pub vllm_version: Option<String>,
+    pub nixl_version: Option<String>,
+    /// The nixl that ran the campaign.
+    pub nixl_cli: String,
 }
 
 /// What produced a result: an E2E pattern, a tool step, or an analysis of other results.

@@ -27,6 +27,10 @@ pub struct State {
     /// (`stack`, `node.node1`) that every earlier release wrote.
     #[serde(default, rename = "resources", with = "records::as_resources")]
     pub infra: Infrastructure,
+    /// The provider (`aws`, `local`) whose resources and results this state holds:
+    /// another provider's apply is refused, so local figures never pass for AWS ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -54,6 +58,12 @@ pub enum StateError {
     Io(PathBuf, std::io::Error),
     Corrupt(PathBuf, String),
     Newer(PathBuf, u32),
+    /// The state holds another provider's resources or results.
+    OtherProvider {
+        path: PathBuf,
+        holder: String,
+        wanted: String,
+    },
 }
 
 impl std::fmt::Display for StateError {
@@ -71,6 +81,13 @@ impl std::fmt::Display for StateError {
                 "state `{}` has format version {v}, newer than this nixl understands ({VERSION}); upgrade nixl, it was left untouched",
                 p.display()
             ),
+            StateError::OtherProvider { path, holder, wanted } => write!(
+                f,
+                "state `{}` holds what `--provider {holder}` created and measured; `--provider {wanted}` would take its \
+                 results for its own. Give this campaign its own state (`--state FILE`), or `nixl destroy --provider {holder}` \
+                 and move the state away",
+                path.display()
+            ),
         }
     }
 }
@@ -80,6 +97,19 @@ impl std::error::Error for StateError {}
 impl State {
     pub fn new() -> State {
         State { version: VERSION, ..State::default() }
+    }
+
+    /// Claims the state for a provider; an error when it holds another provider's work.
+    pub fn claim(&mut self, provider: &str, path: &Path) -> Result<(), StateError> {
+        match &self.provider {
+            Some(p) if p != provider && !(self.infra.is_empty() && self.actions.is_empty()) => {
+                Err(StateError::OtherProvider { path: path.into(), holder: p.clone(), wanted: provider.into() })
+            }
+            _ => {
+                self.provider = Some(provider.to_string());
+                Ok(())
+            }
+        }
     }
 
     /// Reads a state file; a missing file is an empty state.

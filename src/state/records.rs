@@ -37,6 +37,7 @@ pub struct NodeRecord {
     pub private_ip: String,
     pub zone: Option<String>,
     pub instance_type: Option<String>,
+    pub image: Option<String>,
 }
 
 impl Infrastructure {
@@ -73,6 +74,9 @@ pub(super) mod as_resources {
             if let Some(z) = &n.zone {
                 attributes.insert("zone".into(), z.clone());
             }
+            if let Some(i) = &n.image {
+                attributes.insert("image".into(), i.clone());
+            }
             if let Some(t) = &n.instance_type {
                 attributes.insert("instance_type".into(), t.clone());
             }
@@ -95,6 +99,7 @@ pub(super) mod as_resources {
                     private_ip: r.attributes.remove("private_ip").unwrap_or_default(),
                     zone: r.attributes.remove("zone"),
                     instance_type: r.attributes.remove("instance_type"),
+                    image: r.attributes.remove("image"),
                 }),
                 (kind, _) => {
                     return Err(serde::de::Error::custom(format!("unknown resource `{address}` of kind `{kind}`")));

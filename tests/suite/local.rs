@@ -192,3 +192,29 @@ fn status_of_a_partly_done_campaign_matches_its_golden() {
     assert!(t.contains("Infrastructure: up"), "{t}");
     destroy(&dir);
 }
+
+#[test]
+fn results_say_where_they_came_from_and_a_local_state_is_not_taken_for_aws() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("provenance");
+    let out = apply(&dir, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".nixl/results/demo/demo-efa-1k-c4.json")).unwrap()).unwrap();
+    let p = &rec["provenance"];
+    assert_eq!((p["provider"].as_str(), p["synthetic"].as_bool()), (Some("local"), Some(true)), "{p}");
+    assert_eq!((p["stack"].as_str(), p["model"].as_str()), (Some("local-demo"), Some("Qwen/Qwen2.5-7B-Instruct")), "{p}");
+    assert_eq!(p["nixl_cli"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(state(&dir)["provider"], "local");
+    // The local run's results are not AWS's: apply and destroy on AWS refuse this state.
+    for cmd in ["apply", "destroy"] {
+        let out =
+            nixl().current_dir(&dir).args([cmd, "local-demo.nixl", "--provider", "aws", "--auto-approve"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("holds what `--provider local` created and measured"), "{}", text(&out));
+        assert!(!text(&out).contains("Nothing to do"), "{}", text(&out));
+    }
+    let out =
+        nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}

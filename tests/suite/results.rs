@@ -348,6 +348,7 @@ fn record(id: &str, layer: &str, settings: &[(&str, &str)], metrics: &[(&str, f6
         samples: Default::default(),
         units: Default::default(),
         raw: String::new(),
+        provenance: None,
     }
 }
 

@@ -28,6 +28,7 @@ pub struct Found {
     pub instance_type: String,
     pub private_ip: String,
     pub state: String,
+    pub image: String,
 }
 
 pub async fn ensure(
@@ -286,6 +287,7 @@ fn name_nodes(stack: &Stack, mut found: Vec<Found>) -> Vec<NodeInfo> {
             private_ip: f.private_ip,
             zone: Some(f.zone),
             instance_type: Some(f.instance_type),
+            image: Some(f.image).filter(|i| !i.is_empty()),
         })
         .collect()
 }
@@ -323,6 +325,7 @@ fn describe_found<'a>(instances: impl Iterator<Item = &'a aws_sdk_ec2::types::In
             instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
             private_ip: i.private_ip_address().unwrap_or_default().into(),
             state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+            image: i.image_id().unwrap_or_default().into(),
         })
         .collect()
 }
