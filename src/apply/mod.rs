@@ -101,7 +101,7 @@ pub async fn run<P: Provider>(
         failed: BTreeMap::new(),
         outcome: Outcome::default(),
         kv: campaign.design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64),
-        post: post::Post::new(campaign, opts),
+        post: post::Post::new(model, campaign, opts),
         counter: (0, 0),
         last_launch: plan.actions.iter().filter_map(|a| a.launch).max().unwrap_or(0),
         provenance: None,

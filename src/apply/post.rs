@@ -31,10 +31,12 @@ pub struct Post {
     queue: Vec<String>,
     /// Results of the experiment this one extends, for `expected(...)` in rules.
     parent: Vec<ResultRecord>,
+    /// The scheduled patterns and their current hashes: a rule's figure waits for them.
+    scheduled: Vec<rules::Scheduled>,
 }
 
 impl Post {
-    pub fn new(campaign: &Campaign, opts: &Options) -> Post {
+    pub fn new(model: &crate::check::Model, campaign: &Campaign, opts: &Options) -> Post {
         let parent = match (&campaign.design.extends, opts.results_dir.parent()) {
             (Some(p), Some(dir)) => Store::new(&dir.join(p)).all(),
             _ => vec![],
@@ -43,6 +45,7 @@ impl Post {
             target: opts.mlflow.clone(),
             client: None,
             mlflow_down: false,
+            scheduled: if campaign.experiment.rules.is_empty() { vec![] } else { rules::scheduled(model, campaign) },
             rules: campaign.experiment.rules.clone(),
             fired: BTreeSet::new(),
             ready: vec![],
@@ -100,7 +103,12 @@ impl<P: Provider> Exec<'_, P> {
             return;
         }
         let results = self.store.all();
-        let ctx = rules::Ctx { design: &self.campaign.design, results: &results, parent: &self.post.parent };
+        let ctx = rules::Ctx {
+            design: &self.campaign.design,
+            results: &results,
+            parent: &self.post.parent,
+            scheduled: &self.post.scheduled,
+        };
         for f in rules::evaluate(&self.post.rules, &ctx) {
             if !self.post.fired.insert(f.rule) {
                 continue;

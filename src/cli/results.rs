@@ -33,6 +33,10 @@ pub struct Args {
     /// runs already there are not duplicated.
     #[arg(long)]
     pub push: bool,
+    /// Also the records of patterns the file no longer declares (pruned or removed),
+    /// which are otherwise left out.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// The campaign's MLflow target, if a tracking URI is set (environment or file).
@@ -55,7 +59,16 @@ pub fn run(a: &Args) -> ExitCode {
         }
     }
     let store = Store::new(&args::results_dir(file, campaign.name()));
-    let records: Vec<ResultRecord> = store.all().into_iter().filter(|r| a.layer.as_ref().is_none_or(|l| &r.layer == l)).collect();
+    let stored: Vec<ResultRecord> = store.all().into_iter().filter(|r| a.layer.as_ref().is_none_or(|l| &r.layer == l)).collect();
+    // A pruned pattern's old record is not a result of this design.
+    let (records, gone): (Vec<ResultRecord>, Vec<ResultRecord>) =
+        stored.into_iter().partition(|r| a.all || campaign.design.pattern(&r.id).is_some());
+    if !gone.is_empty() {
+        output::err(&format!(
+            "note: {} stored result(s) of patterns the file no longer declares are left out (--all shows them)\n",
+            gone.len()
+        ));
+    }
     if a.push {
         return push(campaign, file, &records);
     }

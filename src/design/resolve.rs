@@ -21,6 +21,8 @@ pub struct Resolver<'c> {
     /// Each layer's fixed settings.
     fixed: Vec<Vec<(String, Expr)>>,
     kv: Option<f64>,
+    /// The patterns an analysis's hash covers.
+    design: &'c super::Design,
 }
 
 impl<'c> Resolver<'c> {
@@ -35,6 +37,7 @@ impl<'c> Resolver<'c> {
             names: exp.factors.iter().map(|f| f.name.clone()).collect(),
             fixed: exp.layers.iter().map(fixed_of).collect(),
             kv: super::experiment_model(model, exp).map(|m| m.kv_bytes_per_token() as f64),
+            design: &campaign.design,
         }
     }
 
@@ -45,9 +48,22 @@ impl<'c> Resolver<'c> {
         out
     }
 
-    /// Content hash of everything that decides what a pattern runs.
+    /// Content hash of everything that decides what a pattern runs. An analysis's
+    /// also covers the patterns it reads (their ids and hashes), so a changed or pruned
+    /// input makes it run again.
     pub fn hash(&self, p: &Pattern) -> String {
-        crate::state::content_hash(&(&self.common_hash, &p.id, self.own_settings(p), &p.tool, &p.inputs))
+        let own = crate::state::content_hash(&(&self.common_hash, &p.id, self.own_settings(p), &p.tool, &p.inputs));
+        if p.category != super::Category::Analysis {
+            return own;
+        }
+        let inputs: Vec<(&str, String)> = self
+            .design
+            .scheduled()
+            .filter(|q| q.category != super::Category::Analysis)
+            .filter(|q| self.design.layers.get(q.layer as usize).is_some_and(|l| p.inputs.contains(&l.name)))
+            .map(|q| (q.id.as_str(), self.hash(q)))
+            .collect();
+        crate::state::content_hash(&(own, inputs))
     }
 
     /// The settings a pattern has beyond the experiment's shared ones.

@@ -1,7 +1,11 @@
 //! Rules: `when <condition> then run <ad-hoc patterns> because "..."`.
-//! Conditions read stored results and analyses; a condition whose figures do
-//! not exist yet is undecided and does not fire. Apply evaluates the rules after
-//! every result and runs the patterns of the rules that fire.
+//! Conditions read stored results and analyses. A figure is read only once it
+//! is final: `mean(ttft, layer = "L2-EFA")` waits until every scheduled pattern
+//! of that layer (and filters) has a result for its current settings, so a rule
+//! never fires on the first result of a layer or on a stale one; until then the
+//! condition is undecided and does not fire. `expected(...)` reads the extended
+//! experiment's results at the levels this experiment measured, like with like.
+//! Apply evaluates the rules after every result and runs what the rules that fire ask for.
 
 use super::analysis::metric_key;
 use super::ResultRecord;
@@ -30,8 +34,10 @@ pub enum RuleError {
     NeedsNumbers { function: String },
     /// No result with the metric matches the filters yet (undecided).
     NoResultsYet { metric: String },
-    /// The analysis has not run yet (undecided).
+    /// The analysis has not run yet, or not on the current results (undecided).
     NoAnalysisYet { analysis: String },
+    /// Some scheduled patterns the figure reads have no current result yet (undecided).
+    Waiting { metric: String, missing: usize, of: usize },
     /// `bimodal(...)` of an analysis that is not a dip test.
     NotDipTest { analysis: String },
     /// `ratio` whose `b` side is zero or not a number.
@@ -43,7 +49,7 @@ pub enum RuleError {
 impl RuleError {
     /// The figures a condition reads do not exist yet: it is undecided, neither true nor broken.
     pub fn is_undecided(&self) -> bool {
-        matches!(self, RuleError::NoResultsYet { .. } | RuleError::NoAnalysisYet { .. })
+        matches!(self, RuleError::NoResultsYet { .. } | RuleError::NoAnalysisYet { .. } | RuleError::Waiting { .. })
     }
 }
 
@@ -57,6 +63,9 @@ impl fmt::Display for RuleError {
             RuleError::NeedsNumbers { function } => write!(f, "`{function}` needs numbers"),
             RuleError::NoResultsYet { metric } => write!(f, "no `{metric}` results yet"),
             RuleError::NoAnalysisYet { analysis } => write!(f, "analysis `{analysis}` has no result yet"),
+            RuleError::Waiting { metric, missing, of } => {
+                write!(f, "`{metric}`: {missing} of the {of} patterns it reads have no current result yet")
+            }
             RuleError::NotDipTest { analysis } => write!(f, "analysis `{analysis}` is not a dip test"),
             RuleError::RatioOfZero => write!(f, "ratio of a zero"),
             RuleError::NotAllowed(name) => write!(f, "`{name}` cannot be used in a rule's condition"),
@@ -84,6 +93,43 @@ pub struct Ctx<'a> {
     pub results: &'a [ResultRecord],
     /// Results of the experiment this one extends: `expected(...)` reads them.
     pub parent: &'a [ResultRecord],
+    /// The scheduled patterns with their current hashes (see [`scheduled`]): a figure
+    /// waits for all of those it reads. Empty: every stored result counts as final.
+    pub scheduled: &'a [Scheduled],
+}
+
+/// A scheduled pattern as a rule sees it: what it must have a result for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scheduled {
+    pub id: String,
+    pub layer: String,
+    /// The content hash its result must carry to be current.
+    pub hash: String,
+    /// Its settings as results store them (`prompt` = "12K"), for the filters.
+    pub settings: BTreeMap<String, String>,
+    /// The analysis it computes, for `bimodal("NAME")`.
+    pub analysis: Option<String>,
+}
+
+/// The scheduled (not ad-hoc) patterns of a campaign, for [`Ctx::scheduled`].
+pub fn scheduled(model: &crate::check::Model, campaign: &crate::design::Campaign) -> Vec<Scheduled> {
+    let resolver = crate::design::Resolver::new(model, campaign);
+    campaign
+        .design
+        .scheduled()
+        .map(|p| Scheduled {
+            id: p.id.clone(),
+            layer: campaign.design.layers.get(p.layer as usize).map(|l| l.name.clone()).unwrap_or_default(),
+            hash: resolver.hash(p),
+            settings: resolver
+                .settings(p)
+                .iter()
+                .filter(|(_, v)| !matches!(v, Value::Ref { .. }))
+                .map(|(k, v)| (k.clone(), v.display().trim_matches('"').to_string()))
+                .collect(),
+            analysis: p.analysis.clone(),
+        })
+        .collect()
 }
 
 /// Rules whose condition holds now. Undecided conditions (figures missing) do not fire.
@@ -184,8 +230,11 @@ impl Ctx<'_> {
             "mean" | "expected" => {
                 let metric =
                     self.word(positional.first().ok_or(RuleError::MissingArgument { function: "mean", needs: "a metric" })?)?;
-                let source = if name == "mean" { self.results } else { self.parent };
-                self.mean(source, &metric, &named()?)
+                if name == "mean" {
+                    self.mean_here(&metric, &named()?)
+                } else {
+                    self.expected(&metric, &named()?)
+                }
             }
             "ratio" => {
                 let metric =
@@ -198,7 +247,7 @@ impl Ctx<'_> {
                         .find(|(k, _)| k == which)
                         .ok_or(RuleError::MissingArgument { function: "ratio", needs: "a = LAYER and b = LAYER" })?;
                     f.push(("layer".into(), layer.1.clone()));
-                    self.mean(self.results, &metric, &f)
+                    self.mean_here(&metric, &f)
                 };
                 match (side("a")?.as_f64(), side("b")?.as_f64()) {
                     (Some(a), Some(b)) if b != 0.0 => Ok(Value::num(a / b)),
@@ -218,6 +267,11 @@ impl Ctx<'_> {
                                 || r.id == analysis)
                     })
                     .ok_or_else(|| RuleError::NoAnalysisYet { analysis: analysis.clone() })?;
+                // An analysis of earlier results (its inputs changed since) is not read.
+                let current = self.scheduled.iter().find(|s| s.analysis.as_deref() == Some(analysis.as_str()));
+                if current.is_some_and(|s| s.id != rec.id || s.hash != rec.hash) {
+                    return Err(RuleError::NoAnalysisYet { analysis: analysis.clone() });
+                }
                 let b = rec.metrics.get("bimodal").ok_or_else(|| RuleError::NotDipTest { analysis: analysis.clone() })?;
                 Ok(Value::Bool(*b >= 1.0))
             }
@@ -225,27 +279,83 @@ impl Ctx<'_> {
         }
     }
 
-    /// Mean of a metric over results matching `layer = L` and factor filters.
-    fn mean(&self, source: &[ResultRecord], metric: &str, filters: &[(String, Value)]) -> Result<Value, RuleError> {
+    /// This experiment's mean of a metric over `layer = L` and factor filters, once
+    /// every scheduled pattern that matches has its current result.
+    fn mean_here(&self, metric: &str, filters: &[(String, Value)]) -> Result<Value, RuleError> {
         let key = metric_key(metric);
-        let want = |r: &ResultRecord| {
-            filters.iter().all(|(k, v)| {
-                let text = v.display().trim_matches('"').to_string();
-                if k == "layer" {
-                    return r.layer == text;
-                }
-                r.settings.get(k).and_then(|s| s.as_str()) == Some(text.as_str())
-            })
-        };
-        let vals: Vec<f64> = source.iter().filter(|r| want(r)).filter_map(|r| r.metrics.get(&key).copied()).collect();
-        if vals.is_empty() {
-            return Err(RuleError::NoResultsYet { metric: key });
+        let wanted = self.matching(filters);
+        if wanted.is_empty() {
+            let vals: Vec<f64> =
+                self.results.iter().filter(|r| record_matches(r, filters)).filter_map(|r| r.metrics.get(&key).copied()).collect();
+            return as_mean(&key, &vals);
         }
-        let m = super::stats::mean(&vals);
-        // Latencies are stored in ms; as durations they compare with `15ms` literals.
-        Ok(if latency(&key) { Value::Num(m / 1000.0, Unit::Duration) } else { Value::num(m) })
+        let current: Vec<&ResultRecord> =
+            wanted.iter().filter_map(|s| self.results.iter().find(|r| r.id == s.id && r.hash == s.hash)).collect();
+        if current.len() < wanted.len() {
+            return Err(RuleError::Waiting { metric: key, missing: wanted.len() - current.len(), of: wanted.len() });
+        }
+        let vals: Vec<f64> = current.iter().filter_map(|r| r.metrics.get(&key).copied()).collect();
+        as_mean(&key, &vals)
     }
 
+    /// The extended experiment's mean at the levels this experiment measures under
+    /// the same filters: like with like, never all of its levels against some of ours.
+    fn expected(&self, metric: &str, filters: &[(String, Value)]) -> Result<Value, RuleError> {
+        let key = metric_key(metric);
+        let factors: Vec<&str> = self.design.factors.iter().map(|f| f.name.as_str()).collect();
+        let levels = |s: &dyn Fn(&str) -> Option<String>| -> Vec<Option<String>> { factors.iter().map(|f| s(f)).collect() };
+        let ours: Vec<Vec<Option<String>>> =
+            self.matching(filters).iter().map(|s| levels(&|f: &str| s.settings.get(f).cloned())).collect();
+        let vals: Vec<f64> = self
+            .parent
+            .iter()
+            .filter(|r| record_matches(r, filters))
+            .filter(|r| {
+                ours.is_empty() || ours.contains(&levels(&|f: &str| r.settings.get(f).and_then(|v| v.as_str()).map(String::from)))
+            })
+            .filter_map(|r| r.metrics.get(&key).copied())
+            .collect();
+        as_mean(&key, &vals)
+    }
+
+    /// The scheduled patterns a figure with these filters reads.
+    fn matching(&self, filters: &[(String, Value)]) -> Vec<&Scheduled> {
+        self.scheduled
+            .iter()
+            .filter(|s| {
+                filters.iter().all(|(k, v)| {
+                    let text = v.display().trim_matches('"').to_string();
+                    if k == "layer" {
+                        s.layer == text
+                    } else {
+                        s.settings.get(k) == Some(&text)
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+fn record_matches(r: &ResultRecord, filters: &[(String, Value)]) -> bool {
+    filters.iter().all(|(k, v)| {
+        let text = v.display().trim_matches('"').to_string();
+        if k == "layer" {
+            return r.layer == text;
+        }
+        r.settings.get(k).and_then(|s| s.as_str()) == Some(text.as_str())
+    })
+}
+
+fn as_mean(key: &str, vals: &[f64]) -> Result<Value, RuleError> {
+    if vals.is_empty() {
+        return Err(RuleError::NoResultsYet { metric: key.to_string() });
+    }
+    let m = super::stats::mean(vals);
+    // Latencies are stored in ms; as durations they compare with `15ms` literals.
+    Ok(if latency(key) { Value::Num(m / 1000.0, Unit::Duration) } else { Value::num(m) })
+}
+
+impl Ctx<'_> {
     /// The ad-hoc patterns an action names: `adhoc(tool, param = value...)` or a list of ids.
     pub fn patterns(&self, action: &Expr) -> Result<Vec<String>, RuleError> {
         match &action.kind {
@@ -291,7 +401,7 @@ mod tests {
     fn a_metric_without_results_is_undecided_and_the_rule_does_not_fire() {
         let (loaded, rules) = phase2();
         let design = loaded.design(Some("phase2")).unwrap();
-        let ctx = Ctx { design, results: &[], parent: &[] };
+        let ctx = Ctx { design, results: &[], parent: &[], scheduled: &[] };
         let e = ctx.eval(&rules[0].cond).unwrap_err();
         assert_eq!(e, RuleError::NoResultsYet { metric: "ttft_mean".into() });
         assert!(e.is_undecided());

@@ -218,3 +218,32 @@ fn results_say_where_they_came_from_and_a_local_state_is_not_taken_for_aws() {
         nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_new_prune_reruns_the_analyses_and_results_leave_the_pruned_patterns_out() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("prune-reruns-analysis");
+    assert!(apply(&dir, &[]).status.success());
+    let demo = std::fs::read_to_string(dir.join("local-demo.nixl")).unwrap();
+    let demo = demo.replacen(
+        "  restart_on = [mode, transport]",
+        "  prune prompt == 12K because \"enough\"\n  restart_on = [mode, transport]",
+        1,
+    );
+    std::fs::write(dir.join("local-demo.nixl"), demo).unwrap();
+    let plan = nixl().current_dir(&dir).args(["plan", "local-demo.nixl"]).output().unwrap();
+    let p = text(&plan);
+    // The analysis reads other inputs now: it runs again.
+    assert!(p.contains("-/+ demo-analysis-efa-vs-unified"), "{p}");
+    let out = nixl().current_dir(&dir).args(["results", "local-demo.nixl", "--format", "json"]).output().unwrap();
+    let ids: Vec<String> = serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!ids.iter().any(|i| i.contains("12k")), "{ids:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("left out (--all shows them)"));
+    let all = nixl().current_dir(&dir).args(["results", "local-demo.nixl", "--format", "json", "--all"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&all.stdout).contains("demo-efa-12k-c4"));
+    let _ = nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output();
+}

@@ -360,7 +360,7 @@ fn the_seeds_four_rules_in_phase2_fire_on_their_conditions_only() {
     let rules = nixl::design::merge::merged(&loaded.check.model, "phase2", &mut vec![]).unwrap().rules;
     assert_eq!(rules.len(), 4);
     let fired = |results: &[nixl::results::ResultRecord], parent: &[nixl::results::ResultRecord]| -> Vec<usize> {
-        let ctx = nixl::results::rules::Ctx { design, results, parent };
+        let ctx = nixl::results::rules::Ctx { design, results, parent, scheduled: &[] };
         nixl::results::rules::evaluate(&rules, &ctx).iter().map(|f| f.rule).collect()
     };
     // Nothing measured yet: every condition is undecided, none fires.
@@ -386,7 +386,7 @@ fn the_seeds_four_rules_in_phase2_fire_on_their_conditions_only() {
     rough[4].metrics.insert("bimodal".into(), 1.0);
     assert_eq!(fired(&rough, &phase1), vec![0, 1, 2, 3]);
     // Each rule names the ad-hoc pool of its tool.
-    let ctx = nixl::results::rules::Ctx { design, results: &rough, parent: &phase1 };
+    let ctx = nixl::results::rules::Ctx { design, results: &rough, parent: &phase1, scheduled: &[] };
     let f = nixl::results::rules::evaluate(&rules, &ctx);
     assert!(!f[2].patterns.is_empty() && f[2].patterns.iter().all(|p| p.contains("fi-pingpong")), "{:?}", f[2].patterns);
     assert!(f[1].reason.contains("15 ms"));
@@ -431,4 +431,64 @@ fn an_adhoc_e2e_pattern_fired_by_a_rule_gets_its_own_server_launch_in_the_same_a
     let plan = nixl().current_dir(&dir).args(["plan", "probe.nixl", "--detailed-exitcode"]).output().unwrap();
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     destroy(&dir, "probe.nixl");
+}
+
+/// A made-up but consistent figure for a pattern's levels: the same in both phases.
+fn figure(s: &nixl::results::rules::Scheduled) -> f64 {
+    let prompt: f64 = s.settings.get("prompt").and_then(|p| p.trim_end_matches('K').parse().ok()).unwrap_or(1.0);
+    let c: f64 = s.settings.get("concurrency").and_then(|c| c.parse().ok()).unwrap_or(1.0);
+    100.0 + 10.0 * prompt + 5.0 * c
+}
+
+fn records_of(scheduled: &[nixl::results::rules::Scheduled], shift: f64, layer: &str) -> Vec<nixl::results::ResultRecord> {
+    scheduled
+        .iter()
+        .filter(|s| s.settings.contains_key("prompt") && s.settings.contains_key("concurrency"))
+        .map(|s| {
+            let settings: Vec<(&str, &str)> = s.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let k = if s.layer == layer { shift } else { 1.0 };
+            let mut r = record(&s.id, &s.layer, &settings, &[("ttft_mean", figure(s) * k), ("tpot_mean", 20.0)]);
+            r.hash = s.hash.clone();
+            r
+        })
+        .collect()
+}
+
+/// Phase 2's four rules, on results of every scheduled pattern: identical phases fire
+/// nothing; a 40 % TTFT shift of phase 2's EFA layer fires the 30 % rule once, and
+/// only when the last EFA result is in (the first result alone is not a layer's mean).
+#[test]
+fn phase2_rules_fire_on_final_like_for_like_figures_only() {
+    let loaded = nixl::pipeline::load(&crate::support::root().join("examples/phase2.nixl"));
+    let model = &loaded.check.model;
+    let (p1, p2) = (loaded.campaign(Some("phase1")).unwrap(), loaded.campaign(Some("phase2")).unwrap());
+    let (s1, s2) = (nixl::results::rules::scheduled(model, p1), nixl::results::rules::scheduled(model, p2));
+    let rules = &p2.experiment.rules;
+    let analysis = s2.iter().find(|s| s.analysis.as_deref() == Some("bimodality-detection")).unwrap();
+    let mut calm_dip = record(&analysis.id, "L4-Analysis", &[("analysis", "bimodality-detection")], &[("bimodal", 0.0)]);
+    calm_dip.hash = analysis.hash.clone();
+    let fired = |results: &[nixl::results::ResultRecord], parent: &[nixl::results::ResultRecord]| -> Vec<usize> {
+        let ctx = nixl::results::rules::Ctx { design: &p2.design, results, parent, scheduled: &s2 };
+        nixl::results::rules::evaluate(rules, &ctx).iter().map(|f| f.rule).collect()
+    };
+    let phase1 = records_of(&s1, 1.0, "");
+    let mut same = records_of(&s2, 1.0, "");
+    same.push(calm_dip.clone());
+    assert!(same.len() > 30 && phase1.len() > 70, "{} {}", same.len(), phase1.len());
+    assert_eq!(fired(&same, &phase1), Vec::<usize>::new(), "identical data must not fire");
+
+    let mut shifted = records_of(&s2, 1.4, "L2-EFA");
+    shifted.push(calm_dip);
+    // Every EFA result but the last: the layer's mean is not final, the rule waits.
+    let last_efa = shifted.iter().rposition(|r| r.layer == "L2-EFA").unwrap();
+    let partial: Vec<_> = shifted.iter().enumerate().filter(|(i, _)| *i != last_efa).map(|(_, r)| r.clone()).collect();
+    assert_eq!(fired(&partial, &phase1), Vec::<usize>::new());
+    let ctx = nixl::results::rules::Ctx { design: &p2.design, results: &partial, parent: &phase1, scheduled: &s2 };
+    let why = ctx.eval(&rules[0].cond).unwrap_err();
+    assert!(why.is_undecided() && why.to_string().contains("1 of the"), "{why}");
+    assert_eq!(fired(&shifted, &phase1), vec![0], "the 30% rule, once");
+    // A stale result (settings changed since: another hash) does not count as final.
+    let mut stale = shifted.clone();
+    stale[last_efa].hash = "old".into();
+    assert_eq!(fired(&stale, &phase1), Vec::<usize>::new());
 }
