@@ -96,8 +96,13 @@ impl Store {
     }
 
     /// Writes the raw output, then the record (the record names the raw file, so it goes last).
+    /// A record already there (a `--replace`, a changed pattern) is kept under `superseded/`
+    /// with its raw output, never overwritten.
     pub fn save(&self, rec: &ResultRecord, raw: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
+        if let Some(old) = self.get(&rec.id) {
+            self.supersede(&old)?;
+        }
         crate::state::write_atomic(&self.dir.join(&rec.raw), raw)?;
         let json = serde_json::to_vec_pretty(rec).expect("record serialises");
         crate::state::write_atomic(&self.dir.join(format!("{}.json", rec.id)), &json)
@@ -107,6 +112,30 @@ impl Store {
     pub fn keep_raw(&self, name: &str, raw: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         crate::state::write_atomic(&self.dir.join(name), raw)
+    }
+
+    /// Moves a record and its raw output to `superseded/`, named by when it finished.
+    fn supersede(&self, old: &ResultRecord) -> std::io::Result<()> {
+        let dir = self.dir.join("superseded");
+        std::fs::create_dir_all(&dir)?;
+        let stamp = old.finished_at.replace(':', "");
+        if self.dir.join(&old.raw).exists() && !old.raw.is_empty() {
+            std::fs::rename(self.dir.join(&old.raw), dir.join(format!("{}.{stamp}", old.raw)))?;
+        }
+        std::fs::rename(self.dir.join(format!("{}.json", old.id)), dir.join(format!("{}.{stamp}.json", old.id)))
+    }
+
+    /// Records a `--replace` or a change superseded, oldest first.
+    pub fn superseded(&self) -> Vec<ResultRecord> {
+        let Ok(rd) = std::fs::read_dir(self.dir.join("superseded")) else { return vec![] };
+        let mut out: Vec<ResultRecord> = rd
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect();
+        out.sort_by(|a: &ResultRecord, b| a.finished_at.cmp(&b.finished_at));
+        out
     }
 
     /// Every record, sorted by id.

@@ -247,3 +247,24 @@ fn a_new_prune_reruns_the_analyses_and_results_leave_the_pruned_patterns_out() {
     assert!(String::from_utf8_lossy(&all.stdout).contains("demo-efa-12k-c4"));
     let _ = nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output();
 }
+
+#[test]
+fn replace_reruns_a_done_pattern_on_its_server_and_keeps_the_earlier_result() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("replace-keeps");
+    assert!(apply(&dir, &[]).status.success());
+    let first: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".nixl/results/demo/demo-efa-4k-c4.json")).unwrap()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // another finished_at
+    let out = apply(&dir, &["--replace", "demo-efa-4k-c4"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("start server") && t.contains("1 server launches"), "{t}");
+    let store = nixl::results::Store::new(&dir.join(".nixl/results/demo"));
+    let old = store.superseded();
+    assert_eq!(old.len(), 1, "{old:?}");
+    assert_eq!(old[0].finished_at, first["finished_at"].as_str().unwrap());
+    assert_ne!(store.get("demo-efa-4k-c4").unwrap().finished_at, old[0].finished_at);
+    assert_eq!(state(&dir)["actions"]["demo-efa-4k-c4"]["status"], "done");
+    let _ = nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output();
+}
