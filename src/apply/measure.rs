@@ -117,6 +117,12 @@ impl<P: Provider> Exec<'_, P> {
         let method = Eval { scope: &scope, kv_bytes_per_token: None }.eval(&decl.method)?;
         let results = self.store.all();
         let metrics = crate::results::analysis::run(&method, &p.inputs, &results).map_err(ActionError::Analysis)?;
+        // The figures the analysis declares must be there, as for a tool.
+        let missing: Vec<String> = decl.metrics.iter().filter(|m| !metrics.contains_key(*m)).cloned().collect();
+        if !missing.is_empty() {
+            let produced = metrics.keys().cloned().collect();
+            return Err(ActionError::Analysis(crate::results::analysis::AnalysisError::MissingMetrics { missing, produced }));
+        }
         let raw = serde_json::to_vec_pretty(&metrics).unwrap_or_default();
         let mut settings = self.resolver.settings(&p);
         // Rules name an analysis by its declared name (`bimodal("bimodality-detection")`).

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 /// Marks each action done, changed or new; what `--replace` names runs again.
 /// Transient actions (launches, services, the upload) always run when the work around them does.
 pub fn against_state(actions: &mut [Action], state: &State, replace: &[Target]) {
-    for a in actions {
+    for a in actions.iter_mut() {
         a.change = if a.id.is_transient() {
             Change::Create
         } else {
@@ -24,6 +24,15 @@ pub fn against_state(actions: &mut [Action], state: &State, replace: &[Target]) 
         };
         if a.change == Change::NoOp && replace.iter().any(|t| t.matches(a)) {
             a.change = Change::Replace;
+        }
+    }
+    // An analysis whose inputs run again is computed again on their new results.
+    for i in 0..actions.len() {
+        let inputs_run = actions[i].kind == Kind::Analysis
+            && actions[i].change == Change::NoOp
+            && actions[i].deps.iter().any(|&d| matches!(actions[d].change, Change::Create | Change::Replace));
+        if inputs_run {
+            actions[i].change = Change::Replace;
         }
     }
 }

@@ -12,10 +12,14 @@ pub enum AnalysisError {
     NeedsTwoLayers,
     /// `compare` found no pair of results of layers `a` and `b` at the same levels with metric `key`.
     NoMatchingLevels { a: String, b: String, key: String },
-    /// `proxy_overhead` found no disaggregated result with a unified one at the same levels.
+    /// `disaggregation_overhead` found no disaggregated result with a unified one at the same levels.
     NoProxyPairs,
-    /// `tpot_separation`: an input layer has no `tpot_mean` result.
+    /// `tpot_spread`: an input layer has no `tpot_mean` result.
     NoTpotResults { layer: String },
+    /// `tpot_separation`: too few per-request inter-token latencies to cluster.
+    NoItlSamples { found: usize },
+    /// The analysis declares metrics its method does not produce.
+    MissingMetrics { missing: Vec<String>, produced: Vec<String> },
     /// `mean`: an input layer has no result with the metric.
     NoResults { metric: String, layer: String },
     /// `correlation` without `with = METRIC`.
@@ -38,9 +42,15 @@ impl fmt::Display for AnalysisError {
                 write!(f, "no results of `{a}` and `{b}` at matching levels with `{key}`")
             }
             AnalysisError::NoProxyPairs => {
-                write!(f, "proxy_overhead needs disaggregated and unified TTFT results at matching levels")
+                write!(f, "disaggregation_overhead needs disaggregated and unified TTFT results at matching levels")
             }
             AnalysisError::NoTpotResults { layer } => write!(f, "no TPOT results in `{layer}`"),
+            AnalysisError::NoItlSamples { found } => {
+                write!(f, "tpot_separation needs 20 or more per-request inter-token latencies (`itl_ms` samples), found {found}")
+            }
+            AnalysisError::MissingMetrics { missing, produced } => {
+                write!(f, "the analysis declares {} but its method produced only {}", missing.join(", "), produced.join(", "))
+            }
             AnalysisError::NoResults { metric, layer } => write!(f, "no `{metric}` results in `{layer}`"),
             AnalysisError::NeedsWith => write!(f, "correlation needs `with = METRIC`"),
             AnalysisError::TooFewPairs { x, y, found } => {
@@ -81,9 +91,10 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
             }
             differences(&mut out, &key, &pairs);
         }
-        "proxy_overhead" => {
-            // TTFT a disaggregated layer adds over unified serving at the same levels:
-            // the proxy hop plus the KV transfer.
+        // The seed's "proxy overhead" timed the proxy itself; this is what results can
+        // tell: TTFT a disaggregated layer adds over unified serving at the same levels
+        // (the proxy hop, the producer's prefill round trip and the KV transfer).
+        "disaggregation_overhead" => {
             let pairs = matched(
                 inputs.iter().flat_map(|l| of(results, l)),
                 &|r| r.settings.get("mode").and_then(|m| m.as_str()) == Some(crate::check::model::Mode::Unified.as_str()),
@@ -95,9 +106,10 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
                 return Err(AnalysisError::NoProxyPairs);
             }
             differences(&mut out, "ttft_mean", &pairs);
-            out.insert("proxy_overhead_ms".into(), stats::mean(&pairs.iter().map(|(x, y)| x - y).collect::<Vec<_>>()));
+            out.insert("disaggregation_overhead_ms".into(), stats::mean(&pairs.iter().map(|(x, y)| x - y).collect::<Vec<_>>()));
         }
-        "tpot_separation" => {
+        "tpot_separation" => tpot_separation(inputs, results, &mut out)?,
+        "tpot_spread" => {
             for l in inputs {
                 let v: Vec<f64> = of(results, l).filter_map(|r| r.metrics.get("tpot_mean").copied()).collect();
                 if v.is_empty() {
@@ -208,23 +220,63 @@ fn matched<'r>(
     out
 }
 
-/// Mean difference and ratio of pairs with their bootstrap 95% intervals.
+/// Pairs below which a bootstrap interval is not reported: resampling 3 pairs gives an
+/// interval far narrower than the data supports. Fewer pairs get Student's t interval.
+pub const BOOTSTRAP_MIN_PAIRS: usize = 10;
+
+/// Mean difference and ratio of pairs with their 95% intervals: bootstrap from
+/// [`BOOTSTRAP_MIN_PAIRS`] pairs on (`_ci_method` 1), Student's t below it (`_ci_method` 2);
+/// `_ci_n` is the number of pairs behind each interval.
 fn differences(out: &mut BTreeMap<String, f64>, key: &str, pairs: &[(f64, f64)]) {
     let diffs: Vec<f64> = pairs.iter().map(|(x, y)| x - y).collect();
     let ratios: Vec<f64> = pairs.iter().filter(|(_, y)| *y != 0.0).map(|(x, y)| x / y).collect();
     out.insert(format!("{key}_diff_mean"), mean(&diffs));
-    if let Some((lo, hi)) = stats::bootstrap_ci(&diffs, BOOTSTRAP_REPS, 1, stats::mean) {
-        out.insert(format!("{key}_diff_ci_low"), lo);
-        out.insert(format!("{key}_diff_ci_high"), hi);
-    }
+    interval(out, &format!("{key}_diff"), &diffs, 1);
     if !ratios.is_empty() {
         out.insert(format!("{key}_ratio_mean"), mean(&ratios));
-        if let Some((lo, hi)) = stats::bootstrap_ci(&ratios, BOOTSTRAP_REPS, 2, stats::mean) {
-            out.insert(format!("{key}_ratio_ci_low"), lo);
-            out.insert(format!("{key}_ratio_ci_high"), hi);
-        }
+        interval(out, &format!("{key}_ratio"), &ratios, 2);
     }
     out.insert("pairs".into(), diffs.len() as f64);
+}
+
+fn interval(out: &mut BTreeMap<String, f64>, name: &str, v: &[f64], seed: u64) {
+    let (ci, method) = if v.len() >= BOOTSTRAP_MIN_PAIRS {
+        (stats::bootstrap_ci(v, BOOTSTRAP_REPS, seed, stats::mean), 1.0)
+    } else {
+        (stats::t_interval95(v), 2.0)
+    };
+    if let Some((lo, hi)) = ci {
+        out.insert(format!("{name}_ci_low"), lo);
+        out.insert(format!("{name}_ci_high"), hi);
+        out.insert(format!("{name}_ci_n"), v.len() as f64);
+        out.insert(format!("{name}_ci_method"), method);
+    }
+}
+
+/// The seed's TPOT separation: each request's inter-token latencies are either a decode
+/// step (GPU compute) or a step that waited for the batch. Clustering all inter-token
+/// latencies of the input layers in two at their widest gap gives the compute time
+/// (the low cluster's mean), the average wait per token (the overall mean above it)
+/// and the compute share of TPOT.
+fn tpot_separation(inputs: &[String], results: &[ResultRecord], out: &mut BTreeMap<String, f64>) -> Result<(), AnalysisError> {
+    let itls: Vec<f64> = results
+        .iter()
+        .filter(|r| inputs.contains(&r.layer))
+        .filter_map(|r| r.samples.get("itl_ms"))
+        .flatten()
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
+    if itls.len() < 20 {
+        return Err(AnalysisError::NoItlSamples { found: itls.len() });
+    }
+    let all = mean(&itls);
+    let split = stats::two_component_split(&itls).ok_or(AnalysisError::NoItlSamples { found: itls.len() })?;
+    out.insert("gpu_compute_time_ms".into(), split.low_mean);
+    out.insert("batch_wait_time_ms".into(), (all - split.low_mean).max(0.0));
+    out.insert("gpu_compute_ratio".into(), if all > 0.0 { split.low_mean / all } else { 1.0 });
+    out.insert("itl_samples".into(), itls.len() as f64);
+    Ok(())
 }
 
 /// The samples a dip test reads from one result: per-request values when the
@@ -324,12 +376,12 @@ mod tests {
         let e = run(&method("mean", &[]), &["L1".into()], &[]).unwrap_err();
         assert_eq!(e, AnalysisError::NoResults { metric: "ttft_mean".into(), layer: "L1".into() });
         assert_eq!(e.to_string(), "no `ttft_mean` results in `L1`");
-        let e = run(&method("tpot_separation", &[]), &["L1".into()], &[]).unwrap_err();
+        let e = run(&method("tpot_spread", &[]), &["L1".into()], &[]).unwrap_err();
         assert_eq!(e, AnalysisError::NoTpotResults { layer: "L1".into() });
         assert_eq!(e.to_string(), "no TPOT results in `L1`");
-        let e = run(&method("proxy_overhead", &[]), &["L1".into()], &[]).unwrap_err();
+        let e = run(&method("disaggregation_overhead", &[]), &["L1".into()], &[]).unwrap_err();
         assert_eq!(e, AnalysisError::NoProxyPairs);
-        assert_eq!(e.to_string(), "proxy_overhead needs disaggregated and unified TTFT results at matching levels");
+        assert_eq!(e.to_string(), "disaggregation_overhead needs disaggregated and unified TTFT results at matching levels");
     }
 
     #[test]

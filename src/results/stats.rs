@@ -275,6 +275,25 @@ pub fn two_component_split(sample: &[f64]) -> Option<Split> {
     Some(Split { threshold: (x[k - 1] + x[k]) / 2.0, low_n: k, low_mean: mean(&x[..k]), high_n: n - k, high_mean: mean(&x[k..]) })
 }
 
+/// Student's t quantile t(0.975, df) for df 1..=30; beyond, the normal 1.96 is within 1 %.
+const T975: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110,
+    2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+];
+
+/// The 95 % Student's t interval of the mean (two or more values).
+pub fn t_interval95(v: &[f64]) -> Option<(f64, f64)> {
+    let n = v.len();
+    if n < 2 {
+        return None;
+    }
+    let m = mean(v);
+    let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+    let t = T975.get(n - 2).copied().unwrap_or(1.96);
+    let half = t * sd / (n as f64).sqrt();
+    Some((m - half, m + half))
+}
+
 /// Percentile bootstrap 95% interval of a statistic of one sample, `reps` seeded resamples.
 pub fn bootstrap_ci(sample: &[f64], reps: usize, seed: u64, stat: impl Fn(&[f64]) -> f64) -> Option<(f64, f64)> {
     if sample.is_empty() || reps == 0 {
@@ -362,6 +381,14 @@ mod tests {
         assert!(pearson(&x, &y).unwrap() < 1.0);
         assert!(pearson(&x, &[2.0; 5]).is_none());
         assert_eq!(ranks(&[3.0, 1.0, 3.0]), vec![2.5, 1.0, 2.5]);
+    }
+
+    #[test]
+    fn t_interval_of_three_pairs_is_wide() {
+        // mean 40, sd 31.6 (n = 3): 40 +- 4.303 * 31.6 / sqrt(3) = [-38.505, 118.505].
+        let (lo, hi) = t_interval95(&[8.4, 40.0, 71.6]).unwrap();
+        assert!((lo + 38.505).abs() < 0.01 && (hi - 118.505).abs() < 0.01, "{lo} {hi}");
+        assert_eq!(t_interval95(&[1.0]), None);
     }
 
     #[test]

@@ -70,7 +70,7 @@ fn the_local_demo_runs_from_a_fresh_copy_and_then_has_nothing_to_do() {
 }
 
 #[test]
-fn changing_one_patterns_concurrency_reruns_exactly_that_pattern() {
+fn changing_one_patterns_concurrency_reruns_exactly_that_pattern_and_the_analysis_reading_it() {
     let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = copy_examples("change");
     let file = dir.join("local-demo.nixl");
@@ -87,12 +87,14 @@ fn changing_one_patterns_concurrency_reruns_exactly_that_pattern() {
     let t = text(&second);
     assert!(second.status.success(), "{t}");
     let ran: Vec<&str> = t.lines().filter(|l| l.starts_with('[') && (l.contains(" more-") || l.contains(" demo-"))).collect();
-    assert_eq!(ran.len(), 1, "{t}");
+    assert_eq!(ran.len(), 2, "{t}");
     assert!(ran[0].contains("-/+ more-extra"), "{t}");
+    // The analysis reads the EFA layer, whose pattern changed: it is computed again.
+    assert!(ran[1].contains("-/+ more-analysis-efa-vs-unified"), "{t}");
     assert!(t.contains("1 server launches"), "{t}");
     let after: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(".nixl/more/state.json")).unwrap()).unwrap();
     for (id, rec) in before["actions"].as_object().unwrap() {
-        if id != "more-extra" {
+        if id != "more-extra" && id != "more-analysis-efa-vs-unified" {
             assert_eq!(rec["finished_at"], after["actions"][id]["finished_at"], "{id} ran again");
         }
     }
