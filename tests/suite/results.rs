@@ -430,5 +430,10 @@ fn an_adhoc_e2e_pattern_fired_by_a_rule_gets_its_own_server_launch_in_the_same_a
     assert!(rec.metrics["ttft_mean"] > 0.0);
     let plan = nixl().current_dir(&dir).args(["plan", "probe.nixl", "--detailed-exitcode"]).output().unwrap();
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    // Status counts the pattern the rule ran as done, the two it did not as ad hoc.
+    let status = nixl().current_dir(&dir).args(["status", "probe.nixl", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect(&text(&status));
+    let probe = v["layers"].as_array().unwrap().iter().find(|l| l["layer"] == "L6-TCP-Probe").unwrap();
+    assert_eq!((&probe["done"], &probe["pending"], &probe["adhoc"]), (&1.into(), &0.into(), &2.into()), "{v}");
     destroy(&dir, "probe.nixl");
 }
