@@ -116,12 +116,15 @@ impl<P: Provider> Exec<'_, P> {
         let scope = crate::design::expand_base_scope(self.model, exp);
         let method = Eval { scope: &scope, kv_bytes_per_token: None }.eval(&decl.method)?;
         let results = self.store.all();
-        let metrics = crate::results::analysis::run(&method, &p.inputs, &results).map_err(ActionError::Analysis)?;
-        let raw = serde_json::to_vec_pretty(&metrics).unwrap_or_default();
+        let outcome = crate::results::analysis::run(&method, &p.inputs, &results).map_err(ActionError::Analysis)?;
+        let raw = serde_json::to_vec_pretty(&outcome.metrics).unwrap_or_default();
         let mut settings = self.resolver.settings(&p);
         // Rules name an analysis by its declared name (`bimodal("bimodality-detection")`).
         settings.insert("analysis".into(), Value::Str(decl.name.clone()));
-        self.save(a, &settings, (metrics, BTreeMap::new()), &raw, started)
+        let mut rec = self.result_record(a, &settings, (outcome.metrics, BTreeMap::new()), BTreeMap::new(), started);
+        rec.intervals = outcome.intervals;
+        rec.tests = outcome.tests;
+        self.store.save(&rec, &raw).map_err(ActionError::Store)
     }
 
     fn save(
@@ -139,11 +142,24 @@ impl<P: Provider> Exec<'_, P> {
         &mut self,
         a: &Action,
         settings: &BTreeMap<String, Value>,
-        (metrics, samples): Measured,
+        measured: Measured,
         units: BTreeMap<String, String>,
         raw: &[u8],
         started: Instant,
     ) -> Result<(), ActionError> {
+        let rec = self.result_record(a, settings, measured, units, started);
+        self.store.save(&rec, raw).map_err(ActionError::Store)
+    }
+
+    /// The stored record of a result, with the provenance of this apply.
+    fn result_record(
+        &self,
+        a: &Action,
+        settings: &BTreeMap<String, Value>,
+        (metrics, samples): Measured,
+        units: BTreeMap<String, String>,
+        started: Instant,
+    ) -> ResultRecord {
         let settings = settings
             .iter()
             .filter(|(_, v)| !matches!(v, Value::Ref { .. }))
@@ -154,7 +170,7 @@ impl<P: Provider> Exec<'_, P> {
             Kind::Step => ResultKind::Step,
             _ => ResultKind::Pattern,
         };
-        let rec = ResultRecord {
+        ResultRecord {
             id: a.id.to_string(),
             hash: a.hash.clone(),
             layer: a.layer.clone().unwrap_or_default(),
@@ -167,8 +183,9 @@ impl<P: Provider> Exec<'_, P> {
             units,
             raw: format!("{}.raw.{}", a.id, &a.hash[..8.min(a.hash.len())]),
             provenance: Some(self.provenance.clone().unwrap_or_else(|| self.provenance_here(None))),
-        };
-        self.store.save(&rec, raw).map_err(ActionError::Store)
+            intervals: vec![],
+            tests: vec![],
+        }
     }
 }
 

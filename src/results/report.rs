@@ -142,7 +142,7 @@ pub fn html(experiment: &str, recs: &[ResultRecord], fired: &[Fired]) -> String 
     s.push_str("</div><h2>Bimodality of per-request TTFT</h2><div class=\"plots\">");
     let mut shown = 0;
     for r in recs {
-        let Some(v) = analysis::samples_of(r, "ttft") else { continue };
+        let Some((_, v)) = analysis::samples_of(r, "ttft") else { continue };
         if shown == 12 {
             s.push_str("<p>(further results with samples are in the table)</p>");
             break;

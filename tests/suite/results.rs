@@ -349,6 +349,8 @@ fn record(id: &str, layer: &str, settings: &[(&str, &str)], metrics: &[(&str, f6
         units: Default::default(),
         raw: String::new(),
         provenance: None,
+        intervals: vec![],
+        tests: vec![],
     }
 }
 
