@@ -163,7 +163,7 @@ impl<P: Provider> Exec<'_, P> {
         let settings = settings
             .iter()
             .filter(|(_, v)| !matches!(v, Value::Ref { .. }))
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.display().trim_matches('"').to_string())))
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(crate::results::setting_text(v))))
             .collect();
         let kind = match a.kind {
             Kind::Analysis => ResultKind::Analysis,

@@ -2,6 +2,8 @@
 //! pattern and content hash, raw output kept beside the parsed metrics.
 
 pub mod analysis;
+pub mod export;
+pub mod factors;
 pub mod mlflow;
 pub mod report;
 pub mod rules;
@@ -207,6 +209,12 @@ impl Store {
         let b = std::fs::read(self.dir.join(format!("{id}.json"))).ok()?;
         serde_json::from_slice(&b).ok()
     }
+}
+
+/// How a setting's value is stored in a record: as the file writes it, strings unquoted
+/// (`12K`, `4`, `efa`). Rules and the report compare levels by this text.
+pub fn setting_text(v: &crate::check::value::Value) -> String {
+    v.display().trim_matches('"').to_string()
 }
 
 /// Named figures and per-request samples of one result.

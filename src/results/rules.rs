@@ -230,7 +230,7 @@ impl Ctx<'_> {
         let key = metric_key(metric);
         let want = |r: &ResultRecord| {
             filters.iter().all(|(k, v)| {
-                let text = v.display().trim_matches('"').to_string();
+                let text = super::setting_text(v);
                 if k == "layer" {
                     return r.layer == text;
                 }
