@@ -4,8 +4,11 @@
 use super::factors::Factor;
 use super::{Provenance, ResultRecord};
 
-/// Provenance columns, in order, with how each is read from a record's provenance.
-const PROVENANCE: &[(&str, fn(&Provenance) -> Option<String>)] = &[
+/// How a provenance column is read from a record's provenance.
+type Column = fn(&Provenance) -> Option<String>;
+
+/// Provenance columns, in order.
+const PROVENANCE: &[(&str, Column)] = &[
     ("provider", |p| Some(p.provider.clone())),
     ("synthetic", |p| Some(p.synthetic.to_string())),
     ("stack", |p| p.stack.clone()),
@@ -71,7 +74,7 @@ mod tests {
                 "image": null, "model": "Qwen/Qwen2.5-7B-Instruct", "vllm_version": null, "nixl_version": null, "nixl_cli": "0.1.0" }
         }))
         .unwrap();
-        let f = |n: &str| Factor { name: n.into(), levels: vec![Level { text: "x".into(), value: None }] };
+        let f = |n: &str| Factor { name: n.into(), restart: false, levels: vec![Level { text: "x".into(), value: None }] };
         let out = csv(&[rec], &[f("prompt"), f("concurrency"), f("transport")]);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "id,layer,kind,prompt,concurrency,transport,finished_at,provider,synthetic,stack,zone,instance_type,image,model,vllm_version,nixl_version,nixl_cli,ttft_mean");

@@ -11,6 +11,9 @@ use std::cmp::Ordering;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Factor {
     pub name: String,
+    /// A restart setting (mode, transport) rather than a factor of the design: layers
+    /// differ in it by construction, so comparisons across layers do not match on it.
+    pub restart: bool,
     /// Numeric levels by value (c=1, c=4, c=16; 1K before 12K); others as declared.
     pub levels: Vec<Level>,
 }
@@ -29,7 +32,7 @@ impl Level {
 }
 
 impl Factor {
-    fn new(name: &str, values: &[Value]) -> Factor {
+    fn new(name: &str, values: &[Value], restart: bool) -> Factor {
         let mut levels: Vec<Level> = vec![];
         for v in values {
             let l = Level::of(v);
@@ -40,7 +43,7 @@ impl Factor {
         if levels.iter().all(|l| l.value.is_some()) {
             levels.sort_by(|a, b| a.value.unwrap_or(0.0).total_cmp(&b.value.unwrap_or(0.0)));
         }
-        Factor { name: name.to_string(), levels }
+        Factor { name: name.to_string(), restart, levels }
     }
 
     /// The level a result stores for this factor, if any.
@@ -69,7 +72,7 @@ impl Factor {
 /// factors (mode, transport) with the levels its launches use. Records and single-value
 /// restart settings (a YaRN record) are not levels one plots against, and are left out.
 pub fn of_design(design: &Design) -> Vec<Factor> {
-    let mut out: Vec<Factor> = design.factors.iter().map(|f| Factor::new(&f.name, &f.levels)).collect();
+    let mut out: Vec<Factor> = design.factors.iter().map(|f| Factor::new(&f.name, &f.levels, false)).collect();
     let mut names: Vec<&str> = vec![];
     for g in &design.groups {
         for (k, _) in &g.values {
@@ -84,7 +87,7 @@ pub fn of_design(design: &Design) -> Vec<Factor> {
         let scalar =
             values.iter().all(|v| matches!(v, Value::Num(..) | Value::Sym(_) | Value::Str(_) | Value::Bool(_) | Value::None));
         if scalar {
-            out.push(Factor::new(name, &values));
+            out.push(Factor::new(name, &values, true));
         }
     }
     out
@@ -98,14 +101,14 @@ mod tests {
     #[test]
     fn numeric_levels_are_ordered_by_value_not_text() {
         let tokens = |n: f64| Value::Num(n, Unit::Tokens);
-        let f = Factor::new("prompt", &[tokens(12288.0), tokens(1024.0), tokens(4096.0)]);
+        let f = Factor::new("prompt", &[tokens(12288.0), tokens(1024.0), tokens(4096.0)], false);
         let texts: Vec<&str> = f.levels.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["1K", "4K", "12K"]);
-        let c = Factor::new("concurrency", &[Value::num(16.0), Value::num(1.0), Value::num(4.0)]);
+        let c = Factor::new("concurrency", &[Value::num(16.0), Value::num(1.0), Value::num(4.0)], false);
         assert_eq!(c.levels.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["1", "4", "16"]);
         assert_eq!(c.cmp("4", "16"), Ordering::Less);
         assert_eq!(c.cmp("16", "other"), Ordering::Less);
-        let m = Factor::new("mode", &[Value::Sym("unified".into()), Value::Sym("disaggregated".into())]);
+        let m = Factor::new("mode", &[Value::Sym("unified".into()), Value::Sym("disaggregated".into())], true);
         assert_eq!(m.levels[0].text, "unified", "symbols keep their declared order");
     }
 }
