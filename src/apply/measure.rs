@@ -116,18 +116,21 @@ impl<P: Provider> Exec<'_, P> {
         let scope = crate::design::expand_base_scope(self.model, exp);
         let method = Eval { scope: &scope, kv_bytes_per_token: None }.eval(&decl.method)?;
         let results = self.store.all();
-        let metrics = crate::results::analysis::run(&method, &p.inputs, &results).map_err(ActionError::Analysis)?;
+        let outcome = crate::results::analysis::run(&method, &p.inputs, &results).map_err(ActionError::Analysis)?;
         // The figures the analysis declares must be there, as for a tool.
-        let missing: Vec<String> = decl.metrics.iter().filter(|m| !metrics.contains_key(*m)).cloned().collect();
+        let missing: Vec<String> = decl.metrics.iter().filter(|m| !outcome.metrics.contains_key(*m)).cloned().collect();
         if !missing.is_empty() {
-            let produced = metrics.keys().cloned().collect();
+            let produced = outcome.metrics.keys().cloned().collect();
             return Err(ActionError::Analysis(crate::results::analysis::AnalysisError::MissingMetrics { missing, produced }));
         }
-        let raw = serde_json::to_vec_pretty(&metrics).unwrap_or_default();
+        let raw = serde_json::to_vec_pretty(&outcome.metrics).unwrap_or_default();
         let mut settings = self.resolver.settings(&p);
         // Rules name an analysis by its declared name (`bimodal("bimodality-detection")`).
         settings.insert("analysis".into(), Value::Str(decl.name.clone()));
-        self.save(a, &settings, (metrics, BTreeMap::new()), &raw, started)
+        let mut rec = self.result_record(a, &settings, (outcome.metrics, BTreeMap::new()), BTreeMap::new(), started);
+        rec.intervals = outcome.intervals;
+        rec.tests = outcome.tests;
+        self.store.save(&rec, &raw).map_err(ActionError::Store)
     }
 
     fn save(
@@ -145,22 +148,35 @@ impl<P: Provider> Exec<'_, P> {
         &mut self,
         a: &Action,
         settings: &BTreeMap<String, Value>,
-        (metrics, samples): Measured,
+        measured: Measured,
         units: BTreeMap<String, String>,
         raw: &[u8],
         started: Instant,
     ) -> Result<(), ActionError> {
+        let rec = self.result_record(a, settings, measured, units, started);
+        self.store.save(&rec, raw).map_err(ActionError::Store)
+    }
+
+    /// The stored record of a result, with the provenance of this apply.
+    fn result_record(
+        &self,
+        a: &Action,
+        settings: &BTreeMap<String, Value>,
+        (metrics, samples): Measured,
+        units: BTreeMap<String, String>,
+        started: Instant,
+    ) -> ResultRecord {
         let settings = settings
             .iter()
             .filter(|(_, v)| !matches!(v, Value::Ref { .. }))
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.display().trim_matches('"').to_string())))
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(crate::results::setting_text(v))))
             .collect();
         let kind = match a.kind {
             Kind::Analysis => ResultKind::Analysis,
             Kind::Step => ResultKind::Step,
             _ => ResultKind::Pattern,
         };
-        let rec = ResultRecord {
+        ResultRecord {
             id: a.id.to_string(),
             hash: a.hash.clone(),
             layer: a.layer.clone().unwrap_or_default(),
@@ -173,8 +189,9 @@ impl<P: Provider> Exec<'_, P> {
             units,
             raw: format!("{}.raw.{}", a.id, &a.hash[..8.min(a.hash.len())]),
             provenance: Some(self.provenance.clone().unwrap_or_else(|| self.provenance_here(None))),
-        };
-        self.store.save(&rec, raw).map_err(ActionError::Store)
+            intervals: vec![],
+            tests: vec![],
+        }
     }
 }
 

@@ -30,7 +30,15 @@ pub fn run(a: &Args) -> ExitCode {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     let out_dir = a.out.clone().unwrap_or_else(|| args::dir_of(file).join(".nixl/reports").join(campaign.name()));
-    let html = report::html(campaign.name(), &records, &fired);
+    let factors = nixl::results::factors::of_design(&campaign.design);
+    let generated = nixl::state::lock::now_rfc3339();
+    let html = report::html(&report::Report {
+        experiment: campaign.name(),
+        factors: &factors,
+        results: &records,
+        fired: &fired,
+        generated: &generated,
+    });
     let path = out_dir.join("report.html");
     if let Err(e) = std::fs::create_dir_all(&out_dir).and_then(|_| std::fs::write(&path, html)) {
         return output::fail(&format!("cannot write {}: {e}", path.display()));

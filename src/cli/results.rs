@@ -13,7 +13,7 @@ use std::process::ExitCode;
 pub enum ResultsFormat {
     /// One line per result: id, layer, metrics.
     Table,
-    /// A header of every metric name, then one row per result.
+    /// A header, then one row per result: id, layer, kind, every factor, provenance, every metric.
     Csv,
     /// The stored records, one JSON array.
     Json,
@@ -74,22 +74,10 @@ pub fn run(a: &Args) -> ExitCode {
     }
     output::out(&match a.format {
         ResultsFormat::Json => serde_json::to_string_pretty(&records).expect("records serialise") + "\n",
-        ResultsFormat::Csv => csv(&records),
+        ResultsFormat::Csv => nixl::results::export::csv(&records, &nixl::results::factors::of_design(&campaign.design)),
         ResultsFormat::Table => table(campaign, &records),
     });
     ExitCode::SUCCESS
-}
-
-fn csv(records: &[ResultRecord]) -> String {
-    let mut keys: Vec<&String> = records.iter().flat_map(|r| r.metrics.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let mut s = format!("id,layer,{}\n", keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(","));
-    for r in records {
-        let vals: Vec<String> = keys.iter().map(|k| r.metrics.get(*k).map(|v| format!("{v:.4}")).unwrap_or_default()).collect();
-        s += &format!("{},{},{}\n", r.id, r.layer, vals.join(","));
-    }
-    s
 }
 
 fn table(campaign: &Campaign, records: &[ResultRecord]) -> String {

@@ -63,6 +63,12 @@ pub fn run(a: &Args) -> ExitCode {
                     row.done += 1;
                     used += r.and_then(|r| r.seconds).unwrap_or(0.0);
                 }
+                // An ad-hoc pattern a rule (or `--target`) ran: plans schedule it only when
+                // asked again, so it has no action here, yet it is done.
+                (None, Some(r)) if pat.adhoc && r.status == Status::Done => {
+                    row.done += 1;
+                    used += r.seconds.unwrap_or(0.0);
+                }
                 (_, Some(r)) if r.status == Status::Failed => {
                     row.failed += 1;
                     let first = r.error.as_deref().unwrap_or("").lines().next().unwrap_or("").to_string();

@@ -1,6 +1,6 @@
 //! Analyses declared in the file, computed on the local machine from stored results.
 
-use super::{stats, ResultRecord};
+use super::{stats, Correction, Interval, IntervalMethod, ResultRecord, ResultTest};
 use crate::check::value::Value;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -67,8 +67,17 @@ impl fmt::Display for AnalysisError {
 
 impl std::error::Error for AnalysisError {}
 
-/// The figures an analysis produced, or why it could not.
-pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Result<BTreeMap<String, f64>, AnalysisError> {
+/// What an analysis produced: its figures, the intervals among them with their n
+/// and method, and the test of each result when it tests many.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub metrics: BTreeMap<String, f64>,
+    pub intervals: Vec<Interval>,
+    pub tests: Vec<ResultTest>,
+}
+
+/// What an analysis produced, or why it could not.
+pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Result<Outcome, AnalysisError> {
     let func = method.field("function").and_then(Value::as_str).unwrap_or("");
     let args: Vec<Value> = match method.field("args") {
         Some(Value::List(a)) => a.clone(),
@@ -78,7 +87,8 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
         results.iter().filter(move |r| r.layer == layer)
     }
     let metric_arg = |default: &str| args.first().map(Value::interpolated).unwrap_or_else(|| default.to_string());
-    let mut out = BTreeMap::new();
+    let mut outcome = Outcome::default();
+    let out = &mut outcome.metrics;
     match func {
         "compare" => {
             let key = metric_key(&metric_arg("ttft"));
@@ -89,7 +99,7 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
             if pairs.is_empty() {
                 return Err(AnalysisError::NoMatchingLevels { a, b, key });
             }
-            differences(&mut out, &key, &pairs);
+            outcome.intervals = differences(out, &key, &pairs);
         }
         // The seed's "proxy overhead" timed the proxy itself; this is what results can
         // tell: TTFT a disaggregated layer adds over unified serving at the same levels
@@ -105,10 +115,10 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
             if pairs.is_empty() {
                 return Err(AnalysisError::NoProxyPairs);
             }
-            differences(&mut out, "ttft_mean", &pairs);
+            outcome.intervals = differences(out, "ttft_mean", &pairs);
             out.insert("disaggregation_overhead_ms".into(), stats::mean(&pairs.iter().map(|(x, y)| x - y).collect::<Vec<_>>()));
         }
-        "tpot_separation" => tpot_separation(inputs, results, &mut out)?,
+        "tpot_separation" => tpot_separation(inputs, results, out)?,
         "tpot_spread" => {
             for l in inputs {
                 let v: Vec<f64> = of(results, l).filter_map(|r| r.metrics.get("tpot_mean").copied()).collect();
@@ -139,7 +149,7 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
             let alpha = method.field("alpha").and_then(Value::as_f64).unwrap_or(0.05);
             let mut recs: Vec<&ResultRecord> = inputs.iter().flat_map(|l| of(results, l)).collect();
             recs.sort_by(|a, b| a.id.cmp(&b.id));
-            out = bimodality(&recs, &metric, alpha)?;
+            (*out, outcome.tests) = bimodality(&recs, &metric, alpha)?;
         }
         "correlation" => {
             let x = metric_key(&metric_arg("ttft"));
@@ -165,7 +175,7 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
         }
         other => return Err(AnalysisError::UnknownMethod(other.to_string())),
     }
-    Ok(out)
+    Ok(outcome)
 }
 
 /// The stored metric a short name stands for: `ttft` is `ttft_mean`, `e2e` is `e2e_latency_mean`.
@@ -220,37 +230,41 @@ fn matched<'r>(
     out
 }
 
-/// Pairs below which a bootstrap interval is not reported: resampling 3 pairs gives an
-/// interval far narrower than the data supports. Fewer pairs get Student's t interval.
-pub const BOOTSTRAP_MIN_PAIRS: usize = 10;
+/// Under this many values a percentile bootstrap is too narrow (3 pairs gave an interval
+/// excluding zero where the t interval includes it): Student's t instead.
+pub const BOOTSTRAP_MIN_N: usize = 20;
 
-/// Mean difference and ratio of pairs with their 95% intervals: bootstrap from
-/// [`BOOTSTRAP_MIN_PAIRS`] pairs on (`_ci_method` 1), Student's t below it (`_ci_method` 2);
-/// `_ci_n` is the number of pairs behind each interval.
-fn differences(out: &mut BTreeMap<String, f64>, key: &str, pairs: &[(f64, f64)]) {
+/// A 95% interval of the mean of `values`, by the method their number allows; None under two.
+fn interval_of_mean(quantity: String, values: &[f64], reference: f64, seed: u64) -> Option<Interval> {
+    let n = values.len();
+    let (method, (low, high)) = if n >= BOOTSTRAP_MIN_N {
+        let m = IntervalMethod::BootstrapPercentile { resamples: BOOTSTRAP_REPS };
+        (m, stats::bootstrap_ci(values, BOOTSTRAP_REPS, seed, stats::mean)?)
+    } else {
+        (IntervalMethod::StudentT, stats::t_interval(values)?)
+    };
+    Some(Interval { quantity, estimate: mean(values), low, high, reference, n, method })
+}
+
+/// Mean difference and ratio of pairs, with their 95% intervals (also as `_ci_low`/`_ci_high` figures).
+fn differences(out: &mut BTreeMap<String, f64>, key: &str, pairs: &[(f64, f64)]) -> Vec<Interval> {
     let diffs: Vec<f64> = pairs.iter().map(|(x, y)| x - y).collect();
     let ratios: Vec<f64> = pairs.iter().filter(|(_, y)| *y != 0.0).map(|(x, y)| x / y).collect();
     out.insert(format!("{key}_diff_mean"), mean(&diffs));
-    interval(out, &format!("{key}_diff"), &diffs, 1);
     if !ratios.is_empty() {
         out.insert(format!("{key}_ratio_mean"), mean(&ratios));
-        interval(out, &format!("{key}_ratio"), &ratios, 2);
     }
     out.insert("pairs".into(), diffs.len() as f64);
-}
-
-fn interval(out: &mut BTreeMap<String, f64>, name: &str, v: &[f64], seed: u64) {
-    let (ci, method) = if v.len() >= BOOTSTRAP_MIN_PAIRS {
-        (stats::bootstrap_ci(v, BOOTSTRAP_REPS, seed, stats::mean), 1.0)
-    } else {
-        (stats::t_interval95(v), 2.0)
-    };
-    if let Some((lo, hi)) = ci {
-        out.insert(format!("{name}_ci_low"), lo);
-        out.insert(format!("{name}_ci_high"), hi);
-        out.insert(format!("{name}_ci_n"), v.len() as f64);
-        out.insert(format!("{name}_ci_method"), method);
+    let intervals: Vec<Interval> =
+        [interval_of_mean(format!("{key}_diff"), &diffs, 0.0, 1), interval_of_mean(format!("{key}_ratio"), &ratios, 1.0, 2)]
+            .into_iter()
+            .flatten()
+            .collect();
+    for i in &intervals {
+        out.insert(format!("{}_ci_low", i.quantity), i.low);
+        out.insert(format!("{}_ci_high", i.quantity), i.high);
     }
+    intervals
 }
 
 /// The seed's TPOT separation: each request's inter-token latencies are either a decode
@@ -280,50 +294,74 @@ fn tpot_separation(inputs: &[String], results: &[ResultRecord], out: &mut BTreeM
 }
 
 /// The samples a dip test reads from one result: per-request values when the
-/// tool reported them (ttft -> ttft_ms), none otherwise.
-pub fn samples_of<'r>(r: &'r ResultRecord, metric: &str) -> Option<&'r Vec<f64>> {
-    r.samples.get(&format!("{metric}_ms")).or_else(|| r.samples.get(metric)).filter(|v| v.len() >= 4)
+/// tool reported them (ttft -> ttft_ms), none otherwise; with their name in the record.
+pub fn samples_of<'r>(r: &'r ResultRecord, metric: &str) -> Option<(&'r str, &'r Vec<f64>)> {
+    let named = format!("{metric}_ms");
+    r.samples
+        .get_key_value(&named)
+        .or_else(|| r.samples.get_key_value(metric))
+        .filter(|(_, v)| v.len() >= 4)
+        .map(|(k, v)| (k.as_str(), v))
 }
 
 /// Dip test per result with per-request samples, or over the results' values when
 /// none has samples. Testing many results at once, each at `alpha`, would call some
 /// unimodal one bimodal by chance: the p-values are Holm-adjusted (family-wise error
 /// at `alpha`), and `bimodal` means an adjusted p-value below it. The most bimodal
-/// result is reported with its split.
-fn bimodality(recs: &[&ResultRecord], metric: &str, alpha: f64) -> Result<BTreeMap<String, f64>, AnalysisError> {
-    let with_samples: Vec<&Vec<f64>> = recs.iter().filter_map(|r| samples_of(r, metric)).collect();
-    let tested: Vec<&[f64]> = if with_samples.is_empty() { vec![] } else { with_samples.iter().map(|v| v.as_slice()).collect() };
+/// result is reported with its split; every result's test is kept.
+fn bimodality(
+    recs: &[&ResultRecord],
+    metric: &str,
+    alpha: f64,
+) -> Result<(BTreeMap<String, f64>, Vec<ResultTest>), AnalysisError> {
     let key = metric_key(metric);
+    let mut tested: Vec<(Option<String>, &str, &[f64])> =
+        recs.iter().filter_map(|r| samples_of(r, metric).map(|(k, v)| (Some(r.id.clone()), k, v.as_slice()))).collect();
     let pooled: Vec<f64> = recs.iter().filter_map(|r| r.metrics.get(&key).copied()).collect();
-    let tested = if tested.is_empty() {
+    if tested.is_empty() {
         if pooled.len() < 4 {
             return Err(AnalysisError::NoSamples { metric: metric.to_string(), key });
         }
-        vec![pooled.as_slice()]
-    } else {
-        tested
-    };
-    let tests: Vec<(f64, f64)> = tested.iter().map(|v| stats::dip_test(v, DIP_SIMS)).collect();
-    let raw: Vec<f64> = tests.iter().map(|t| t.1).collect();
+        tested.push((None, key.as_str(), pooled.as_slice()));
+    }
+    let dips: Vec<(f64, f64)> = tested.iter().map(|t| stats::dip_test(t.2, DIP_SIMS)).collect();
+    let raw: Vec<f64> = dips.iter().map(|t| t.1).collect();
     let adjusted = stats::holm(&raw);
-    let worst = (0..tests.len())
-        .min_by(|&a, &b| adjusted[a].total_cmp(&adjusted[b]).then(tests[b].0.total_cmp(&tests[a].0)))
+    let worst = (0..dips.len())
+        .min_by(|&a, &b| adjusted[a].total_cmp(&adjusted[b]).then(dips[b].0.total_cmp(&dips[a].0)))
         .ok_or(AnalysisError::NothingToTest)?;
+    let tests: Vec<ResultTest> = tested
+        .iter()
+        .enumerate()
+        .map(|(i, (result, sample, v))| ResultTest {
+            result: result.clone(),
+            sample: sample.to_string(),
+            values: if result.is_none() { v.to_vec() } else { vec![] },
+            n: v.len(),
+            statistic: dips[i].0,
+            p_value: raw[i],
+            p_adjusted: adjusted[i],
+            correction: Correction::Holm,
+            alpha,
+            flagged: adjusted[i] < alpha,
+            split: stats::two_component_split(v).map(|s| s.threshold),
+        })
+        .collect();
     let mut out = BTreeMap::new();
-    out.insert("dip".into(), tests[worst].0);
+    out.insert("dip".into(), dips[worst].0);
     out.insert("p_value".into(), raw[worst]);
     out.insert("p_holm".into(), adjusted[worst]);
     out.insert("bimodal".into(), if adjusted[worst] < alpha { 1.0 } else { 0.0 });
-    out.insert("tested".into(), tests.len() as f64);
-    out.insert("bimodal_results".into(), adjusted.iter().filter(|p| **p < alpha).count() as f64);
-    if let Some(s) = stats::two_component_split(tested[worst]) {
+    out.insert("tested".into(), dips.len() as f64);
+    out.insert("bimodal_results".into(), tests.iter().filter(|t| t.flagged).count() as f64);
+    if let Some(s) = stats::two_component_split(tested[worst].2) {
         out.insert("split_threshold".into(), s.threshold);
         out.insert("phase_a_n".into(), s.low_n as f64);
         out.insert("phase_a_mean".into(), s.low_mean);
         out.insert("phase_b_n".into(), s.high_n as f64);
         out.insert("phase_b_mean".into(), s.high_mean);
     }
-    Ok(out)
+    Ok((out, tests))
 }
 
 #[cfg(test)]
@@ -350,7 +388,67 @@ mod tests {
             units: BTreeMap::new(),
             raw: String::new(),
             provenance: None,
+            intervals: vec![],
+            tests: vec![],
         }
+    }
+
+    fn at(mut r: ResultRecord, prompt: &str) -> ResultRecord {
+        r.settings.insert("prompt".into(), prompt.into());
+        r
+    }
+
+    /// Three pairs get Student's t (the 3-pair bootstrap excluded zero where t
+    /// does not); twenty or more the percentile bootstrap; each says its n and method.
+    #[test]
+    fn compare_intervals_say_their_n_and_method() {
+        let pairs = |n: usize| -> Vec<ResultRecord> {
+            (0..n)
+                .flat_map(|i| {
+                    let p = format!("{i}");
+                    let a = 100.0 + (i * 37 % 11) as f64;
+                    [
+                        at(result(&format!("a{i}"), "A", &[("ttft_mean", a)]), &p),
+                        at(result(&format!("b{i}"), "B", &[("ttft_mean", 100.0)]), &p),
+                    ]
+                })
+                .collect()
+        };
+        let inputs = ["A".to_string(), "B".to_string()];
+        let o = run(&method("compare", &[]), &inputs, &pairs(3)).unwrap();
+        let diff = o.intervals.iter().find(|i| i.quantity == "ttft_mean_diff").unwrap();
+        assert_eq!((diff.n, diff.method, diff.reference), (3, IntervalMethod::StudentT, 0.0));
+        assert_eq!((o.metrics["ttft_mean_diff_ci_low"], o.metrics["ttft_mean_diff_ci_high"]), (diff.low, diff.high));
+        assert!(diff.low < diff.estimate && diff.estimate < diff.high);
+        let ratio = o.intervals.iter().find(|i| i.quantity == "ttft_mean_ratio").unwrap();
+        assert_eq!(ratio.reference, 1.0);
+        let o = run(&method("compare", &[]), &inputs, &pairs(BOOTSTRAP_MIN_N)).unwrap();
+        assert_eq!(o.intervals[0].method, IntervalMethod::BootstrapPercentile { resamples: BOOTSTRAP_REPS });
+        assert_eq!(o.intervals[0].n, BOOTSTRAP_MIN_N);
+        let o = run(&method("compare", &[]), &inputs, &pairs(1)).unwrap();
+        assert!(o.intervals.is_empty() && !o.metrics.contains_key("ttft_mean_diff_ci_low"), "no interval from one pair");
+    }
+
+    /// Every result a dip test read is kept with its raw and Holm-adjusted p-value.
+    #[test]
+    fn a_dip_test_keeps_every_results_test() {
+        let mut recs = vec![];
+        for i in 0..5 {
+            let mut r = result(&format!("r{i}"), "L", &[]);
+            let v: Vec<f64> = if i == 0 {
+                (0..40).map(|k| if k % 2 == 0 { 100.0 + k as f64 * 0.1 } else { 300.0 + k as f64 * 0.1 }).collect()
+            } else {
+                (0..40).map(|k| 100.0 + ((k * 7919) % 97) as f64).collect()
+            };
+            r.samples.insert("ttft_ms".into(), v);
+            recs.push(r);
+        }
+        let o = run(&method("dip_test", &[]), &["L".into()], &recs).unwrap();
+        assert_eq!(o.tests.len(), 5);
+        let flagged: Vec<_> = o.tests.iter().filter(|t| t.flagged).map(|t| t.result.clone().unwrap()).collect();
+        assert_eq!(flagged, ["r0"]);
+        assert!(o.tests.iter().all(|t| t.p_adjusted >= t.p_value && t.sample == "ttft_ms" && t.n == 40));
+        assert_eq!(o.metrics["bimodal_results"], 1.0);
     }
 
     #[test]
@@ -438,6 +536,8 @@ mod null_rate {
                     units: BTreeMap::new(),
                     raw: String::new(),
                     provenance: None,
+                    intervals: vec![],
+                    tests: vec![],
                 }
             })
             .collect()
@@ -449,7 +549,8 @@ mod null_rate {
         m.insert("function".to_string(), Value::Str("dip_test".into()));
         m.insert("metric".to_string(), Value::Str("ttft".into()));
         let method = Value::Record(m);
-        let fired = (0..100u64).filter(|&seed| run(&method, &["L".into()], &campaign(seed)).unwrap()["bimodal"] >= 1.0).count();
+        let fired =
+            (0..100u64).filter(|&seed| run(&method, &["L".into()], &campaign(seed)).unwrap().metrics["bimodal"] >= 1.0).count();
         // Without the correction (any result at p < 0.05) most campaigns would fire.
         let uncorrected = (0..100u64)
             .filter(|&seed| campaign(seed).iter().any(|r| stats::dip_test(&r.samples["ttft_ms"], DIP_SIMS).1 < 0.05))

@@ -350,6 +350,8 @@ mod tests {
             units: BTreeMap::new(),
             raw: String::new(),
             provenance: None,
+            intervals: vec![],
+            tests: vec![],
         }
     }
 

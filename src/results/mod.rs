@@ -2,6 +2,8 @@
 //! pattern and content hash, raw output kept beside the parsed metrics.
 
 pub mod analysis;
+pub mod export;
+pub mod factors;
 pub mod mlflow;
 pub mod report;
 pub mod rules;
@@ -37,6 +39,87 @@ pub struct ResultRecord {
     /// What the figures were measured on and with (absent in records of earlier releases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+    /// An analysis's intervals, each with its n and method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<Interval>,
+    /// An analysis's test of each result it read (the dip test per result), corrected as a family.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<ResultTest>,
+}
+
+/// A 95% interval an analysis computed, with what it rests on.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Interval {
+    /// What it bounds, as the metrics name it without a suffix: `ttft_mean_diff`, `ttft_mean_ratio`.
+    pub quantity: String,
+    pub estimate: f64,
+    pub low: f64,
+    pub high: f64,
+    /// The value meaning "no effect": 0 for a difference, 1 for a ratio.
+    pub reference: f64,
+    /// Values (pairs) the interval is computed from.
+    pub n: usize,
+    pub method: IntervalMethod,
+}
+
+/// How an interval was computed.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum IntervalMethod {
+    /// Student's t interval of the mean (few values: a bootstrap would be too narrow).
+    StudentT,
+    /// Percentile bootstrap of the mean, seeded.
+    BootstrapPercentile { resamples: usize },
+}
+
+impl IntervalMethod {
+    pub fn describe(self) -> String {
+        match self {
+            IntervalMethod::StudentT => "Student t".into(),
+            IntervalMethod::BootstrapPercentile { resamples } => format!("percentile bootstrap, {resamples} resamples"),
+        }
+    }
+}
+
+/// One result's test inside an analysis that tests many (the dip test of each
+/// result's per-request samples), with its p-value corrected over the family.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ResultTest {
+    /// The result tested; None when the analysis pooled the results' values (no per-request samples).
+    pub result: Option<String>,
+    /// The samples tested: the name of the result's samples (`ttft_ms`), or the metric pooled (`ttft_mean`).
+    pub sample: String,
+    /// The pooled values, when `result` is None (a result's samples stay in its record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
+    pub n: usize,
+    /// The test statistic (Hartigan's dip).
+    pub statistic: f64,
+    pub p_value: f64,
+    /// The p-value after `correction` over every result the analysis tested.
+    pub p_adjusted: f64,
+    pub correction: Correction,
+    pub alpha: f64,
+    /// Adjusted p-value below alpha.
+    pub flagged: bool,
+    /// Where the two-component split falls (the seed's phase A/B boundary).
+    pub split: Option<f64>,
+}
+
+/// A multiple-testing correction.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Correction {
+    /// Holm's step-down adjustment: family-wise error at alpha.
+    Holm,
+}
+
+impl Correction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Correction::Holm => "Holm",
+        }
+    }
 }
 
 /// Where a result came from: the provider, the machines as launched, and the
@@ -155,6 +238,12 @@ impl Store {
         let b = std::fs::read(self.dir.join(format!("{id}.json"))).ok()?;
         serde_json::from_slice(&b).ok()
     }
+}
+
+/// How a setting's value is stored in a record: as the file writes it, strings unquoted
+/// (`12K`, `4`, `efa`). Rules and the report compare levels by this text.
+pub fn setting_text(v: &crate::check::value::Value) -> String {
+    v.display().trim_matches('"').to_string()
 }
 
 /// Named figures and per-request samples of one result.

@@ -125,7 +125,7 @@ pub fn scheduled(model: &crate::check::Model, campaign: &crate::design::Campaign
                 .settings(p)
                 .iter()
                 .filter(|(_, v)| !matches!(v, Value::Ref { .. }))
-                .map(|(k, v)| (k.clone(), v.display().trim_matches('"').to_string()))
+                .map(|(k, v)| (k.clone(), super::setting_text(v)))
                 .collect(),
             analysis: p.analysis.clone(),
         })
@@ -324,7 +324,7 @@ impl Ctx<'_> {
             .iter()
             .filter(|s| {
                 filters.iter().all(|(k, v)| {
-                    let text = v.display().trim_matches('"').to_string();
+                    let text = super::setting_text(v);
                     if k == "layer" {
                         s.layer == text
                     } else {
@@ -338,7 +338,7 @@ impl Ctx<'_> {
 
 fn record_matches(r: &ResultRecord, filters: &[(String, Value)]) -> bool {
     filters.iter().all(|(k, v)| {
-        let text = v.display().trim_matches('"').to_string();
+        let text = super::setting_text(v);
         if k == "layer" {
             return r.layer == text;
         }

@@ -115,33 +115,58 @@ fn svg_count(html: &str) -> usize {
     html.matches("<svg class=\"plot\"").count()
 }
 
+/// The report of a local run with a rule that fired: provenance header, the synthetic
+/// banner, a line per layer, the analyses' intervals with n and method, a histogram
+/// with a count axis for every flagged result; rendered in Chromium, screenshot kept
+/// as target/report-screenshot.png.
 #[test]
-fn the_report_of_the_local_demo_has_plots_and_renders_in_chromium() {
+fn the_report_of_a_local_run_has_provenance_plots_and_renders_in_chromium() {
     let dir = {
         let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
         let dir = copy_examples("report");
-        apply(&dir, "local-demo.nixl", &[]);
-        destroy(&dir, "local-demo.nixl");
+        apply(&dir, "local-rules.nixl", &[]);
+        destroy(&dir, "local-rules.nixl");
         dir
     };
     let out_dir = dir.join("out");
-    let out = nixl().current_dir(&dir).args(["report", "local-demo.nixl", "--out"]).arg(&out_dir).output().unwrap();
+    let out = nixl().current_dir(&dir).args(["report", "local-rules.nixl", "--out"]).arg(&out_dir).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
     assert!(svg_count(&html) >= 2, "{html}");
-    // TTFT and TPOT lines for both E2E layers at c=4, three prompt lengths each.
-    assert!(html.contains("L1-Unified c=4") && html.contains("L2-EFA c=4"));
+    // TTFT and TPOT lines for both E2E layers; concurrency has one level and says so.
+    assert!(html.contains(">L1-Unified<") && html.contains(">L2-EFA<"), "{html}");
+    assert!(html.contains("concurrency = 4"));
     assert!(html.matches("<path class=\"series\"").count() >= 4);
-    assert!(html.contains("demo-analysis-efa-vs-unified") && html.contains("95% CI"));
-    assert!(html.contains("demo-efa-12k-c4"));
-    chromium_renders(&out_dir.join("report.html"), &dir);
+    assert!(html.contains("rules-analysis-efa-vs-unified") && html.contains("95% CI"));
+    assert!(html.contains("n = 3, Student t"), "the interval says its n and method");
+    assert!(html.contains("rules-efa-12k-c4"));
+    let dom = chromium_renders(&out_dir.join("report.html"), &dir);
+    let provenance = dom.split("id=\"provenance\"").nth(1).expect("a provenance header").split("</table>").next().unwrap();
+    for want in ["Qwen/Qwen2.5-7B-Instruct", "Provider", ">local<", "Instance type (as launched)", "vLLM", "NIXL", "0.1.0"] {
+        assert!(provenance.contains(want), "{want} missing from the header: {provenance}");
+    }
+    let banner = dom.split("id=\"synthetic-banner\"").nth(1).expect("the synthetic banner");
+    assert!(banner.contains(nixl::results::report::SYNTHETIC_BANNER), "{banner}");
+    // Every flagged result has its histogram, with a count axis.
+    let dip = nixl::results::Store::new(&dir.join(".nixl/results/rules")).get("rules-analysis-ttft-bimodality").unwrap();
+    let flagged: Vec<&str> = dip.tests.iter().filter(|t| t.flagged).filter_map(|t| t.result.as_deref()).collect();
+    assert!(!flagged.is_empty());
+    for id in flagged {
+        assert!(dom.contains(&format!("{id}: bimodal")), "no histogram of {id}");
+    }
+    assert!(dom.contains("class=\"count\""), "histograms have a count axis");
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-screenshot.png");
+    if dir.join("report.png").exists() {
+        std::fs::copy(dir.join("report.png"), &shot).unwrap();
+    }
 }
 
-/// Opens the page in headless Chromium: no script errors, plots in the DOM, a screenshot with content.
-fn chromium_renders(page: &Path, scratch: &Path) {
+/// Opens the page in headless Chromium: no script errors, plots in the DOM, a screenshot
+/// with content (`report.png` in `scratch`). Returns the rendered DOM.
+fn chromium_renders(page: &Path, scratch: &Path) -> String {
     if std::env::var("NIXL_SKIP_BROWSER_TESTS").as_deref() == Ok("1") {
         eprintln!("skipping the browser check: NIXL_SKIP_BROWSER_TESTS=1");
-        return;
+        return std::fs::read_to_string(page).unwrap();
     }
     let bin = ["chromium", "chromium-browser"].into_iter().find(|b| Command::new(b).arg("--version").output().is_ok());
     let bin = bin.expect("chromium is not installed (apt-get install chromium), or set NIXL_SKIP_BROWSER_TESTS=1");
@@ -173,12 +198,13 @@ fn chromium_renders(page: &Path, scratch: &Path) {
     assert!(svg_count(&dom_text) >= 2, "the rendered DOM lacks the plots:\n{dom_text}");
     assert!(dom_text.contains("<path class=\"series\""));
     let png = scratch.join("report.png");
-    let shot = run(&[format!("--screenshot={}", png.display()), "--window-size=1400,1600".into()], "profile-shot");
+    let shot = run(&[format!("--screenshot={}", png.display()), "--window-size=1400,2600".into()], "profile-shot");
     assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
     let bytes = std::fs::read(&png).expect("chromium wrote no screenshot");
     assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
     // A blank white page compresses to a few kilobytes; plots, text and tables do not.
     assert!(bytes.len() > 30_000, "the screenshot looks empty ({} bytes)", bytes.len());
+    dom_text.into_owned()
 }
 
 /// A real `mlflow server` on a free loopback port with a SQLite store, stopped on drop.
@@ -349,6 +375,8 @@ fn record(id: &str, layer: &str, settings: &[(&str, &str)], metrics: &[(&str, f6
         units: Default::default(),
         raw: String::new(),
         provenance: None,
+        intervals: vec![],
+        tests: vec![],
     }
 }
 
@@ -430,6 +458,11 @@ fn an_adhoc_e2e_pattern_fired_by_a_rule_gets_its_own_server_launch_in_the_same_a
     assert!(rec.metrics["ttft_mean"] > 0.0);
     let plan = nixl().current_dir(&dir).args(["plan", "probe.nixl", "--detailed-exitcode"]).output().unwrap();
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    // Status counts the pattern the rule ran as done, the two it did not as ad hoc.
+    let status = nixl().current_dir(&dir).args(["status", "probe.nixl", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_else(|_| panic!("{}", text(&status)));
+    let probe = v["layers"].as_array().unwrap().iter().find(|l| l["layer"] == "L6-TCP-Probe").unwrap();
+    assert_eq!((&probe["done"], &probe["pending"], &probe["adhoc"]), (&1.into(), &0.into(), &2.into()), "{v}");
     destroy(&dir, "probe.nixl");
 }
 

@@ -284,7 +284,12 @@ fn replace_on_plan_and_destroy_target_nodes_on_the_local_provider() {
         .filter(|a| a["change"] != "no-op")
         .map(|a| a["id"].as_str().unwrap())
         .collect();
-    assert_eq!(changed, ["upload", "server.1.start", "demo-unified-4k-c4", "server.1.stop"], "{plan}");
+    // The analysis reading the replaced pattern is computed again from its new result.
+    assert_eq!(
+        changed,
+        ["upload", "server.1.start", "demo-unified-4k-c4", "server.1.stop", "demo-analysis-efa-vs-unified"],
+        "{plan}"
+    );
     // destroy --target nodes keeps the stack: the next plan creates only the nodes and their setup.
     let out = run(&["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve", "--target", "nodes"]);
     assert!(out.status.success(), "{}", text(&out));
