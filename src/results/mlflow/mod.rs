@@ -1,28 +1,69 @@
 //! Logging results to an MLflow tracking server over its REST API (no Python).
-//! One MLflow experiment per experiment block, one run per pattern; a run is
-//! found again by its pattern id and content hash, so logging twice adds nothing.
+//! One MLflow experiment per experiment block, one run per result, keyed by the
+//! result's id and content hash (`describe.rs` names what a run holds).
+//!
+//! Logging is idempotent, also when two pushes (or an apply and a push) run at
+//! once. MLflow has no unique constraint, so a run's key is enforced twice:
+//! - one machine: a lock beside the results (`lock.rs`) is held while a result's
+//!   run is found or created and written; the second logger then finds it complete;
+//! - several machines (or copies of the results): after creating a run, the
+//!   logger searches the key again and keeps one run of those it finds (a
+//!   finished one first, then the least run id: every logger picks the same),
+//!   deleting the others. A logger whose write fails (its run deleted under it,
+//!   or the same params written by another at the same moment) starts over from
+//!   the search and writes into the survivor; logging the same params and
+//!   metrics again is a no-op in MLflow.
+//!
+//! Where requests go and how they are authenticated (token, basic, SigV4 for
+//! SageMaker) is `endpoint.rs`.
 
-use super::ResultRecord;
+mod describe;
+mod endpoint;
+mod lock;
+
+pub use describe::{describe, run_times, Described, TAG_HASH, TAG_PATTERN};
+pub use endpoint::{TrackingServerArn, ARN_HEADER, CUSTOM_ENDPOINT_ENV, SIGV4_SERVICE};
+
+use super::{ResultRecord, Store};
 use crate::check::value::Value;
+use endpoint::Endpoint;
+use reqwest::Method;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Tags that find a pattern's run again.
-pub const TAG_PATTERN: &str = "nixl_pattern_id";
-pub const TAG_HASH: &str = "nixl_hash";
 /// MLflow's `error_code` for a name or id it does not know.
 const RESOURCE_DOES_NOT_EXIST: &str = "RESOURCE_DOES_NOT_EXIST";
+/// MLflow's `error_code` for a name taken (an experiment another logger just created).
+const RESOURCE_ALREADY_EXISTS: &str = "RESOURCE_ALREADY_EXISTS";
 /// How much of an error body a message quotes.
 const BODY_CHARS: usize = 300;
+/// How many times a result's run is written, when racing loggers get in the way.
+const ATTEMPTS: usize = 3;
+/// The pause before the next attempt, times the attempts so far.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// What one log-batch call takes at most (MLflow's limits).
+const BATCH_METRICS: usize = 1000;
+const BATCH_PARAMS: usize = 100;
+const BATCH_TAGS: usize = 100;
+/// The artifact store MLflow's server proxies (`mlflow server --serve-artifacts`, the default).
+const PROXIED_ARTIFACTS: &str = "mlflow-artifacts:";
 
 /// Why a call to the MLflow server failed. Display is the message apply and `results --push` print.
 #[derive(Debug)]
 pub enum MlflowError {
-    /// The tracking URI is not HTTP(S) (a `file:` store, `databricks`...).
+    /// The tracking URI is neither HTTP(S) nor a SageMaker ARN (a `file:` store, `databricks`...).
     Unsupported { uri: String },
+    /// The tracking URI starts with `arn:` but is not a tracking server ARN nixl can use.
+    BadArn { arn: String, why: &'static str },
+    /// The AWS credential chain found no credentials to sign with.
+    Credentials(aws_credential_types::provider::error::CredentialsError),
+    /// SigV4 could not sign the request.
+    Sign(aws_sigv4::http_request::SigningError),
+    /// SigV4 returned a header that is not valid HTTP.
+    SignedHeader { name: String },
     /// The HTTP client could not be built (TLS setup).
     Client(reqwest::Error),
     /// The request to `path` got no answer, or its body could not be read.
@@ -36,24 +77,34 @@ pub enum MlflowError {
     NoExperimentId { uri: String, experiment: String },
     /// runs/create answered without a run id.
     NoRunId,
-    /// The artifact upload got no answer.
-    ArtifactSend(reqwest::Error),
-    /// The artifact proxy refused the upload.
-    Artifact { status: reqwest::StatusCode },
+    /// The lock beside the results could not be taken.
+    Lock { path: PathBuf, source: std::io::Error },
 }
 
 impl MlflowError {
     /// MLflow does not know the name or id asked for (an experiment not created yet).
     pub fn is_missing(&self) -> bool {
-        matches!(self, MlflowError::Http { error_code: Some(c), .. } if c == RESOURCE_DOES_NOT_EXIST)
+        self.has_code(RESOURCE_DOES_NOT_EXIST)
+    }
+
+    fn has_code(&self, code: &str) -> bool {
+        matches!(self, MlflowError::Http { error_code: Some(c), .. } if c == code)
     }
 }
 
 impl fmt::Display for MlflowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MlflowError::Unsupported { uri } => write!(f, "MLflow tracking URI `{uri}`: nixl logs over HTTP(S) only"),
-            MlflowError::Client(e) | MlflowError::ArtifactSend(e) => write!(f, "{e}"),
+            MlflowError::Unsupported { uri } => {
+                write!(f, "MLflow tracking URI `{uri}`: nixl logs over HTTP(S) or to a SageMaker tracking server ARN only")
+            }
+            MlflowError::BadArn { arn, why } => write!(f, "MLflow tracking URI `{arn}`: {why}"),
+            MlflowError::Credentials(e) => {
+                write!(f, "MLflow on SageMaker: no AWS credentials to sign with ({e}); set AWS_PROFILE or AWS_ACCESS_KEY_ID")
+            }
+            MlflowError::Sign(e) => write!(f, "MLflow on SageMaker: cannot sign the request: {e}"),
+            MlflowError::SignedHeader { name } => write!(f, "MLflow on SageMaker: the signed header `{name}` is not valid"),
+            MlflowError::Client(e) => write!(f, "{e}"),
             MlflowError::Connect { path, source } => write!(f, "MLflow {path}: {source}"),
             MlflowError::Http { path, status, body, .. } => write!(f, "MLflow {path}: HTTP {status}: {body}"),
             MlflowError::NotJson { path, source } => write!(f, "MLflow {path}: not JSON: {source}"),
@@ -61,7 +112,7 @@ impl fmt::Display for MlflowError {
                 write!(f, "MLflow at {uri} returned no experiment id for `{experiment}`")
             }
             MlflowError::NoRunId => write!(f, "MLflow created a run without an id"),
-            MlflowError::Artifact { status } => write!(f, "artifact upload: HTTP {status}"),
+            MlflowError::Lock { path, source } => write!(f, "cannot lock `{}` for logging to MLflow: {source}", path.display()),
         }
     }
 }
@@ -69,18 +120,23 @@ impl fmt::Display for MlflowError {
 impl std::error::Error for MlflowError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            MlflowError::Client(e) | MlflowError::ArtifactSend(e) | MlflowError::Connect { source: e, .. } => Some(e),
+            MlflowError::Client(e) | MlflowError::Connect { source: e, .. } => Some(e),
             MlflowError::NotJson { source, .. } => Some(source),
+            MlflowError::Credentials(e) => Some(e),
+            MlflowError::Sign(e) => Some(e),
+            MlflowError::Lock { source, .. } => Some(source),
             _ => None,
         }
     }
 }
 
-/// Where to log: the server and the MLflow experiment name.
+/// Where to log: the server, the MLflow experiment name, and the lock beside
+/// the results that serialises this machine's logs (None: no lock, for tests).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {
     pub uri: String,
     pub experiment: String,
+    pub lock: Option<PathBuf>,
 }
 
 /// The target of an experiment: `MLFLOW_TRACKING_URI`, else the file's
@@ -105,20 +161,58 @@ pub fn target(settings: &BTreeMap<String, Value>, experiment: &str, results_dir:
             }
         }
     }
-    Some(Target { uri: uri.trim_end_matches('/').to_string(), experiment: name })
+    Some(Target { uri: uri.trim().trim_end_matches('/').to_string(), experiment: name, lock: Some(lock::path_in(results_dir)) })
 }
 
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    endpoint: Endpoint,
+    lock: Option<PathBuf>,
     pub experiment_id: String,
 }
 
+/// What logging a result did.
 #[derive(Debug, PartialEq)]
 pub enum Logged {
-    Created(String),
-    /// The pattern's run with this hash was already complete.
+    /// This call wrote the run: created it, or completed one left unfinished.
+    Written { run: String, artifacts: Artifacts },
+    /// The result's run was already complete.
     Existing(String),
+}
+
+/// Where a run's files went.
+#[derive(Debug, PartialEq)]
+pub enum Artifacts {
+    /// Uploaded through the server's artifact proxy, by name.
+    Uploaded(Vec<String>),
+    /// The server keeps artifacts where nixl does not upload (its `artifact_uri`:
+    /// a local path or an S3 bucket, when it runs without `--serve-artifacts`).
+    NotProxied { artifact_uri: String },
+}
+
+/// A run of a result's key, as runs/search or runs/create describe it.
+#[derive(Clone, Debug, PartialEq)]
+struct Found {
+    run_id: String,
+    finished: bool,
+    artifact_uri: String,
+}
+
+impl Found {
+    fn of(run: &Json) -> Found {
+        let info = &run["info"];
+        Found {
+            run_id: info["run_id"].as_str().unwrap_or_default().to_string(),
+            finished: info["status"] == "FINISHED",
+            artifact_uri: info["artifact_uri"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+impl Artifacts {
+    /// Why artifacts were not uploaded, said after the artifact URI.
+    pub const NOT_UPLOADED: &'static str =
+        "samples and raw outputs were not uploaded (nixl uploads through MLflow's artifact proxy: `mlflow server --serve-artifacts`)";
 }
 
 fn now_ms() -> i64 {
@@ -128,101 +222,185 @@ fn now_ms() -> i64 {
 impl Client {
     /// Finds or creates the MLflow experiment.
     pub async fn connect(t: &Target) -> Result<Client, MlflowError> {
-        if !t.uri.starts_with("http://") && !t.uri.starts_with("https://") {
-            return Err(MlflowError::Unsupported { uri: t.uri.clone() });
-        }
+        let endpoint = Endpoint::of(&t.uri).await?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(MlflowError::Client)?;
-        let mut c = Client { http, base: format!("{}/api/2.0/mlflow", t.uri), experiment_id: String::new() };
-        let found = c.get("experiments/get-by-name", &[("experiment_name", t.experiment.as_str())]).await;
-        c.experiment_id = match found {
-            Ok(v) => v["experiment"]["experiment_id"].as_str().unwrap_or_default().to_string(),
-            Err(e) if e.is_missing() => {
-                let v = c.post("experiments/create", &json!({ "name": t.experiment })).await?;
-                v["experiment_id"].as_str().unwrap_or_default().to_string()
-            }
-            Err(e) => return Err(e),
-        };
+        let mut c = Client { http, endpoint, lock: t.lock.clone(), experiment_id: String::new() };
+        c.experiment_id = c.experiment(&t.experiment).await?;
         if c.experiment_id.is_empty() {
             return Err(MlflowError::NoExperimentId { uri: t.uri.clone(), experiment: t.experiment.clone() });
         }
         Ok(c)
     }
 
-    async fn get(&self, path: &str, q: &[(&str, &str)]) -> Result<Json, MlflowError> {
-        let r = self.http.get(format!("{}/{path}", self.base)).query(q).send().await;
+    /// The experiment's id, created if missing (found again if another logger created it meanwhile).
+    async fn experiment(&self, name: &str) -> Result<String, MlflowError> {
+        let query = [("experiment_name", name)];
+        let get = || self.get("experiments/get-by-name", &query);
+        let id = |v: &Json| v["experiment"]["experiment_id"].as_str().unwrap_or_default().to_string();
+        match get().await {
+            Ok(v) => Ok(id(&v)),
+            Err(e) if e.is_missing() => match self.post("experiments/create", &json!({ "name": name })).await {
+                Ok(v) => Ok(v["experiment_id"].as_str().unwrap_or_default().to_string()),
+                Err(e) if e.has_code(RESOURCE_ALREADY_EXISTS) => Ok(id(&get().await?)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn send(&self, path: &str, req: Result<reqwest::Request, MlflowError>) -> Result<Json, MlflowError> {
+        let r = self.http.execute(req?).await;
         answer(path, r).await
+    }
+
+    async fn get(&self, path: &str, q: &[(&str, &str)]) -> Result<Json, MlflowError> {
+        let req = self.endpoint.request(&self.http, Method::GET, &format!("api/2.0/mlflow/{path}"), q, None).await;
+        self.send(path, req).await
     }
 
     async fn post(&self, path: &str, body: &Json) -> Result<Json, MlflowError> {
-        let r = self.http.post(format!("{}/{path}", self.base)).json(body).send().await;
-        answer(path, r).await
+        let bytes = serde_json::to_vec(body).expect("JSON serialises");
+        let body = Some((bytes, "application/json"));
+        let req = self.endpoint.request(&self.http, Method::POST, &format!("api/2.0/mlflow/{path}"), &[], body).await;
+        self.send(path, req).await
+    }
+
+    /// The active runs of a result's key, the one to keep first: a finished one, then the least run id.
+    async fn find_all(&self, rec: &ResultRecord) -> Result<Vec<Found>, MlflowError> {
+        let filter = format!("tags.{TAG_PATTERN} = '{}' and tags.{TAG_HASH} = '{}'", quote(&rec.id), quote(&rec.hash));
+        let v = self
+            .post("runs/search", &json!({ "experiment_ids": [self.experiment_id], "filter": filter, "max_results": 100 }))
+            .await?;
+        let mut runs: Vec<Found> = v["runs"].as_array().into_iter().flatten().map(Found::of).collect();
+        runs.sort_by(|a, b| b.finished.cmp(&a.finished).then_with(|| a.run_id.cmp(&b.run_id)));
+        Ok(runs)
     }
 
     /// The run of a pattern with this hash, if any: (run id, finished).
-    pub async fn find(&self, id: &str, hash: &str) -> Result<Option<(String, bool)>, MlflowError> {
-        let filter = format!("tags.{TAG_PATTERN} = '{}' and tags.{TAG_HASH} = '{}'", quote(id), quote(hash));
-        let v = self
-            .post("runs/search", &json!({ "experiment_ids": [self.experiment_id], "filter": filter, "max_results": 10 }))
-            .await?;
-        let runs = v["runs"].as_array().cloned().unwrap_or_default();
-        let best = runs.iter().find(|r| r["info"]["status"] == "FINISHED").or(runs.first());
-        Ok(best.map(|r| (r["info"]["run_id"].as_str().unwrap_or_default().to_string(), r["info"]["status"] == "FINISHED")))
+    pub async fn find(&self, rec: &ResultRecord) -> Result<Option<(String, bool)>, MlflowError> {
+        Ok(self.find_all(rec).await?.into_iter().next().map(|f| (f.run_id, f.finished)))
     }
 
     /// Logs one result as a run, unless its run is already complete.
-    pub async fn log(&self, rec: &ResultRecord) -> Result<Logged, MlflowError> {
-        let run_id = match self.find(&rec.id, &rec.hash).await? {
-            Some((run, true)) => return Ok(Logged::Existing(run)),
-            // A run left unfinished by an interrupted log is completed, not duplicated.
-            Some((run, false)) => run,
-            None => {
-                let v = self
-                    .post(
-                        "runs/create",
-                        &json!({
-                            "experiment_id": self.experiment_id,
-                            "run_name": rec.id,
-                            "start_time": now_ms(),
-                            "tags": [{ "key": TAG_PATTERN, "value": rec.id }, { "key": TAG_HASH, "value": rec.hash }],
-                        }),
-                    )
-                    .await?;
-                v["run"]["info"]["run_id"].as_str().ok_or(MlflowError::NoRunId)?.to_string()
-            }
+    pub async fn log(&self, rec: &ResultRecord, raw: Option<&[u8]>) -> Result<Logged, MlflowError> {
+        let _held = match &self.lock {
+            Some(path) => Some(lock::acquire(path).await.map_err(|source| MlflowError::Lock { path: path.clone(), source })?),
+            None => None,
         };
-        let (params, tags, metrics) = describe(rec);
-        let ts = now_ms();
-        let metrics: Vec<Json> =
-            metrics.iter().map(|(k, v)| json!({ "key": k, "value": v, "timestamp": ts, "step": 0 })).collect();
-        let params: Vec<Json> = params.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect();
-        let tags: Vec<Json> = tags.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect();
-        // log-batch takes at most 1000 metrics, 100 params and 100 tags per call.
-        for (i, chunk) in metrics.chunks(1000).enumerate() {
-            let (p, t) =
-                if i == 0 { (&params[..params.len().min(100)], &tags[..tags.len().min(100)]) } else { (&[][..], &[][..]) };
-            self.post("runs/log-batch", &json!({ "run_id": run_id, "metrics": chunk, "params": p, "tags": t })).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let run = self.the_run(rec).await?;
+            if run.finished {
+                return Ok(Logged::Existing(run.run_id));
+            }
+            match self.write(&run, rec, raw).await {
+                Ok(artifacts) => return Ok(Logged::Written { run: run.run_id, artifacts }),
+                Err(e) if attempt >= ATTEMPTS => return Err(e),
+                // Racing loggers: the run was deleted as a duplicate, or the same params
+                // were written at the same moment (MLflow's duplicate check is not atomic).
+                // Start over from the search; a run finished meanwhile is then found complete.
+                Err(_) => tokio::time::sleep(RETRY_PAUSE * attempt as u32).await,
+            }
         }
-        if metrics.is_empty() {
-            self.post("runs/log-batch", &json!({ "run_id": run_id, "metrics": [], "params": params, "tags": tags })).await?;
-        }
-        if !rec.samples.is_empty() {
-            // Artifacts are optional: a server without an artifact store still gets the run.
-            let _ = self.artifact(&run_id, "samples.json", &serde_json::to_vec(&rec.samples).unwrap_or_default()).await;
-        }
-        self.post("runs/update", &json!({ "run_id": run_id, "status": "FINISHED", "end_time": now_ms() })).await?;
-        Ok(Logged::Created(run_id))
     }
 
-    /// Uploads a file through the server's artifact proxy (`mlflow server --serve-artifacts`, the default).
-    async fn artifact(&self, run_id: &str, name: &str, body: &[u8]) -> Result<(), MlflowError> {
-        let root = self.base.trim_end_matches("/api/2.0/mlflow");
-        let url = format!("{root}/api/2.0/mlflow-artifacts/artifacts/{}/{run_id}/artifacts/{name}", self.experiment_id);
-        let r = self.http.put(url).body(body.to_vec()).send().await.map_err(MlflowError::ArtifactSend)?;
-        if r.status().is_success() {
-            Ok(())
-        } else {
-            Err(MlflowError::Artifact { status: r.status() })
+    /// The one run of a result: found, or created; duplicates (of racing loggers) deleted.
+    async fn the_run(&self, rec: &ResultRecord) -> Result<Found, MlflowError> {
+        let mut runs = self.find_all(rec).await?;
+        if runs.is_empty() {
+            let created = self.create(rec).await?;
+            runs = self.find_all(rec).await?;
+            if runs.is_empty() {
+                runs.push(created);
+            }
         }
+        for dup in &runs[1..] {
+            if let Err(e) = self.post("runs/delete", &json!({ "run_id": dup.run_id })).await {
+                if !e.is_missing() {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(runs.swap_remove(0))
+    }
+
+    async fn create(&self, rec: &ResultRecord) -> Result<Found, MlflowError> {
+        let start = run_times(rec).map_or_else(now_ms, |(start, _)| start);
+        let key = [json!({ "key": TAG_PATTERN, "value": rec.id }), json!({ "key": TAG_HASH, "value": rec.hash })];
+        let body = json!({ "experiment_id": self.experiment_id, "run_name": rec.id, "start_time": start, "tags": key });
+        let v = self.post("runs/create", &body).await?;
+        let found = Found::of(&v["run"]);
+        if found.run_id.is_empty() {
+            return Err(MlflowError::NoRunId);
+        }
+        Ok(found)
+    }
+
+    /// Params, tags, metrics and files of a result into its run, then the run marked finished.
+    async fn write(&self, run: &Found, rec: &ResultRecord, raw: Option<&[u8]>) -> Result<Artifacts, MlflowError> {
+        let times = run_times(rec);
+        self.log_batch(&run.run_id, &describe(rec), times.map_or_else(now_ms, |(_, end)| end)).await?;
+        let artifacts = self.upload(run, rec, raw).await?;
+        let end = times.map_or_else(now_ms, |(_, end)| end);
+        self.post("runs/update", &json!({ "run_id": run.run_id, "status": "FINISHED", "end_time": end })).await?;
+        Ok(artifacts)
+    }
+
+    /// log-batch in calls within MLflow's limits; metrics are stamped with the
+    /// measurement's end, so logging them again adds nothing.
+    async fn log_batch(&self, run_id: &str, d: &Described, timestamp: i64) -> Result<(), MlflowError> {
+        let pair = |(k, v): &(String, String)| json!({ "key": k, "value": v });
+        let metrics: Vec<Json> =
+            d.metrics.iter().map(|(k, v)| json!({ "key": k, "value": v, "timestamp": timestamp, "step": 0 })).collect();
+        let params: Vec<Json> = d.params.iter().map(pair).collect();
+        let tags: Vec<Json> = d.tags.iter().map(pair).collect();
+        let calls = [metrics.len().div_ceil(BATCH_METRICS), params.len().div_ceil(BATCH_PARAMS), tags.len().div_ceil(BATCH_TAGS)];
+        for i in 0..calls.into_iter().max().unwrap_or(0).max(1) {
+            let part = |all: &[Json], n: usize| all.iter().skip(i * n).take(n).cloned().collect::<Vec<_>>();
+            let body = json!({
+                "run_id": run_id,
+                "metrics": part(&metrics, BATCH_METRICS),
+                "params": part(&params, BATCH_PARAMS),
+                "tags": part(&tags, BATCH_TAGS),
+            });
+            self.post("runs/log-batch", &body).await?;
+        }
+        Ok(())
+    }
+
+    /// The per-request samples (`samples.json`) and the raw output (under its
+    /// name in the results) through the server's artifact proxy.
+    async fn upload(&self, run: &Found, rec: &ResultRecord, raw: Option<&[u8]>) -> Result<Artifacts, MlflowError> {
+        let Some(dir) = run.artifact_uri.strip_prefix(PROXIED_ARTIFACTS) else {
+            return Ok(Artifacts::NotProxied { artifact_uri: run.artifact_uri.clone() });
+        };
+        // `mlflow-artifacts://host:port/path` names the server; nixl's requests go to the tracking URI's.
+        let dir = match dir.strip_prefix("//") {
+            Some(rest) => rest.split_once('/').map_or("", |(_, path)| path),
+            None => dir,
+        }
+        .trim_matches('/');
+        let mut files = vec![];
+        if !rec.samples.is_empty() {
+            files.push(("samples.json".to_string(), serde_json::to_vec(&rec.samples).expect("samples serialise")));
+        }
+        if let Some(raw) = raw.filter(|_| !rec.raw.is_empty()) {
+            files.push((rec.raw.clone(), raw.to_vec()));
+        }
+        let mut names = vec![];
+        for (name, bytes) in files {
+            let path = format!("api/2.0/mlflow-artifacts/artifacts/{dir}/{name}");
+            let req =
+                self.endpoint.request(&self.http, Method::PUT, &path, &[], Some((bytes, "application/octet-stream"))).await?;
+            // The proxy answers an upload with an empty body.
+            let r = self.http.execute(req).await.map_err(|source| MlflowError::Connect { path: path.clone(), source })?;
+            if !r.status().is_success() {
+                answer(&path, Ok(r)).await?;
+            }
+            names.push(name);
+        }
+        Ok(Artifacts::Uploaded(names))
     }
 }
 
@@ -250,118 +428,38 @@ fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\'', "\\'")
 }
 
-/// The seed's layer tag of each low-level tool (seed 002, section 5.2).
-fn seed_tool_layer(tool: &str) -> Option<&'static str> {
-    match tool {
-        "fi_pingpong" | "fi_rma_pingpong" | "fi_rdm_pingpong" => Some("L0"),
-        "nixlbench" => Some("L1"),
-        "kvbench" => Some("L2"),
-        "ucx_perftest" => Some("L3"),
-        _ => None,
-    }
+/// What a push did: runs written, runs already there, failures as (result id, error),
+/// and where the server keeps artifacts when nixl could not upload them.
+#[derive(Debug, Default)]
+pub struct Pushed {
+    pub written: usize,
+    pub existing: usize,
+    pub failed: Vec<(String, MlflowError)>,
+    pub artifacts_elsewhere: Option<String>,
 }
 
-type Pairs = Vec<(String, String)>;
-
-/// Params (the pattern's settings), tags and metrics of a result, named as the seed named them.
-pub fn describe(rec: &ResultRecord) -> (Pairs, Pairs, Vec<(String, f64)>) {
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let mut params: Pairs = vec![("pattern_id".into(), rec.id.clone())];
-    for (k, v) in &rec.settings {
-        // MLflow keeps params of at most 500 characters in older servers.
-        params.push((k.clone(), text(v).chars().take(500).collect()));
-    }
-    let setting = |k: &str| rec.settings.get(k).map(text).filter(|s| !s.is_empty() && s != "none");
-    let tool = setting("tool");
-    let mut tags: Pairs = vec![
-        ("layer".into(), rec.layer.clone()),
-        ("kind".into(), rec.kind.as_str().to_string()),
-        (TAG_PATTERN.into(), rec.id.clone()),
-        (TAG_HASH.into(), rec.hash.clone()),
-    ];
-    for k in ["mode", "transport"] {
-        if let Some(v) = setting(k) {
-            tags.push((k.into(), v));
-        }
-    }
-    if let Some(t) = &tool {
-        tags.push(("tool".into(), t.clone()));
-        if let Some(l) = seed_tool_layer(t) {
-            tags.push(("tool_layer".into(), l.into()));
-        }
-        if t == "nixlbench" {
-            if let Some(tok) = setting("tokens") {
-                tags.push(("kv_cache_equivalent_tokens".into(), tok));
-            }
-        }
-    }
-    let pingpong = tool.as_deref().is_some_and(|t| t.contains("pingpong"));
-    let size = setting("size").map(|s| s.to_lowercase());
-    let mut metrics = vec![];
-    for (k, v) in &rec.metrics {
-        if !v.is_finite() {
-            continue;
-        }
-        match (pingpong, size.as_deref(), k.as_str()) {
-            // fi_pingpong's figures carry the message size in their names (latency_us_64b).
-            (true, Some(s), "latency_us") => metrics.push((format!("latency_us_{s}"), *v)),
-            (true, Some(s), "bandwidth_gb_s") => metrics.push((format!("bandwidth_mbps_{s}"), v * 1000.0)),
-            _ => metrics.push((k.clone(), *v)),
-        }
-    }
-    (params, tags, metrics)
-}
-
-/// Logs many results with one connection: (created, already there, failures as (result id, error)).
-pub async fn push(t: &Target, recs: &[ResultRecord]) -> Result<(usize, usize, Vec<(String, MlflowError)>), MlflowError> {
+/// Logs many results with one connection, each with its raw output from the store.
+pub async fn push(t: &Target, store: &Store, recs: &[ResultRecord]) -> Result<Pushed, MlflowError> {
     let c = Client::connect(t).await?;
-    let (mut created, mut existing, mut failed) = (0, 0, vec![]);
+    let mut out = Pushed::default();
     for r in recs {
-        match c.log(r).await {
-            Ok(Logged::Created(_)) => created += 1,
-            Ok(Logged::Existing(_)) => existing += 1,
-            Err(e) => failed.push((r.id.clone(), e)),
+        match c.log(r, store.raw(r).as_deref()).await {
+            Ok(Logged::Written { artifacts, .. }) => {
+                out.written += 1;
+                if let Artifacts::NotProxied { artifact_uri } = artifacts {
+                    out.artifacts_elsewhere = Some(artifact_uri);
+                }
+            }
+            Ok(Logged::Existing(_)) => out.existing += 1,
+            Err(e) => out.failed.push((r.id.clone(), e)),
         }
     }
-    Ok((created, existing, failed))
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(tool: &str, size: &str) -> ResultRecord {
-        let mut settings = BTreeMap::new();
-        settings.insert("tool".into(), json!(tool));
-        settings.insert("size".into(), json!(size));
-        ResultRecord {
-            id: "p-ll".into(),
-            hash: "h".into(),
-            layer: "L5".into(),
-            kind: crate::results::ResultKind::Step,
-            finished_at: String::new(),
-            seconds: 1.0,
-            settings,
-            metrics: [("latency_us".to_string(), 12.0), ("bandwidth_gb_s".to_string(), 1.5)].into(),
-            samples: BTreeMap::new(),
-            units: BTreeMap::new(),
-            raw: String::new(),
-            provenance: None,
-        }
-    }
-
-    #[test]
-    fn pingpong_metrics_carry_the_message_size_as_in_the_seed() {
-        let (_, tags, m) = describe(&rec("fi_pingpong", "64B"));
-        assert!(m.contains(&("latency_us_64b".to_string(), 12.0)), "{m:?}");
-        assert!(m.contains(&("bandwidth_mbps_64b".to_string(), 1500.0)), "{m:?}");
-        assert!(tags.contains(&("tool_layer".to_string(), "L0".to_string())));
-        let (_, _, m) = describe(&rec("ucx_perftest", "1MiB"));
-        assert!(m.contains(&("latency_us".to_string(), 12.0)));
-    }
 
     #[test]
     fn an_unknown_experiment_keeps_mlflows_error_code() {
@@ -395,10 +493,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_tracking_uri_that_is_not_http_is_refused_before_connecting() {
-        let t = Target { uri: "file:///tmp/mlruns".into(), experiment: "e".into() };
+        let t = Target { uri: "file:///tmp/mlruns".into(), experiment: "e".into(), lock: None };
         let Err(e) = Client::connect(&t).await else { panic!("connected to a file: URI") };
         assert!(matches!(&e, MlflowError::Unsupported { uri } if uri == "file:///tmp/mlruns"), "{e:?}");
-        assert_eq!(e.to_string(), "MLflow tracking URI `file:///tmp/mlruns`: nixl logs over HTTP(S) only");
+        assert_eq!(
+            e.to_string(),
+            "MLflow tracking URI `file:///tmp/mlruns`: nixl logs over HTTP(S) or to a SageMaker tracking server ARN only"
+        );
     }
 
     #[test]
