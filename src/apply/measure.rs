@@ -127,6 +127,9 @@ impl<P: Provider> Exec<'_, P> {
         let mut settings = self.resolver.settings(&p);
         // Rules name an analysis by its declared name (`bimodal("bimodality-detection")`).
         settings.insert("analysis".into(), Value::Str(decl.name.clone()));
+        // What it computed, from what: shown with the result (an MLflow run's params).
+        settings.insert("method".into(), Value::Str(crate::results::analysis::method_text(&method)));
+        settings.insert("inputs".into(), Value::Str(p.inputs.join(", ")));
         let mut rec = self.result_record(a, &settings, (outcome.metrics, BTreeMap::new()), BTreeMap::new(), started);
         rec.intervals = outcome.intervals;
         rec.tests = outcome.tests;

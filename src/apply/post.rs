@@ -10,7 +10,7 @@ use crate::check::model::RuleDecl;
 use crate::design::{Campaign, Category};
 use crate::plan::{Action, Kind};
 use crate::provider::Provider;
-use crate::results::mlflow::{Client, Logged, Target};
+use crate::results::mlflow::{Artifacts, Client, Logged, Target};
 use crate::results::rules::{self, Fired};
 use crate::results::{ResultRecord, Store};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +23,8 @@ pub struct Post {
     client: Option<Client>,
     /// Set after a failed connection: said once, then results stay local.
     mlflow_down: bool,
+    /// Set once apply said that the server keeps artifacts where nixl does not upload.
+    artifacts_noted: bool,
     rules: Vec<RuleDecl>,
     fired: BTreeSet<usize>,
     /// Results stored since they were last handed to MLflow and the rules.
@@ -46,6 +48,7 @@ impl Post {
             client: None,
             mlflow_down: false,
             scheduled: if campaign.experiment.rules.is_empty() { vec![] } else { rules::scheduled(model, campaign) },
+            artifacts_noted: false,
             rules: campaign.experiment.rules.clone(),
             fired: BTreeSet::new(),
             ready: vec![],
@@ -89,12 +92,19 @@ impl<P: Provider> Exec<'_, P> {
                 }
             }
         }
-        if let Some(c) = &self.post.client {
-            match c.log(rec).await {
-                Ok(Logged::Created(run)) => self.log(&format!("       logged to MLflow run {run}")),
-                Ok(Logged::Existing(_)) => {}
-                Err(e) => self.log(&format!("       MLflow: {e} (kept locally)")),
+        let Some(c) = &self.post.client else { return };
+        let logged = c.log(rec, self.store.raw(rec).as_deref()).await;
+        match logged {
+            Ok(Logged::Written { run, artifacts }) => {
+                self.log(&format!("       logged to MLflow run {run}"));
+                if let Artifacts::NotProxied { artifact_uri } = artifacts {
+                    if !std::mem::replace(&mut self.post.artifacts_noted, true) {
+                        self.log(&format!("       MLflow keeps artifacts at {artifact_uri}: {}", Artifacts::NOT_UPLOADED));
+                    }
+                }
             }
+            Ok(Logged::Existing(_)) => {}
+            Err(e) => self.log(&format!("       MLflow: {e} (kept locally)")),
         }
     }
 

@@ -70,7 +70,7 @@ pub fn run(a: &Args) -> ExitCode {
         ));
     }
     if a.push {
-        return push(campaign, file, &records);
+        return push(campaign, file, &store, &records);
     }
     output::out(&match a.format {
         ResultsFormat::Json => serde_json::to_string_pretty(&records).expect("records serialise") + "\n",
@@ -92,7 +92,7 @@ fn table(campaign: &Campaign, records: &[ResultRecord]) -> String {
     s
 }
 
-fn push(campaign: &Campaign, file: &Path, records: &[ResultRecord]) -> ExitCode {
+fn push(campaign: &Campaign, file: &Path, store: &Store, records: &[ResultRecord]) -> ExitCode {
     let Some(t) = mlflow_target(campaign, file) else {
         return output::fail(
             "no MLflow server: set MLFLOW_TRACKING_URI or `mlflow = { tracking_uri = \"...\" }` in the experiment",
@@ -102,19 +102,24 @@ fn push(campaign: &Campaign, file: &Path, records: &[ResultRecord]) -> ExitCode 
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(mlflow::push(&t, records)) {
-        Ok((created, existing, failed)) => {
+    match rt.block_on(mlflow::push(&t, store, records)) {
+        Ok(p) => {
             let mut s = format!(
-                "MLflow experiment {} at {}: {created} run(s) logged, {existing} already there, {} failed.\n",
+                "MLflow experiment {} at {}: {} run(s) logged, {} already there, {} failed.\n",
                 t.experiment,
                 t.uri,
-                failed.len()
+                p.written,
+                p.existing,
+                p.failed.len()
             );
-            for (id, e) in &failed {
+            if let Some(uri) = &p.artifacts_elsewhere {
+                s += &format!("MLflow keeps artifacts at {uri}: {}\n", mlflow::Artifacts::NOT_UPLOADED);
+            }
+            for (id, e) in &p.failed {
                 s += &format!("  {id}: {e}\n");
             }
             output::out(&s);
-            if failed.is_empty() {
+            if p.failed.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -67,6 +67,20 @@ impl fmt::Display for AnalysisError {
 
 impl std::error::Error for AnalysisError {}
 
+/// A method as the file writes it, from its evaluated form: `compare(ttft, a = L2-EFA, b = L1-Unified)`.
+pub fn method_text(method: &Value) -> String {
+    let func = method.field("function").and_then(Value::as_str).unwrap_or("");
+    let mut args: Vec<String> = match method.field("args") {
+        Some(Value::List(a)) => a.iter().map(Value::interpolated).collect(),
+        _ => vec![],
+    };
+    if let Value::Record(named) = method {
+        let named = named.iter().filter(|(k, _)| *k != "function" && *k != "args");
+        args.extend(named.map(|(k, v)| format!("{k} = {}", v.interpolated())));
+    }
+    format!("{func}({})", args.join(", "))
+}
+
 /// What an analysis produced: its figures, the intervals among them with their n
 /// and method, and the test of each result when it tests many.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -449,6 +463,13 @@ mod tests {
         assert_eq!(flagged, ["r0"]);
         assert!(o.tests.iter().all(|t| t.p_adjusted >= t.p_value && t.sample == "ttft_ms" && t.n == 40));
         assert_eq!(o.metrics["bimodal_results"], 1.0);
+    }
+
+    #[test]
+    fn a_method_reads_as_written() {
+        let m = method("compare", &[("args", Value::List(vec![Value::Sym("ttft".into())])), ("a", Value::Str("L2-EFA".into()))]);
+        assert_eq!(method_text(&m), "compare(ttft, a = L2-EFA)");
+        assert_eq!(method_text(&method("proxy_overhead", &[])), "proxy_overhead()");
     }
 
     #[test]

@@ -234,6 +234,14 @@ impl Store {
         out
     }
 
+    /// The raw output a record names, if it has one and it is still there.
+    pub fn raw(&self, rec: &ResultRecord) -> Option<Vec<u8>> {
+        if rec.raw.is_empty() {
+            return None;
+        }
+        std::fs::read(self.dir.join(&rec.raw)).ok()
+    }
+
     pub fn get(&self, id: &str) -> Option<ResultRecord> {
         let b = std::fs::read(self.dir.join(format!("{id}.json"))).ok()?;
         serde_json::from_slice(&b).ok()

@@ -85,6 +85,32 @@ pub fn format_utc(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
+/// The seconds since the epoch of a time `format_utc` wrote (`YYYY-MM-DDTHH:MM:SSZ`);
+/// None for any other text. Days-from-civil, the inverse of `format_utc`.
+pub fn parse_utc(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let shape =
+        b.len() == 20 && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'Z')].iter().all(|&(i, c)| b[i] == c);
+    let field = |from: usize, to: usize| -> Option<i64> {
+        let digits = text.get(from..to)?;
+        digits.bytes().all(|d| d.is_ascii_digit()).then(|| digits.parse().ok())?
+    };
+    if !shape {
+        return None;
+    }
+    let (y, m, d) = (field(0, 4)?, field(5, 7)?, field(8, 10)?);
+    let (hh, mm, ss) = (field(11, 13)?, field(14, 16)?, field(17, 19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let (era, yoe) = (y.div_euclid(400), y.rem_euclid(400));
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3_600 + mm * 60 + ss).ok()
+}
+
 impl Lock {
     pub fn acquire(state: &Path, command: &str) -> Result<Lock, LockError> {
         let path = lock_path(state);
@@ -129,6 +155,18 @@ mod tests {
     fn formats_utc_dates() {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_utc(1_772_409_600), "2026-03-02T00:00:00Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for secs in [0, 59, 86_399, 951_782_400, 1_772_409_600, 1_772_495_999, 4_102_444_800] {
+            assert_eq!(parse_utc(&format_utc(secs)), Some(secs), "{}", format_utc(secs));
+        }
+        for bad in
+            ["", "2026-03-02", "2026-03-02T00:00:00", "2026-13-02T00:00:00Z", "2026-03-02 00:00:00Z", "+026-03-02T00:00:00Z"]
+        {
+            assert_eq!(parse_utc(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod moto;
 mod support;
 
+mod auth_proxy;
 mod aws;
 mod cli;
 mod conformance;
@@ -12,6 +13,7 @@ mod golden;
 mod local;
 mod lsp;
 mod lsp_process;
+mod mlflow;
 mod plan;
 mod props;
 mod results;

@@ -3,6 +3,7 @@
 //! logging to a real MLflow server.
 
 use crate::local::{copy_examples, text, PORTS};
+use crate::mlflow::{block, pairs, runs, start_mlflow};
 use crate::support::nixl;
 use nixl::results::stats;
 use std::path::Path;
@@ -207,100 +208,6 @@ fn chromium_renders(page: &Path, scratch: &Path) -> String {
     dom_text.into_owned()
 }
 
-/// A real `mlflow server` on a free loopback port with a SQLite store, stopped on drop.
-struct MlflowServer {
-    child: std::process::Child,
-    uri: String,
-}
-
-impl Drop for MlflowServer {
-    fn drop(&mut self) {
-        // SIGTERM to the server alone, which stops its workers; signalling the whole
-        // process group was seen to take unrelated processes of this sandbox down.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        for _ in 0..60 {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
-fn mlflow_post(uri: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
-    block(async {
-        let r = reqwest::Client::new().post(format!("{uri}/api/2.0/mlflow/{path}")).json(&body).send().await.unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().await.unwrap()
-    })
-}
-
-fn start_mlflow(dir: &Path) -> Option<MlflowServer> {
-    if std::env::var("NIXL_SKIP_MLFLOW_TESTS").as_deref() == Ok("1") {
-        eprintln!("skipping the MLflow test: NIXL_SKIP_MLFLOW_TESTS=1");
-        return None;
-    }
-    assert!(
-        Command::new("mlflow").arg("--version").output().is_ok_and(|o| o.status.success()),
-        "mlflow is not installed (python3 -m pip install mlflow), or set NIXL_SKIP_MLFLOW_TESTS=1"
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let log = std::fs::File::create(dir.join("mlflow.log")).unwrap();
-    let child = Command::new("mlflow")
-        .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
-        .arg("--backend-store-uri")
-        .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
-        .current_dir(dir)
-        // Tracking needs no job runner; its periodic workers kill process groups when they think they are orphaned.
-        .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let server = MlflowServer { child, uri: format!("http://127.0.0.1:{port}") };
-    let started = std::time::Instant::now();
-    let up = || block(async { reqwest::get(format!("{}/health", server.uri)).await.is_ok_and(|r| r.status().is_success()) });
-    while !up() {
-        assert!(
-            started.elapsed().as_secs() < 120,
-            "mlflow server did not come up in 120 s:\n{}",
-            std::fs::read_to_string(dir.join("mlflow.log")).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-    Some(server)
-}
-
-fn runs(uri: &str, experiment: &str) -> Vec<serde_json::Value> {
-    let e = block(async {
-        reqwest::get(format!("{uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}"))
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()
-    });
-    let id = e["experiment"]["experiment_id"].as_str().expect("the experiment exists in MLflow").to_string();
-    let v = mlflow_post(uri, "runs/search", serde_json::json!({ "experiment_ids": [id], "max_results": 1000 }));
-    v["runs"].as_array().cloned().unwrap_or_default()
-}
-
-fn pairs(run: &serde_json::Value, what: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
-    run["data"][what]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| (p["key"].as_str().unwrap().to_string(), p["value"].clone()))
-        .collect()
-}
-
 #[test]
 fn results_are_logged_to_a_real_mlflow_server_once() {
     let dir = copy_examples("mlflow");
@@ -326,6 +233,21 @@ fn results_are_logged_to_a_real_mlflow_server_once() {
         assert!((v - rec.metrics[name]).abs() < 1e-9 * v.abs().max(1.0), "{name}: {v} vs {}", rec.metrics[name]);
     }
     let tags = pairs(run, "tags");
+    // The provenance, read back through the REST API: local figures are marked synthetic.
+    let prov = rec.provenance.as_ref().expect("apply records provenance");
+    assert_eq!(tags["nixl.provider"], "local");
+    assert_eq!(tags["nixl.synthetic"], "true");
+    assert_eq!(tags["nixl.instance_type"], prov.instance_type.as_deref().unwrap());
+    assert_eq!(tags["nixl.stack"], prov.stack.as_deref().unwrap());
+    assert_eq!(tags["nixl.zone"], prov.zone.as_deref().unwrap());
+    assert_eq!(tags["nixl.model"], prov.model.as_deref().unwrap());
+    assert_eq!(tags["nixl.nixl_cli"], prov.nixl_cli.as_str());
+    for (metric, unit) in &rec.units {
+        assert_eq!(tags[&format!("nixl.unit.{metric}")], unit.as_str());
+    }
+    // The run spans the measurement, not the push.
+    let (start, end) = nixl::results::mlflow::run_times(&rec).unwrap();
+    assert_eq!((run["info"]["start_time"].as_i64(), run["info"]["end_time"].as_i64()), (Some(start), Some(end)));
     assert_eq!(tags["layer"], "L2-EFA");
     assert_eq!(tags["mode"], "disaggregated");
     assert_eq!(tags["transport"], "efa");
@@ -336,9 +258,26 @@ fn results_are_logged_to_a_real_mlflow_server_once() {
         reqwest::get(format!("{uri}/api/2.0/mlflow/artifacts/list?run_id={run_id}")).await.unwrap().text().await.unwrap()
     });
     assert!(listed.contains("samples.json"), "{listed}");
+    // So did the raw output, byte for byte.
+    assert!(listed.contains(&rec.raw), "{listed}");
+    let raw = block(async {
+        let url = format!(
+            "{uri}/api/2.0/mlflow-artifacts/artifacts/{}/{run_id}/artifacts/{}",
+            run["info"]["experiment_id"].as_str().unwrap(),
+            rec.raw
+        );
+        reqwest::get(url).await.unwrap().bytes().await.unwrap()
+    });
+    assert_eq!(raw.as_ref(), store.raw(&rec).unwrap().as_slice());
     let params = pairs(run, "params");
     assert_eq!(params["pattern_id"], "demo-efa-12k-c4");
     assert_eq!(params["prompt"], "12K");
+    assert_eq!(params["model"], prov.model.as_deref().unwrap());
+    // An analysis's run shows its method and inputs, not the server's ports.
+    let analysis = found.iter().find(|r| r["info"]["run_name"] == "demo-analysis-efa-vs-unified").expect("the analysis run");
+    let params = pairs(analysis, "params");
+    assert!(params["method"].as_str().unwrap().starts_with("compare("), "{params:?}");
+    assert!(params.contains_key("inputs") && !params.contains_key("proxy_port"), "{params:?}");
     // Logging again finds every run: nothing is duplicated.
     let push = nixl()
         .current_dir(&dir)
