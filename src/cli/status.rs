@@ -71,7 +71,7 @@ pub fn run(a: &Args) -> ExitCode {
                 }
                 (_, Some(r)) if r.status == Status::Failed => {
                     row.failed += 1;
-                    let first = r.error.as_deref().unwrap_or("").lines().next().unwrap_or("").to_string();
+                    let first = summary_line(r.error.as_deref().unwrap_or(""));
                     row.errors.push((pat.id.clone(), first));
                 }
                 _ => row.pending += 1,
@@ -116,4 +116,25 @@ fn text(plan: &Plan, rows: &[LayerStatus], used: f64, remaining: f64) -> String 
         fmt_duration(remaining)
     );
     s
+}
+
+/// One line for an error: its first, and when that only introduces what follows
+/// ("exit code 1 on node1:"), the first line after it that says something.
+fn summary_line(error: &str) -> String {
+    let mut lines = error.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("").to_string();
+    match lines.next() {
+        Some(next) if first.ends_with(':') => format!("{first} {next}"),
+        _ => first,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_that_ends_in_a_colon_shows_what_follows() {
+        assert_eq!(super::summary_line("exit code 1 on node1:\n\n  no such file\nmore"), "exit code 1 on node1: no such file");
+        assert_eq!(super::summary_line("timed out\nafter 5 s"), "timed out");
+        assert_eq!(super::summary_line(""), "");
+    }
 }

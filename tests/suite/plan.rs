@@ -153,3 +153,28 @@ experiment child extends base {
     assert!(row.reasons[0].0.starts_with("the design this experiment gives the layer"), "{:?}", row.reasons);
     assert_eq!(row.reasons[0].1, 3);
 }
+
+/// `--target` runs what it names and what that truly needs: for an E2E pattern, the
+/// infrastructure, the setup, its launch's start and stop; for an ad-hoc step, the
+/// step and its service; nothing scheduled before them.
+#[test]
+fn a_target_plans_exactly_what_it_needs() {
+    let ids = |target: &str| -> Vec<String> {
+        let out = crate::support::nixl().args(["plan", "examples/phase2.nixl", "--json", "--target", target]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        plan["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["change"] != "no-op")
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .filter(|id| !id.starts_with("setup."))
+            .collect()
+    };
+    let e2e = ids("p2-efa-12k-c1");
+    assert_eq!(e2e, ["stack", "nodes", "upload", "server.2.start", "p2-efa-12k-c1", "server.2.stop"]);
+    // An ad-hoc step of the pool: planned on demand, with the etcd it needs.
+    let adhoc = ids("p2-ll-nixlbench-ucx-1k-c4");
+    assert_eq!(adhoc, ["stack", "nodes", "upload", "service.etcd", "p2-ll-nixlbench-ucx-1k-c4"]);
+}
