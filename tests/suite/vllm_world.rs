@@ -291,8 +291,12 @@ fn a_local_campaign_runs_std_vllm_against_the_emulator_with_the_real_client() {
         assert_eq!(v["ttfts"].as_array().map(Vec::len), Some(4), "per-request samples kept: {r:?}");
         assert!(v["input_lens"].as_array().unwrap().iter().all(|n| n.as_u64() == Some(64) || n.as_u64() == Some(512)));
     }
-    // The decode server ran as the consumer, with the context length std/vllm passed.
-    assert!(log.contains("kv_consumer") && log.contains("max_model_len"), "{log}");
+    // The decode server received the flags std/vllm declares (the emulator logs its argv as
+    // vLLM's "non-default args" line): the consumer role, the context length, caching off.
+    let args = log.lines().find(|l| l.contains("non-default args:")).unwrap_or_else(|| panic!("{log}"));
+    for want in ["kv_consumer", "'max_model_len': 1024", "'enable_prefix_caching': False", "'enforce_eager': True"] {
+        assert!(args.contains(want), "{want} not in {args}");
+    }
 }
 
 #[test]
