@@ -34,8 +34,26 @@ pub trait Loader {
 pub struct FsLoader;
 
 impl Loader for FsLoader {
+    /// Only regular files, and no more than the parser takes: /dev/zero, a FIFO or a
+    /// growing log would otherwise be read until memory runs out or forever.
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        std::fs::read(path)
+        use std::io::{Error, ErrorKind, Read};
+        // stat before open: opening a FIFO blocks until something writes to it.
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_file() {
+            return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+        }
+        let file = std::fs::File::open(path)?;
+        let limit = syntax::parser::MAX_FILE_BYTES as u64;
+        if meta.len() > limit {
+            return Err(Error::new(ErrorKind::FileTooLarge, format!("{} bytes, more than the limit of {limit}", meta.len())));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(limit + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > limit {
+            return Err(Error::new(ErrorKind::FileTooLarge, format!("more than the limit of {limit} bytes")));
+        }
+        Ok(bytes)
     }
 }
 
@@ -84,7 +102,8 @@ impl Loading<'_> {
             Ok(b) => b,
             Err(e) => {
                 let span = from.unwrap_or_default();
-                let d = Diagnostic::error(Code::ImportNotFound, span, format!("cannot read `{key}`: {e}"));
+                let code = if e.kind() == std::io::ErrorKind::FileTooLarge { Code::Limit } else { Code::ImportNotFound };
+                let d = Diagnostic::error(code, span, format!("cannot read `{key}`: {e}"));
                 self.report_unreadable(d, from, &key);
                 return;
             }

@@ -104,7 +104,11 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
     let derived = derived_of(exp, layer);
     let prunes: Vec<&crate::check::model::Prune> = exp.prunes.iter().chain(layer.prunes.iter()).collect();
     let sizes: Vec<usize> = exp.factors.iter().map(|f| f.levels.len()).collect();
-    let candidates: usize = sizes.iter().product();
+    let candidates = sizes.iter().try_fold(1usize, |a, &n| a.checked_mul(n)).filter(|&n| n <= MAX_CANDIDATES);
+    let Some(candidates) = candidates else {
+        cx.report(too_many_candidates(exp, layer, &sizes));
+        return factorial_info(layer, 0, vec![], None);
+    };
     let mut removed: Vec<(String, usize)> = prunes.iter().map(|p| (p.reason.clone(), 0)).collect();
     let mut no_overrides = BTreeMap::new();
     no_overrides.insert("layer".to_string(), Value::Str(layer.name.clone()));
@@ -230,6 +234,25 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
     }
     removed.retain(|(_, n)| *n > 0);
     factorial_info(layer, candidates, removed, optimal)
+}
+
+/// Candidate points a factorial layer may have: each is visited, and 10^7 already takes
+/// seconds and gigabytes. Checked before anything is allocated.
+pub const MAX_CANDIDATES: usize = 10_000_000;
+
+fn too_many_candidates(exp: &crate::check::model::Experiment, layer: &Layer, sizes: &[usize]) -> Diagnostic {
+    let product = sizes.iter().map(|&n| n as f64).product::<f64>();
+    let levels = exp.factors.iter().map(|f| format!("{} {}", f.levels.len(), f.name)).collect::<Vec<_>>().join(" x ");
+    let mut d = Diagnostic::error(
+        Code::Limit,
+        layer.span,
+        format!("layer `{}` has {product:.0} candidate points ({levels}), more than the limit of {MAX_CANDIDATES}", layer.name),
+    )
+    .help("fewer levels, or a layer of its own for the factors that vary together");
+    if let Some(f) = exp.factors.iter().max_by_key(|f| f.levels.len()) {
+        d = d.with(f.span, format!("{} levels", f.levels.len()));
+    }
+    d
 }
 
 /// What the reduction table and `nixl show` know of a factorial layer.

@@ -1,6 +1,7 @@
 //! The binary as a user runs it: exit codes, output streams, saved plans.
 
 use crate::support::{nixl, root, scratch};
+use std::process::Command;
 
 #[test]
 fn check_accepts_every_example() {
@@ -166,4 +167,49 @@ fn nixl_toml_names_the_default_file_provider_and_state_dir() {
     let out = nixl().current_dir(&dir).args(["plan"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
+}
+
+/// Inputs that would read forever or allocate without bound end at once with a coded
+/// diagnostic: a character device, a FIFO (opening it alone would block), a file over
+/// the size limit, a design of 10^8 candidate points. Peak memory is read with
+/// /usr/bin/time (a generous bound: the point is "bounded", not a benchmark).
+#[test]
+fn unbounded_inputs_end_at_once_with_a_coded_diagnostic() {
+    let dir = crate::support::scratch("bounded-inputs");
+    let fifo = dir.join("pipe.nixl");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let levels = (1..=100).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let big = dir.join("big-design.nixl");
+    std::fs::write(
+        &big,
+        format!(
+            "experiment big {{\n  factor a = [{levels}]\n  factor b = [{levels}]\n  factor c = [{levels}]\n  factor d = [{levels}]\n  layer \"L\" {{ mode = unified, id = \"b-{{a}}-{{b}}-{{c}}-{{d}}\" }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let huge = dir.join("huge.nixl");
+    std::fs::write(&huge, "#".repeat(9_000_000)).unwrap();
+    let cases = [
+        ("/dev/zero".to_string(), "nixl::E0101", "not a regular file"),
+        (fifo.display().to_string(), "nixl::E0101", "not a regular file"),
+        (huge.display().to_string(), "nixl::E0003", "more than the limit"),
+        (big.display().to_string(), "nixl::E0003", "100000000 candidate points"),
+    ];
+    let timed = std::path::Path::new("/usr/bin/time").exists();
+    for (file, code, says) in cases {
+        let mut c = if timed {
+            let mut c = Command::new("/usr/bin/time");
+            c.args(["-f", "peak-kb=%M"]).arg(env!("CARGO_BIN_EXE_nixl"));
+            c
+        } else {
+            nixl()
+        };
+        let out = c.args(["check", &file]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {err}");
+        assert!(err.contains(code) && err.contains(says), "{file}: {err}");
+        if let Some(kb) = err.lines().find_map(|l| l.strip_prefix("peak-kb=")).and_then(|k| k.trim().parse::<u64>().ok()) {
+            assert!(kb < 100 * 1024, "{file}: peak {kb} KB");
+        }
+    }
 }
