@@ -144,7 +144,23 @@ fn stack_of<'m>(model: &'m Model, exp: &Experiment, diags: &mut Vec<Diagnostic>)
 /// A pattern id must not read as another action's address (`stack`, `setup.node1.05-x`,
 /// `server.3.start`): the plan, the state and `--target` could not tell them apart.
 fn reserved_ids(design: &Design, diags: &mut Vec<Diagnostic>) {
+    // Ids become file names and words of the scripts sent to the nodes: a safe set of
+    // characters, so no id can change what a script does. One report per layer.
+    let mut reported = std::collections::HashSet::new();
     for p in &design.patterns {
+        let safe = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if (p.id.is_empty() || !p.id.chars().all(safe) || p.id.starts_with(['-', '.'])) && reported.insert(p.layer) {
+            diags.push(
+                Diagnostic::error(
+                    Code::Domain,
+                    p.span,
+                    format!("pattern id `{}` has characters ids cannot have", p.id.escape_debug()),
+                )
+                .label("ids name result files and appear in the commands sent to the nodes")
+                .help("use letters, digits, `-`, `_` and `.`, not starting with `-` or `.`"),
+            );
+            continue;
+        }
         if crate::address::ActionId::from(p.id.as_str()).pattern().is_none() {
             diags.push(
                 Diagnostic::error(

@@ -176,3 +176,72 @@ proptest! {
         }
     }
 }
+
+/// Hostile text: quotes, command substitution, backticks, newlines, spaces, globs.
+fn hostile() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            Just("'".to_string()),
+            Just("\"".to_string()),
+            Just("$(touch PWNED)".to_string()),
+            Just("`touch PWNED`".to_string()),
+            Just("\n".to_string()),
+            Just(" ".to_string()),
+            Just(";".to_string()),
+            Just("*".to_string()),
+            Just("\\".to_string()),
+            "[a-z0-9]{1,4}",
+        ],
+        1..6,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A prefix (and so every id) with shell syntax is refused at check time; a safe one renders
+    /// commands that bash parses. No id ever reaches a script unchecked.
+    #[test]
+    fn a_hostile_prefix_is_refused_and_a_safe_one_renders_scripts_that_parse(prefix in hostile()) {
+        let text = format!(
+            "import \"std/models\"\nimport \"std/vllm\"\nexperiment e {{\n  prefix = {prefix:?}\n  model = qwen2_5_7b\n  server = vllm {{ max_model_len = 4096 }}\n  bench = vllm_bench {{}}\n  factor prompt = [1K]\n  factor concurrency = [1]\n  layer \"L\" {{ mode = unified, id = \"{{prefix}}-{{prompt}}\" }}\n}}\n"
+        );
+        let loaded = nixl::pipeline::load_text("p.nixl", &text, &nixl::check::imports::FsLoader);
+        let safe = prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !prefix.starts_with(['-', '.']);
+        let refused = loaded.check.diagnostics.iter().any(|d| d.code == nixl::diagnostics::Code::Domain);
+        prop_assert_eq!(refused, !safe, "{}", prefix);
+        if safe {
+            let c = &loaded.campaigns[0];
+            let vars = nixl::design::render::RenderVars::new(&["10.0.0.1", "10.0.0.2"], ".").with_model(c.design.model.as_ref());
+            let cmds = nixl::design::commands::for_pattern(&loaded.check.model, c, &c.design.patterns[0], &vars).unwrap();
+            for s in cmds.scripts {
+                let out = std::process::Command::new("bash").args(["-n", "-c", &s.body]).output().unwrap();
+                prop_assert!(out.status.success(), "{}", s.body);
+            }
+        }
+    }
+
+    /// A setup step's `env` values reach the script quoted: it parses, and running it
+    /// executes nothing the value holds.
+    #[test]
+    fn setup_env_values_cannot_inject_commands(value in hostile()) {
+        let step = nixl::check::model::SetupStep {
+            id: "01-x".into(),
+            name: "x".into(),
+            run: vec!["printf '%s' \"$VALUE\" > value.txt".into()],
+            skip_if: None,
+            timeout: 60.0,
+            nodes: vec![],
+            env: [("VALUE".to_string(), value.clone())].into(),
+            provides: vec![],
+            span: Default::default(),
+        };
+        let script = nixl::design::render::setup_script(&step);
+        let dir = crate::support::scratch("inject");
+        let out = std::process::Command::new("bash").arg("-c").arg(&script).current_dir(&dir).output().unwrap();
+        prop_assert!(out.status.success(), "{}\n{}", script, String::from_utf8_lossy(&out.stderr));
+        prop_assert!(!dir.join("PWNED").exists(), "{}", script);
+        prop_assert_eq!(std::fs::read_to_string(dir.join("value.txt")).unwrap(), value);
+    }
+}
