@@ -49,8 +49,18 @@ impl<P: Provider> Exec<'_, P> {
     pub(super) async fn ensure_nodes(&mut self, a: &Action) -> Result<(), ActionError> {
         let st = self.stack_decl()?;
         let info = self.stack_info.clone().unwrap_or_default();
+        if a.change == crate::plan::Change::Replace && !self.nodes.is_empty() {
+            // Other machines than the running ones: those go first, with what was set up on them.
+            self.log(&format!("       replacing {} node(s): the machines the file asks for changed", self.nodes.len()));
+            self.provider.destroy_nodes(&st, &self.nodes).await?;
+            self.state.infra.nodes.clear();
+            self.state.actions.retain(|id, _| !matches!(id, crate::address::ActionId::Setup { .. }));
+            self.set_nodes(vec![]);
+        }
         let nodes = self.provider.ensure_nodes(&st, &info, &self.nodes).await?;
-        self.state.infra.nodes = nodes.iter().map(|n| node_record(n, &a.hash)).collect();
+        let spec = crate::plan::machine_spec(&st);
+        self.state.infra.nodes =
+            nodes.iter().map(|n| NodeRecord { spec: Some(spec.clone()), ..node_record(n, &a.hash) }).collect();
         self.set_nodes(nodes);
         Ok(())
     }
@@ -132,6 +142,7 @@ fn node_record(n: &NodeInfo, hash: &str) -> NodeRecord {
         zone: n.zone.clone(),
         instance_type: n.instance_type.clone(),
         image: n.image.clone(),
+        spec: None,
     }
 }
 

@@ -55,6 +55,14 @@ pub fn graph(model: &Model, campaign: &Campaign, state: &State, wanted: &[String
     b.actions
 }
 
+/// What a node is launched as: everything but the zones it may be placed in. A change of
+/// it (instance type, volume, image, EFA, placement) replaces the nodes; a change of zones
+/// alone leaves running nodes where they are.
+pub fn machine_spec(st: &Stack) -> String {
+    let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
+    content_hash(&(&st.instance_types, &names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa, &st.placement))
+}
+
 /// The action of one pattern, outside a plan (rules run ad-hoc patterns this way).
 pub fn single(model: &Model, campaign: &Campaign, id: &str) -> Option<Action> {
     let i = campaign.design.patterns.iter().position(|p| p.id == id)?;
@@ -124,6 +132,8 @@ impl Builder<'_> {
 
     /// Stack, nodes, upload and each node's setup steps in order.
     fn infrastructure(&mut self, st: &Stack) {
+        // (The nodes' hash keeps its composition, zones included, so states of earlier
+        // releases read the same; `machine_spec` tells a replacement from a zone change.)
         let stack_hash = content_hash(&(&st.name, &st.region, &st.placement, &st.buckets, &st.ssh_cidr));
         let mut stack =
             Action::new(ActionId::Stack, Kind::Stack, format!("stack \"{}\"", st.name), stack_hash, STACK_SECONDS, vec![]);

@@ -10,19 +10,29 @@ use std::collections::HashSet;
 
 /// Marks each action done, changed or new; what `--replace` names runs again.
 /// Transient actions (launches, services, the upload) always run when the work around them does.
-pub fn against_state(actions: &mut [Action], state: &State, replace: &[Target]) {
+pub fn against_state(actions: &mut [Action], state: &State, replace: &[Target], stack: Option<&Stack>) {
     for a in actions.iter_mut() {
         a.change = if a.id.is_transient() {
             Change::Create
         } else {
             match state.actions.get(&a.id) {
                 Some(r) if r.status == Status::Done && r.hash == a.hash => Change::NoOp,
+                Some(r) if r.status == Status::Done && a.kind == Kind::Nodes && machines_differ(state, stack) => {
+                    a.detail = format!("{} (replaced: the machines the file asks for changed)", a.detail);
+                    Change::Replace
+                }
                 Some(r) if r.status == Status::Done && matches!(a.kind, Kind::Stack | Kind::Nodes) => Change::Update,
                 Some(r) if r.status == Status::Done => Change::Replace,
                 _ => Change::Create,
             }
         };
         if a.change == Change::NoOp && replace.iter().any(|t| t.matches(a)) {
+            a.change = Change::Replace;
+        }
+    }
+    // New machines need their setup again: it was done on the ones replaced.
+    if actions.iter().any(|a| a.kind == Kind::Nodes && a.change == Change::Replace) {
+        for a in actions.iter_mut().filter(|a| a.kind == Kind::Setup && a.change == Change::NoOp) {
             a.change = Change::Replace;
         }
     }
@@ -35,6 +45,20 @@ pub fn against_state(actions: &mut [Action], state: &State, replace: &[Target]) 
             actions[i].change = Change::Replace;
         }
     }
+}
+
+/// Whether the running nodes are not what the file asks for: their recorded spec differs,
+/// or (states of earlier releases) their type or zone is no longer allowed.
+fn machines_differ(state: &State, stack: Option<&Stack>) -> bool {
+    let Some(st) = stack else { return false };
+    let spec = super::actions::machine_spec(st);
+    state.infra.nodes.iter().any(|n| match &n.spec {
+        Some(s) => *s != spec,
+        None => {
+            n.instance_type.as_ref().is_some_and(|t| !st.instance_types.contains(t))
+                || n.zone.as_ref().is_some_and(|z| !st.zones.contains(z))
+        }
+    })
 }
 
 /// A stack update says what its change set will touch, from the resource hashes the last apply recorded.

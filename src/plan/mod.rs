@@ -3,6 +3,7 @@
 //! The plan is plain data: rendered as text, JSON or DOT, or saved and applied later.
 
 mod actions;
+pub use actions::machine_spec;
 mod diff;
 pub mod target;
 pub mod view;
@@ -196,7 +197,7 @@ pub fn build(inputs: &Inputs) -> Result<Plan, target::UnknownTarget> {
     let mut actions = actions::graph(inputs.model, campaign, inputs.state, &named);
     let targets = Target::parse_all(inputs.targets, &actions)?;
     let replace = Target::parse_all(inputs.replace, &actions)?;
-    diff::against_state(&mut actions, inputs.state, &replace);
+    diff::against_state(&mut actions, inputs.state, &replace, campaign.stack.as_ref());
     diff::describe_stack_update(&mut actions, campaign.stack.as_ref(), inputs.state, inputs.stack_changes);
     diff::prune_transients(&mut actions);
     if !targets.is_empty() {

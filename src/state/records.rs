@@ -38,6 +38,9 @@ pub struct NodeRecord {
     pub zone: Option<String>,
     pub instance_type: Option<String>,
     pub image: Option<String>,
+    /// What the machine was launched as (`plan::machine_spec`): when the file asks for
+    /// another, the nodes are replaced. None in states of earlier releases.
+    pub spec: Option<String>,
 }
 
 impl Infrastructure {
@@ -77,6 +80,9 @@ pub(super) mod as_resources {
             if let Some(i) = &n.image {
                 attributes.insert("image".into(), i.clone());
             }
+            if let Some(s) = &n.spec {
+                attributes.insert("spec".into(), s.clone());
+            }
             if let Some(t) = &n.instance_type {
                 attributes.insert("instance_type".into(), t.clone());
             }
@@ -100,6 +106,7 @@ pub(super) mod as_resources {
                     zone: r.attributes.remove("zone"),
                     instance_type: r.attributes.remove("instance_type"),
                     image: r.attributes.remove("image"),
+                    spec: r.attributes.remove("spec"),
                 }),
                 (kind, _) => {
                     return Err(serde::de::Error::custom(format!("unknown resource `{address}` of kind `{kind}`")));

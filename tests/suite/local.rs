@@ -272,3 +272,35 @@ fn replace_reruns_a_done_pattern_on_its_server_and_keeps_the_earlier_result() {
     assert_eq!(state(&dir)["actions"]["demo-efa-4k-c4"]["status"], "done");
     let _ = nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output();
 }
+
+#[test]
+fn other_machines_replace_the_nodes_and_their_setup_and_a_zone_change_does_not() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("drift");
+    assert!(apply(&dir, &[]).status.success());
+    let file = dir.join("local-demo.nixl");
+    let source = std::fs::read_to_string(&file).unwrap();
+    let plan = |d: &Path| text_of(nixl().current_dir(d).args(["plan", "local-demo.nixl"]).output().unwrap());
+    // More zones to fall back across: the running nodes stay.
+    std::fs::write(&file, source.replace("zones         = [\"us-east-1a\"]", "zones         = [\"us-east-1a\", \"us-east-1b\"]"))
+        .unwrap();
+    let p = plan(&dir);
+    assert!(p.contains("~ nodes") && !p.contains("-/+ nodes") && !p.contains("-/+ 01-python"), "{p}");
+    // Another instance type: new machines, set up again.
+    std::fs::write(&file, source.replace("instance_type = \"g6e.12xlarge\"", "instance_type = \"g6e.24xlarge\"")).unwrap();
+    let p = plan(&dir);
+    assert!(p.contains("-/+ nodes") && p.contains("replaced: the machines the file asks for changed"), "{p}");
+    assert!(p.contains("-/+ setup on node1") || p.contains("-/+ 01-python"), "{p}");
+    let out = apply(&dir, &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("replacing 2 node(s)"), "{t}");
+    assert!(t.contains("setup 01-python") || t.contains("01-python"), "{t}");
+    let p = plan(&dir);
+    assert!(p.contains("No changes"), "{p}");
+    let _ = nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output();
+}
+
+fn text_of(o: Output) -> String {
+    text(&o)
+}
