@@ -41,7 +41,13 @@ impl<P: Provider> Exec<'_, P> {
         if let Some(b) = &info.bucket {
             outputs.insert("bucket".into(), b.clone());
         }
-        self.state.infra.stack = Some(StackRecord { id: info.id.clone(), hash: a.hash.clone(), outputs });
+        self.state.infra.stack = Some(StackRecord {
+            id: info.id.clone(),
+            hash: a.hash.clone(),
+            outputs,
+            name: Some(st.name.clone()),
+            region: Some(st.region.clone()),
+        });
         self.stack_info = Some(info);
         Ok(())
     }

@@ -50,6 +50,17 @@ pub fn run(a: &Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return output::fail(&e.to_string()),
     };
+    // What the state created is what goes: its own name and region, even when the file
+    // has since been changed to declare another stack.
+    let recorded = state.infra.stack.as_ref();
+    let mut stack = stack.clone();
+    if let Some(name) = recorded.and_then(|r| r.name.clone()) {
+        stack.name = name;
+    }
+    if let Some(region) = recorded.and_then(|r| r.region.clone()) {
+        stack.region = region;
+    }
+    let stack = &stack;
     let config = args::config(&file);
     let kind = provider_kind(a.acting.provider, &config);
     // Another provider's ids mean nothing here (a local node is a directory, not an instance).

@@ -188,10 +188,60 @@ pub struct Inputs<'a> {
     pub replace: &'a [String],
 }
 
+/// Why there is no plan.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlanError {
+    /// A `--target` or `--replace` that names nothing.
+    UnknownTarget(target::UnknownTarget),
+    /// The state's live stack has another name or region than the file's: applying
+    /// would create a second stack and leave the first running, invisible to nixl.
+    StackMoved { recorded: String, recorded_region: String, declared: String, declared_region: String },
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::UnknownTarget(e) => write!(f, "{e}"),
+            PlanError::StackMoved { recorded, recorded_region, declared, declared_region } => write!(
+                f,
+                "this state's stack is \"{recorded}\" in {recorded_region}, with its nodes and bucket; the file now declares \"{declared}\" in {declared_region}. \
+                 Applying would create a second stack and leave the first running, unseen by nixl. \
+                 Run `nixl destroy` while the file still declares the first (or restore it), then apply; \
+                 or give the new stack its own state with --state FILE"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+impl From<target::UnknownTarget> for PlanError {
+    fn from(e: target::UnknownTarget) -> PlanError {
+        PlanError::UnknownTarget(e)
+    }
+}
+
+/// A live stack of another name or region than the declared one (states of earlier
+/// releases do not record them, and are not checked).
+fn stack_moved(state: &State, stack: Option<&crate::check::model::Stack>) -> Result<(), PlanError> {
+    let (Some(rec), Some(st)) = (&state.infra.stack, stack) else { return Ok(()) };
+    let (Some(name), Some(region)) = (&rec.name, &rec.region) else { return Ok(()) };
+    if name == &st.name && region == &st.region {
+        return Ok(());
+    }
+    Err(PlanError::StackMoved {
+        recorded: name.clone(),
+        recorded_region: region.clone(),
+        declared: st.name.clone(),
+        declared_region: st.region.clone(),
+    })
+}
+
 /// Builds the plan of a campaign against a state, phase by phase. A target
 /// or replacement that names nothing is an error, not an empty plan.
-pub fn build(inputs: &Inputs) -> Result<Plan, target::UnknownTarget> {
+pub fn build(inputs: &Inputs) -> Result<Plan, PlanError> {
     let campaign = inputs.campaign;
+    stack_moved(inputs.state, campaign.stack.as_ref())?;
     // An ad-hoc step is in the plan only when a rule ran it, or when it is named here.
     let named: Vec<String> = inputs.targets.iter().chain(inputs.replace).cloned().collect();
     let mut actions = actions::graph(inputs.model, campaign, inputs.state, &named);

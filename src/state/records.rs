@@ -20,6 +20,10 @@ pub struct StackRecord {
     pub id: String,
     pub hash: String,
     pub outputs: BTreeMap<String, String>,
+    /// The stack's name and region when it was created (None in states of earlier
+    /// releases): a file that names another is refused, not silently orphaning this one.
+    pub name: Option<String>,
+    pub region: Option<String>,
 }
 
 impl StackRecord {
@@ -64,11 +68,20 @@ pub(super) mod as_resources {
     use serde::{Deserializer, Serializer};
 
     const NODE: &str = "node.";
+    const STACK_NAME: &str = "stack_name";
+    const STACK_REGION: &str = "stack_region";
 
     pub fn serialize<S: Serializer>(infra: &Infrastructure, s: S) -> Result<S::Ok, S::Error> {
         let mut map: BTreeMap<String, Resource> = BTreeMap::new();
         if let Some(st) = &infra.stack {
-            let r = Resource { kind: "stack".into(), id: st.id.clone(), hash: st.hash.clone(), attributes: st.outputs.clone() };
+            let mut attributes = st.outputs.clone();
+            if let Some(n) = &st.name {
+                attributes.insert(STACK_NAME.into(), n.clone());
+            }
+            if let Some(r) = &st.region {
+                attributes.insert(STACK_REGION.into(), r.clone());
+            }
+            let r = Resource { kind: "stack".into(), id: st.id.clone(), hash: st.hash.clone(), attributes };
             map.insert("stack".into(), r);
         }
         for n in &infra.nodes {
@@ -97,7 +110,11 @@ pub(super) mod as_resources {
         let mut infra = Infrastructure::default();
         for (address, mut r) in map {
             match (r.kind.as_str(), address.strip_prefix(NODE)) {
-                ("stack", _) => infra.stack = Some(StackRecord { id: r.id, hash: r.hash, outputs: r.attributes }),
+                ("stack", _) => {
+                    let name = r.attributes.remove(STACK_NAME);
+                    let region = r.attributes.remove(STACK_REGION);
+                    infra.stack = Some(StackRecord { id: r.id, hash: r.hash, outputs: r.attributes, name, region })
+                }
                 ("node", Some(name)) => infra.nodes.push(NodeRecord {
                     name: name.to_string(),
                     id: r.id,

@@ -506,3 +506,34 @@ fn a_failing_command_shows_its_exit_code_and_the_end_of_output_past_the_inline_l
     assert_eq!(st["actions"]["setup.node1.01-hello"]["status"], "failed");
     assert!(st["actions"]["setup.node1.01-hello"]["error"].as_str().unwrap().contains("THE-REAL-LAST-LINE"));
 }
+
+/// Renaming a live stack (or moving its region) would create a second one and leave the
+/// first running, unseen: plan and apply refuse, and destroy removes what the state created.
+#[test]
+fn a_renamed_stack_is_refused_and_destroy_still_removes_the_recorded_one() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-renamed", &["us-east-1a"]);
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = dir.join("aws.nixl");
+    let source = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, source.replace(&format!("stack \"{STACK}\""), "stack \"nixl-test-renamed\"")).unwrap();
+    for args in [&["plan", "aws.nixl"][..], APPLY_NODES] {
+        let out = run(&dir, &proxy, args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("this state's stack is \"nixl-test\" in us-east-1"), "{}", text(&out));
+    }
+    assert_eq!(proxy.calls("CreateStack").len(), 1, "no second stack");
+    let moved = source
+        .replace("region         = \"us-east-1\"", "region         = \"us-west-2\"")
+        .replace("\"us-east-1a\"", "\"us-west-2a\"");
+    std::fs::write(&file, moved).unwrap();
+    let out = run(&dir, &proxy, &["plan", "aws.nixl"]);
+    assert!(text(&out).contains("now declares \"nixl-test\" in us-west-2"), "{}", text(&out));
+    // Destroy with the changed file removes the recorded stack and its nodes.
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+    let w = world(&moto);
+    assert!(w.stacks.is_empty() && w.running.is_empty() && w.buckets == 0, "left behind: {:?} {:?}", w.stacks, w.running);
+}
