@@ -562,6 +562,7 @@ pub fn binary_values(op: BinOp, av: &Value, bv: &Value, sa: Span, sb: Span) -> R
         Add => Value::Num(x + y, unit),
         Sub => Value::Num(x - y, unit),
         Mul => Value::Num(x * y, unit),
+        Pow => Value::Num(x.powf(y), unit),
         Div | Mod => {
             if y == 0.0 {
                 return Err(err(Code::Eval, sb, "division by zero"));
@@ -590,6 +591,11 @@ pub fn combine_units(op: BinOp, a: Unit, b: Unit) -> Option<Unit> {
         },
         Mul => match (a, b) {
             (Unit::None, u) | (u, Unit::None) => Some(u),
+            _ => None,
+        },
+        // A power of a plain number only: 2^10, not 1K^2.
+        Pow => match (a, b) {
+            (Unit::None, Unit::None) => Some(Unit::None),
             _ => None,
         },
         Div => match (a, b) {

@@ -141,6 +141,8 @@ pub enum BinOp {
     Mul,
     Div,
     Mod,
+    /// `^`: a plain number raised to a power, or a model term's power (`log(prompt)^2`).
+    Pow,
 }
 
 impl BinOp {
@@ -161,6 +163,7 @@ impl BinOp {
             Mul => "*",
             Div => "/",
             Mod => "%",
+            Pow => "^",
         }
     }
     pub fn precedence(self) -> u8 {
@@ -171,6 +174,7 @@ impl BinOp {
             Eq | Ne | Lt | Le | Gt | Ge | In => 3,
             Add | Sub => 4,
             Mul | Div | Mod => 5,
+            Pow => 6,
         }
     }
 }

@@ -546,6 +546,7 @@ fn binop(r: Rule) -> BinOp {
         Rule::op_mul => BinOp::Mul,
         Rule::op_div => BinOp::Div,
         Rule::op_mod => BinOp::Mod,
+        Rule::op_pow => BinOp::Pow,
         r => unreachable!("not an operator: {r:?}"),
     }
 }

@@ -576,3 +576,24 @@ fn nixl_show_says_how_an_optimal_design_was_found() {
         "{stdout}"
     );
 }
+
+/// `^` in term lists: `log(prompt)^2` is the same term as `log(prompt)*log(prompt)`, and
+/// `^` is arithmetic on plain numbers elsewhere.
+#[test]
+fn a_power_in_a_term_list_is_the_product_it_stands_for() {
+    let design = |terms: &str| {
+        let text = format!(
+            "experiment e {{\n  factor prompt = [1K, 4K, 12K, 32K]\n  factor concurrency = [1, 4, 16]\n  layer \"L\" {{\n    mode = unified\n    id = \"e-{{prompt}}-c{{concurrency}}\"\n    design = d_optimal(terms = [{terms}], runs = 6)\n  }}\n}}\nexperiment f {{\n  factor n = [2^10]\n  layer \"M\" {{ mode = unified, id = \"f-{{n}}\" }}\n}}\n"
+        );
+        let loaded = nixl::pipeline::load_text("t.nixl", &text, &crate::props::NoFiles);
+        assert!(!loaded.check.has_errors(), "{:?}", loaded.check.diagnostics);
+        let e = loaded.campaign(Some("e")).unwrap();
+        let ids: Vec<String> = e.design.scheduled().map(|p| p.id.clone()).collect();
+        let f = loaded.campaign(Some("f")).unwrap();
+        (ids, f.design.patterns[0].id.clone())
+    };
+    let (pow, n) = design("prompt, concurrency, prompt*concurrency, log(prompt)^2");
+    let (product, _) = design("prompt, concurrency, prompt*concurrency, log(prompt)*log(prompt)");
+    assert_eq!(pow, product);
+    assert_eq!(n, "f-1024");
+}

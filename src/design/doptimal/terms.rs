@@ -143,13 +143,22 @@ pub fn from_list(e: &Expr, factors: &[Factor]) -> Result<ModelTerms> {
     Ok(ModelTerms::new(terms, factors))
 }
 
-/// The factors of a product `a * log(b) * a`, left to right.
+/// The factors of a product `a * log(b) * a`, left to right; `x^k` is x repeated k times.
 fn product_leaves<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     match &e.kind {
         ExprKind::Binary(BinOp::Mul, a, b) => {
             product_leaves(a, out);
             product_leaves(b, out);
         }
+        ExprKind::Binary(BinOp::Pow, base, k) => match &k.kind {
+            ExprKind::Number { value, .. } if value.fract() == 0.0 && (1.0..=4.0).contains(value) => {
+                for _ in 0..*value as usize {
+                    product_leaves(base, out);
+                }
+            }
+            // Not a small whole power: left to `component`, which names the form terms take.
+            _ => out.push(e),
+        },
         ExprKind::Paren(x) => product_leaves(x, out),
         _ => out.push(e),
     }
@@ -165,7 +174,12 @@ fn component(e: &Expr, factors: &[Factor]) -> Result<Component> {
                 None => return Err(model_error(inner[0].value.span, "`log` takes a factor name")),
             }
         }
-        _ => return Err(model_error(e.span, "a model term is a factor, `log(factor)` or a product of them (`a*b`)")),
+        _ => {
+            return Err(model_error(
+                e.span,
+                "a model term is a factor, `log(factor)`, a product of them (`a*b`) or a power 1 to 4 (`log(c)^2`)",
+            ))
+        }
     };
     let Some(index) = factors.iter().position(|f| f.name == name.name) else {
         let names: Vec<&str> = factors.iter().map(|f| f.name.as_str()).collect();
