@@ -188,19 +188,39 @@ pub fn run(a: &Args) -> ExitCode {
         match kind {
             ProviderKind::Local => {
                 let p = LocalProvider::new(&local_root(&file, &plan.experiment), &args::dir_of(&file));
-                nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await
+                nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await.map_err(Failure::Apply)
             }
             ProviderKind::Aws => {
                 let region = campaign.stack.as_ref().map(|s| s.region.clone()).unwrap_or_default();
-                let aws_opts = AwsOptions { retry_until_up: a.retry_until_up, ..AwsOptions::default() };
-                let p = AwsProvider::new(&region, aws_opts, sink.clone()).await;
-                nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await
+                let aws_opts = AwsOptions {
+                    retry_until_up: a.retry_until_up,
+                    interrupted: interrupted.clone(),
+                    ..AwsOptions::from_config(&config.aws)
+                };
+                let p = AwsProvider::new(&region, aws_opts, sink.clone()).await.map_err(Failure::Provider)?;
+                nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await.map_err(Failure::Apply)
             }
         }
     });
     match outcome {
         Ok(o) => summarise(&o, campaign, &loaded, a.format),
         Err(e) => output::fail(&e.to_string()),
+    }
+}
+
+/// Why apply stopped before its summary: the provider could not start (no credentials), or the
+/// state could not be written.
+enum Failure {
+    Provider(nixl::provider::ProviderError),
+    Apply(nixl::apply::ApplyError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Provider(e) => write!(f, "{e}"),
+            Failure::Apply(e) => write!(f, "{e}"),
+        }
     }
 }
 

@@ -2,9 +2,11 @@
 //! and a small proxy between the SDK and moto that answers what moto lacks
 //! (SSM DescribeInstanceInformation, the Deep Learning AMI parameter) and
 //! injects faults on demand: capacity errors for chosen zones, throttling for
-//! the first N calls, a dropped connection. Every request is logged.
+//! the first N calls (or of one action), a dropped connection, an answer lost
+//! after moto acted, an endpoint that never answers, refused credentials, SSM
+//! agents that never come online. Every request is logged.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -61,6 +63,18 @@ pub struct Faults {
     pub throttle: usize,
     /// The next N connections are dropped without an answer.
     pub drop: usize,
+    /// Calls of these actions are throttled, the next N of each.
+    pub throttle_action: HashMap<String, usize>,
+    /// Calls of these actions reach moto, which acts, but the answer is lost (the next N of each).
+    pub lose: HashMap<String, usize>,
+    /// Every call is read and never answered (the connection stays open).
+    pub hang: bool,
+    /// Every call is refused as signed with an unknown access key.
+    pub bad_credentials: bool,
+    /// EC2 actions the caller is not allowed (UnauthorizedOperation).
+    pub deny: HashSet<String>,
+    /// No SSM agent ever reports online.
+    pub ssm_offline: bool,
     /// Commands "fail" with exit code 3 and more output than SSM keeps inline: the
     /// inline part is cut, the whole of it is in the bucket, ending with this line.
     pub long_output: Option<String>,
@@ -72,7 +86,8 @@ pub struct Logged {
     pub action: String,
     pub body: String,
     pub at: Instant,
-    /// What the proxy did: "forwarded", "capacity", "throttled", "dropped", "answered".
+    /// What the proxy did: "forwarded", "capacity", "throttled", "dropped", "answered", "lost",
+    /// "hung", "refused".
     pub outcome: String,
 }
 
@@ -127,6 +142,10 @@ impl Proxy {
         let mut out = conn;
         match reply {
             Reply::Drop => {}
+            Reply::Hang => std::thread::sleep(Duration::from_secs(120)),
+            Reply::Lose => {
+                let _ = forward(&head, &body, upstream);
+            }
             Reply::Answer(bytes) => {
                 let _ = out.write_all(&bytes);
             }
@@ -145,9 +164,27 @@ impl Proxy {
             f.drop -= 1;
             return ("dropped", Reply::Drop);
         }
+        if f.hang {
+            return ("hung", Reply::Hang);
+        }
+        if f.bad_credentials {
+            return ("refused", Reply::Answer(bad_credentials(service)));
+        }
+        if f.deny.contains(action) {
+            let msg = "You are not authorized to perform this operation.";
+            return ("denied", Reply::Answer(ec2_error(403, "UnauthorizedOperation", msg)));
+        }
         if f.throttle > 0 && service != "s3" {
             f.throttle -= 1;
             return ("throttled", Reply::Answer(throttle(service)));
+        }
+        if let Some(n) = f.throttle_action.get_mut(action).filter(|n| **n > 0) {
+            *n -= 1;
+            return ("throttled", Reply::Answer(throttle(service)));
+        }
+        if let Some(n) = f.lose.get_mut(action).filter(|n| **n > 0) {
+            *n -= 1;
+            return ("lost", Reply::Lose);
         }
         if action == "RunInstances" && f.vcpu_limit {
             // EC2's own words for a vCPU quota of 0 (a new account's G quota).
@@ -163,6 +200,7 @@ impl Proxy {
             }
         }
         let long_output = f.long_output.clone();
+        let ssm_offline = f.ssm_offline;
         drop(f);
         if let (Some(tail), "GetCommandInvocation") = (long_output, action) {
             return ("answered", Reply::Answer(self.long_invocation(body, &tail)));
@@ -180,6 +218,7 @@ impl Proxy {
                 .collect();
             let list: Vec<serde_json::Value> = ids
                 .iter()
+                .filter(|_| !ssm_offline)
                 .map(|i| serde_json::json!({"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"}))
                 .collect();
             return ("answered", Reply::Answer(json_ok(&serde_json::json!({ "InstanceInformationList": list }))));
@@ -221,6 +260,10 @@ enum Reply {
     Forward,
     Answer(Vec<u8>),
     Drop,
+    /// Forward to moto, then close without passing its answer on.
+    Lose,
+    /// Keep the connection open and never answer.
+    Hang,
 }
 
 /// Reads one HTTP/1.1 request: the head as text, the body by length or chunks.
@@ -344,6 +387,8 @@ fn response(status: u16, content_type: &str, extra: &str, body: &str) -> Vec<u8>
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         _ => "Internal Server Error",
     };
     format!(
@@ -374,6 +419,22 @@ fn throttle(service: &str) -> Vec<u8> {
         _ => {
             let body = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>proxy-0002</RequestId></ErrorResponse>";
             response(400, "text/xml", "", body)
+        }
+    }
+}
+
+/// Each service's answer to a request signed with an access key it does not know.
+fn bad_credentials(service: &str) -> Vec<u8> {
+    match service {
+        "ec2" => ec2_error(401, "AuthFailure", "AWS was not able to validate the provided access credentials"),
+        "ssm" => {
+            let body =
+                r#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#;
+            response(400, "application/x-amz-json-1.1", "x-amzn-ErrorType: UnrecognizedClientException\r\n", body)
+        }
+        _ => {
+            let body = "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message></Error><RequestId>proxy-0003</RequestId></ErrorResponse>";
+            response(403, "text/xml", "", body)
         }
     }
 }
