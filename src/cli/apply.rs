@@ -11,7 +11,7 @@ use nixl::plan::Plan;
 use nixl::progress::{Sink, Terminal};
 use nixl::provider::aws::{AwsOptions, AwsProvider};
 use nixl::provider::local::LocalProvider;
-use nixl::state::lock::{Lock, LockError};
+use nixl::state::lock::Lock;
 use nixl::state::State;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -83,19 +83,13 @@ pub fn local_root(file: &Path, experiment: &str) -> PathBuf {
     args::dir_of(file).join(".nixl").join(experiment).join("local")
 }
 
-/// Takes the lock; a lock left by a process that no longer runs on this host is taken over.
+/// Takes the lock; one left by a process that is gone is taken over, with a warning naming it.
 pub fn lock(state_path: &Path, command: &str) -> Result<Lock, ExitCode> {
-    match Lock::acquire(state_path, command) {
-        Ok(l) => Ok(l),
-        Err(LockError::Held(p, Some(h)))
-            if h.host == nixl::state::lock::hostname() && !Path::new(&format!("/proc/{}", h.pid)).exists() =>
-        {
-            output::err(&format!("warning: taking over a stale lock left by {h} (that process is gone)\n"));
-            let _ = std::fs::remove_file(&p);
-            Lock::acquire(state_path, command).map_err(|e| output::fail(&e.to_string()))
-        }
-        Err(e) => Err(output::fail(&e.to_string())),
+    let l = Lock::acquire(state_path, command).map_err(|e| output::fail(&e.to_string()))?;
+    if let Some(h) = &l.took_over {
+        output::err(&format!("warning: taking over a stale lock left by {h} (that process is gone)\n"));
     }
+    Ok(l)
 }
 
 /// Asks on the terminal; only "yes" goes ahead. Without a terminal, --auto-approve is required.
