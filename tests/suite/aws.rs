@@ -2,7 +2,7 @@
 //! fault-injecting proxy in `moto.rs`: create, converge, fail over across
 //! zones, survive throttling and SIGKILL, lock, destroy, and the SSM path.
 
-use crate::moto::{Moto, Proxy, AMI};
+use crate::moto::{Moto, Proxy, AMI, PLACEMENT_GROUP};
 use crate::support::{nixl, scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -158,9 +158,15 @@ fn apply_creates_the_stack_and_two_nodes_a_second_apply_does_nothing_and_destroy
     let runs = proxy.calls("RunInstances");
     assert_eq!(runs.len(), 1);
     let body = &runs[0].body;
-    for want in
-        ["MinCount=2", "MaxCount=2", "InterfaceType=efa", "HttpTokens=required", "Value=nixl-test", &format!("ImageId={AMI}")]
-    {
+    for want in [
+        "MinCount=2",
+        "MaxCount=2",
+        "InterfaceType=efa",
+        "HttpTokens=required",
+        "Value=nixl-test",
+        &format!("ImageId={AMI}"),
+        &format!("Placement.GroupName={PLACEMENT_GROUP}"),
+    ] {
         assert!(body.contains(want), "RunInstances lacks {want}: {body}");
     }
 
@@ -765,4 +771,26 @@ fn ctrl_c_stops_retry_until_up_at_once_and_nothing_is_launched_after_it() {
     assert!(t.contains("interrupted"), "{t}");
     assert!(proxy.calls("RunInstances").iter().all(|r| r.outcome == "capacity"), "{:?}", proxy.calls("RunInstances"));
     assert!(world(&moto).running.is_empty());
+}
+
+#[test]
+fn a_missing_placement_group_is_an_error_not_a_launch_without_one() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-no-pg", &["us-east-1a"]);
+    let out = run(&dir, &proxy, &["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--target", "stack"]);
+    assert!(out.status.success(), "{}", text(&out));
+    proxy.faults.lock().unwrap().placement_group_missing = true;
+    let out = run(&dir, &proxy, APPLY_NODES);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("placement group `{PLACEMENT_GROUP}` of stack `nixl-test` does not exist")), "{t}");
+    assert!(proxy.calls("RunInstances").is_empty(), "nothing is launched without the group");
+    assert!(world(&moto).running.is_empty());
+    // With the group back, the nodes launch into it.
+    proxy.faults.lock().unwrap().placement_group_missing = false;
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let runs = proxy.calls("RunInstances");
+    assert!(runs.iter().all(|r| r.body.contains(&format!("Placement.GroupName={PLACEMENT_GROUP}"))), "{runs:?}");
 }

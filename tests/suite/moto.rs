@@ -4,7 +4,10 @@
 //! injects faults on demand: capacity errors for chosen zones, throttling for
 //! the first N calls (or of one action), a dropped connection, an answer lost
 //! after moto acted, an endpoint that never answers, refused credentials, SSM
-//! agents that never come online. Every request is logged.
+//! agents that never come online. It stands in for the placement group moto
+//! does not model: the stack's outputs name one (as CloudFormation's would),
+//! DescribePlacementGroups finds it, unless it is made missing. Every request
+//! is logged.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,6 +15,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The placement group the stack's outputs name (moto drops AWS::EC2::PlacementGroup).
+pub const PLACEMENT_GROUP: &str = "nixl-test-PlacementGroup-1A2B3C";
 
 /// A moto AMI id, so RunInstances finds its image.
 pub const AMI: &str = "ami-03cf127a";
@@ -75,6 +81,8 @@ pub struct Faults {
     pub deny: HashSet<String>,
     /// No SSM agent ever reports online.
     pub ssm_offline: bool,
+    /// The stack's placement group is gone (deleted outside nixl).
+    pub placement_group_missing: bool,
     /// Commands "fail" with exit code 3 and more output than SSM keeps inline: the
     /// inline part is cut, the whole of it is in the bucket, ending with this line.
     pub long_output: Option<String>,
@@ -151,6 +159,7 @@ impl Proxy {
             }
             Reply::Forward => {
                 if let Some(resp) = forward(&head, &body, upstream) {
+                    let resp = if action == "DescribeStacks" { with_placement_group_output(resp) } else { resp };
                     let _ = out.write_all(&resp);
                 }
             }
@@ -201,7 +210,11 @@ impl Proxy {
         }
         let long_output = f.long_output.clone();
         let ssm_offline = f.ssm_offline;
+        let pg_missing = f.placement_group_missing;
         drop(f);
+        if action == "DescribePlacementGroups" {
+            return ("answered", Reply::Answer(placement_groups(body, pg_missing)));
+        }
         if let (Some(tail), "GetCommandInvocation") = (long_output, action) {
             return ("answered", Reply::Answer(self.long_invocation(body, &tail)));
         }
@@ -437,4 +450,40 @@ fn bad_credentials(service: &str) -> Vec<u8> {
             response(403, "text/xml", "", body)
         }
     }
+}
+
+/// EC2's answer to DescribePlacementGroups for the names asked: each a cluster group, or
+/// InvalidPlacementGroup.Unknown when the group is made missing.
+fn placement_groups(body: &str, missing: bool) -> Vec<u8> {
+    let names: Vec<&str> =
+        body.split('&').filter_map(|kv| kv.strip_prefix("GroupName.")?.split_once('=').map(|(_, v)| v)).collect();
+    if missing {
+        let name = names.first().copied().unwrap_or("");
+        return ec2_error(400, "InvalidPlacementGroup.Unknown", &format!("The Placement Group '{name}' is unknown."));
+    }
+    let items: String = names
+        .iter()
+        .map(|n| format!("<item><groupName>{n}</groupName><strategy>cluster</strategy><state>available</state><groupId>pg-0123456789abcdef0</groupId></item>"))
+        .collect();
+    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribePlacementGroupsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>proxy-0004</requestId><placementGroupSet>{items}</placementGroupSet></DescribePlacementGroupsResponse>");
+    response(200, "text/xml", "", &body)
+}
+
+/// Adds the placement group output CloudFormation would report to moto's DescribeStacks answer.
+fn with_placement_group_output(resp: Vec<u8>) -> Vec<u8> {
+    let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") else { return resp };
+    let body = String::from_utf8_lossy(&resp[split + 4..]).into_owned();
+    if !body.contains("<Outputs>") || body.contains("PlacementGroupName") {
+        return resp;
+    }
+    let member = format!(
+        "<Outputs><member><OutputKey>PlacementGroupName</OutputKey><OutputValue>{PLACEMENT_GROUP}</OutputValue></member>"
+    );
+    let body = body.replace("<Outputs>", &member);
+    let head: String = String::from_utf8_lossy(&resp[..split])
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    format!("{head}Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }

@@ -77,6 +77,7 @@ async fn keep(p: &AwsProvider, stack: &Stack, found: Vec<Found>) -> Result<Vec<N
 
 async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) -> Result<Vec<NodeInfo>, ProviderError> {
     let ami = resolve_ami(p, stack).await?;
+    let group = placement_group(p, stack, info).await?;
     let offered = offerings(p, &stack.instance_types).await?;
     let mut attempts: Vec<Attempt> = vec![];
     let mut round = 1;
@@ -106,7 +107,7 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
             }
             let (zone, ty) = queue.remove(0);
             say!(p, "  launching {} x {ty} in {zone}", stack.nodes.len());
-            match launch(p, stack, info, &ami, &zone, &ty).await {
+            match launch(p, stack, info, &Launch { ami: &ami, group: &group, zone: &zone, ty: &ty }).await {
                 Ok(nodes) => {
                     let failed = attempts.iter().filter(|a| a.reason != NOT_OFFERED).count();
                     if failed > 0 {
@@ -182,14 +183,17 @@ fn first_sentence(m: &str) -> String {
     }
 }
 
-async fn launch(
-    p: &AwsProvider,
-    stack: &Stack,
-    info: &StackInfo,
-    ami: &str,
-    zone: &str,
-    ty: &str,
-) -> Result<Vec<NodeInfo>, ProviderError> {
+/// What one RunInstances asks for.
+struct Launch<'a> {
+    ami: &'a str,
+    /// The stack's placement group, checked to exist.
+    group: &'a str,
+    zone: &'a str,
+    ty: &'a str,
+}
+
+async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>) -> Result<Vec<NodeInfo>, ProviderError> {
+    let (ami, zone, ty) = (l.ami, l.zone, l.ty);
     let n = stack.nodes.len() as i32;
     let subnet = match &stack.subnet {
         Some(s) => s.clone(),
@@ -203,10 +207,7 @@ async fn launch(
     if let Some(g) = &sg {
         nic = nic.groups(g);
     }
-    let mut placement = Placement::builder().availability_zone(zone);
-    if let Some(pg) = info.outputs.get(template::OUT_PLACEMENT_GROUP).filter(|s| !s.is_empty()) {
-        placement = placement.group_name(pg);
-    }
+    let placement = Placement::builder().availability_zone(zone).group_name(l.group);
     let tags = TagSpecification::builder()
         .resource_type(ResourceType::Instance)
         .tags(Tag::builder().key(STACK_TAG).value(&stack.name).build())
@@ -417,6 +418,43 @@ async fn wait_running(p: &AwsProvider, stack: &str, ids: &[String]) -> Result<Ve
         waiting.tick(&*p.sink);
         tokio::time::sleep(p.opts.poll).await;
     }
+}
+
+/// The stack's placement group, as its stack outputs name it, checked to exist with the
+/// strategy the file declares: nodes launch into it or not at all (EC2 would otherwise
+/// launch them wherever, and EFA between them would be slow without a word).
+async fn placement_group(p: &AwsProvider, stack: &Stack, info: &StackInfo) -> Result<String, ProviderError> {
+    let want = stack.placement.as_str();
+    let Some(name) = info.outputs.get(template::OUT_PLACEMENT_GROUP).filter(|s| !s.is_empty()) else {
+        return Err(ProviderError::Other(format!(
+            "stack `{}` names no placement group (output {} missing); nodes are not launched outside a `{want}` group: run `nixl apply --replace stack`",
+            stack.name,
+            template::OUT_PLACEMENT_GROUP
+        )));
+    };
+    let out = with_retry(&*p.sink, "DescribePlacementGroups", || async {
+        p.ec2.describe_placement_groups().group_names(name).send().await.map_err(|e| classify(&e, "", ""))
+    })
+    .await;
+    let missing = || {
+        ProviderError::Other(format!(
+            "placement group `{name}` of stack `{}` does not exist (deleted outside nixl?); nodes are not launched without it: run `nixl apply --replace stack`",
+            stack.name
+        ))
+    };
+    let groups = match out {
+        Ok(o) => o.placement_groups().to_vec(),
+        Err(ProviderError::NotFound(_)) => return Err(missing()),
+        Err(e) => return Err(e),
+    };
+    let Some(g) = groups.iter().find(|g| g.group_name() == Some(name.as_str())) else { return Err(missing()) };
+    let strategy = g.strategy().map(|s| s.as_str()).unwrap_or("");
+    if strategy != want {
+        return Err(ProviderError::Other(format!(
+            "placement group `{name}` has strategy `{strategy}`, the stack declares `{want}`: run `nixl apply --replace stack`"
+        )));
+    }
+    Ok(name.clone())
 }
 
 /// What keeps an SSM agent offline, most likely first.
