@@ -7,6 +7,7 @@
 //! state_dir = ".nixl"           # where state files live, relative to this file
 //! [aws]
 //! profile = "gpu-lab"           # AWS_PROFILE, unless already set
+//! call_timeout = 120            # seconds; also connect_timeout, read_timeout, ssm_online_timeout
 //! [mlflow]
 //! tracking_uri = "http://127.0.0.1:5000"   # MLFLOW_TRACKING_URI, unless already set
 //! ```
@@ -95,6 +96,14 @@ impl std::error::Error for ConfigError {
 pub struct AwsConfig {
     pub profile: Option<String>,
     pub region: Option<String>,
+    /// Seconds to establish a connection to an AWS endpoint (default 10).
+    pub connect_timeout: Option<u64>,
+    /// Seconds between two reads of an answer (default 60).
+    pub read_timeout: Option<u64>,
+    /// Seconds one call may take to be answered (default 120).
+    pub call_timeout: Option<u64>,
+    /// Seconds a new node's SSM agent may take to come online (default 900).
+    pub ssm_online_timeout: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

@@ -184,6 +184,17 @@ pub fn diagnostic(id: &ActionId, error: &ActionError, campaign: &Campaign) -> Op
     }
 }
 
+/// What to raise for a quota: the Service Quotas code of the instance family, when known.
+fn quota_help(instance_type: &str, region: &str) -> String {
+    match crate::provider::aws::ec2_quota(instance_type) {
+        Some(q) => format!(
+            "request a higher quota in {region}: Service Quotas, EC2, \"{}\" ({}): `aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {} --desired-value N`; or use fewer or smaller nodes",
+            q.name, q.code, q.code
+        ),
+        None => format!("request a higher quota in {region} (Service Quotas, EC2, the \"Running On-Demand\" quota of the {instance_type} family) or use fewer or smaller nodes"),
+    }
+}
+
 fn provider_diagnostic(e: &ProviderError, st: &Stack, message: String) -> Diagnostic {
     let on = |attr: &str, code: Code, label: String, help: &str| {
         Diagnostic::error(code, st.span_of(attr), message.clone()).label(label).help(help)
@@ -205,11 +216,11 @@ fn provider_diagnostic(e: &ProviderError, st: &Stack, message: String) -> Diagno
             format!("no capacity in {zone}"),
             "add zones or instance types with the same GPUs to `zones` and `instance_type`, or run apply with --retry-until-up",
         ),
-        ProviderError::Quota(_) => on(
+        ProviderError::Quota { instance_type, .. } => on(
             "instance_type",
             Code::CloudRefused,
-            "the account's quota does not allow these instances".into(),
-            "request a higher quota (Service Quotas: Running On-Demand G and VT instances) or use fewer or smaller nodes",
+            format!("the account's quota does not allow {} x {instance_type}", st.nodes.len()),
+            &quota_help(instance_type, &st.region),
         ),
         ProviderError::Credentials(_) => on(
             "region",

@@ -11,7 +11,7 @@ use nixl::plan::Plan;
 use nixl::progress::{Sink, Terminal};
 use nixl::provider::aws::{AwsOptions, AwsProvider};
 use nixl::provider::local::LocalProvider;
-use nixl::state::lock::{Lock, LockError};
+use nixl::state::lock::Lock;
 use nixl::state::State;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -83,19 +83,13 @@ pub fn local_root(file: &Path, experiment: &str) -> PathBuf {
     args::dir_of(file).join(".nixl").join(experiment).join("local")
 }
 
-/// Takes the lock; a lock left by a process that no longer runs on this host is taken over.
+/// Takes the lock; one left by a process that is gone is taken over, with a warning naming it.
 pub fn lock(state_path: &Path, command: &str) -> Result<Lock, ExitCode> {
-    match Lock::acquire(state_path, command) {
-        Ok(l) => Ok(l),
-        Err(LockError::Held(p, Some(h)))
-            if h.host == nixl::state::lock::hostname() && !Path::new(&format!("/proc/{}", h.pid)).exists() =>
-        {
-            output::err(&format!("warning: taking over a stale lock left by {h} (that process is gone)\n"));
-            let _ = std::fs::remove_file(&p);
-            Lock::acquire(state_path, command).map_err(|e| output::fail(&e.to_string()))
-        }
-        Err(e) => Err(output::fail(&e.to_string())),
+    let l = Lock::acquire(state_path, command).map_err(|e| output::fail(&e.to_string()))?;
+    if let Some(h) = &l.took_over {
+        output::err(&format!("warning: taking over a stale lock left by {h} (that process is gone)\n"));
     }
+    Ok(l)
 }
 
 /// Asks on the terminal; only "yes" goes ahead. Without a terminal, --auto-approve is required.
@@ -188,19 +182,39 @@ pub fn run(a: &Args) -> ExitCode {
         match kind {
             ProviderKind::Local => {
                 let p = LocalProvider::new(&local_root(&file, &plan.experiment), &args::dir_of(&file));
-                nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await
+                nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await.map_err(Failure::Apply)
             }
             ProviderKind::Aws => {
                 let region = campaign.stack.as_ref().map(|s| s.region.clone()).unwrap_or_default();
-                let aws_opts = AwsOptions { retry_until_up: a.retry_until_up, ..AwsOptions::default() };
-                let p = AwsProvider::new(&region, aws_opts, sink.clone()).await;
-                nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await
+                let aws_opts = AwsOptions {
+                    retry_until_up: a.retry_until_up,
+                    interrupted: interrupted.clone(),
+                    ..AwsOptions::from_config(&config.aws)
+                };
+                let p = AwsProvider::new(&region, aws_opts, sink.clone()).await.map_err(Failure::Provider)?;
+                nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await.map_err(Failure::Apply)
             }
         }
     });
     match outcome {
         Ok(o) => summarise(&o, campaign, &loaded, a.format),
         Err(e) => output::fail(&e.to_string()),
+    }
+}
+
+/// Why apply stopped before its summary: the provider could not start (no credentials), or the
+/// state could not be written.
+enum Failure {
+    Provider(nixl::provider::ProviderError),
+    Apply(nixl::apply::ApplyError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Provider(e) => write!(f, "{e}"),
+            Failure::Apply(e) => write!(f, "{e}"),
+        }
     }
 }
 

@@ -97,7 +97,7 @@ pub fn run(a: &Args) -> ExitCode {
                 }
             }
             ProviderKind::Aws => {
-                let p = AwsProvider::new(&stack.region, AwsOptions::default(), sink.clone()).await;
+                let p = AwsProvider::new(&stack.region, AwsOptions::from_config(&config.aws), sink.clone()).await?;
                 if only_nodes {
                     p.destroy_nodes(stack, &nodes).await
                 } else {

@@ -76,12 +76,22 @@ pub enum ProviderError {
     Capacity { zone: String, instance_type: String, message: String },
     /// Every zone and type the stack allows was tried, and none gave nodes.
     NoCapacity { instance_types: Vec<String>, attempts: Vec<Attempt>, retry_offered: bool },
-    /// An account limit: stop and name it.
-    Quota(String),
+    /// An account limit hit while asking for `instance_type`: stop and name the quota to raise.
+    Quota { instance_type: String, message: String },
     /// Credentials or configuration: stop, no failover.
     Credentials(String),
     /// Throttling or a dropped connection: retry in place.
     Transient(String),
+    /// The endpoint did not answer `call` within the client's timeouts (retried, then this).
+    NoAnswer { call: String, detail: String },
+    /// The resource named does not exist (any more): for removal, it is gone.
+    NotFound(String),
+    /// The resource to create exists already: the caller decides whether it is its own.
+    AlreadyExists(String),
+    /// Ctrl-C arrived: nothing more was launched.
+    Interrupted,
+    /// Destroy ended with resources it could not remove, each with why.
+    NotRemoved(Vec<Leftover>),
     /// A command ran past its limit.
     Timeout { node: String, seconds: u64 },
     /// Anything else, with the raw message.
@@ -106,9 +116,25 @@ impl std::fmt::Display for ProviderError {
                 }
                 write!(f, "\n{}", attempt_table(attempts))
             }
-            ProviderError::Quota(m) => write!(f, "account limit reached: {m}"),
+            ProviderError::Quota { instance_type, message } => {
+                write!(f, "account limit reached for {instance_type}: {message}")
+            }
             ProviderError::Credentials(m) => write!(f, "credentials or configuration: {m}"),
             ProviderError::Transient(m) => write!(f, "transient error: {m}"),
+            ProviderError::NoAnswer { call, detail } => write!(
+                f,
+                "no answer from AWS to {call} ({detail}); check the network or AWS_ENDPOINT_URL (timeouts: [aws] in nixl.toml)"
+            ),
+            ProviderError::NotFound(m) => write!(f, "not found: {m}"),
+            ProviderError::AlreadyExists(m) => write!(f, "already exists: {m}"),
+            ProviderError::Interrupted => write!(f, "interrupted: nothing more was launched"),
+            ProviderError::NotRemoved(left) => {
+                write!(f, "destroy could not remove {} resource(s); run destroy again, or remove them by hand:", left.len())?;
+                for l in left {
+                    write!(f, "\n  {:<40} {}", l.what, l.reason)?;
+                }
+                Ok(())
+            }
             ProviderError::Timeout { node, seconds } => write!(f, "command on {node} ran past its limit of {seconds}s"),
             ProviderError::Other(m) => write!(f, "{m}"),
         }
@@ -116,6 +142,13 @@ impl std::fmt::Display for ProviderError {
 }
 
 impl std::error::Error for ProviderError {}
+
+/// A resource destroy could not remove: what it is (`instance i-0abc`, `stack nixl-test`) and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Leftover {
+    pub what: String,
+    pub reason: String,
+}
 
 /// The reason recorded for a zone that does not offer an instance type.
 pub const NOT_OFFERED: &str = "not offered in this zone";

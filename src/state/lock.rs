@@ -1,9 +1,21 @@
-//! The state lock: a file created exclusively beside the state, holding the
-//! holder's pid, host and start time. A second apply or destroy fails with
-//! the holder's details; `nixl force-unlock` removes a stale lock.
+//! The state lock: a file beside the state holding the holder's pid, host,
+//! start time and command, with an OS lock (flock) on it for the holder's
+//! lifetime. Invariants:
+//! - the file is never visible empty: the content is written to a temp file,
+//!   which is OS-locked, then hard-linked into place (a fresh lock) or renamed
+//!   over a file nobody holds (a takeover);
+//! - at most one process holds the OS lock on the inode the path names: a taker
+//!   checks, once locked, that the path still names its inode, else starts over;
+//! - a holder that dies releases its OS lock with it, so its file is taken over
+//!   by the next apply without asking, and its details are reported.
+//!
+//! A second apply or destroy fails with the holder's details; `nixl
+//! force-unlock` removes a lock nobody holds.
 
 use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -20,14 +32,19 @@ impl std::fmt::Display for Holder {
     }
 }
 
-/// Held until dropped; the lock file is removed then.
+/// Held until dropped; the lock file is removed then, and the OS lock released.
 #[derive(Debug)]
 pub struct Lock {
     path: PathBuf,
+    /// The locked file: the OS lock lives as long as this descriptor.
+    _file: File,
+    /// The holder of a lock left behind by a process that is gone, taken over by this one.
+    pub took_over: Option<Holder>,
 }
 
 #[derive(Debug)]
 pub enum LockError {
+    /// Another process holds the lock; its details when it has written them.
     Held(PathBuf, Option<Holder>),
     Io(PathBuf, std::io::Error),
 }
@@ -37,10 +54,14 @@ impl std::fmt::Display for LockError {
         match self {
             LockError::Held(p, Some(h)) => write!(
                 f,
-                "the state is locked by {h}; wait for it to finish, or if that process is gone run `nixl force-unlock` (lock file `{}`)",
+                "the state is locked by {h}; wait for it to finish (the lock is released when that process ends; lock file `{}`)",
                 p.display()
             ),
-            LockError::Held(p, None) => write!(f, "the state is locked (lock file `{}` is unreadable); run `nixl force-unlock` if no apply is running", p.display()),
+            LockError::Held(p, None) => write!(
+                f,
+                "the state is locked by another nixl process whose details are unreadable; wait for it to finish (lock file `{}`)",
+                p.display()
+            ),
             LockError::Io(p, e) => write!(f, "cannot create lock `{}`: {e}", p.display()),
         }
     }
@@ -112,37 +133,104 @@ pub fn parse_utc(text: &str) -> Option<u64> {
 }
 
 impl Lock {
+    /// Takes the lock, or takes over one whose holder is gone; fails with the holder's details
+    /// when a live process holds it.
     pub fn acquire(state: &Path, command: &str) -> Result<Lock, LockError> {
         let path = lock_path(state);
+        let io = |e: std::io::Error| LockError::Io(path.clone(), e);
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| LockError::Io(path.clone(), e))?;
+            std::fs::create_dir_all(dir).map_err(io)?;
         }
         let holder = Holder { pid: std::process::id(), host: hostname(), started: now_rfc3339(), command: command.into() };
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                let text = serde_json::to_string(&holder).expect("holder serialises");
-                f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| LockError::Io(path.clone(), e))?;
-                Ok(Lock { path })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let holder = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
-                Err(LockError::Held(path, holder))
-            }
-            Err(e) => Err(LockError::Io(path, e)),
-        }
+        let (temp, file) = prepared(&path, &holder).map_err(io)?;
+        let taken = take(&path, &temp);
+        let _ = std::fs::remove_file(&temp);
+        let took_over = taken?;
+        Ok(Lock { path, _file: file, took_over })
     }
 
-    /// Removes a lock left by a process that died; returns who held it.
+    /// Removes a lock left by a process that died; returns who held it. A lock a live
+    /// process holds is refused (removing it would let a second apply in).
     pub fn force_unlock(state: &Path) -> std::io::Result<Option<Holder>> {
         let path = lock_path(state);
-        let holder = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let f = File::open(&path)?;
+        let holder = read_holder(&path);
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let who = holder.map(|h| h.to_string()).unwrap_or_else(|| "a nixl process".into());
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!("{who} holds it and is running; it is released when that process ends"),
+                ));
+            }
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
         std::fs::remove_file(&path)?;
         Ok(holder)
     }
 }
 
+/// The holder's details in a temp file beside the lock, written, synced and OS-locked, ready to
+/// be put in place whole.
+fn prepared(path: &Path, holder: &Holder) -> std::io::Result<(PathBuf, File)> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}.{nanos}.tmp", std::process::id()));
+    let temp = PathBuf::from(name);
+    let mut f = OpenOptions::new().read(true).write(true).create_new(true).open(&temp)?;
+    f.write_all(serde_json::to_string(holder).expect("holder serialises").as_bytes())?;
+    f.sync_all()?;
+    // A fresh file: nobody else can hold it.
+    f.try_lock().map_err(std::io::Error::from)?;
+    Ok((temp, f))
+}
+
+/// Puts `temp` (locked by us) in place at `path`: linked when there is no lock, renamed over
+/// one nobody holds. Returns the holder of a lock taken over.
+fn take(path: &Path, temp: &Path) -> Result<Option<Holder>, LockError> {
+    let io = |e: std::io::Error| LockError::Io(path.to_path_buf(), e);
+    // Bounded: each round loses only to another taker that then holds the lock.
+    for _ in 0..100 {
+        let current = match File::open(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::hard_link(temp, path) {
+                Ok(()) => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io(e)),
+            },
+            Err(e) => return Err(io(e)),
+            Ok(f) => f,
+        };
+        match current.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(LockError::Held(path.into(), read_holder(path))),
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        // Locked, but the path may name another inode by now (its holder removed or replaced it).
+        if !same_file(&current, path) {
+            continue;
+        }
+        let stale = read_holder(path);
+        std::fs::rename(temp, path).map_err(io)?;
+        return Ok(stale);
+    }
+    Err(LockError::Held(path.into(), read_holder(path)))
+}
+
+fn same_file(f: &File, path: &Path) -> bool {
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn read_holder(path: &Path) -> Option<Holder> {
+    std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok())
+}
+
 impl Drop for Lock {
     fn drop(&mut self) {
+        // The path names our inode while we hold it: nobody replaces a held lock.
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -180,6 +268,99 @@ mod tests {
         }
         drop(first);
         assert!(Lock::acquire(&state, "apply").is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A lock file nobody holds, as a process that died leaves it.
+    fn stale(state: &Path) {
+        let h = Holder { pid: 4_000_000, host: hostname(), started: now_rfc3339(), command: "apply".into() };
+        std::fs::write(lock_path(state), serde_json::to_string(&h).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_lock_left_by_a_dead_process_is_taken_over_and_named() {
+        let dir = std::env::temp_dir().join(format!("nixl-lock-stale-{}", std::process::id()));
+        let state = dir.join("state.json");
+        std::fs::create_dir_all(&dir).unwrap();
+        stale(&state);
+        let l = Lock::acquire(&state, "apply").unwrap();
+        assert_eq!(l.took_over.as_ref().map(|h| h.pid), Some(4_000_000));
+        let mine: Holder = serde_json::from_str(&std::fs::read_to_string(lock_path(&state)).unwrap()).unwrap();
+        assert_eq!(mine.pid, std::process::id());
+        // A held lock cannot be forced open.
+        assert!(Lock::force_unlock(&state).is_err());
+        drop(l);
+        assert!(!lock_path(&state).exists());
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Run in a child process by the test below: takes the lock once (no waiting), and while
+    /// holding it creates a marker that must not exist (a second holder would find it).
+    #[test]
+    fn child_takes_the_lock_once() {
+        let Some(state) = std::env::var_os("NIXL_LOCK_CHILD") else { return };
+        let state = PathBuf::from(state);
+        let marker = state.with_extension("holder");
+        match Lock::acquire(&state, "apply") {
+            Ok(lock) => {
+                let text = std::fs::read_to_string(lock_path(&state)).unwrap_or_default();
+                assert!(text.contains(&format!("\"pid\":{}", std::process::id())), "lock content: {text:?}");
+                let mine = std::fs::OpenOptions::new().write(true).create_new(true).open(&marker);
+                assert!(mine.is_ok(), "TWO HOLDERS");
+                std::thread::sleep(std::time::Duration::from_millis(15));
+                std::fs::remove_file(&marker).unwrap();
+                drop(lock);
+                println!("NIXL-LOCK-HELD");
+            }
+            Err(LockError::Held(_, h)) => {
+                // What a refused taker reads is never an empty or half-written lock.
+                assert!(h.is_some(), "the lock was visible without its holder's details");
+                println!("NIXL-LOCK-REFUSED");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn three_processes_taking_over_a_stale_lock_never_hold_it_together_in_200_rounds() {
+        let dir = std::env::temp_dir().join(format!("nixl-lock-race-{}", std::process::id()));
+        let state = dir.join("state.json");
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let (mut held, mut refused) = (0, 0);
+        let started = std::time::Instant::now();
+        for round in 0..200 {
+            stale(&state);
+            let children: Vec<_> = (0..3)
+                .map(|_| {
+                    std::process::Command::new(&exe)
+                        .args(["--exact", "state::lock::tests::child_takes_the_lock_once", "--nocapture", "--test-threads=1"])
+                        .env("NIXL_LOCK_CHILD", &state)
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            let mut got = 0;
+            for c in children {
+                let out = c.wait_with_output().unwrap();
+                let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                assert!(out.status.success(), "round {round}: {text}");
+                if text.contains("NIXL-LOCK-HELD") {
+                    got += 1;
+                } else {
+                    assert!(text.contains("NIXL-LOCK-REFUSED"), "round {round}: {text}");
+                    refused += 1;
+                }
+            }
+            assert!(got >= 1, "round {round}: nobody took over the stale lock");
+            held += got;
+            assert!(!lock_path(&state).exists(), "round {round}: the last holder left its lock behind");
+        }
+        eprintln!("200 rounds of 3 takers in {:?}: {held} holds (one at a time), {refused} refusals", started.elapsed());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

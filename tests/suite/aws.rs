@@ -2,7 +2,7 @@
 //! fault-injecting proxy in `moto.rs`: create, converge, fail over across
 //! zones, survive throttling and SIGKILL, lock, destroy, and the SSM path.
 
-use crate::moto::{Moto, Proxy, AMI};
+use crate::moto::{Moto, Proxy, AMI, PLACEMENT_GROUP};
 use crate::support::{nixl, scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -158,9 +158,15 @@ fn apply_creates_the_stack_and_two_nodes_a_second_apply_does_nothing_and_destroy
     let runs = proxy.calls("RunInstances");
     assert_eq!(runs.len(), 1);
     let body = &runs[0].body;
-    for want in
-        ["MinCount=2", "MaxCount=2", "InterfaceType=efa", "HttpTokens=required", "Value=nixl-test", &format!("ImageId={AMI}")]
-    {
+    for want in [
+        "MinCount=2",
+        "MaxCount=2",
+        "InterfaceType=efa",
+        "HttpTokens=required",
+        "Value=nixl-test",
+        &format!("ImageId={AMI}"),
+        &format!("Placement.GroupName={PLACEMENT_GROUP}"),
+    ] {
         assert!(body.contains(want), "RunInstances lacks {want}: {body}");
     }
 
@@ -281,12 +287,17 @@ fn no_capacity_and_a_quota_point_at_the_attribute_to_change_in_json_too() {
         f.vcpu_limit = true;
     }
     let before = proxy.calls("RunInstances").len();
+    let started = Instant::now();
     let out = run(&dir, &proxy, &args);
+    let took = started.elapsed();
+    eprintln!("quota: apply (stack already up) exits after {} ms", took.as_millis());
+    assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let v = json(&out);
     assert_eq!(v[0]["code"], "nixl::E0502", "{v}");
     assert_eq!(format!("{}:{}", v[0]["line"], v[0]["column"]), position_of(&file, "\"g6e.12xlarge\""), "{v}");
-    assert!(v[0]["help"].as_str().unwrap_or("").contains("quota"), "{v}");
+    let help = v[0]["help"].as_str().unwrap_or("");
+    assert!(help.contains("Running On-Demand G and VT instances") && help.contains("--quota-code L-DB2E81BA"), "{v}");
     assert_eq!(proxy.calls("RunInstances").len() - before, 1, "a quota error is not retried in another zone");
     // The same in the graphical and plain renderings.
     let out = run(&dir, &proxy, APPLY_NODES);
@@ -536,4 +547,281 @@ fn a_renamed_stack_is_refused_and_destroy_still_removes_the_recorded_one() {
     assert!(out.status.success(), "{}", text(&out));
     let w = world(&moto);
     assert!(w.stacks.is_empty() && w.running.is_empty() && w.buckets == 0, "left behind: {:?} {:?}", w.stacks, w.running);
+}
+
+/// A moto instance id for an instance EC2 does not know (any more).
+const VANISHED: &str = "i-0123456789abcdef0";
+
+fn tagged_running(moto: &Moto) -> usize {
+    world(moto).running.len()
+}
+
+#[test]
+fn destroy_with_a_vanished_instance_finishes_and_removes_the_rest() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-vanished", &["us-east-1a"]);
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    // The state names an instance EC2 has forgotten (as AWS does an hour after termination);
+    // the real node1 is then known only by its tag.
+    let path = dir.join(".nixl/smoke/state.json");
+    let n1 = state(&dir)["resources"]["node.node1"]["id"].as_str().unwrap().to_string();
+    let raw = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, raw.replace(&n1, VANISHED)).unwrap();
+    let out = run(&dir, &proxy, DESTROY);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("Destroy complete."), "{t}");
+    let w = world(&moto);
+    assert!(w.stacks.is_empty() && w.running.is_empty() && w.buckets == 0, "left: {:?} {:?} {}", w.stacks, w.running, w.buckets);
+    // Nothing asked EC2 about the vanished id by InstanceIds (which fails the whole call).
+    assert!(
+        proxy.calls("TerminateInstances").iter().all(|c| !c.body.contains(VANISHED)),
+        "{:?}",
+        proxy.calls("TerminateInstances")
+    );
+}
+
+#[test]
+fn a_destroy_that_cannot_remove_everything_lists_what_is_left_and_a_second_one_finishes() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-leftovers", &["us-east-1a"]);
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    // The operator may not terminate instances: the nodes stay, the rest goes, and what stays is listed.
+    proxy.faults.lock().unwrap().deny = ["TerminateInstances".to_string()].into_iter().collect();
+    let st = state(&dir);
+    let ids = [st["resources"]["node.node1"]["id"].as_str().unwrap(), st["resources"]["node.node2"]["id"].as_str().unwrap()];
+    let out = run(&dir, &proxy, DESTROY);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("destroy could not remove 2 resource(s)"), "{t}");
+    for id in ids {
+        assert!(t.contains(&format!("instance {id}")) && t.contains("UnauthorizedOperation"), "{id}: {t}");
+    }
+    assert!(!t.contains("Destroy complete."), "{t}");
+    assert_eq!(world(&moto).running.len(), 2);
+    proxy.faults.lock().unwrap().deny.clear();
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+    let w = world(&moto);
+    assert!(w.stacks.is_empty() && w.running.is_empty() && w.buckets == 0, "left: {:?} {:?} {}", w.stacks, w.running, w.buckets);
+}
+
+#[test]
+fn a_destroy_killed_while_terminating_then_run_again_finishes() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-destroy-kill", &["us-east-1a"]);
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut child = aws_cmd(&dir, &proxy, DESTROY).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.calls("TerminateInstances").is_empty() {
+        assert!(Instant::now() < deadline, "destroy never terminated");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+    let w = world(&moto);
+    assert!(w.stacks.is_empty() && w.running.is_empty() && w.buckets == 0, "left: {:?} {:?} {}", w.stacks, w.running, w.buckets);
+}
+
+#[test]
+fn missing_credentials_fail_at_once_in_one_line_saying_where_they_were_looked_for() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-no-creds", &["us-east-1a"]);
+    let started = Instant::now();
+    let out = aws_cmd(&dir, &proxy, APPLY_NODES)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let t = text(&out);
+    eprintln!("missing credentials: exit after {} ms", took.as_millis());
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("credentials")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    for want in ["no AWS credentials found", "AWS_ACCESS_KEY_ID", "profile `default`", "IMDS"] {
+        assert!(lines[0].contains(want), "{want}: {err}");
+    }
+    assert!(proxy.log.lock().unwrap().is_empty(), "nothing is sent without credentials");
+}
+
+#[test]
+fn refused_credentials_fail_at_once_without_retries() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-bad-creds", &["us-east-1a"]);
+    proxy.faults.lock().unwrap().bad_credentials = true;
+    let started = Instant::now();
+    let out = run(&dir, &proxy, APPLY_NODES);
+    let took = started.elapsed();
+    let t = text(&out);
+    eprintln!("refused credentials: exit after {} ms", took.as_millis());
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(t.contains("credentials or configuration: InvalidClientTokenId"), "{t}");
+    assert!(!t.contains("retrying"), "{t}");
+    assert_eq!(proxy.log.lock().unwrap().len(), 1, "one call, no retries");
+}
+
+#[test]
+fn throttled_run_instances_is_retried_with_the_same_client_token() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-throttle-run", &["us-east-1a"]);
+    proxy.faults.lock().unwrap().throttle_action = [("RunInstances".to_string(), 2)].into_iter().collect();
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let runs = proxy.calls("RunInstances");
+    assert_eq!(runs.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(), vec!["throttled", "throttled", "forwarded"]);
+    let token = |b: &str| b.split('&').find_map(|kv| kv.strip_prefix("ClientToken=")).map(String::from);
+    let tokens: Vec<Option<String>> = runs.iter().map(|r| token(&r.body)).collect();
+    assert!(tokens[0].is_some(), "RunInstances carries a ClientToken: {}", runs[0].body);
+    assert!(tokens.iter().all(|t| t == &tokens[0]), "{tokens:?}");
+    assert_eq!(tagged_running(&moto), 2);
+}
+
+#[test]
+fn a_lost_create_stack_answer_is_not_an_error_when_the_stack_is_ours() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-lost-stack", &["us-east-1a"]);
+    proxy.faults.lock().unwrap().lose = [("CreateStack".to_string(), 1)].into_iter().collect();
+    let out = run(&dir, &proxy, APPLY_NODES);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("exists already with nixl's tag"), "{t}");
+    assert_eq!(proxy.calls("CreateStack").iter().map(|c| c.outcome.as_str()).collect::<Vec<_>>(), vec!["lost", "forwarded"]);
+    assert_eq!(world(&moto).stacks, vec![STACK.to_string()]);
+    assert_eq!(tagged_running(&moto), 2);
+}
+
+#[test]
+fn a_lost_run_instances_answer_leaves_exactly_two_tagged_nodes() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-lost-run", &["us-east-1a"]);
+    proxy.faults.lock().unwrap().lose = [("RunInstances".to_string(), 1)].into_iter().collect();
+    let out = run(&dir, &proxy, APPLY_NODES);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("the answer was lost but the 2 nodes are up; adopting"), "{t}");
+    assert_eq!(tagged_running(&moto), 2);
+    // The next apply finds the same two.
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(tagged_running(&moto), 2);
+    assert_eq!(proxy.calls("RunInstances").len(), 1, "the lost launch was adopted, not repeated");
+    let st = state(&dir);
+    let mut ids =
+        vec![st["resources"]["node.node1"]["id"].as_str().unwrap(), st["resources"]["node.node2"]["id"].as_str().unwrap()];
+    ids.sort();
+    let w = world(&moto);
+    let mut live: Vec<&str> = w.running.iter().map(|(i, _)| i.as_str()).collect();
+    live.sort();
+    assert_eq!(ids, live);
+}
+
+#[test]
+fn an_endpoint_that_never_answers_ends_with_a_timeout_naming_the_call() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-hang", &["us-east-1a"]);
+    std::fs::write(dir.join("nixl.toml"), "[aws]\ncall_timeout = 1\nconnect_timeout = 1\nread_timeout = 1\n").unwrap();
+    proxy.faults.lock().unwrap().hang = true;
+    let started = Instant::now();
+    let out = run(&dir, &proxy, APPLY_NODES);
+    let took = started.elapsed();
+    let t = text(&out);
+    eprintln!("endpoint that never answers: exit after {} ms", took.as_millis());
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("no answer from AWS to DescribeStacks"), "{t}");
+    assert!(t.contains("3 attempts"), "{t}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+}
+
+#[test]
+fn an_ssm_agent_that_never_comes_online_is_waited_for_within_a_stated_bound() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-ssm-offline", &["us-east-1a"]);
+    std::fs::write(dir.join("nixl.toml"), "[aws]\nssm_online_timeout = 6\n").unwrap();
+    proxy.faults.lock().unwrap().ssm_offline = true;
+    let out = run(&dir, &proxy, APPLY_NODES);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("waiting up to 6s for the SSM agent of"), "{t}");
+    // A wait past 5 s says what it waits for.
+    assert!(t.contains("waiting for the SSM agent of") && t.contains("s so far, at most 6s)"), "{t}");
+    assert!(t.contains("did not come online in 6s"), "{t}");
+    assert!(t.contains("AmazonSSMManagedInstanceCore") && t.contains("ssm.<region>.amazonaws.com"), "{t}");
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn ctrl_c_stops_retry_until_up_at_once_and_nothing_is_launched_after_it() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-ctrl-c", &["us-east-1a"]);
+    proxy.faults.lock().unwrap().capacity_zones = ["us-east-1a".to_string()].into_iter().collect();
+    let mut args = APPLY_NODES.to_vec();
+    args.push("--retry-until-up");
+    let child = aws_cmd(&dir, &proxy, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.calls("RunInstances").is_empty() {
+        assert!(Instant::now() < deadline, "the apply never tried to launch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = Instant::now();
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    // Capacity appears right after Ctrl-C: nothing may use it.
+    proxy.faults.lock().unwrap().capacity_zones.clear();
+    let out = child.wait_with_output().unwrap();
+    let took = signalled.elapsed();
+    let t = text(&out);
+    eprintln!("Ctrl-C to exit during --retry-until-up: {} ms", took.as_millis());
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(took < Duration::from_secs(5), "{took:?}: {t}");
+    assert!(t.contains("interrupted"), "{t}");
+    assert!(proxy.calls("RunInstances").iter().all(|r| r.outcome == "capacity"), "{:?}", proxy.calls("RunInstances"));
+    assert!(world(&moto).running.is_empty());
+}
+
+#[test]
+fn a_missing_placement_group_is_an_error_not_a_launch_without_one() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-no-pg", &["us-east-1a"]);
+    let out = run(&dir, &proxy, &["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--target", "stack"]);
+    assert!(out.status.success(), "{}", text(&out));
+    proxy.faults.lock().unwrap().placement_group_missing = true;
+    let out = run(&dir, &proxy, APPLY_NODES);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("placement group `{PLACEMENT_GROUP}` of stack `nixl-test` does not exist")), "{t}");
+    assert!(proxy.calls("RunInstances").is_empty(), "nothing is launched without the group");
+    assert!(world(&moto).running.is_empty());
+    // With the group back, the nodes launch into it.
+    proxy.faults.lock().unwrap().placement_group_missing = false;
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let runs = proxy.calls("RunInstances");
+    assert!(runs.iter().all(|r| r.body.contains(&format!("Placement.GroupName={PLACEMENT_GROUP}"))), "{runs:?}");
 }

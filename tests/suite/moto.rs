@@ -2,14 +2,22 @@
 //! and a small proxy between the SDK and moto that answers what moto lacks
 //! (SSM DescribeInstanceInformation, the Deep Learning AMI parameter) and
 //! injects faults on demand: capacity errors for chosen zones, throttling for
-//! the first N calls, a dropped connection. Every request is logged.
+//! the first N calls (or of one action), a dropped connection, an answer lost
+//! after moto acted, an endpoint that never answers, refused credentials, SSM
+//! agents that never come online. It stands in for the placement group moto
+//! does not model: the stack's outputs name one (as CloudFormation's would),
+//! DescribePlacementGroups finds it, unless it is made missing. Every request
+//! is logged.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The placement group the stack's outputs name (moto drops AWS::EC2::PlacementGroup).
+pub const PLACEMENT_GROUP: &str = "nixl-test-PlacementGroup-1A2B3C";
 
 /// A moto AMI id, so RunInstances finds its image.
 pub const AMI: &str = "ami-03cf127a";
@@ -61,6 +69,20 @@ pub struct Faults {
     pub throttle: usize,
     /// The next N connections are dropped without an answer.
     pub drop: usize,
+    /// Calls of these actions are throttled, the next N of each.
+    pub throttle_action: HashMap<String, usize>,
+    /// Calls of these actions reach moto, which acts, but the answer is lost (the next N of each).
+    pub lose: HashMap<String, usize>,
+    /// Every call is read and never answered (the connection stays open).
+    pub hang: bool,
+    /// Every call is refused as signed with an unknown access key.
+    pub bad_credentials: bool,
+    /// EC2 actions the caller is not allowed (UnauthorizedOperation).
+    pub deny: HashSet<String>,
+    /// No SSM agent ever reports online.
+    pub ssm_offline: bool,
+    /// The stack's placement group is gone (deleted outside nixl).
+    pub placement_group_missing: bool,
     /// Commands "fail" with exit code 3 and more output than SSM keeps inline: the
     /// inline part is cut, the whole of it is in the bucket, ending with this line.
     pub long_output: Option<String>,
@@ -72,7 +94,8 @@ pub struct Logged {
     pub action: String,
     pub body: String,
     pub at: Instant,
-    /// What the proxy did: "forwarded", "capacity", "throttled", "dropped", "answered".
+    /// What the proxy did: "forwarded", "capacity", "throttled", "dropped", "answered", "lost",
+    /// "hung", "refused".
     pub outcome: String,
 }
 
@@ -127,11 +150,16 @@ impl Proxy {
         let mut out = conn;
         match reply {
             Reply::Drop => {}
+            Reply::Hang => std::thread::sleep(Duration::from_secs(120)),
+            Reply::Lose => {
+                let _ = forward(&head, &body, upstream);
+            }
             Reply::Answer(bytes) => {
                 let _ = out.write_all(&bytes);
             }
             Reply::Forward => {
                 if let Some(resp) = forward(&head, &body, upstream) {
+                    let resp = if action == "DescribeStacks" { with_placement_group_output(resp) } else { resp };
                     let _ = out.write_all(&resp);
                 }
             }
@@ -145,9 +173,27 @@ impl Proxy {
             f.drop -= 1;
             return ("dropped", Reply::Drop);
         }
+        if f.hang {
+            return ("hung", Reply::Hang);
+        }
+        if f.bad_credentials {
+            return ("refused", Reply::Answer(bad_credentials(service)));
+        }
+        if f.deny.contains(action) {
+            let msg = "You are not authorized to perform this operation.";
+            return ("denied", Reply::Answer(ec2_error(403, "UnauthorizedOperation", msg)));
+        }
         if f.throttle > 0 && service != "s3" {
             f.throttle -= 1;
             return ("throttled", Reply::Answer(throttle(service)));
+        }
+        if let Some(n) = f.throttle_action.get_mut(action).filter(|n| **n > 0) {
+            *n -= 1;
+            return ("throttled", Reply::Answer(throttle(service)));
+        }
+        if let Some(n) = f.lose.get_mut(action).filter(|n| **n > 0) {
+            *n -= 1;
+            return ("lost", Reply::Lose);
         }
         if action == "RunInstances" && f.vcpu_limit {
             // EC2's own words for a vCPU quota of 0 (a new account's G quota).
@@ -163,7 +209,12 @@ impl Proxy {
             }
         }
         let long_output = f.long_output.clone();
+        let ssm_offline = f.ssm_offline;
+        let pg_missing = f.placement_group_missing;
         drop(f);
+        if action == "DescribePlacementGroups" {
+            return ("answered", Reply::Answer(placement_groups(body, pg_missing)));
+        }
         if let (Some(tail), "GetCommandInvocation") = (long_output, action) {
             return ("answered", Reply::Answer(self.long_invocation(body, &tail)));
         }
@@ -180,6 +231,7 @@ impl Proxy {
                 .collect();
             let list: Vec<serde_json::Value> = ids
                 .iter()
+                .filter(|_| !ssm_offline)
                 .map(|i| serde_json::json!({"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"}))
                 .collect();
             return ("answered", Reply::Answer(json_ok(&serde_json::json!({ "InstanceInformationList": list }))));
@@ -221,6 +273,10 @@ enum Reply {
     Forward,
     Answer(Vec<u8>),
     Drop,
+    /// Forward to moto, then close without passing its answer on.
+    Lose,
+    /// Keep the connection open and never answer.
+    Hang,
 }
 
 /// Reads one HTTP/1.1 request: the head as text, the body by length or chunks.
@@ -344,6 +400,8 @@ fn response(status: u16, content_type: &str, extra: &str, body: &str) -> Vec<u8>
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         _ => "Internal Server Error",
     };
     format!(
@@ -376,4 +434,56 @@ fn throttle(service: &str) -> Vec<u8> {
             response(400, "text/xml", "", body)
         }
     }
+}
+
+/// Each service's answer to a request signed with an access key it does not know.
+fn bad_credentials(service: &str) -> Vec<u8> {
+    match service {
+        "ec2" => ec2_error(401, "AuthFailure", "AWS was not able to validate the provided access credentials"),
+        "ssm" => {
+            let body =
+                r#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#;
+            response(400, "application/x-amz-json-1.1", "x-amzn-ErrorType: UnrecognizedClientException\r\n", body)
+        }
+        _ => {
+            let body = "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message></Error><RequestId>proxy-0003</RequestId></ErrorResponse>";
+            response(403, "text/xml", "", body)
+        }
+    }
+}
+
+/// EC2's answer to DescribePlacementGroups for the names asked: each a cluster group, or
+/// InvalidPlacementGroup.Unknown when the group is made missing.
+fn placement_groups(body: &str, missing: bool) -> Vec<u8> {
+    let names: Vec<&str> =
+        body.split('&').filter_map(|kv| kv.strip_prefix("GroupName.")?.split_once('=').map(|(_, v)| v)).collect();
+    if missing {
+        let name = names.first().copied().unwrap_or("");
+        return ec2_error(400, "InvalidPlacementGroup.Unknown", &format!("The Placement Group '{name}' is unknown."));
+    }
+    let items: String = names
+        .iter()
+        .map(|n| format!("<item><groupName>{n}</groupName><strategy>cluster</strategy><state>available</state><groupId>pg-0123456789abcdef0</groupId></item>"))
+        .collect();
+    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribePlacementGroupsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>proxy-0004</requestId><placementGroupSet>{items}</placementGroupSet></DescribePlacementGroupsResponse>");
+    response(200, "text/xml", "", &body)
+}
+
+/// Adds the placement group output CloudFormation would report to moto's DescribeStacks answer.
+fn with_placement_group_output(resp: Vec<u8>) -> Vec<u8> {
+    let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") else { return resp };
+    let body = String::from_utf8_lossy(&resp[split + 4..]).into_owned();
+    if !body.contains("<Outputs>") || body.contains("PlacementGroupName") {
+        return resp;
+    }
+    let member = format!(
+        "<Outputs><member><OutputKey>PlacementGroupName</OutputKey><OutputValue>{PLACEMENT_GROUP}</OutputValue></member>"
+    );
+    let body = body.replace("<Outputs>", &member);
+    let head: String = String::from_utf8_lossy(&resp[..split])
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    format!("{head}Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }

@@ -1,7 +1,9 @@
 //! The one place that decides what an AWS error means for the caller:
 //! capacity (try the next zone or type), quota (stop and name it),
 //! credentials or configuration (stop, no failover), transient (retry in
-//! place, bounded), anything else (stop with the raw message).
+//! place, bounded), no answer (retried less, then named by its call), not
+//! found and already exists (the caller knows what they mean), anything else
+//! (stop with the raw message).
 
 use crate::provider::ProviderError;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
@@ -50,6 +52,47 @@ const TRANSIENT: &[&str] = &[
     "PriorRequestNotComplete",
 ];
 
+/// Codes that say the resource is not there (any more): for a removal, it is gone.
+const NOT_FOUND: &[&str] =
+    &["InvalidInstanceID.NotFound", "NoSuchBucket", "InvalidGroup.NotFound", "InvalidPlacementGroup.Unknown"];
+const ALREADY_EXISTS: &[&str] = &["AlreadyExistsException", "BucketAlreadyOwnedByYou"];
+
+/// An EC2 On-Demand vCPU quota in Service Quotas (service code `ec2`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ec2Quota {
+    pub code: &'static str,
+    pub name: &'static str,
+}
+
+const G_AND_VT: Ec2Quota = Ec2Quota { code: "L-DB2E81BA", name: "Running On-Demand G and VT instances" };
+const P: Ec2Quota = Ec2Quota { code: "L-417A185B", name: "Running On-Demand P instances" };
+const STANDARD: Ec2Quota =
+    Ec2Quota { code: "L-1216C47A", name: "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances" };
+/// Instance families (the letters before the generation digit) and their quota.
+const FAMILY_QUOTAS: &[(&str, Ec2Quota)] = &[
+    ("g", G_AND_VT),
+    ("vt", G_AND_VT),
+    ("p", P),
+    ("a", STANDARD),
+    ("c", STANDARD),
+    ("d", STANDARD),
+    ("h", STANDARD),
+    ("i", STANDARD),
+    ("im", STANDARD),
+    ("is", STANDARD),
+    ("m", STANDARD),
+    ("r", STANDARD),
+    ("t", STANDARD),
+    ("z", STANDARD),
+];
+
+/// The quota that limits launching `instance_type` On-Demand, so a quota error can name the
+/// code to raise; None for families without a confirmed code (the message then names the family).
+pub fn ec2_quota(instance_type: &str) -> Option<Ec2Quota> {
+    let family: String = instance_type.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    FAMILY_QUOTAS.iter().find(|(f, _)| *f == family).map(|(_, q)| *q)
+}
+
 /// Classifies an error code and message, as sent by EC2, CloudFormation, SSM or S3.
 /// `zone` and `instance_type` say what was asked for, for capacity errors.
 pub fn classify_code(code: &str, message: &str, zone: &str, instance_type: &str) -> ProviderError {
@@ -60,7 +103,15 @@ pub fn classify_code(code: &str, message: &str, zone: &str, instance_type: &str)
         return ProviderError::Capacity { zone: zone.into(), instance_type: instance_type.into(), message: raw };
     }
     if QUOTA.contains(&code) {
-        return ProviderError::Quota(raw);
+        return ProviderError::Quota { instance_type: instance_type.into(), message: raw };
+    }
+    // CloudFormation says a stack is missing with a ValidationError, in words.
+    let missing_stack = code == "ValidationError" && message.contains("does not exist");
+    if NOT_FOUND.contains(&code) || missing_stack {
+        return ProviderError::NotFound(raw);
+    }
+    if ALREADY_EXISTS.contains(&code) {
+        return ProviderError::AlreadyExists(raw);
     }
     if CREDENTIALS.contains(&code) {
         return ProviderError::Credentials(raw);
@@ -100,10 +151,15 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
+    let text = || format!("{}", DisplayChain(err));
     match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            ProviderError::Transient(format!("{}", DisplayChain(err)))
+        // Identity resolution fails before any request is sent; it never heals by waiting.
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if text().contains("credential") => {
+            ProviderError::Credentials(text())
         }
+        SdkError::TimeoutError(_) => ProviderError::NoAnswer { call: String::new(), detail: text() },
+        SdkError::DispatchFailure(d) if d.is_timeout() => ProviderError::NoAnswer { call: String::new(), detail: text() },
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => ProviderError::Transient(text()),
         SdkError::ServiceError(s) => {
             let e = s.err();
             match e.code() {
@@ -112,7 +168,7 @@ where
             }
         }
         _ => {
-            let text = format!("{}", DisplayChain(err));
+            let text = text();
             if text.contains("credentials") || text.contains("region") {
                 ProviderError::Credentials(text)
             } else {
@@ -137,13 +193,17 @@ impl std::fmt::Display for DisplayChain<'_> {
     }
 }
 
-/// Retries transient errors in place with jittered exponential back-off; everything else returns at once.
+/// Retries transient errors in place with jittered exponential back-off (8 attempts), an
+/// unanswered call fewer times (3: each already waited a full timeout), and names the call
+/// when it gives up; everything else returns at once. Only for calls safe to repeat: reads,
+/// and creates that carry an idempotency token or are checked before they are repeated.
 pub async fn with_retry<T, F, Fut>(sink: &dyn crate::progress::Sink, what: &str, mut call: F) -> Result<T, ProviderError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ProviderError>>,
 {
     const ATTEMPTS: u32 = 8;
+    const UNANSWERED: u32 = 3;
     let mut attempt = 0;
     loop {
         match call().await {
@@ -152,6 +212,18 @@ where
                 sink.line(&format!("  {what}: {m}; retrying in {:.1}s", wait.as_secs_f64()));
                 tokio::time::sleep(wait).await;
                 attempt += 1;
+            }
+            Err(ProviderError::NoAnswer { detail, .. }) if attempt + 1 < UNANSWERED => {
+                let wait = backoff(attempt);
+                sink.line(&format!("  {what}: no answer ({detail}); retrying in {:.1}s", wait.as_secs_f64()));
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(ProviderError::NoAnswer { detail, .. }) => {
+                return Err(ProviderError::NoAnswer { call: what.into(), detail: format!("{detail}; {} attempts", attempt + 1) })
+            }
+            Err(ProviderError::Transient(m)) => {
+                return Err(ProviderError::Transient(format!("{what}: {m} ({} attempts)", attempt + 1)))
             }
             other => return other,
         }
@@ -193,12 +265,32 @@ mod tests {
             ProviderError::Capacity { .. }
         ));
         assert!(matches!(classify_code("Unsupported", "The feature is not supported", "a", "t"), ProviderError::Other(_)));
-        assert!(matches!(classify_code("VcpuLimitExceeded", "", "a", "t"), ProviderError::Quota(_)));
+        assert!(matches!(classify_code("VcpuLimitExceeded", "", "a", "t"), ProviderError::Quota { .. }));
+        assert!(matches!(
+            classify_code("InvalidInstanceID.NotFound", "The instance ID 'i-0abc' does not exist", "", ""),
+            ProviderError::NotFound(_)
+        ));
+        assert!(matches!(classify_code("ValidationError", "Stack with id x does not exist", "", ""), ProviderError::NotFound(_)));
+        assert!(matches!(classify_code("ValidationError", "Template format error", "", ""), ProviderError::Other(_)));
+        assert!(matches!(
+            classify_code("AlreadyExistsException", "Stack [x] already exists", "", ""),
+            ProviderError::AlreadyExists(_)
+        ));
         assert!(matches!(classify_code("AuthFailure", "", "a", "t"), ProviderError::Credentials(_)));
         assert!(matches!(classify_code("RequestLimitExceeded", "", "a", "t"), ProviderError::Transient(_)));
         let ev = "Resource handler returned message: \"We currently do not have sufficient g6e.12xlarge capacity (Service: Ec2, Status Code: 500, Error Code: InsufficientInstanceCapacity)\"";
         assert!(matches!(classify_reason(ev, "us-east-1a", "g6e.12xlarge"), Some(ProviderError::Capacity { .. })));
         assert!(classify_reason("Resource creation cancelled", "a", "t").is_none());
+    }
+
+    #[test]
+    fn quota_codes_follow_the_instance_family() {
+        assert_eq!(ec2_quota("g6e.12xlarge").map(|q| q.code), Some("L-DB2E81BA"));
+        assert_eq!(ec2_quota("vt1.3xlarge").map(|q| q.code), Some("L-DB2E81BA"));
+        assert_eq!(ec2_quota("p5.48xlarge").map(|q| q.code), Some("L-417A185B"));
+        assert_eq!(ec2_quota("m7i.large").map(|q| q.code), Some("L-1216C47A"));
+        assert_eq!(ec2_quota("inf2.xlarge"), None);
+        assert_eq!(ec2_quota("trn1.32xlarge"), None);
     }
 
     #[test]

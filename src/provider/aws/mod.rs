@@ -14,17 +14,18 @@ mod nodes;
 mod ssm;
 pub mod template;
 
-pub use errors::{classify_code, classify_reason, suggested_zones};
+pub use errors::{classify_code, classify_reason, ec2_quota, suggested_zones, Ec2Quota};
 
-use super::{CommandOutput, NodeInfo, Provider, ProviderError, StackInfo};
+use super::{CommandOutput, Leftover, NodeInfo, Provider, ProviderError, StackInfo};
 use crate::check::model::Stack;
 use aws_sdk_cloudformation::types::{Capability, ChangeSetType, StackStatus, Tag};
 use errors::{classify, with_retry};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// How apply behaves when capacity is short, and how often it polls.
+/// How apply behaves when capacity is short, how often it polls, how long it waits.
 #[derive(Clone, Debug)]
 pub struct AwsOptions {
     /// Start a new round over every zone after `retry_interval` when all failed.
@@ -33,15 +34,107 @@ pub struct AwsOptions {
     pub poll: Duration,
     /// How long a new node may take to show up in SSM.
     pub ssm_online_timeout: Duration,
+    /// Limits on every SDK call, so an endpoint that never answers ends in an error.
+    pub timeouts: Timeouts,
+    /// Set by Ctrl-C: retry loops stop at once and launch nothing more.
+    pub interrupted: Arc<AtomicBool>,
+}
+
+/// The SDK clients' timeouts (`[aws]` in nixl.toml, in seconds).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timeouts {
+    /// Establishing a connection.
+    pub connect: Duration,
+    /// Between two reads of an answer.
+    pub read: Duration,
+    /// One call from sending to the answer's headers (nixl's own retries come after it).
+    pub call: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(10), read: Duration::from_secs(60), call: Duration::from_secs(120) }
+    }
 }
 
 impl Default for AwsOptions {
     fn default() -> Self {
         // NIXL_AWS_POLL_MS lets the emulator tests poll fast; AWS itself needs no faster than 5 s.
         let poll = std::env::var("NIXL_AWS_POLL_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-        AwsOptions { retry_until_up: false, poll: Duration::from_millis(poll), ssm_online_timeout: Duration::from_secs(900) }
+        AwsOptions {
+            retry_until_up: false,
+            poll: Duration::from_millis(poll),
+            ssm_online_timeout: Duration::from_secs(900),
+            timeouts: Timeouts::default(),
+            interrupted: Arc::default(),
+        }
     }
 }
+
+impl AwsOptions {
+    /// The defaults with nixl.toml's `[aws]` limits applied.
+    pub fn from_config(c: &crate::config::AwsConfig) -> AwsOptions {
+        let d = AwsOptions::default();
+        let secs = |v: Option<u64>, default: Duration| v.map(Duration::from_secs).unwrap_or(default);
+        AwsOptions {
+            ssm_online_timeout: secs(c.ssm_online_timeout, d.ssm_online_timeout),
+            timeouts: Timeouts {
+                connect: secs(c.connect_timeout, d.timeouts.connect),
+                read: secs(c.read_timeout, d.timeouts.read),
+                call: secs(c.call_timeout, d.timeouts.call),
+            },
+            ..d
+        }
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+}
+
+/// A wait that says what it waits for once it has lasted 5 s, then every 30 s, with the
+/// time waited and its bound, so no wait is silent.
+struct Waiting {
+    what: String,
+    started: Instant,
+    limit: Duration,
+    next: Duration,
+}
+
+impl Waiting {
+    fn new(what: impl Into<String>, limit: Duration) -> Waiting {
+        Waiting { what: what.into(), started: Instant::now(), limit, next: Duration::from_secs(5) }
+    }
+
+    fn tick(&mut self, sink: &dyn crate::progress::Sink) {
+        let waited = self.started.elapsed();
+        if waited >= self.next {
+            sink.line(&format!("  waiting for {} ({}s so far, at most {}s)", self.what, waited.as_secs(), self.limit.as_secs()));
+            self.next = waited + Duration::from_secs(30);
+        }
+    }
+
+    fn expired(&self) -> bool {
+        self.started.elapsed() > self.limit
+    }
+}
+
+/// Where the SDK looks for credentials, for the one line that says none were found.
+fn credential_sources() -> String {
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    let imds = if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+        "the EC2 instance metadata service (IMDS, disabled by AWS_EC2_METADATA_DISABLED)"
+    } else {
+        "the EC2 instance metadata service (IMDS)"
+    };
+    format!(
+        "no AWS credentials found; looked in the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), profile `{profile}` in ~/.aws/credentials and ~/.aws/config (keys, SSO, credential_process), web identity, the ECS container endpoint and {imds}: set one (e.g. `aws sso login`, or `profile` under [aws] in nixl.toml)"
+    )
+}
+
+/// How long a stack may stay in an *_IN_PROGRESS status (CloudFormation's own limits are longer,
+/// but nixl's stack creates in minutes).
+const STACK_WAIT: Duration = Duration::from_secs(1800);
 
 pub struct AwsProvider {
     cfn: aws_sdk_cloudformation::Client,
@@ -58,19 +151,38 @@ pub struct AwsProvider {
 }
 
 impl AwsProvider {
-    pub async fn new(region: &str, opts: AwsOptions, sink: std::sync::Arc<dyn crate::progress::Sink>) -> AwsProvider {
-        use aws_config::{retry::RetryConfig, BehaviorVersion, Region};
+    /// Clients for `region`, with their timeouts; fails at once, in one line, when no
+    /// credentials can be found (waiting would not make them appear).
+    pub async fn new(
+        region: &str,
+        opts: AwsOptions,
+        sink: std::sync::Arc<dyn crate::progress::Sink>,
+    ) -> Result<AwsProvider, ProviderError> {
+        use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
+        use aws_credential_types::provider::ProvideCredentials;
+        let t = opts.timeouts;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(t.connect)
+            .read_timeout(t.read)
+            .operation_attempt_timeout(t.call)
+            .operation_timeout(t.call)
+            .build();
         // No retries inside the SDK: a capacity error is a 5xx that it would
         // repeat in the same zone; transient errors are retried by `with_retry`.
         let conf = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
             .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .timeout_config(timeouts)
             .load()
             .await;
+        let Some(creds) = conf.credentials_provider() else { return Err(ProviderError::Credentials(credential_sources())) };
+        if creds.provide_credentials().await.is_err() {
+            return Err(ProviderError::Credentials(credential_sources()));
+        }
         // An emulator on 127.0.0.1 has no virtual-host bucket names.
         let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
         let s3conf = aws_sdk_s3::config::Builder::from(&conf).force_path_style(path_style).build();
-        AwsProvider {
+        Ok(AwsProvider {
             cfn: aws_sdk_cloudformation::Client::new(&conf),
             ec2: aws_sdk_ec2::Client::new(&conf),
             ssm: aws_sdk_ssm::Client::new(&conf),
@@ -79,7 +191,7 @@ impl AwsProvider {
             info: Mutex::new(None),
             uploaded: Mutex::new(HashSet::new()),
             sink,
-        }
+        })
     }
 
     fn bucket(&self) -> Result<String, ProviderError> {
@@ -96,14 +208,10 @@ impl AwsProvider {
         let r = with_retry(&*self.sink, "DescribeStacks", || async {
             match self.cfn.describe_stacks().stack_name(name).send().await {
                 Ok(o) => Ok(o.stacks().first().cloned()),
-                Err(e) => {
-                    let c = classify(&e, "", "");
-                    // A missing stack is a ValidationError saying so.
-                    match &c {
-                        ProviderError::Other(m) if m.contains("does not exist") => Ok(None),
-                        _ => Err(c),
-                    }
-                }
+                Err(e) => match classify(&e, "", "") {
+                    ProviderError::NotFound(_) => Ok(None),
+                    c => Err(c),
+                },
             }
         })
         .await?;
@@ -116,6 +224,7 @@ impl AwsProvider {
         name: &str,
         seen: &mut HashSet<String>,
     ) -> Result<Option<aws_sdk_cloudformation::types::Stack>, ProviderError> {
+        let mut waiting = Waiting::new(format!("CloudFormation stack `{name}` to settle"), STACK_WAIT);
         loop {
             self.print_events(name, seen).await;
             let s = self.describe(name).await?;
@@ -125,6 +234,13 @@ impl AwsProvider {
                 self.print_events(name, seen).await;
                 return Ok(Some(st));
             }
+            if waiting.expired() {
+                return Err(ProviderError::Other(format!(
+                    "stack `{name}` is still {status} after {}s; see its events in the CloudFormation console",
+                    STACK_WAIT.as_secs()
+                )));
+            }
+            waiting.tick(&*self.sink);
             tokio::time::sleep(self.opts.poll).await;
         }
     }
@@ -169,24 +285,40 @@ impl AwsProvider {
         ))
     }
 
+    /// Creates the stack with an idempotency token; when the answer is lost and the retry
+    /// hears "already exists", the stack is ours if it carries our tag (describe, then decide).
     async fn create_stack(&self, stack: &Stack, body: &str) -> Result<(), ProviderError> {
         say!(self, "  creating CloudFormation stack `{}` in {}", stack.name, stack.region);
-        with_retry(&*self.sink, "CreateStack", || async {
+        let token = format!("nixl-{}", &crate::state::content_hash(&(&stack.name, body, errors::jitter(u64::MAX)))[..32]);
+        let created = with_retry(&*self.sink, "CreateStack", || async {
             self.cfn
                 .create_stack()
                 .stack_name(&stack.name)
                 .template_body(body)
                 .capabilities(Capability::CapabilityIam)
+                .client_request_token(&token)
                 .tags(Tag::builder().key(template::STACK_TAG).value(&stack.name).build())
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| match classify(&e, "", "") {
-                    ProviderError::Other(m) if m.contains("already exists") => ProviderError::Transient(m),
-                    c => c,
-                })
+                .map_err(|e| classify(&e, "", ""))
         })
-        .await
+        .await;
+        match created {
+            Err(ProviderError::AlreadyExists(m)) => match self.describe(&stack.name).await? {
+                Some(st) if is_ours(&st, &stack.name) => {
+                    say!(self, "  stack `{}` exists already with nixl's tag (an earlier answer was lost); using it", stack.name);
+                    Ok(())
+                }
+                _ => Err(ProviderError::Other(format!(
+                    "{m}: a stack named `{}` exists without the tag {}={}, so nixl did not create it; choose another stack name or delete that stack",
+                    stack.name,
+                    template::STACK_TAG,
+                    stack.name
+                ))),
+            },
+            other => other,
+        }
     }
 
     /// Applies a changed template through a change set, so the change is reviewable and atomic.
@@ -207,9 +339,18 @@ impl AwsProvider {
                 .map_err(|e| classify(&e, "", ""))
         })
         .await?;
+        let mut waiting = Waiting::new(format!("change set {cs} to be ready"), STACK_WAIT);
         loop {
-            let d = self.cfn.describe_change_set().stack_name(&stack.name).change_set_name(&cs).send().await;
-            let d = d.map_err(|e| classify(&e, "", ""))?;
+            let d = with_retry(&*self.sink, "DescribeChangeSet", || async {
+                self.cfn
+                    .describe_change_set()
+                    .stack_name(&stack.name)
+                    .change_set_name(&cs)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e, "", ""))
+            })
+            .await?;
             let status = d.status().map(|s| s.as_str().to_string()).unwrap_or_default();
             if status == "FAILED" {
                 let reason = d.status_reason().unwrap_or("").to_string();
@@ -222,6 +363,10 @@ impl AwsProvider {
             if status == "CREATE_COMPLETE" {
                 break;
             }
+            if waiting.expired() {
+                return Err(ProviderError::Other(format!("change set {cs} was not ready in {}s", STACK_WAIT.as_secs())));
+            }
+            waiting.tick(&*self.sink);
             tokio::time::sleep(self.opts.poll).await;
         }
         self.cfn
@@ -263,9 +408,8 @@ impl AwsProvider {
             let out = match self.s3.list_object_versions().bucket(bucket).send().await {
                 Ok(o) => o,
                 Err(e) => {
-                    let c = classify(&e, "", "");
-                    return match c {
-                        ProviderError::Other(m) if m.contains("NoSuchBucket") => Ok(removed),
+                    return match classify(&e, "", "") {
+                        ProviderError::NotFound(_) => Ok(removed),
                         c => Err(c),
                     };
                 }
@@ -297,6 +441,11 @@ impl AwsProvider {
             }
         }
     }
+}
+
+/// Whether a stack carries the tag nixl puts on the stacks it creates.
+fn is_ours(st: &aws_sdk_cloudformation::types::Stack, name: &str) -> bool {
+    st.tags().iter().any(|t| t.key() == Some(template::STACK_TAG) && t.value() == Some(name))
 }
 
 fn outputs_of(st: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
@@ -388,34 +537,75 @@ impl Provider for AwsProvider {
     }
 
     async fn destroy_nodes(&self, stack: &Stack, known: &[NodeInfo]) -> Result<(), ProviderError> {
-        // Tagged instances too, so a node the state never heard of is not left running.
-        let mut ids: Vec<String> = nodes::find(self, &stack.name, None).await?.into_iter().map(|i| i.id).collect();
+        let left = self.remove_nodes(stack, known).await;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(ProviderError::NotRemoved(left))
+        }
+    }
+
+    /// Best effort, in order (nodes, bucket, stack): a step that fails is listed and the next
+    /// is still tried; "not found" counts as gone. What is left is the error.
+    async fn destroy(&self, stack: &Stack, info: Option<&StackInfo>, known: &[NodeInfo]) -> Result<(), ProviderError> {
+        let mut left = self.remove_nodes(stack, known).await;
+        let current = match self.describe(&stack.name).await {
+            Ok(c) => c,
+            Err(e) => {
+                left.push(Leftover { what: format!("stack {}", stack.name), reason: format!("cannot describe it: {e}") });
+                return Err(ProviderError::NotRemoved(left));
+            }
+        };
+        let bucket = info
+            .and_then(|i| i.bucket.clone())
+            .or_else(|| current.as_ref().and_then(|s| outputs_of(s).get(template::OUT_BUCKET).cloned()));
+        if let Some(b) = bucket {
+            match self.empty_bucket(&b).await {
+                Ok(n) => say!(self, "  emptied bucket {b} ({n} object versions)"),
+                Err(e) => left.push(Leftover { what: format!("bucket {b}"), reason: e.to_string() }),
+            }
+        }
+        if current.is_some() {
+            say!(self, "  deleting CloudFormation stack `{}`", stack.name);
+            if let Err(e) = self.delete_stack(&stack.name).await {
+                left.push(Leftover { what: format!("stack {}", stack.name), reason: e.to_string() });
+            }
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(ProviderError::NotRemoved(left))
+        }
+    }
+}
+
+impl AwsProvider {
+    /// Terminates the stack's nodes: those tagged with its name (whether the state lists them
+    /// or not) and those the state lists (whether tagged or not); ids EC2 no longer knows are
+    /// gone already. Returns what could not be terminated.
+    async fn remove_nodes(&self, stack: &Stack, known: &[NodeInfo]) -> Vec<Leftover> {
+        let mut left = vec![];
+        let mut ids: Vec<String> = match nodes::find(self, &stack.name, None).await {
+            Ok(found) => found.into_iter().map(|i| i.id).collect(),
+            Err(e) => {
+                let what = format!("instances tagged {}={}", template::STACK_TAG, stack.name);
+                left.push(Leftover { what, reason: format!("cannot list them: {e}") });
+                vec![]
+            }
+        };
         for n in known {
             if n.id.starts_with("i-") && !ids.contains(&n.id) {
                 ids.push(n.id.clone());
             }
         }
-        if !ids.is_empty() {
-            say!(self, "  terminating {}", ids.join(", "));
-            nodes::terminate(self, &ids).await?;
+        if ids.is_empty() {
+            return left;
         }
-        Ok(())
-    }
-
-    async fn destroy(&self, stack: &Stack, info: Option<&StackInfo>, known: &[NodeInfo]) -> Result<(), ProviderError> {
-        self.destroy_nodes(stack, known).await?;
-        let current = self.describe(&stack.name).await?;
-        let bucket = info
-            .and_then(|i| i.bucket.clone())
-            .or_else(|| current.as_ref().and_then(|s| outputs_of(s).get(template::OUT_BUCKET).cloned()));
-        if let Some(b) = bucket {
-            let n = self.empty_bucket(&b).await?;
-            say!(self, "  emptied bucket {b} ({n} object versions)");
+        say!(self, "  terminating {}", ids.join(", "));
+        if let Err(e) = nodes::terminate(self, &ids).await {
+            let still = nodes::alive(self, &ids).await.unwrap_or_else(|_| ids.clone());
+            left.extend(still.into_iter().map(|id| Leftover { what: format!("instance {id}"), reason: e.to_string() }));
         }
-        if current.is_some() {
-            say!(self, "  deleting CloudFormation stack `{}`", stack.name);
-            self.delete_stack(&stack.name).await?;
-        }
-        Ok(())
+        left
     }
 }

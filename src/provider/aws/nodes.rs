@@ -6,7 +6,7 @@
 
 use super::errors::{classify, jitter, with_retry};
 use super::template::{self, STACK_TAG};
-use super::AwsProvider;
+use super::{AwsProvider, Waiting};
 use crate::check::model::Stack;
 use crate::provider::{attempt_table, Attempt, NodeInfo, ProviderError, StackInfo, NOT_OFFERED};
 use aws_sdk_ec2::types::{
@@ -77,6 +77,7 @@ async fn keep(p: &AwsProvider, stack: &Stack, found: Vec<Found>) -> Result<Vec<N
 
 async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) -> Result<Vec<NodeInfo>, ProviderError> {
     let ami = resolve_ami(p, stack).await?;
+    let group = placement_group(p, stack, info).await?;
     let offered = offerings(p, &stack.instance_types).await?;
     let mut attempts: Vec<Attempt> = vec![];
     let mut round = 1;
@@ -101,9 +102,12 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
             });
         }
         while !queue.is_empty() {
+            if p.opts.interrupted() {
+                return Err(ProviderError::Interrupted);
+            }
             let (zone, ty) = queue.remove(0);
             say!(p, "  launching {} x {ty} in {zone}", stack.nodes.len());
-            match launch(p, stack, info, &ami, &zone, &ty).await {
+            match launch(p, stack, info, &Launch { ami: &ami, group: &group, zone: &zone, ty: &ty }).await {
                 Ok(nodes) => {
                     let failed = attempts.iter().filter(|a| a.reason != NOT_OFFERED).count();
                     if failed > 0 {
@@ -134,7 +138,7 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
         // A fixed, jittered pause (not a growing back-off), with a visible countdown.
         let base = stack.retry_interval.max(1.0);
         let wait = Duration::from_millis((base * 900.0) as u64 + jitter((base * 200.0) as u64));
-        countdown(p, round, wait).await;
+        countdown(p, round, wait).await?;
         round += 1;
     }
 }
@@ -149,16 +153,26 @@ fn prefer_suggested(queue: &mut Vec<(String, String)>, ty: &str, zones: &[String
     }
 }
 
-async fn countdown(p: &AwsProvider, round: u32, wait: Duration) {
+/// The pause between rounds, with a visible countdown; Ctrl-C ends it (and the loop) at once.
+async fn countdown(p: &AwsProvider, round: u32, wait: Duration) -> Result<(), ProviderError> {
     let end = Instant::now() + wait;
     say!(p, "  round {round} found no capacity; next round in {}s (Ctrl-C to stop)", wait.as_secs());
+    let mut said = wait.as_secs();
     while Instant::now() < end {
+        if p.opts.interrupted() {
+            return Err(ProviderError::Interrupted);
+        }
         let left = end.saturating_duration_since(Instant::now());
-        if left.as_secs().is_multiple_of(10) && left.as_secs() > 0 {
+        if left.as_secs().is_multiple_of(10) && left.as_secs() > 0 && left.as_secs() != said {
+            said = left.as_secs();
             say!(p, "  next round in {}s", left.as_secs());
         }
-        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
     }
+    if p.opts.interrupted() {
+        return Err(ProviderError::Interrupted);
+    }
+    Ok(())
 }
 
 /// "InsufficientInstanceCapacity: We currently do not have sufficient ... capacity in ... (us-east-1b)", for the table.
@@ -169,14 +183,17 @@ fn first_sentence(m: &str) -> String {
     }
 }
 
-async fn launch(
-    p: &AwsProvider,
-    stack: &Stack,
-    info: &StackInfo,
-    ami: &str,
-    zone: &str,
-    ty: &str,
-) -> Result<Vec<NodeInfo>, ProviderError> {
+/// What one RunInstances asks for.
+struct Launch<'a> {
+    ami: &'a str,
+    /// The stack's placement group, checked to exist.
+    group: &'a str,
+    zone: &'a str,
+    ty: &'a str,
+}
+
+async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>) -> Result<Vec<NodeInfo>, ProviderError> {
+    let (ami, zone, ty) = (l.ami, l.zone, l.ty);
     let n = stack.nodes.len() as i32;
     let subnet = match &stack.subnet {
         Some(s) => s.clone(),
@@ -190,10 +207,7 @@ async fn launch(
     if let Some(g) = &sg {
         nic = nic.groups(g);
     }
-    let mut placement = Placement::builder().availability_zone(zone);
-    if let Some(pg) = info.outputs.get(template::OUT_PLACEMENT_GROUP).filter(|s| !s.is_empty()) {
-        placement = placement.group_name(pg);
-    }
+    let placement = Placement::builder().availability_zone(zone).group_name(l.group);
     let tags = TagSpecification::builder()
         .resource_type(ResourceType::Instance)
         .tags(Tag::builder().key(STACK_TAG).value(&stack.name).build())
@@ -226,8 +240,7 @@ async fn launch(
         )
         .metadata_options(InstanceMetadataOptionsRequest::builder().http_tokens(HttpTokensState::Required).build())
         .tag_specifications(tags)
-        .tag_specifications(vol_tags)
-        .client_token(crate::state::content_hash(&(&stack.name, zone, ty, std::process::id(), jitter(u64::MAX))));
+        .tag_specifications(vol_tags);
     if let Some(arn) = info.outputs.get(template::OUT_INSTANCE_PROFILE) {
         req = req.iam_instance_profile(IamInstanceProfileSpecification::builder().arn(arn).build());
     }
@@ -241,13 +254,7 @@ async fn launch(
     if stack.capacity_block {
         req = req.instance_market_options(InstanceMarketOptionsRequest::builder().market_type(MarketType::CapacityBlock).build());
     }
-    // Not wrapped in with_retry: a create call is never repeated blindly, only classified.
-    let out = match req.send().await {
-        Ok(o) => o,
-        Err(e) => return Err(classify(&e, zone, ty)),
-    };
-    let mut ids: Vec<(i32, String)> =
-        out.instances().iter().filter_map(|i| Some((i.ami_launch_index().unwrap_or(0), i.instance_id()?.to_string()))).collect();
+    let mut ids = run_instances(p, stack, req, zone, ty).await?;
     ids.sort();
     // Name each instance after its node, so a later apply can tell them apart.
     for ((_, id), node) in ids.iter().zip(&stack.nodes) {
@@ -268,6 +275,60 @@ async fn launch(
     let running = wait_running(p, &stack.name, &ids).await?;
     wait_ssm_online(p, &ids).await?;
     Ok(name_nodes(stack, running))
+}
+
+/// RunInstances, retried on throttling and lost answers, never blindly: every try carries the
+/// same ClientToken (EC2 answers a repeated token with the first launch), and before a retry the
+/// stack's tagged instances are looked for (the tags are part of the launch request),
+/// so a launch whose answer was lost is adopted, and a partial one terminated, not doubled.
+/// Returns (launch index, instance id) of the nodes.
+async fn run_instances(
+    p: &AwsProvider,
+    stack: &Stack,
+    req: aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder,
+    zone: &str,
+    ty: &str,
+) -> Result<Vec<(i32, String)>, ProviderError> {
+    let want = stack.nodes.len();
+    let token = std::sync::Mutex::new(new_token(stack, zone, ty));
+    let tried = std::sync::atomic::AtomicBool::new(false);
+    with_retry(&*p.sink, "RunInstances", || async {
+        if tried.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // Any zone: `ensure` left none of the stack's instances before this launch, and the
+            // availability-zone filter is not one every EC2 implementation honours.
+            let found = find(p, &stack.name, None).await?;
+            if found.len() == want {
+                say!(
+                    p,
+                    "  RunInstances: the answer was lost but the {want} nodes are up; adopting {}",
+                    ids_of(&found).join(", ")
+                );
+                return Ok(found.iter().map(|f| (f.launch_index, f.id.clone())).collect());
+            }
+            if !found.is_empty() {
+                say!(p, "  RunInstances: the answer was lost and {} of {want} nodes are up; terminating them", found.len());
+                terminate(p, &ids_of(&found)).await?;
+                *token.lock().unwrap_or_else(|e| e.into_inner()) = new_token(stack, zone, ty);
+            }
+        }
+        let t = token.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let out = req.clone().client_token(t).send().await.map_err(|e| classify(&e, zone, ty))?;
+        Ok(out
+            .instances()
+            .iter()
+            .filter_map(|i| Some((i.ami_launch_index().unwrap_or(0), i.instance_id()?.to_string())))
+            .collect())
+    })
+    .await
+}
+
+/// A fresh idempotency token for one launch (a hex hash: within EC2's 64 ASCII characters).
+fn new_token(stack: &Stack, zone: &str, ty: &str) -> String {
+    crate::state::content_hash(&(&stack.name, zone, ty, std::process::id(), jitter(u64::MAX)))
+}
+
+fn ids_of(found: &[Found]) -> Vec<String> {
+    found.iter().map(|f| f.id.clone()).collect()
 }
 
 fn name_nodes(stack: &Stack, mut found: Vec<Found>) -> Vec<NodeInfo> {
@@ -331,7 +392,7 @@ fn describe_found<'a>(instances: impl Iterator<Item = &'a aws_sdk_ec2::types::In
 }
 
 async fn wait_running(p: &AwsProvider, stack: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
-    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut waiting = Waiting::new(format!("nodes {} to be `running`", ids.join(", ")), Duration::from_secs(900));
     loop {
         let all = describe_ids(p, ids).await?;
         let all: Vec<&aws_sdk_ec2::types::Instance> = all.iter().collect();
@@ -351,17 +412,65 @@ async fn wait_running(p: &AwsProvider, stack: &str, ids: &[String]) -> Result<Ve
         if running == ids.len() {
             return Ok(describe_found(all.into_iter()));
         }
-        if Instant::now() > deadline {
+        if waiting.expired() {
             return Err(ProviderError::Other(format!("nodes {} did not reach `running` in 15 minutes", ids.join(", "))));
         }
+        waiting.tick(&*p.sink);
         tokio::time::sleep(p.opts.poll).await;
     }
 }
 
+/// The stack's placement group, as its stack outputs name it, checked to exist with the
+/// strategy the file declares: nodes launch into it or not at all (EC2 would otherwise
+/// launch them wherever, and EFA between them would be slow without a word).
+async fn placement_group(p: &AwsProvider, stack: &Stack, info: &StackInfo) -> Result<String, ProviderError> {
+    let want = stack.placement.as_str();
+    let Some(name) = info.outputs.get(template::OUT_PLACEMENT_GROUP).filter(|s| !s.is_empty()) else {
+        return Err(ProviderError::Other(format!(
+            "stack `{}` names no placement group (output {} missing); nodes are not launched outside a `{want}` group: run `nixl apply --replace stack`",
+            stack.name,
+            template::OUT_PLACEMENT_GROUP
+        )));
+    };
+    let out = with_retry(&*p.sink, "DescribePlacementGroups", || async {
+        p.ec2.describe_placement_groups().group_names(name).send().await.map_err(|e| classify(&e, "", ""))
+    })
+    .await;
+    let missing = || {
+        ProviderError::Other(format!(
+            "placement group `{name}` of stack `{}` does not exist (deleted outside nixl?); nodes are not launched without it: run `nixl apply --replace stack`",
+            stack.name
+        ))
+    };
+    let groups = match out {
+        Ok(o) => o.placement_groups().to_vec(),
+        Err(ProviderError::NotFound(_)) => return Err(missing()),
+        Err(e) => return Err(e),
+    };
+    let Some(g) = groups.iter().find(|g| g.group_name() == Some(name.as_str())) else { return Err(missing()) };
+    let strategy = g.strategy().map(|s| s.as_str()).unwrap_or("");
+    if strategy != want {
+        return Err(ProviderError::Other(format!(
+            "placement group `{name}` has strategy `{strategy}`, the stack declares `{want}`: run `nixl apply --replace stack`"
+        )));
+    }
+    Ok(name.clone())
+}
+
+/// What keeps an SSM agent offline, most likely first.
+const SSM_CHECK: &str = "that the AMI runs the SSM agent, that the instance profile has AmazonSSMManagedInstanceCore, and that the subnet reaches ssm.<region>.amazonaws.com (a public IP, a NAT gateway or VPC endpoints)";
+
 /// Commands go through SSM, so a node is usable only once its agent reports online.
 async fn wait_ssm_online(p: &AwsProvider, ids: &[String]) -> Result<(), ProviderError> {
     use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
-    let deadline = Instant::now() + p.opts.ssm_online_timeout;
+    let bound = p.opts.ssm_online_timeout;
+    say!(
+        p,
+        "  waiting up to {}s for the SSM agent of {} to come online (ssm_online_timeout under [aws] in nixl.toml)",
+        bound.as_secs(),
+        ids.join(", ")
+    );
+    let mut waiting = Waiting::new(format!("the SSM agent of {} ({SSM_CHECK})", ids.join(", ")), bound);
     let filter = InstanceInformationStringFilter::builder()
         .key("InstanceIds")
         .set_values(Some(ids.to_vec()))
@@ -381,50 +490,81 @@ async fn wait_ssm_online(p: &AwsProvider, ids: &[String]) -> Result<(), Provider
         if ids.iter().all(|i| online.contains(i.as_str())) {
             return Ok(());
         }
-        if Instant::now() > deadline {
+        if waiting.expired() {
             return Err(ProviderError::Other(format!(
-                "the SSM agent of {} did not come online in {}s: check the AMI has it and the instance profile has AmazonSSMManagedInstanceCore",
+                "the SSM agent of {} did not come online in {}s (the nodes are running; `nixl destroy` removes them): check {SSM_CHECK}",
                 ids.join(", "),
-                p.opts.ssm_online_timeout.as_secs()
+                bound.as_secs()
             )));
         }
+        waiting.tick(&*p.sink);
         tokio::time::sleep(p.opts.poll).await;
     }
 }
 
 /// Terminates instances and waits until they are gone, so nothing is paid for after a failure.
+/// Ids EC2 no longer knows, or already terminated, count as gone (a state can outlive its
+/// instances; a destroy killed mid-terminate is run again).
 pub async fn terminate(p: &AwsProvider, ids: &[String]) -> Result<(), ProviderError> {
-    if ids.is_empty() {
-        return Ok(());
+    // A NotFound means one vanished between the look and the call: look again, at most thrice.
+    for _ in 0..3 {
+        let live = alive(p, ids).await?;
+        if live.is_empty() {
+            break;
+        }
+        let r = with_retry(&*p.sink, "TerminateInstances", || async {
+            p.ec2
+                .terminate_instances()
+                .set_instance_ids(Some(live.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(&e, "", ""))
+        })
+        .await;
+        match r {
+            Ok(()) => break,
+            Err(ProviderError::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        }
     }
-    with_retry(&*p.sink, "TerminateInstances", || async {
-        p.ec2
-            .terminate_instances()
-            .set_instance_ids(Some(ids.to_vec()))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(&e, "", ""))
-    })
-    .await?;
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut waiting = Waiting::new(format!("{} to terminate", ids.join(", ")), Duration::from_secs(600));
     loop {
-        let left = describe_ids(p, ids)
-            .await?
-            .iter()
-            .filter(|i| i.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated))
-            .count();
-        if left == 0 || Instant::now() > deadline {
+        let left = alive(p, ids).await?;
+        if left.is_empty() {
             return Ok(());
         }
+        if waiting.expired() {
+            return Err(ProviderError::Other(format!("{} did not terminate in 10 minutes", left.join(", "))));
+        }
+        waiting.tick(&*p.sink);
         tokio::time::sleep(p.opts.poll).await;
     }
 }
 
-/// The instances with these ids, in whatever state.
+/// Those of `ids` EC2 knows and that are not terminated yet.
+pub async fn alive(p: &AwsProvider, ids: &[String]) -> Result<Vec<String>, ProviderError> {
+    Ok(describe_ids(p, ids)
+        .await?
+        .iter()
+        .filter(|i| i.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated))
+        .filter_map(|i| i.instance_id().map(String::from))
+        .collect())
+}
+
+/// The instances with these ids that EC2 still knows, in whatever state. A filter, not
+/// InstanceIds: an id EC2 has forgotten is then absent instead of failing the whole call.
 async fn describe_ids(p: &AwsProvider, ids: &[String]) -> Result<Vec<aws_sdk_ec2::types::Instance>, ProviderError> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
     let out = with_retry(&*p.sink, "DescribeInstances", || async {
-        p.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await.map_err(|e| classify(&e, "", ""))
+        p.ec2
+            .describe_instances()
+            .filters(Filter::builder().name("instance-id").set_values(Some(ids.to_vec())).build())
+            .send()
+            .await
+            .map_err(|e| classify(&e, "", ""))
     })
     .await?;
     Ok(out.reservations().iter().flat_map(|r| r.instances()).cloned().collect())

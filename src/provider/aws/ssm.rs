@@ -4,7 +4,7 @@
 //! from the S3 output location.
 
 use super::errors::{classify, with_retry};
-use super::AwsProvider;
+use super::{AwsProvider, Waiting};
 use crate::provider::{CommandOutput, NodeInfo, ProviderError};
 use aws_sdk_ssm::types::CommandInvocationStatus;
 use std::time::{Duration, Instant};
@@ -98,6 +98,7 @@ async fn wait_invocation(
     timeout: Duration,
 ) -> Result<CommandOutput, ProviderError> {
     let deadline = Instant::now() + timeout + Duration::from_secs(60);
+    let mut waiting = Waiting::new(format!("command {command_id} on {}", node.name), timeout + Duration::from_secs(60));
     let mut pause = p.opts.poll.min(Duration::from_secs(1));
     loop {
         let r = p.ssm.get_command_invocation().command_id(command_id).instance_id(&node.id).send().await;
@@ -142,6 +143,7 @@ async fn wait_invocation(
             let _ = p.ssm.cancel_command().command_id(command_id).instance_ids(&node.id).send().await;
             return Err(ProviderError::Timeout { node: node.name.clone(), seconds: timeout.as_secs() });
         }
+        waiting.tick(&*p.sink);
         tokio::time::sleep(pause).await;
         pause = (pause * 3 / 2).min(p.opts.poll.max(Duration::from_millis(50)) * 4).min(Duration::from_secs(10));
     }
