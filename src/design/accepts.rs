@@ -61,8 +61,10 @@ pub fn check(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnostic>) {
     let mut rendered_groups = HashSet::new();
     let mut rendered_bench = HashSet::new();
     let bench_names = names_read(&campaign.bench);
+    let mut hardware_reported = HashSet::new();
+    let shared = &campaign.experiment.settings;
     for p in campaign.design.patterns.iter().filter(|p| p.category == Category::E2e) {
-        let settings = resolver.settings(p);
+        let settings = Settings { own: resolver.own_settings(p), shared };
         if context_checked {
             context.add(campaign, p, &settings);
         }
@@ -74,20 +76,21 @@ pub fn check(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnostic>) {
         }
         if let Some(g) = p.group {
             if rendered_groups.insert(g) {
-                render_server(model, campaign, p, &settings, &vars, diags);
+                render_server(model, campaign, p, &settings.all(), &vars, diags);
+                hardware_e2e(model, campaign, p, &settings, &mut hardware_reported, diags);
             }
         }
         let key: Vec<String> = bench_names.iter().map(|n| settings.get(n).map(Value::display).unwrap_or_default()).collect();
         if rendered_bench.insert(key) {
             let extra = [("out", Value::Str("results/x.json".into())), ("id", Value::Str(p.id.clone()))];
-            if let Err(d) = commands::bench(model, campaign, &settings, &vars, &extra) {
+            if let Err(d) = commands::bench(model, campaign, &settings.all(), &vars, &extra) {
                 diags.push(render_error(campaign, p, "bench `run`", *d));
             }
         }
     }
     diags.extend(context.diagnostics());
     startup_over_health(campaign, &resolver, diags);
-    hardware(model, campaign, &resolver, diags);
+    hardware_steps(model, campaign, &mut hardware_reported, diags);
 }
 
 /// Every server or bench attribute and every factor must reach a command (or be one nixl reads).
@@ -139,8 +142,28 @@ fn unused_settings(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnosti
     }
 }
 
-fn num(settings: &BTreeMap<String, Value>, name: &str) -> Option<f64> {
+fn num(settings: &Settings, name: &str) -> Option<f64> {
     settings.get(name).and_then(Value::as_f64)
+}
+
+/// A pattern's settings without copying the experiment's shared ones for every pattern
+/// (this runs for every pattern of every `nixl check`): its own first, then the shared.
+struct Settings<'a> {
+    own: BTreeMap<String, Value>,
+    shared: &'a BTreeMap<String, Value>,
+}
+
+impl Settings<'_> {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.own.get(name).or_else(|| self.shared.get(name))
+    }
+
+    /// Every setting, for rendering a command.
+    fn all(&self) -> BTreeMap<String, Value> {
+        let mut out = self.shared.clone();
+        out.extend(self.own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out
+    }
 }
 
 /// Where a setting of a pattern's layer or experiment is written, for the diagnostic's span.
@@ -184,7 +207,7 @@ struct Over {
 }
 
 impl ContextReport {
-    fn add(&mut self, campaign: &Campaign, p: &Pattern, settings: &BTreeMap<String, Value>) {
+    fn add(&mut self, campaign: &Campaign, p: &Pattern, settings: &Settings) {
         let Some(prompt) = num(settings, "prompt") else { return };
         let output = num(settings, "max_tokens").unwrap_or(0.0);
         let need = (prompt + output).ceil() as u64;
@@ -239,7 +262,7 @@ impl ContextReport {
 }
 
 /// The KV cache left after the weights must hold at least one request of the prompt.
-fn kv_fit(model: &Model, campaign: &Campaign, p: &Pattern, settings: &BTreeMap<String, Value>) -> Option<Diagnostic> {
+fn kv_fit(model: &Model, campaign: &Campaign, p: &Pattern, settings: &Settings) -> Option<Diagnostic> {
     let m = campaign.design.model.as_ref()?;
     let stack = campaign.stack.as_ref()?;
     let inst = stack.instance_types.first().and_then(|t| model.instances.get(t))?;
@@ -269,7 +292,7 @@ fn startup_over_health(campaign: &Campaign, resolver: &Resolver, diags: &mut Vec
     let d = &campaign.design;
     for (g, startup) in d.startup.iter().enumerate() {
         let Some(p) = d.patterns.iter().find(|p| p.group == Some(g as u32)) else { continue };
-        let settings = resolver.settings(p);
+        let settings = Settings { own: resolver.own_settings(p), shared: &campaign.experiment.settings };
         let Some(limit) = num(&settings, "health_timeout") else { continue };
         if *startup > limit {
             let span = campaign.experiment.startup.as_ref().map(|e| e.span).unwrap_or(campaign.experiment.span);
@@ -291,35 +314,44 @@ fn startup_over_health(campaign: &Campaign, resolver: &Resolver, diags: &mut Vec
     }
 }
 
-/// NIXL's LIBFABRIC backend needs RDMA read, which an instance without it (g6e) cannot do.
-fn hardware(model: &Model, campaign: &Campaign, resolver: &Resolver, diags: &mut Vec<Diagnostic>) {
-    let Some(stack) = campaign.stack.as_ref() else { return };
-    let no_rdma: Vec<&String> =
-        stack.instance_types.iter().filter(|t| model.instances.get(*t).is_some_and(|i| !i.rdma)).collect();
-    if no_rdma.is_empty() {
+/// The instance types whose EFA has no RDMA read/write (g6e): NIXL's LIBFABRIC backend cannot run there.
+fn without_rdma<'c>(model: &Model, campaign: &'c Campaign) -> Option<&'c str> {
+    let stack = campaign.stack.as_ref()?;
+    stack.instance_types.iter().find(|t| model.instances.get(*t).is_some_and(|i| !i.rdma)).map(String::as_str)
+}
+
+fn libfabric_error(p: &Pattern, span: Span, instance: &str) -> Diagnostic {
+    Diagnostic::error(Code::Hardware, span, format!("{} uses NIXL's LIBFABRIC backend, which {instance} cannot run", p.id))
+        .label(format!("{instance} has EFA without RDMA read/write (rdma = false in std/aws)"))
+        .help("use backend = ucx (UCX emulates RMA over SRD), or an instance type with RDMA")
+}
+
+/// A disaggregated launch on LIBFABRIC (checked once per launch: the backend is in its restart key).
+fn hardware_e2e(
+    model: &Model,
+    campaign: &Campaign,
+    p: &Pattern,
+    settings: &Settings,
+    reported: &mut HashSet<u32>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(instance) = without_rdma(model, campaign) else { return };
+    let disaggregated = settings.get("mode").and_then(Value::as_str) == Some("disaggregated");
+    let libfabric = settings.get("backend").and_then(Value::as_str) == Some("libfabric");
+    if p.adhoc || !disaggregated || !libfabric || !reported.insert(p.layer) {
         return;
     }
-    let mut reported = HashSet::new();
-    for p in campaign.design.scheduled() {
-        let settings = resolver.settings(p);
-        let backend = match p.category {
-            Category::E2e if settings.get("mode").and_then(Value::as_str) == Some("disaggregated") => settings.get("backend"),
-            Category::LowLevel | Category::Baseline if p.tool.as_deref() == Some("nixlbench") => settings.get("backend"),
-            _ => None,
-        };
-        let Some(b) = backend.and_then(Value::as_str) else { continue };
-        if b != "libfabric" || !reported.insert(p.layer) {
-            continue;
+    diags.push(libfabric_error(p, setting_span(campaign, p, "backend"), instance));
+}
+
+/// A scheduled nixlbench step on LIBFABRIC.
+fn hardware_steps(model: &Model, campaign: &Campaign, reported: &mut HashSet<u32>, diags: &mut Vec<Diagnostic>) {
+    let Some(instance) = without_rdma(model, campaign) else { return };
+    for p in campaign.design.scheduled().filter(|p| p.tool.as_deref() == Some("nixlbench")) {
+        let libfabric = p.values.get("backend").and_then(Value::as_str) == Some("libfabric");
+        if libfabric && reported.insert(p.layer) {
+            diags.push(libfabric_error(p, p.span, instance));
         }
-        diags.push(
-            Diagnostic::error(
-                Code::Hardware,
-                if p.category == Category::E2e { setting_span(campaign, p, "backend") } else { p.span },
-                format!("{} uses NIXL's LIBFABRIC backend, which {} cannot run", p.id, no_rdma[0]),
-            )
-            .label(format!("{} has EFA without RDMA read/write (rdma = false in std/aws)", no_rdma[0]))
-            .help("use backend = ucx (UCX emulates RMA over SRD), or an instance type with RDMA"),
-        );
     }
 }
 
