@@ -65,6 +65,7 @@ pub fn load(entry: &Path, loader: &dyn Loader) -> Loaded {
         diagnostics: vec![],
         done: HashMap::new(),
         stack: vec![],
+        root: project_root(entry),
     };
     l.visit_path(entry, None);
     Loaded { sources: l.sources, files: l.files, diagnostics: l.diagnostics }
@@ -79,6 +80,7 @@ pub fn load_text(name: &str, text: &str, loader: &dyn Loader) -> Loaded {
         diagnostics: vec![],
         done: HashMap::new(),
         stack: vec![],
+        root: project_root(Path::new(name)),
     };
     l.visit_text(name.to_string(), text.to_string(), Path::new(name).parent().map(Path::to_path_buf));
     Loaded { sources: l.sources, files: l.files, diagnostics: l.diagnostics }
@@ -93,6 +95,33 @@ struct Loading<'a> {
     done: HashMap<String, FileId>,
     /// The import chain being loaded, for cycle reports.
     stack: Vec<(String, Option<Span>)>,
+    /// Imports stay inside this directory (normalized): see [`project_root`].
+    root: String,
+}
+
+/// The project an entry file belongs to: the nearest directory above it that holds a
+/// nixl.toml, else its own directory. Imports outside it are refused, so a file cannot
+/// pull in (and a diagnostic quote) files of the rest of the machine; a nixl.toml higher
+/// up widens the project.
+fn project_root(entry: &Path) -> String {
+    let dir = entry.parent().unwrap_or(Path::new(""));
+    let mut probe = Some(dir);
+    while let Some(d) = probe {
+        let here = if d.as_os_str().is_empty() { Path::new(".") } else { d };
+        if here.join("nixl.toml").is_file() {
+            return normalize(d);
+        }
+        probe = d.parent();
+    }
+    normalize(dir)
+}
+
+/// Whether a normalized path lies inside a normalized directory.
+fn inside(path: &str, root: &str) -> bool {
+    if root.is_empty() {
+        return !path.starts_with('/') && !path.starts_with("../") && path != "..";
+    }
+    path.starts_with(&format!("{}/", root.trim_end_matches('/'))) || root == "/"
 }
 
 impl Loading<'_> {
@@ -174,8 +203,29 @@ impl Loading<'_> {
                 }
             }
         } else {
+            if !target.value.ends_with(".nixl") {
+                self.diagnostics.push(
+                    Diagnostic::error(Code::ImportNotFound, target.span, format!("`{}` is not a .nixl file", target.value)).help(
+                        "an import names a .nixl file (`import \"./setup.nixl\"`) or a standard library module (`std/vllm`)",
+                    ),
+                );
+                return;
+            }
             let p = dir.map(|d| d.join(&target.value)).unwrap_or_else(|| PathBuf::from(&target.value));
-            (normalize(&p), None)
+            let key = normalize(&p);
+            if !inside(&key, &self.root) {
+                let root = if self.root.is_empty() { "." } else { self.root.as_str() };
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::ImportNotFound,
+                        target.span,
+                        format!("`{}` is outside the project (`{root}`)", target.value),
+                    )
+                    .help("imports stay inside the project's directory; a nixl.toml in a directory above both widens it"),
+                );
+                return;
+            }
+            (key, None)
         };
         if self.stack_contains(&key) || key == importer {
             let mut chain: Vec<&str> = self.stack.iter().map(|(k, _)| k.as_str()).collect();

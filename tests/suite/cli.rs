@@ -213,3 +213,25 @@ fn unbounded_inputs_end_at_once_with_a_coded_diagnostic() {
         }
     }
 }
+
+/// Imports stay inside the project and name .nixl files: a file cannot pull in, and a
+/// diagnostic cannot quote, other files of the machine. A nixl.toml above widens the project.
+#[test]
+fn imports_stay_inside_the_project() {
+    let dir = crate::support::scratch("imports-inside");
+    let inner = dir.join("project");
+    std::fs::create_dir_all(&inner).unwrap();
+    std::fs::write(dir.join("shared.nixl"), "# shared by several projects\n").unwrap();
+    std::fs::write(inner.join("a.nixl"), "import \"/etc/passwd\"\nimport \"../shared.nixl\"\n").unwrap();
+    let out = nixl().arg("check").arg(inner.join("a.nixl")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("`/etc/passwd` is not a .nixl file"), "{err}");
+    assert!(err.contains("`../shared.nixl` is outside the project"), "{err}");
+    assert!(!err.contains("root:"), "a line of /etc/passwd was quoted: {err}");
+    // A nixl.toml one level up makes both files one project.
+    std::fs::write(dir.join("nixl.toml"), "").unwrap();
+    std::fs::write(inner.join("a.nixl"), "import \"../shared.nixl\"\n").unwrap();
+    let out = nixl().arg("check").arg(inner.join("a.nixl")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -92,9 +92,10 @@ fn fmt_is_idempotent_on_every_test_input_that_parses() {
 fn golden_levels_beyond_65536_give_distinct_patterns() {
     let dir = crate::support::scratch("many-levels");
     let levels: Vec<String> = (1..=70_000).map(|i| i.to_string()).collect();
+    // Imports stay inside the project: the library is copied beside the file.
+    std::fs::copy(root().join("tests/golden/invalid/lib/base.nixl"), dir.join("base.nixl")).unwrap();
     let text = format!(
-        "import \"{}\"\nexperiment e {{\n  factor prompt = [{}]\n  layer \"L1\" {{\n    mode = unified\n    id   = \"e-{{prompt}}\"\n  }}\n}}\n",
-        root().join("tests/golden/invalid/lib/base.nixl").display(),
+        "import \"./base.nixl\"\nexperiment e {{\n  factor prompt = [{}]\n  layer \"L1\" {{\n    mode = unified\n    id   = \"e-{{prompt}}\"\n  }}\n}}\n",
         levels.join(", ")
     );
     let path = dir.join("levels.nixl");
