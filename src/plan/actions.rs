@@ -134,7 +134,10 @@ impl Builder<'_> {
     fn infrastructure(&mut self, st: &Stack) {
         // (The nodes' hash keeps its composition, zones included, so states of earlier
         // releases read the same; `machine_spec` tells a replacement from a zone change.)
-        let stack_hash = content_hash(&(&st.name, &st.region, &st.placement, &st.buckets, &st.ssh_cidr));
+        // Versioning and the reason for a world-open SSH rule are part of the stack; adding them
+        // moves every stack hash once, so stacks made before the hardened template get it.
+        let stack_hash =
+            content_hash(&(&st.name, &st.region, &st.placement, &st.buckets, &st.ssh_cidr, st.versioned, &st.ssh_reason));
         let mut stack =
             Action::new(ActionId::Stack, Kind::Stack, format!("stack \"{}\"", st.name), stack_hash, STACK_SECONDS, vec![]);
         stack.detail =

@@ -432,7 +432,7 @@ fn setup_goes_through_ssm_to_both_nodes_with_each_script_uploaded_once() {
         assert_eq!(sent, want);
         let cmds: Vec<&str> = v["Parameters"]["commands"].as_array().unwrap().iter().filter_map(|x| x.as_str()).collect();
         let cp = cmds.iter().find(|c| c.contains("aws s3 cp")).expect("the node fetches the script from the bucket");
-        let key = cp.split("nixl/scripts/").nth(1).unwrap().split('\'').next().unwrap().to_string();
+        let key = cp.split("nixl/scripts/").nth(1).unwrap().split(['\'', ' ']).next().unwrap().to_string();
         keys.push(key);
         assert!(v["Parameters"]["executionTimeout"].is_array());
     }
@@ -455,19 +455,135 @@ fn setup_goes_through_ssm_to_both_nodes_with_each_script_uploaded_once() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+fn export_cfn(dir: &Path) -> serde_json::Value {
+    let out = nixl().current_dir(dir).args(["export-cfn", "aws.nixl"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A policy statement's resources as text: `Fn::GetAtt` of the bucket's ARN reads `${Bucket.Arn}`.
+fn resources(statement: &serde_json::Value) -> Vec<String> {
+    fn text(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(parts) => parts.iter().map(text).collect(),
+            serde_json::Value::Object(o) if o.contains_key("Fn::GetAtt") => {
+                format!("${{{}}}", o["Fn::GetAtt"][0].as_str().unwrap().to_string() + ".Arn")
+            }
+            serde_json::Value::Object(o) if o.contains_key("Fn::Join") => {
+                o["Fn::Join"][1].as_array().unwrap().iter().map(text).collect::<Vec<_>>().join(o["Fn::Join"][0].as_str().unwrap())
+            }
+            other => panic!("unexpected resource {other}"),
+        }
+    }
+    match &statement["Resource"] {
+        serde_json::Value::Array(items) => items.iter().map(text).collect(),
+        one => vec![text(one)],
+    }
+}
+
 #[test]
 fn export_cfn_prints_the_base_resources() {
     let dir = campaign("aws-cfn", &["us-east-1a"]);
-    let out = nixl().current_dir(&dir).args(["export-cfn", "aws.nixl"]).output().unwrap();
-    assert!(out.status.success());
-    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = export_cfn(&dir);
     let r = &t["Resources"];
     assert_eq!(r["SecurityGroup"]["Type"], "AWS::EC2::SecurityGroup");
     assert_eq!(r["SelfIngress"]["Properties"]["IpProtocol"], "-1");
     assert!(r.get("SshIngress").is_none(), "no SSH ingress unless a CIDR is given");
     assert_eq!(r["Bucket"]["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicAcls"], true);
     assert_eq!(r["PlacementGroup"]["Properties"]["Strategy"], "cluster");
-    assert_eq!(r["Role"]["Properties"]["ManagedPolicyArns"][0], "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore");
+}
+
+/// The node role reads the scripts and writes its output prefixes only; the SSM agent's
+/// permissions come without reads of the account's parameters.
+#[test]
+fn export_cfn_shows_the_narrowed_node_role() {
+    let dir = campaign("aws-cfn-role", &["us-east-1a"]);
+    let role = &export_cfn(&dir)["Resources"]["Role"]["Properties"];
+    assert!(role.get("ManagedPolicyArns").is_none(), "no AmazonSSMManagedInstanceCore: {role}");
+    let statements: Vec<&serde_json::Value> =
+        role["Policies"].as_array().unwrap().iter().flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap()).collect();
+    let actions = |st: &serde_json::Value| -> Vec<String> {
+        match &st["Action"] {
+            serde_json::Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+            one => vec![one.as_str().unwrap().to_string()],
+        }
+    };
+    let all: Vec<String> = statements.iter().flat_map(|s| actions(s)).collect();
+    for needed in ["ssm:UpdateInstanceInformation", "ec2messages:GetMessages", "ssmmessages:OpenControlChannel"] {
+        assert!(all.iter().any(|a| a == needed), "the SSM agent needs {needed}: {all:?}");
+    }
+    for banned in ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:*", "s3:*", "*"] {
+        assert!(!all.iter().any(|a| a == banned), "{banned} granted: {all:?}");
+    }
+    let mut reads = vec![];
+    let mut writes = vec![];
+    for st in &statements {
+        assert_eq!(st["Effect"], "Allow");
+        let res = resources(st);
+        for a in actions(st).iter().filter(|a| a.starts_with("s3:")) {
+            assert!(res.iter().all(|r| r.starts_with("${Bucket.Arn}")), "{a} on {res:?}: only the stack's bucket");
+            match a.as_str() {
+                "s3:GetObject" => reads.extend(res.clone()),
+                "s3:PutObject" | "s3:PutObjectAcl" => writes.extend(res.clone()),
+                "s3:GetBucketLocation" | "s3:GetEncryptionConfiguration" => assert_eq!(res, ["${Bucket.Arn}"]),
+                other => panic!("the node role grants {other}"),
+            }
+        }
+    }
+    assert_eq!(reads, ["${Bucket.Arn}/nixl/scripts/*"]);
+    writes.sort();
+    writes.dedup();
+    assert_eq!(writes, ["${Bucket.Arn}/nixl/fetch/*", "${Bucket.Arn}/nixl/ssm-output/*"]);
+}
+
+/// TLS only, public access blocked, versioned when a bucket says so, command output expiring.
+#[test]
+fn export_cfn_shows_the_bucket_policy_versioning_and_lifecycle() {
+    let dir = campaign("aws-cfn-bucket", &["us-east-1a"]);
+    let t = export_cfn(&dir);
+    let policy = &t["Resources"]["BucketPolicy"];
+    assert_eq!(policy["Type"], "AWS::S3::BucketPolicy");
+    assert_eq!(policy["Properties"]["Bucket"]["Ref"], "Bucket");
+    let deny = &policy["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Principal"], "*");
+    assert_eq!(deny["Action"], "s3:*");
+    assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    assert_eq!(resources(deny), ["${Bucket.Arn}", "${Bucket.Arn}/*"]);
+    let bucket = &t["Resources"]["Bucket"]["Properties"];
+    let block = &bucket["PublicAccessBlockConfiguration"];
+    for k in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+        assert_eq!(block[k], true, "{k}");
+    }
+    assert!(bucket.get("VersioningConfiguration").is_none(), "not versioned unless asked");
+    let rules = bucket["LifecycleConfiguration"]["Rules"].as_array().unwrap();
+    let output = rules.iter().find(|r| r["Prefix"] == "nixl/ssm-output/").expect("command output expires");
+    assert_eq!(output["Status"], "Enabled");
+    assert!(output["ExpirationInDays"].as_u64().unwrap() > 0);
+    assert!(!rules.iter().any(|r| r["Prefix"] == "nixl/scripts/" || r.get("Prefix").is_some_and(|p| p == "")));
+
+    let file = dir.join("aws.nixl");
+    let source = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, source.replace("bucket \"scripts\" {}", "bucket \"scripts\" { versioned = true }")).unwrap();
+    let bucket = export_cfn(&dir)["Resources"]["Bucket"]["Properties"].clone();
+    assert_eq!(bucket["VersioningConfiguration"]["Status"], "Enabled");
+    let rules = bucket["LifecycleConfiguration"]["Rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| r["NoncurrentVersionExpiration"]["NoncurrentDays"].as_u64().is_some()), "{rules:?}");
+}
+
+/// An IPv6 block is an IPv6 rule, and a world-open one carries the reason given for it.
+#[test]
+fn export_cfn_renders_an_ipv6_ssh_cidr_as_an_ipv6_rule() {
+    let dir = campaign("aws-cfn-ipv6", &["us-east-1a"]);
+    let file = dir.join("aws.nixl");
+    let source = std::fs::read_to_string(&file).unwrap();
+    let open = "  retry_interval = 2s\n  ssh_cidr = \"::/0\"\n  ssh_reason = \"workshop laptops\"\n";
+    std::fs::write(&file, source.replace("  retry_interval = 2s\n", open)).unwrap();
+    let ssh = export_cfn(&dir)["Resources"]["SshIngress"].clone();
+    assert_eq!(ssh["Properties"]["CidrIpv6"], "::/0");
+    assert!(ssh["Properties"].get("CidrIp").is_none());
+    assert_eq!(ssh["Metadata"]["nixl:ssh_reason"], "workshop laptops");
 }
 
 #[test]

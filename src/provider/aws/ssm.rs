@@ -11,12 +11,17 @@ use std::time::{Duration, Instant};
 
 /// SSM keeps at most this many characters of output inline.
 const INLINE_LIMIT: usize = 24_000;
-const OUTPUT_PREFIX: &str = "nixl/ssm-output";
+/// Where the scripts nixl uploads live: the only keys a node may read.
+pub const SCRIPTS_PREFIX: &str = "nixl/scripts";
+/// Where SSM writes command output (by the node's role): a key a node may write.
+pub const OUTPUT_PREFIX: &str = "nixl/ssm-output";
+/// Where a node copies files nixl fetches from it: the other key a node may write.
+pub const FETCH_PREFIX: &str = "nixl/fetch";
 /// The node's working directory: results and server logs stay there between commands.
 const WORKDIR: &str = "/opt/nixl";
 
 pub fn script_key(script: &str) -> String {
-    format!("nixl/scripts/{}.sh", crate::state::content_hash(&script))
+    format!("{SCRIPTS_PREFIX}/{}.sh", crate::state::content_hash(&script))
 }
 
 pub async fn put_once(p: &AwsProvider, key: &str, bytes: &[u8]) -> Result<(), ProviderError> {
@@ -160,7 +165,7 @@ async fn read_output(p: &AwsProvider, bucket: &str, command_id: &str, instance: 
 /// A file on a node: the node copies it to the bucket, then it is read from there.
 pub async fn fetch(p: &AwsProvider, node: &NodeInfo, path: &str) -> Result<Vec<u8>, ProviderError> {
     let bucket = p.bucket()?;
-    let key = format!("nixl/fetch/{}/{}", node.name, crate::state::content_hash(&path));
+    let key = format!("{FETCH_PREFIX}/{}/{}", node.name, crate::state::content_hash(&path));
     let script = format!("aws s3 cp --quiet '{path}' 's3://{bucket}/{key}'\n");
     let out = run(p, std::slice::from_ref(node), &script, Duration::from_secs(300)).await?;
     if let Some(o) = out.first().filter(|o| o.exit_code != 0) {
