@@ -586,6 +586,34 @@ fn export_cfn_renders_an_ipv6_ssh_cidr_as_an_ipv6_rule() {
     assert_eq!(ssh["Metadata"]["nixl:ssh_reason"], "workshop laptops");
 }
 
+/// Root volumes are encrypted, with the stack's KMS key when it names one.
+#[test]
+fn run_instances_asks_for_encrypted_volumes_with_the_stacks_kms_key() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-ebs", &["us-east-1a"]);
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let body = proxy.calls("RunInstances")[0].body.clone();
+    assert!(body.contains("BlockDeviceMapping.1.Ebs.Encrypted=true"), "{body}");
+    assert!(!body.contains("KmsKeyId"), "the account's default key unless one is named: {body}");
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let file = dir.join("aws.nixl");
+    let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let source = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, source.replace("  retry_interval = 2s\n", &format!("  retry_interval = 2s\n  kms_key = \"{key}\"\n")))
+        .unwrap();
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let body = proxy.calls("RunInstances").last().unwrap().body.clone();
+    assert!(body.contains("BlockDeviceMapping.1.Ebs.Encrypted=true"), "{body}");
+    assert!(body.contains(&format!("BlockDeviceMapping.1.Ebs.KmsKeyId={key}")), "{body}");
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 #[test]
 fn a_changed_stack_block_is_updated_through_a_change_set() {
     let moto = Moto::start();
