@@ -433,6 +433,16 @@ fn setup_goes_through_ssm_to_both_nodes_with_each_script_uploaded_once() {
         let cmds: Vec<&str> = v["Parameters"]["commands"].as_array().unwrap().iter().filter_map(|x| x.as_str()).collect();
         let cp = cmds.iter().find(|c| c.contains("aws s3 cp")).expect("the node fetches the script from the bucket");
         let key = cp.split("nixl/scripts/").nth(1).unwrap().split(['\'', ' ']).next().unwrap().to_string();
+        // The node checks the script's SHA-256 (of the bytes in the bucket) before it runs it.
+        let bucket = v["OutputS3BucketName"].as_str().unwrap();
+        let body = object(&moto, bucket, &format!("nixl/scripts/{key}"));
+        let sha = sha256_hex(&body);
+        let check = cmds.iter().position(|c| c.contains("sha256sum --check")).expect("a hash check");
+        assert!(cmds[check].contains(&format!("{sha}  ")), "the check names the uploaded script's hash: {cmds:?}");
+        let exec = cmds.iter().position(|c| c.starts_with("exec bash")).unwrap();
+        assert!(check < exec && cmds[exec].contains(&sha), "the checked file is the one run: {cmds:?}");
+        assert!(cmds.iter().any(|c| c.contains("chmod 0700")), "into a private directory: {cmds:?}");
+        assert!(!cmds.iter().any(|c| c.contains("/tmp/")), "not the shared /tmp: {cmds:?}");
         keys.push(key);
         assert!(v["Parameters"]["executionTimeout"].is_array());
     }
@@ -453,6 +463,27 @@ fn setup_goes_through_ssm_to_both_nodes_with_each_script_uploaded_once() {
     assert_eq!(proxy.calls("SendCommand").len(), 2);
     let out = run(&dir, &proxy, DESTROY);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// One S3 object, read from moto directly.
+fn object(moto: &Moto, bucket: &str, key: &str) -> Vec<u8> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://127.0.0.1:{}", moto.port))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
+        let o = s3.get_object().bucket(bucket).key(key).send().await.unwrap();
+        o.body.collect().await.unwrap().into_bytes().to_vec()
+    })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn export_cfn(dir: &Path) -> serde_json::Value {
