@@ -1000,3 +1000,105 @@ fn a_missing_placement_group_is_an_error_not_a_launch_without_one() {
     let runs = proxy.calls("RunInstances");
     assert!(runs.iter().all(|r| r.body.contains(&format!("Placement.GroupName={PLACEMENT_GROUP}"))), "{runs:?}");
 }
+
+fn iam_policy(dir: &Path) -> serde_json::Value {
+    let out = nixl().current_dir(dir).args(["iam-policy", "aws.nixl"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the policy is JSON")
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+        serde_json::Value::String(s) => vec![s.clone()],
+        _ => vec![],
+    }
+}
+
+/// IAM's wildcard match (`*` any run of characters, `?` one), as for actions and resources.
+fn iam_match(pattern: &str, s: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.to_lowercase().chars().collect(), s.to_lowercase().chars().collect());
+    let mut m = vec![vec![false; t.len() + 1]; p.len() + 1];
+    m[0][0] = true;
+    for i in 1..=p.len() {
+        m[i][0] = m[i - 1][0] && p[i - 1] == '*';
+        for j in 1..=t.len() {
+            m[i][j] = match p[i - 1] {
+                '*' => m[i - 1][j] || m[i][j - 1],
+                '?' => m[i - 1][j - 1],
+                c => m[i - 1][j - 1] && c == t[j - 1],
+            };
+        }
+    }
+    m[p.len()][t.len()]
+}
+
+#[test]
+fn iam_policy_names_the_stack_and_passes_only_the_node_role() {
+    let dir = campaign("aws-iam", &["us-east-1a"]);
+    let p = iam_policy(&dir);
+    assert_eq!(p["Version"], "2012-10-17");
+    let statements = p["Statement"].as_array().unwrap();
+    let on = |action: &str| -> Vec<&serde_json::Value> {
+        statements.iter().filter(|s| strings(&s["Action"]).iter().any(|a| iam_match(a, action))).collect()
+    };
+    for st in statements {
+        assert_eq!(st["Effect"], "Allow");
+        assert!(!strings(&st["Action"]).iter().any(|a| a == "*" || a.ends_with(":*")), "a wildcard action: {st}");
+    }
+    let cfn = on("cloudformation:CreateStack");
+    assert_eq!(cfn.len(), 1);
+    assert!(strings(&cfn[0]["Resource"]).contains(&"arn:aws:cloudformation:us-east-1:*:stack/nixl-test/*".to_string()));
+    let pass = on("iam:PassRole");
+    assert_eq!(pass.len(), 1, "one statement passes a role");
+    assert_eq!(strings(&pass[0]["Resource"]), ["arn:aws:iam::*:role/nixl-test-Role-*"]);
+    assert_eq!(pass[0]["Condition"]["StringEquals"]["iam:PassedToService"], "ec2.amazonaws.com");
+    for action in ["ec2:TerminateInstances", "ec2:StartInstances"] {
+        for st in on(action) {
+            assert_eq!(st["Condition"]["StringEquals"]["ec2:ResourceTag/nixl:stack"], "nixl-test", "{action}: {st}");
+        }
+    }
+    for st in on("ec2:RunInstances").iter().filter(|s| strings(&s["Resource"]).iter().any(|r| r.contains(":instance/"))) {
+        assert_eq!(st["Condition"]["StringEquals"]["aws:RequestTag/nixl:stack"], "nixl-test");
+    }
+    for st in on("s3:PutObject").iter().chain(&on("s3:DeleteBucket")) {
+        assert!(strings(&st["Resource"]).iter().all(|r| r.starts_with("arn:aws:s3:::nixl-test-bucket-")), "{st}");
+    }
+    // A KMS key adds the grants EBS needs, on that key.
+    let file = dir.join("aws.nixl");
+    let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let source = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, source.replace("  retry_interval = 2s\n", &format!("  retry_interval = 2s\n  kms_key = \"{key}\"\n")))
+        .unwrap();
+    let p = iam_policy(&dir);
+    let grant = p["Statement"].as_array().unwrap().iter().find(|s| strings(&s["Action"]).contains(&"kms:CreateGrant".into()));
+    assert_eq!(strings(&grant.expect("a KMS statement")["Resource"]), [key]);
+}
+
+/// Every EC2, CloudFormation and SSM call an apply and a destroy make is one the policy allows.
+#[test]
+fn iam_policy_allows_every_call_apply_and_destroy_make() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-iam-calls", &["us-east-1a"]);
+    let args = ["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--target", "setup.node1.01-hello"];
+    let out = run(&dir, &proxy, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+    let p = iam_policy(&dir);
+    let allowed: Vec<String> = p["Statement"].as_array().unwrap().iter().flat_map(|s| strings(&s["Action"])).collect();
+    let mut calls: Vec<String> = proxy
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| matches!(l.service.as_str(), "ec2" | "cloudformation" | "ssm"))
+        .map(|l| format!("{}:{}", l.service, l.action))
+        .collect();
+    calls.sort();
+    calls.dedup();
+    assert!(calls.len() > 10, "{calls:?}");
+    let missing: Vec<&String> = calls.iter().filter(|c| !allowed.iter().any(|a| iam_match(a, c))).collect();
+    assert!(missing.is_empty(), "calls the policy does not allow: {missing:?}");
+}
