@@ -1,6 +1,7 @@
 //! Builds the typed model from validated blocks and checks domains: the
 //! instance catalogue, zones within the region, references between blocks.
 
+use super::cidr::{Cidr, CidrError};
 use super::model::*;
 use super::value::Value;
 use super::Globals;
@@ -352,6 +353,7 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
     let mut node_names: BTreeMap<String, Span> = BTreeMap::new();
     let mut nodes = vec![];
     let mut buckets = vec![];
+    let mut versioned = false;
     for s in &b.body {
         if let StmtKind::Block(c) = &s.kind {
             let (cname, cspan) = label(c);
@@ -366,7 +368,10 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
                     }
                     nodes.push(Node { role: cx.str(c, "role"), name: cname, span: cspan });
                 }
-                "bucket" => buckets.push(cname),
+                "bucket" => {
+                    versioned |= cx.bool(c, "versioned").unwrap_or(false);
+                    buckets.push(cname);
+                }
                 _ => {}
             }
         }
@@ -447,6 +452,8 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
     let volume = cx
         .num(b, "volume")
         .unwrap_or_else(|| instance_types.first().and_then(|t| model.instances.get(t)).map(|i| i.volume).unwrap_or(200e9));
+    let ssh_reason = cx.str(b, "ssh_reason").filter(|r| !r.trim().is_empty());
+    let ssh_cidr = ssh_cidr(cx, b, ssh_reason.is_some());
     Stack {
         region,
         zones,
@@ -456,7 +463,10 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
         ami: cx.str(b, "ami"),
         ami_parameter: cx.str(b, "ami_parameter"),
         subnet: cx.str(b, "subnet"),
-        ssh_cidr: cx.str(b, "ssh_cidr"),
+        ssh_cidr,
+        ssh_reason,
+        kms_key: cx.str(b, "kms_key"),
+        versioned,
         capacity_reservation: cx.str(b, "capacity_reservation"),
         capacity_block: cx.bool(b, "capacity_block").unwrap_or(false),
         setup: attrs(b).get("setup").and_then(|e| e.as_name()).map(|i| i.name.clone()),
@@ -467,5 +477,43 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
         name,
         span,
         spans: attrs(b).iter().map(|(k, e)| (k.to_string(), e.span)).collect(),
+    }
+}
+
+/// `ssh_cidr` as a CIDR block EC2 accepts (E0206 otherwise, with the block that was meant),
+/// and open to the whole internet only with a stated `ssh_reason`.
+fn ssh_cidr(cx: &mut Ctx, b: &Block, has_reason: bool) -> Option<Cidr> {
+    let text = cx.str(b, "ssh_cidr")?;
+    let span = cx.span_of(b, "ssh_cidr");
+    let refuse = |message: String, help: String| Diagnostic::error(Code::Domain, span, message).help(help);
+    match Cidr::parse(&text) {
+        Ok(c) if c.is_world() && !has_reason => {
+            cx.diags.push(refuse(
+                format!("`ssh_cidr = \"{c}\"` opens SSH to the whole internet"),
+                "narrow it to your own address (\"203.0.113.7/32\"), or say why it must be open in `ssh_reason = \"...\"`".into(),
+            ));
+            None
+        }
+        Ok(c) => Some(c),
+        Err(e) => {
+            let (message, help) = match e {
+                CidrError::Syntax => (
+                    format!("`{text}` is not a CIDR block"),
+                    "write an address and a prefix length: \"203.0.113.7/32\" (IPv4) or \"2001:db8::/64\" (IPv6)".into(),
+                ),
+                CidrError::NoPrefix(one) => {
+                    (format!("`{text}` has no prefix length"), format!("for this one address, write \"{one}\""))
+                }
+                CidrError::PrefixTooLong { bits } => {
+                    (format!("the prefix of `{text}` is longer than the address"), format!("the prefix is at most /{bits}"))
+                }
+                CidrError::HostBits(net) => (
+                    format!("`{text}` has address bits set past its prefix, which EC2 refuses"),
+                    format!("the block it names is \"{net}\""),
+                ),
+            };
+            cx.diags.push(refuse(message, help));
+            None
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! Every problem becomes a diagnostic; checking never stops at the first.
 
 pub mod build;
+pub mod cidr;
 pub mod imports;
 pub mod isolate;
 pub mod model;

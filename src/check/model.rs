@@ -132,7 +132,14 @@ pub struct Stack {
     pub ami: Option<String>,
     pub ami_parameter: Option<String>,
     pub subnet: Option<String>,
-    pub ssh_cidr: Option<String>,
+    /// Who may reach port 22; checked to be a CIDR block EC2 accepts.
+    pub ssh_cidr: Option<super::cidr::Cidr>,
+    /// Why SSH is open to the whole internet (required for `0.0.0.0/0` and `::/0`).
+    pub ssh_reason: Option<String>,
+    /// The KMS key that encrypts the nodes' volumes (default: the account's EBS key).
+    pub kms_key: Option<String>,
+    /// A `bucket` block asks for object versions to be kept.
+    pub versioned: bool,
     pub capacity_reservation: Option<String>,
     pub capacity_block: bool,
     pub setup: Option<String>,

@@ -10,6 +10,7 @@ mod check;
 mod destroy;
 mod export;
 mod fmt;
+mod iam_policy;
 mod output;
 mod plan;
 mod report;
@@ -65,6 +66,11 @@ enum Command {
     Destroy(destroy::Args),
     /// Print the CloudFormation template of the stack's base resources.
     ExportCfn(export::Args),
+    /// Print the IAM policy an operator needs to apply and destroy the stack, as JSON.
+    ///
+    /// Scoped to the stack's name, region, tag and the names CloudFormation derives from
+    /// them (`<stack>-Role-*`, `<stack>-bucket-*`); docs/running.md explains each statement.
+    IamPolicy(iam_policy::Args),
     /// Per layer: done, failed, pending and ad-hoc patterns, last errors, time used and left.
     Status(status::Args),
     /// Every stored result with its metrics, or push them to MLflow.
@@ -108,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Apply(a) => apply::run(&a),
         Command::Destroy(a) => destroy::run(&a),
         Command::ExportCfn(a) => export::run(&a),
+        Command::IamPolicy(a) => iam_policy::run(&a),
         Command::Status(a) => status::run(&a),
         Command::Results(a) => results::run(&a),
         Command::Report(a) => report::run(&a),

@@ -60,7 +60,12 @@ pub fn graph(model: &Model, campaign: &Campaign, state: &State, wanted: &[String
 /// alone leaves running nodes where they are.
 pub fn machine_spec(st: &Stack) -> String {
     let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
-    content_hash(&(&st.instance_types, &names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa, &st.placement))
+    let spec = (&st.instance_types, &names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa, &st.placement);
+    // A KMS key re-encrypts the volumes, so it is part of the machine; without one the spec reads as before.
+    match &st.kms_key {
+        None => content_hash(&spec),
+        Some(key) => content_hash(&(spec, key)),
+    }
 }
 
 /// The action of one pattern, outside a plan (rules run ad-hoc patterns this way).
@@ -134,15 +139,21 @@ impl Builder<'_> {
     fn infrastructure(&mut self, st: &Stack) {
         // (The nodes' hash keeps its composition, zones included, so states of earlier
         // releases read the same; `machine_spec` tells a replacement from a zone change.)
-        let stack_hash = content_hash(&(&st.name, &st.region, &st.placement, &st.buckets, &st.ssh_cidr));
+        // Versioning and the reason for a world-open SSH rule are part of the stack; adding them
+        // moves every stack hash once, so stacks made before the hardened template get it.
+        let stack_hash =
+            content_hash(&(&st.name, &st.region, &st.placement, &st.buckets, &st.ssh_cidr, st.versioned, &st.ssh_reason));
         let mut stack =
             Action::new(ActionId::Stack, Kind::Stack, format!("stack \"{}\"", st.name), stack_hash, STACK_SECONDS, vec![]);
         stack.detail =
             format!("CloudFormation: security group, IAM role, bucket, {} placement group in {}", st.placement, st.region);
         let stack_i = self.push(stack);
         let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
-        let nodes_hash =
-            content_hash(&(&st.instance_types, &st.zones, &names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa));
+        let spec = (&st.instance_types, &st.zones, &names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa);
+        let nodes_hash = match &st.kms_key {
+            None => content_hash(&spec),
+            Some(key) => content_hash(&(spec, key)),
+        };
         let mut nodes = Action::new(
             ActionId::Nodes,
             Kind::Nodes,

@@ -432,7 +432,17 @@ fn setup_goes_through_ssm_to_both_nodes_with_each_script_uploaded_once() {
         assert_eq!(sent, want);
         let cmds: Vec<&str> = v["Parameters"]["commands"].as_array().unwrap().iter().filter_map(|x| x.as_str()).collect();
         let cp = cmds.iter().find(|c| c.contains("aws s3 cp")).expect("the node fetches the script from the bucket");
-        let key = cp.split("nixl/scripts/").nth(1).unwrap().split('\'').next().unwrap().to_string();
+        let key = cp.split("nixl/scripts/").nth(1).unwrap().split(['\'', ' ']).next().unwrap().to_string();
+        // The node checks the script's SHA-256 (of the bytes in the bucket) before it runs it.
+        let bucket = v["OutputS3BucketName"].as_str().unwrap();
+        let body = object(&moto, bucket, &format!("nixl/scripts/{key}"));
+        let sha = sha256_hex(&body);
+        let check = cmds.iter().position(|c| c.contains("sha256sum --check")).expect("a hash check");
+        assert!(cmds[check].contains(&format!("{sha}  ")), "the check names the uploaded script's hash: {cmds:?}");
+        let exec = cmds.iter().position(|c| c.starts_with("exec bash")).unwrap();
+        assert!(check < exec && cmds[exec].contains(&sha), "the checked file is the one run: {cmds:?}");
+        assert!(cmds.iter().any(|c| c.contains("chmod 0700")), "into a private directory: {cmds:?}");
+        assert!(!cmds.iter().any(|c| c.contains("/tmp/")), "not the shared /tmp: {cmds:?}");
         keys.push(key);
         assert!(v["Parameters"]["executionTimeout"].is_array());
     }
@@ -455,19 +465,184 @@ fn setup_goes_through_ssm_to_both_nodes_with_each_script_uploaded_once() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// One S3 object, read from moto directly.
+fn object(moto: &Moto, bucket: &str, key: &str) -> Vec<u8> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://127.0.0.1:{}", moto.port))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
+        let o = s3.get_object().bucket(bucket).key(key).send().await.unwrap();
+        o.body.collect().await.unwrap().into_bytes().to_vec()
+    })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn export_cfn(dir: &Path) -> serde_json::Value {
+    let out = nixl().current_dir(dir).args(["export-cfn", "aws.nixl"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A policy statement's resources as text: `Fn::GetAtt` of the bucket's ARN reads `${Bucket.Arn}`.
+fn resources(statement: &serde_json::Value) -> Vec<String> {
+    fn text(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(parts) => parts.iter().map(text).collect(),
+            serde_json::Value::Object(o) if o.contains_key("Fn::GetAtt") => {
+                format!("${{{}}}", o["Fn::GetAtt"][0].as_str().unwrap().to_string() + ".Arn")
+            }
+            serde_json::Value::Object(o) if o.contains_key("Fn::Join") => {
+                o["Fn::Join"][1].as_array().unwrap().iter().map(text).collect::<Vec<_>>().join(o["Fn::Join"][0].as_str().unwrap())
+            }
+            other => panic!("unexpected resource {other}"),
+        }
+    }
+    match &statement["Resource"] {
+        serde_json::Value::Array(items) => items.iter().map(text).collect(),
+        one => vec![text(one)],
+    }
+}
+
 #[test]
 fn export_cfn_prints_the_base_resources() {
     let dir = campaign("aws-cfn", &["us-east-1a"]);
-    let out = nixl().current_dir(&dir).args(["export-cfn", "aws.nixl"]).output().unwrap();
-    assert!(out.status.success());
-    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = export_cfn(&dir);
     let r = &t["Resources"];
     assert_eq!(r["SecurityGroup"]["Type"], "AWS::EC2::SecurityGroup");
     assert_eq!(r["SelfIngress"]["Properties"]["IpProtocol"], "-1");
     assert!(r.get("SshIngress").is_none(), "no SSH ingress unless a CIDR is given");
     assert_eq!(r["Bucket"]["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicAcls"], true);
     assert_eq!(r["PlacementGroup"]["Properties"]["Strategy"], "cluster");
-    assert_eq!(r["Role"]["Properties"]["ManagedPolicyArns"][0], "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore");
+}
+
+/// The node role reads the scripts and writes its output prefixes only; the SSM agent's
+/// permissions come without reads of the account's parameters.
+#[test]
+fn export_cfn_shows_the_narrowed_node_role() {
+    let dir = campaign("aws-cfn-role", &["us-east-1a"]);
+    let role = &export_cfn(&dir)["Resources"]["Role"]["Properties"];
+    assert!(role.get("ManagedPolicyArns").is_none(), "no AmazonSSMManagedInstanceCore: {role}");
+    let statements: Vec<&serde_json::Value> =
+        role["Policies"].as_array().unwrap().iter().flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap()).collect();
+    let actions = |st: &serde_json::Value| -> Vec<String> {
+        match &st["Action"] {
+            serde_json::Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+            one => vec![one.as_str().unwrap().to_string()],
+        }
+    };
+    let all: Vec<String> = statements.iter().flat_map(|s| actions(s)).collect();
+    for needed in ["ssm:UpdateInstanceInformation", "ec2messages:GetMessages", "ssmmessages:OpenControlChannel"] {
+        assert!(all.iter().any(|a| a == needed), "the SSM agent needs {needed}: {all:?}");
+    }
+    for banned in ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:*", "s3:*", "*"] {
+        assert!(!all.iter().any(|a| a == banned), "{banned} granted: {all:?}");
+    }
+    let mut reads = vec![];
+    let mut writes = vec![];
+    for st in &statements {
+        assert_eq!(st["Effect"], "Allow");
+        let res = resources(st);
+        for a in actions(st).iter().filter(|a| a.starts_with("s3:")) {
+            assert!(res.iter().all(|r| r.starts_with("${Bucket.Arn}")), "{a} on {res:?}: only the stack's bucket");
+            match a.as_str() {
+                "s3:GetObject" => reads.extend(res.clone()),
+                "s3:PutObject" | "s3:PutObjectAcl" => writes.extend(res.clone()),
+                "s3:GetBucketLocation" | "s3:GetEncryptionConfiguration" => assert_eq!(res, ["${Bucket.Arn}"]),
+                other => panic!("the node role grants {other}"),
+            }
+        }
+    }
+    assert_eq!(reads, ["${Bucket.Arn}/nixl/scripts/*"]);
+    writes.sort();
+    writes.dedup();
+    assert_eq!(writes, ["${Bucket.Arn}/nixl/fetch/*", "${Bucket.Arn}/nixl/ssm-output/*"]);
+}
+
+/// TLS only, public access blocked, versioned when a bucket says so, command output expiring.
+#[test]
+fn export_cfn_shows_the_bucket_policy_versioning_and_lifecycle() {
+    let dir = campaign("aws-cfn-bucket", &["us-east-1a"]);
+    let t = export_cfn(&dir);
+    let policy = &t["Resources"]["BucketPolicy"];
+    assert_eq!(policy["Type"], "AWS::S3::BucketPolicy");
+    assert_eq!(policy["Properties"]["Bucket"]["Ref"], "Bucket");
+    let deny = &policy["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Principal"], "*");
+    assert_eq!(deny["Action"], "s3:*");
+    assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    assert_eq!(resources(deny), ["${Bucket.Arn}", "${Bucket.Arn}/*"]);
+    let bucket = &t["Resources"]["Bucket"]["Properties"];
+    let block = &bucket["PublicAccessBlockConfiguration"];
+    for k in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+        assert_eq!(block[k], true, "{k}");
+    }
+    assert!(bucket.get("VersioningConfiguration").is_none(), "not versioned unless asked");
+    let rules = bucket["LifecycleConfiguration"]["Rules"].as_array().unwrap();
+    let output = rules.iter().find(|r| r["Prefix"] == "nixl/ssm-output/").expect("command output expires");
+    assert_eq!(output["Status"], "Enabled");
+    assert!(output["ExpirationInDays"].as_u64().unwrap() > 0);
+    assert!(!rules.iter().any(|r| r["Prefix"] == "nixl/scripts/" || r.get("Prefix").is_some_and(|p| p == "")));
+
+    let file = dir.join("aws.nixl");
+    let source = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, source.replace("bucket \"scripts\" {}", "bucket \"scripts\" { versioned = true }")).unwrap();
+    let bucket = export_cfn(&dir)["Resources"]["Bucket"]["Properties"].clone();
+    assert_eq!(bucket["VersioningConfiguration"]["Status"], "Enabled");
+    let rules = bucket["LifecycleConfiguration"]["Rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| r["NoncurrentVersionExpiration"]["NoncurrentDays"].as_u64().is_some()), "{rules:?}");
+}
+
+/// An IPv6 block is an IPv6 rule, and a world-open one carries the reason given for it.
+#[test]
+fn export_cfn_renders_an_ipv6_ssh_cidr_as_an_ipv6_rule() {
+    let dir = campaign("aws-cfn-ipv6", &["us-east-1a"]);
+    let file = dir.join("aws.nixl");
+    let source = std::fs::read_to_string(&file).unwrap();
+    let open = "  retry_interval = 2s\n  ssh_cidr = \"::/0\"\n  ssh_reason = \"workshop laptops\"\n";
+    std::fs::write(&file, source.replace("  retry_interval = 2s\n", open)).unwrap();
+    let ssh = export_cfn(&dir)["Resources"]["SshIngress"].clone();
+    assert_eq!(ssh["Properties"]["CidrIpv6"], "::/0");
+    assert!(ssh["Properties"].get("CidrIp").is_none());
+    assert_eq!(ssh["Metadata"]["nixl:ssh_reason"], "workshop laptops");
+}
+
+/// Root volumes are encrypted, with the stack's KMS key when it names one.
+#[test]
+fn run_instances_asks_for_encrypted_volumes_with_the_stacks_kms_key() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-ebs", &["us-east-1a"]);
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let body = proxy.calls("RunInstances")[0].body.clone();
+    assert!(body.contains("BlockDeviceMapping.1.Ebs.Encrypted=true"), "{body}");
+    assert!(!body.contains("KmsKeyId"), "the account's default key unless one is named: {body}");
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let file = dir.join("aws.nixl");
+    let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let source = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, source.replace("  retry_interval = 2s\n", &format!("  retry_interval = 2s\n  kms_key = \"{key}\"\n")))
+        .unwrap();
+    let out = run(&dir, &proxy, APPLY_NODES);
+    assert!(out.status.success(), "{}", text(&out));
+    let body = proxy.calls("RunInstances").last().unwrap().body.clone();
+    assert!(body.contains("BlockDeviceMapping.1.Ebs.Encrypted=true"), "{body}");
+    assert!(body.contains(&format!("BlockDeviceMapping.1.Ebs.KmsKeyId={key}")), "{body}");
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
@@ -824,4 +999,106 @@ fn a_missing_placement_group_is_an_error_not_a_launch_without_one() {
     assert!(out.status.success(), "{}", text(&out));
     let runs = proxy.calls("RunInstances");
     assert!(runs.iter().all(|r| r.body.contains(&format!("Placement.GroupName={PLACEMENT_GROUP}"))), "{runs:?}");
+}
+
+fn iam_policy(dir: &Path) -> serde_json::Value {
+    let out = nixl().current_dir(dir).args(["iam-policy", "aws.nixl"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the policy is JSON")
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+        serde_json::Value::String(s) => vec![s.clone()],
+        _ => vec![],
+    }
+}
+
+/// IAM's wildcard match (`*` any run of characters, `?` one), as for actions and resources.
+fn iam_match(pattern: &str, s: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.to_lowercase().chars().collect(), s.to_lowercase().chars().collect());
+    let mut m = vec![vec![false; t.len() + 1]; p.len() + 1];
+    m[0][0] = true;
+    for i in 1..=p.len() {
+        m[i][0] = m[i - 1][0] && p[i - 1] == '*';
+        for j in 1..=t.len() {
+            m[i][j] = match p[i - 1] {
+                '*' => m[i - 1][j] || m[i][j - 1],
+                '?' => m[i - 1][j - 1],
+                c => m[i - 1][j - 1] && c == t[j - 1],
+            };
+        }
+    }
+    m[p.len()][t.len()]
+}
+
+#[test]
+fn iam_policy_names_the_stack_and_passes_only_the_node_role() {
+    let dir = campaign("aws-iam", &["us-east-1a"]);
+    let p = iam_policy(&dir);
+    assert_eq!(p["Version"], "2012-10-17");
+    let statements = p["Statement"].as_array().unwrap();
+    let on = |action: &str| -> Vec<&serde_json::Value> {
+        statements.iter().filter(|s| strings(&s["Action"]).iter().any(|a| iam_match(a, action))).collect()
+    };
+    for st in statements {
+        assert_eq!(st["Effect"], "Allow");
+        assert!(!strings(&st["Action"]).iter().any(|a| a == "*" || a.ends_with(":*")), "a wildcard action: {st}");
+    }
+    let cfn = on("cloudformation:CreateStack");
+    assert_eq!(cfn.len(), 1);
+    assert!(strings(&cfn[0]["Resource"]).contains(&"arn:aws:cloudformation:us-east-1:*:stack/nixl-test/*".to_string()));
+    let pass = on("iam:PassRole");
+    assert_eq!(pass.len(), 1, "one statement passes a role");
+    assert_eq!(strings(&pass[0]["Resource"]), ["arn:aws:iam::*:role/nixl-test-Role-*"]);
+    assert_eq!(pass[0]["Condition"]["StringEquals"]["iam:PassedToService"], "ec2.amazonaws.com");
+    for action in ["ec2:TerminateInstances", "ec2:StartInstances"] {
+        for st in on(action) {
+            assert_eq!(st["Condition"]["StringEquals"]["ec2:ResourceTag/nixl:stack"], "nixl-test", "{action}: {st}");
+        }
+    }
+    for st in on("ec2:RunInstances").iter().filter(|s| strings(&s["Resource"]).iter().any(|r| r.contains(":instance/"))) {
+        assert_eq!(st["Condition"]["StringEquals"]["aws:RequestTag/nixl:stack"], "nixl-test");
+    }
+    for st in on("s3:PutObject").iter().chain(&on("s3:DeleteBucket")) {
+        assert!(strings(&st["Resource"]).iter().all(|r| r.starts_with("arn:aws:s3:::nixl-test-bucket-")), "{st}");
+    }
+    // A KMS key adds the grants EBS needs, on that key.
+    let file = dir.join("aws.nixl");
+    let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let source = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, source.replace("  retry_interval = 2s\n", &format!("  retry_interval = 2s\n  kms_key = \"{key}\"\n")))
+        .unwrap();
+    let p = iam_policy(&dir);
+    let grant = p["Statement"].as_array().unwrap().iter().find(|s| strings(&s["Action"]).contains(&"kms:CreateGrant".into()));
+    assert_eq!(strings(&grant.expect("a KMS statement")["Resource"]), [key]);
+}
+
+/// Every EC2, CloudFormation and SSM call an apply and a destroy make is one the policy allows.
+#[test]
+fn iam_policy_allows_every_call_apply_and_destroy_make() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-iam-calls", &["us-east-1a"]);
+    let args = ["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--target", "setup.node1.01-hello"];
+    let out = run(&dir, &proxy, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+    let p = iam_policy(&dir);
+    let allowed: Vec<String> = p["Statement"].as_array().unwrap().iter().flat_map(|s| strings(&s["Action"])).collect();
+    let mut calls: Vec<String> = proxy
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| matches!(l.service.as_str(), "ec2" | "cloudformation" | "ssm"))
+        .map(|l| format!("{}:{}", l.service, l.action))
+        .collect();
+    calls.sort();
+    calls.dedup();
+    assert!(calls.len() > 10, "{calls:?}");
+    let missing: Vec<&String> = calls.iter().filter(|c| !allowed.iter().any(|a| iam_match(a, c))).collect();
+    assert!(missing.is_empty(), "calls the policy does not allow: {missing:?}");
 }

@@ -10,6 +10,7 @@ macro_rules! say {
 }
 
 mod errors;
+pub mod iam;
 mod nodes;
 mod ssm;
 pub mod template;

@@ -1,8 +1,8 @@
 //! Nodes with RunInstances: every node of the stack in one call (MinCount =
-//! MaxCount), in the placement group, with an EFA interface. A capacity error
-//! moves to the next zone, then to the next instance type, at once; zones the
-//! error message suggests go first; the ones that do not offer the type are
-//! skipped up front. Nodes that exist are found by tag and kept in place.
+//! MaxCount), in the placement group, with an EFA interface and an encrypted
+//! root volume. A capacity error moves to the next zone, then to the next
+//! instance type, at once; zones the error message suggests go first; the ones
+//! that do not offer the type are skipped up front. Nodes that exist are found by tag and kept in place.
 
 use super::errors::{classify, jitter, with_retry};
 use super::template::{self, STACK_TAG};
@@ -226,18 +226,7 @@ async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>
         .max_count(n)
         .placement(placement.build())
         .network_interfaces(nic.build())
-        .block_device_mappings(
-            BlockDeviceMapping::builder()
-                .device_name("/dev/sda1")
-                .ebs(
-                    EbsBlockDevice::builder()
-                        .volume_size((stack.volume / 1e9).round() as i32)
-                        .volume_type(VolumeType::Gp3)
-                        .delete_on_termination(true)
-                        .build(),
-                )
-                .build(),
-        )
+        .block_device_mappings(BlockDeviceMapping::builder().device_name("/dev/sda1").ebs(root_volume(stack)).build())
         .metadata_options(InstanceMetadataOptionsRequest::builder().http_tokens(HttpTokensState::Required).build())
         .tag_specifications(tags)
         .tag_specifications(vol_tags);
@@ -275,6 +264,18 @@ async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>
     let running = wait_running(p, &stack.name, &ids).await?;
     wait_ssm_online(p, &ids).await?;
     Ok(name_nodes(stack, running))
+}
+
+/// The root volume: gp3 of the stack's size, always encrypted (with `kms_key` when the stack
+/// names one, else the account's default EBS key), gone with the node.
+fn root_volume(stack: &Stack) -> EbsBlockDevice {
+    EbsBlockDevice::builder()
+        .volume_size((stack.volume / 1e9).round() as i32)
+        .volume_type(VolumeType::Gp3)
+        .encrypted(true)
+        .set_kms_key_id(stack.kms_key.clone())
+        .delete_on_termination(true)
+        .build()
 }
 
 /// RunInstances, retried on throttling and lost answers, never blindly: every try carries the

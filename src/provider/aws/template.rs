@@ -1,10 +1,13 @@
 //! The CloudFormation template for a `stack` block's base resources: security
 //! group (all traffic between the nodes, as EFA needs; SSH only from a given
-//! CIDR), IAM role and instance profile (SSM core, the bucket only), the bucket
-//! (public access blocked, encrypted) and the cluster placement group. Nodes
+//! CIDR, IPv4 or IPv6), IAM role and instance profile (the SSM agent's calls
+//! without parameter reads; read of the scripts, write of the output prefixes
+//! only), the bucket (public access blocked, encrypted, TLS only, versioned on
+//! request, output expiring) and the cluster placement group. Nodes
 //! are not in it: they are launched with RunInstances so a capacity error can
 //! move to the next zone in seconds instead of a stack rollback.
 
+use super::ssm::{FETCH_PREFIX, OUTPUT_PREFIX, SCRIPTS_PREFIX};
 use crate::check::model::Stack;
 use serde_json::{json, Map, Value};
 
@@ -16,6 +19,10 @@ pub const OUT_PLACEMENT_GROUP: &str = "PlacementGroupName";
 
 /// The tag every resource nixl creates carries, so nothing it pays for can hide.
 pub const STACK_TAG: &str = "nixl:stack";
+
+/// Days after which command output and fetched files expire from the bucket
+/// (and, in a versioned bucket, old versions of anything).
+pub const OUTPUT_EXPIRY_DAYS: u32 = 30;
 
 pub fn template(stack: &Stack) -> Value {
     let tags = json!([{ "Key": STACK_TAG, "Value": stack.name }]);
@@ -41,64 +48,12 @@ pub fn template(stack: &Stack) -> Value {
             }
         }),
     );
-    if let Some(cidr) = &stack.ssh_cidr {
-        res.insert(
-            "SshIngress".into(),
-            json!({
-                "Type": "AWS::EC2::SecurityGroupIngress",
-                "Properties": {
-                    "GroupId": { "Fn::GetAtt": ["SecurityGroup", "GroupId"] },
-                    "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "CidrIp": cidr,
-                }
-            }),
-        );
+    if let Some(ingress) = ssh_ingress(stack) {
+        res.insert("SshIngress".into(), ingress);
     }
-    res.insert(
-        "Bucket".into(),
-        json!({
-            "Type": "AWS::S3::Bucket",
-            "Properties": {
-                "PublicAccessBlockConfiguration": {
-                    "BlockPublicAcls": true, "BlockPublicPolicy": true,
-                    "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
-                },
-                "BucketEncryption": {
-                    "ServerSideEncryptionConfiguration": [
-                        { "ServerSideEncryptionByDefault": { "SSEAlgorithm": "AES256" } }
-                    ]
-                },
-                "Tags": tags,
-            }
-        }),
-    );
-    res.insert(
-        "Role".into(),
-        json!({
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "AssumeRolePolicyDocument": {
-                    "Version": "2012-10-17",
-                    "Statement": [{ "Effect": "Allow", "Principal": { "Service": "ec2.amazonaws.com" }, "Action": "sts:AssumeRole" }]
-                },
-                "ManagedPolicyArns": ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"],
-                "Policies": [{
-                    "PolicyName": "bucket-read-write",
-                    "PolicyDocument": {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            { "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": { "Fn::GetAtt": ["Bucket", "Arn"] } },
-                            {
-                                "Effect": "Allow",
-                                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                                "Resource": { "Fn::Join": ["", [{ "Fn::GetAtt": ["Bucket", "Arn"] }, "/*"]] }
-                            }
-                        ]
-                    }
-                }],
-                "Tags": tags,
-            }
-        }),
-    );
+    res.insert("Bucket".into(), bucket(stack, &tags));
+    res.insert("BucketPolicy".into(), tls_only_policy());
+    res.insert("Role".into(), role(&tags));
     res.insert(
         "InstanceProfile".into(),
         json!({ "Type": "AWS::IAM::InstanceProfile", "Properties": { "Roles": [{ "Ref": "Role" }] } }),
@@ -116,6 +71,156 @@ pub fn template(stack: &Stack) -> Value {
             OUT_INSTANCE_PROFILE: { "Value": { "Fn::GetAtt": ["InstanceProfile", "Arn"] } },
             OUT_BUCKET: { "Value": { "Ref": "Bucket" } },
             OUT_PLACEMENT_GROUP: { "Value": { "Ref": "PlacementGroup" } },
+        }
+    })
+}
+
+/// Port 22 from `ssh_cidr`, as an IPv6 rule when the block is IPv6; a world-open rule
+/// carries the reason the file gives for it.
+fn ssh_ingress(stack: &Stack) -> Option<Value> {
+    let cidr = stack.ssh_cidr.as_ref()?;
+    let mut props = json!({
+        "GroupId": { "Fn::GetAtt": ["SecurityGroup", "GroupId"] },
+        "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+    });
+    props[if cidr.is_v6() { "CidrIpv6" } else { "CidrIp" }] = json!(cidr.to_string());
+    let mut rule = json!({ "Type": "AWS::EC2::SecurityGroupIngress", "Properties": props });
+    if let Some(reason) = &stack.ssh_reason {
+        rule["Metadata"] = json!({ "nixl:ssh_reason": reason });
+    }
+    Some(rule)
+}
+
+/// Public access blocked, encrypted, versioned when a `bucket` block says so; command output
+/// and fetched files expire after [`OUTPUT_EXPIRY_DAYS`].
+fn bucket(stack: &Stack, tags: &Value) -> Value {
+    let expire = |id: &str, prefix: &str| json!({ "Id": id, "Status": "Enabled", "Prefix": format!("{prefix}/"), "ExpirationInDays": OUTPUT_EXPIRY_DAYS });
+    let mut rules = vec![expire("command-output", OUTPUT_PREFIX), expire("fetched-files", FETCH_PREFIX)];
+    rules.push(json!({ "Id": "unfinished-uploads", "Status": "Enabled", "AbortIncompleteMultipartUpload": { "DaysAfterInitiation": 7 } }));
+    let mut props = json!({
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": true, "BlockPublicPolicy": true,
+            "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
+        },
+        "BucketEncryption": {
+            "ServerSideEncryptionConfiguration": [
+                { "ServerSideEncryptionByDefault": { "SSEAlgorithm": "AES256" } }
+            ]
+        },
+        "Tags": tags,
+    });
+    if stack.versioned {
+        props["VersioningConfiguration"] = json!({ "Status": "Enabled" });
+        rules.push(json!({
+            "Id": "old-versions", "Status": "Enabled",
+            "NoncurrentVersionExpiration": { "NoncurrentDays": OUTPUT_EXPIRY_DAYS }
+        }));
+    }
+    props["LifecycleConfiguration"] = json!({ "Rules": rules });
+    json!({ "Type": "AWS::S3::Bucket", "Properties": props })
+}
+
+/// Every request to the bucket over plain HTTP is refused, whoever makes it.
+fn tls_only_policy() -> Value {
+    json!({
+        "Type": "AWS::S3::BucketPolicy",
+        "Properties": {
+            "Bucket": { "Ref": "Bucket" },
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": "TlsOnly",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [bucket_arn(""), bucket_arn("/*")],
+                    "Condition": { "Bool": { "aws:SecureTransport": "false" } }
+                }]
+            }
+        }
+    })
+}
+
+/// The bucket's ARN followed by `suffix` (`/nixl/scripts/*`).
+fn bucket_arn(suffix: &str) -> Value {
+    if suffix.is_empty() {
+        return json!({ "Fn::GetAtt": ["Bucket", "Arn"] });
+    }
+    json!({ "Fn::Join": ["", [{ "Fn::GetAtt": ["Bucket", "Arn"] }, suffix]] })
+}
+
+/// What the SSM agent needs to take commands and report (AmazonSSMManagedInstanceCore without
+/// `ssm:GetParameter(s)`, which would read every parameter in the account).
+pub const SSM_AGENT_ACTIONS: &[&str] = &[
+    "ssm:DescribeAssociation",
+    "ssm:DescribeDocument",
+    "ssm:GetDeployablePatchSnapshotForInstance",
+    "ssm:GetDocument",
+    "ssm:GetManifest",
+    "ssm:ListAssociations",
+    "ssm:ListInstanceAssociations",
+    "ssm:PutComplianceItems",
+    "ssm:PutConfigurePackageResult",
+    "ssm:PutInventory",
+    "ssm:UpdateAssociationStatus",
+    "ssm:UpdateInstanceAssociationStatus",
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+];
+
+/// The node role: the SSM agent's calls, read of the scripts nixl uploads, write of command
+/// output and fetched files only. A node cannot change what root runs on it or on its peer.
+fn role(tags: &Value) -> Value {
+    let scripts = format!("/{SCRIPTS_PREFIX}/*");
+    let output = format!("/{OUTPUT_PREFIX}/*");
+    let fetched = format!("/{FETCH_PREFIX}/*");
+    json!({
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{ "Effect": "Allow", "Principal": { "Service": "ec2.amazonaws.com" }, "Action": "sts:AssumeRole" }]
+            },
+            "Policies": [
+                {
+                    "PolicyName": "ssm-agent",
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [{ "Sid": "SsmAgent", "Effect": "Allow", "Action": SSM_AGENT_ACTIONS, "Resource": "*" }]
+                    }
+                },
+                {
+                    "PolicyName": "bucket-prefixes",
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            { "Sid": "ReadScripts", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": bucket_arn(&scripts) },
+                            {
+                                "Sid": "WriteOutput",
+                                "Effect": "Allow",
+                                "Action": ["s3:PutObject", "s3:PutObjectAcl"],
+                                "Resource": [bucket_arn(&output), bucket_arn(&fetched)]
+                            },
+                            {
+                                "Sid": "BucketForOutput",
+                                "Effect": "Allow",
+                                "Action": ["s3:GetBucketLocation", "s3:GetEncryptionConfiguration"],
+                                "Resource": bucket_arn("")
+                            }
+                        ]
+                    }
+                }
+            ],
+            "Tags": tags,
         }
     })
 }
