@@ -152,12 +152,46 @@ impl From<Box<Diagnostic>> for ActionError {
 #[derive(Debug)]
 pub enum ApplyError {
     State(StateError),
+    /// Recorded nodes are not running: changed outside nixl. What is gone is forgotten
+    /// (the next plan launches and sets up new ones); what is stopped is left to the user.
+    NodesChanged {
+        gone: Vec<String>,
+        stopped: Vec<String>,
+        also_terminated: Vec<String>,
+    },
+    /// The provider could not say whether the recorded nodes still run.
+    Refresh(crate::provider::ProviderError),
 }
 
 impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ApplyError::State(e) => write!(f, "{e}; apply stopped so that no outcome goes unrecorded"),
+            ApplyError::NodesChanged { gone, stopped, also_terminated } => {
+                if !gone.is_empty() {
+                    write!(
+                        f,
+                        "{} no longer exist(s) (terminated outside nixl); the state no longer counts them or their setup. \
+                         Run apply again: the plan will launch new nodes and set them up",
+                        gone.join(", ")
+                    )?;
+                    if !also_terminated.is_empty() {
+                        write!(f, " (the pair is launched again together: {} was terminated too)", also_terminated.join(", "))?;
+                    }
+                }
+                if !stopped.is_empty() {
+                    if !gone.is_empty() {
+                        write!(f, "; ")?;
+                    }
+                    write!(
+                        f,
+                        "{} is/are stopped outside nixl: start them again, or `nixl destroy --target nodes` to replace them",
+                        stopped.join(", ")
+                    )?;
+                }
+                Ok(())
+            }
+            ApplyError::Refresh(e) => write!(f, "cannot check the recorded nodes: {e}"),
         }
     }
 }

@@ -107,6 +107,7 @@ pub async fn run<P: Provider>(
         provenance: None,
     };
     ex.restore_infra();
+    ex.refresh_nodes(plan).await?;
     // The plan is already limited to `--target` and marks `--replace` as changed.
     let wanted: BTreeSet<usize> = (0..plan.actions.len()).filter(|&i| runs(&plan.actions[i])).collect();
     let to_run: Vec<&Action> = wanted.iter().map(|&i| &plan.actions[i]).collect();

@@ -29,6 +29,14 @@ fn io(e: std::io::Error) -> ProviderError {
 }
 
 impl Provider for LocalProvider {
+    /// A node is its directory: gone when the directory is.
+    async fn node_states(&self, nodes: &[NodeInfo]) -> Result<Vec<super::NodeState>, ProviderError> {
+        Ok(nodes
+            .iter()
+            .map(|n| if Path::new(&n.id).is_dir() { super::NodeState::Running } else { super::NodeState::Gone })
+            .collect())
+    }
+
     fn name(&self) -> &'static str {
         "local"
     }

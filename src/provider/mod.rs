@@ -154,6 +154,16 @@ pub struct Leftover {
 pub const NOT_OFFERED: &str = "not offered in this zone";
 
 /// What the executor needs from a place to run a campaign.
+/// A recorded node as the provider finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    Running,
+    /// Stopped or stopping: its disks are there, its GPUs are not.
+    Stopped,
+    /// Terminated, or unknown to the provider.
+    Gone,
+}
+
 pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
 
@@ -184,6 +194,10 @@ pub trait Provider: Send + Sync {
 
     /// Stores an object (a generated script) under a key, once per content hash.
     fn put_object(&self, key: &str, bytes: &[u8]) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
+    /// Whether each node still runs, in order: apply checks the recorded nodes before it
+    /// acts, so a node terminated or stopped outside nixl is not taken for a live one.
+    fn node_states(&self, nodes: &[NodeInfo]) -> impl Future<Output = Result<Vec<NodeState>, ProviderError>> + Send;
 
     /// Removes the nodes (and whatever runs on them), keeping the base resources.
     fn destroy_nodes(&self, stack: &Stack, nodes: &[NodeInfo]) -> impl Future<Output = Result<(), ProviderError>> + Send;

@@ -1102,3 +1102,35 @@ fn iam_policy_allows_every_call_apply_and_destroy_make() {
     let missing: Vec<&String> = calls.iter().filter(|c| !allowed.iter().any(|a| iam_match(a, c))).collect();
     assert!(missing.is_empty(), "calls the policy does not allow: {missing:?}");
 }
+
+/// A node terminated outside nixl is found before apply sends it anything: the state
+/// forgets the pair and its setup, and the next apply launches and sets up new nodes.
+#[test]
+fn a_node_terminated_outside_nixl_is_found_and_replaced_on_the_next_apply() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-node-gone", &["us-east-1a"]);
+    let setup = ["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--target", "setup.node1.01-hello"];
+    let out = run(&dir, &proxy, &setup);
+    assert!(out.status.success(), "{}", text(&out));
+    let gone = state(&dir)["resources"]["node.node2"]["id"].as_str().unwrap().to_string();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://127.0.0.1:{}", moto.port))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+            .load()
+            .await;
+        aws_sdk_ec2::Client::new(&conf).terminate_instances().instance_ids(&gone).send().await.unwrap();
+    });
+    let again = ["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--replace", "setup.node1.01-hello"];
+    let out = run(&dir, &proxy, &again);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("node2 ({gone})")) && t.contains("no longer exist(s)"), "{t}");
+    assert!(world(&moto).running.is_empty(), "the rest of the pair is terminated too");
+    let out = run(&dir, &proxy, &setup);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(world(&moto).running.len(), 2);
+    assert_ne!(state(&dir)["resources"]["node.node2"]["id"].as_str().unwrap(), gone);
+}

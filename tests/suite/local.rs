@@ -304,3 +304,27 @@ fn other_machines_replace_the_nodes_and_their_setup_and_a_zone_change_does_not()
 fn text_of(o: Output) -> String {
     text(&o)
 }
+
+#[test]
+fn a_node_gone_outside_nixl_is_found_before_anything_is_sent_and_replaced_next() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("node-gone");
+    assert!(apply(&dir, &[]).status.success());
+    // node2 disappears outside nixl (for the local provider, its directory).
+    std::fs::remove_dir_all(dir.join(".nixl/demo/local/nodes/node2")).unwrap();
+    let out = apply(&dir, &["--replace", "demo-efa-4k-c4"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("node2 (") && t.contains("no longer exist(s)") && t.contains("node1 (") && t.contains("terminated too"),
+        "{t}"
+    );
+    let st = state(&dir);
+    assert!(st["resources"].get("node.node1").is_none() && st["actions"].get("setup.node1.02-workdir").is_none(), "{st}");
+    // The next apply launches the pair again, sets it up and runs the pattern.
+    let out = apply(&dir, &["--replace", "demo-efa-4k-c4"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("nodes node1, node2") && t.contains("02-workdir"), "{t}");
+    let _ = nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output();
+}

@@ -537,6 +537,10 @@ impl Provider for AwsProvider {
         ssm::put_once(self, key, bytes).await
     }
 
+    async fn node_states(&self, known: &[NodeInfo]) -> Result<Vec<super::NodeState>, ProviderError> {
+        nodes::states(self, known).await
+    }
+
     async fn destroy_nodes(&self, stack: &Stack, known: &[NodeInfo]) -> Result<(), ProviderError> {
         let left = self.remove_nodes(stack, known).await;
         if left.is_empty() {

@@ -553,6 +553,25 @@ pub async fn alive(p: &AwsProvider, ids: &[String]) -> Result<Vec<String>, Provi
         .collect())
 }
 
+/// Each recorded node's state in EC2: running (or pending), stopped (or stopping), or gone.
+pub async fn states(p: &AwsProvider, known: &[NodeInfo]) -> Result<Vec<crate::provider::NodeState>, ProviderError> {
+    use crate::provider::NodeState;
+    let ids: Vec<String> = known.iter().map(|n| n.id.clone()).collect();
+    let found = describe_ids(p, &ids).await?;
+    Ok(known
+        .iter()
+        .map(|n| {
+            let state =
+                found.iter().find(|i| i.instance_id() == Some(n.id.as_str())).and_then(|i| i.state()).and_then(|s| s.name());
+            match state {
+                Some(InstanceStateName::Running | InstanceStateName::Pending) => NodeState::Running,
+                Some(InstanceStateName::Stopped | InstanceStateName::Stopping) => NodeState::Stopped,
+                _ => NodeState::Gone,
+            }
+        })
+        .collect())
+}
+
 /// The instances with these ids that EC2 still knows, in whatever state. A filter, not
 /// InstanceIds: an id EC2 has forgotten is then absent instead of failing the whole call.
 async fn describe_ids(p: &AwsProvider, ids: &[String]) -> Result<Vec<aws_sdk_ec2::types::Instance>, ProviderError> {
