@@ -74,6 +74,28 @@ pub fn describe_stack_update(actions: &mut [Action], stack: Option<&Stack>, stat
 
 /// Drops launches whose patterns are all done, services no pending step needs,
 /// and the upload when nothing on the nodes runs.
+/// Infrastructure is created only when the plan has work for it: a finished campaign
+/// whose nodes were destroyed plans nothing, not a stack, two GPU nodes and their setup.
+/// Changes to infrastructure that exists stay (the file declares them); `--target nodes`
+/// still creates it on purpose.
+pub fn drop_idle_infrastructure(actions: &mut Vec<Action>) {
+    let work = actions
+        .iter()
+        .any(|a| a.change != Change::NoOp && matches!(a.kind, Kind::Pattern | Kind::Step | Kind::Service | Kind::ServerStart));
+    if work {
+        return;
+    }
+    // Setup and the upload go only with nodes that do not exist: new steps for live nodes stay.
+    let no_nodes = actions.iter().any(|a| a.kind == Kind::Nodes && a.change == Change::Create);
+    let idle = |a: &Action| match a.kind {
+        Kind::Stack | Kind::Nodes => a.change == Change::Create,
+        Kind::Upload | Kind::Setup => no_nodes,
+        _ => false,
+    };
+    let keep: Vec<bool> = actions.iter().map(|a| !idle(a)).collect();
+    keep_only(actions, &keep);
+}
+
 pub fn prune_transients(actions: &mut Vec<Action>) {
     // One pass for what each transient is needed by: a million actions stay linear.
     let pending = |a: &&Action| a.change != Change::NoOp;

@@ -255,6 +255,7 @@ pub fn build(inputs: &Inputs) -> Result<Plan, PlanError> {
         diff::keep_only(&mut actions, &wanted);
     } else {
         diff::forget_undeclared(&mut actions, campaign, inputs.state);
+        diff::drop_idle_infrastructure(&mut actions);
     }
     let (summary, groups) = diff::summarise(&actions, campaign);
     let estimate = estimate(inputs.model, campaign, &actions);

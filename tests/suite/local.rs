@@ -328,3 +328,21 @@ fn a_node_gone_outside_nixl_is_found_before_anything_is_sent_and_replaced_next()
     assert!(t.contains("nodes node1, node2") && t.contains("02-workdir"), "{t}");
     let _ = nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output();
 }
+
+#[test]
+fn a_finished_campaign_whose_nodes_are_gone_plans_no_infrastructure() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_examples("idle-infra");
+    assert!(apply(&dir, &[]).status.success());
+    let out =
+        nixl().current_dir(&dir).args(["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // Every result is there: no stack, no nodes, no setup to pay for.
+    let plan = nixl().current_dir(&dir).args(["plan", "local-demo.nixl", "--detailed-exitcode"]).output().unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    // Work brings them back; so does naming them.
+    let plan = text(&nixl().current_dir(&dir).args(["plan", "local-demo.nixl", "--replace", "demo-efa-4k-c4"]).output().unwrap());
+    assert!(plan.contains("+ nodes node1, node2") && plan.contains("+ setup on node1"), "{plan}");
+    let plan = text(&nixl().current_dir(&dir).args(["plan", "local-demo.nixl", "--target", "nodes"]).output().unwrap());
+    assert!(plan.contains("+ nodes node1, node2"), "{plan}");
+}
