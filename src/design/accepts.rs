@@ -78,6 +78,7 @@ pub fn check(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnostic>) {
             if rendered_groups.insert(g) {
                 render_server(model, campaign, p, &settings.all(), &vars, diags);
                 hardware_e2e(model, campaign, p, &settings, &mut hardware_reported, diags);
+                startup_over_health(campaign, p, g, &settings, diags);
             }
         }
         let key: Vec<String> = bench_names.iter().map(|n| settings.get(n).map(Value::display).unwrap_or_default()).collect();
@@ -89,7 +90,6 @@ pub fn check(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnostic>) {
         }
     }
     diags.extend(context.diagnostics());
-    startup_over_health(campaign, &resolver, diags);
     hardware_steps(model, campaign, &mut hardware_reported, diags);
 }
 
@@ -287,30 +287,27 @@ fn kv_fit(model: &Model, campaign: &Campaign, p: &Pattern, settings: &Settings) 
     )
 }
 
-/// A launch whose start-up estimate exceeds its health timeout fails before it is up.
-fn startup_over_health(campaign: &Campaign, resolver: &Resolver, diags: &mut Vec<Diagnostic>) {
-    let d = &campaign.design;
-    for (g, startup) in d.startup.iter().enumerate() {
-        let Some(p) = d.patterns.iter().find(|p| p.group == Some(g as u32)) else { continue };
-        let settings = Settings { own: resolver.own_settings(p), shared: &campaign.experiment.settings };
-        let Some(limit) = num(&settings, "health_timeout") else { continue };
-        if *startup > limit {
-            let span = campaign.experiment.startup.as_ref().map(|e| e.span).unwrap_or(campaign.experiment.span);
-            diags.push(
-                Diagnostic::error(
-                    Code::StartupOverHealth,
-                    span,
-                    format!(
-                        "launch of {} is estimated to start in {} but the health timeout is {}",
-                        p.id,
-                        crate::check::value::fmt_duration(*startup),
-                        crate::check::value::fmt_duration(limit)
-                    ),
-                )
-                .label("apply would give up before the server is up")
-                .help("raise `health_timeout` for these launches, or check the estimate"),
-            );
-        }
+/// A launch whose start-up estimate exceeds its health timeout fails before it is up
+/// (checked on its first pattern, in the one pass over the patterns).
+fn startup_over_health(campaign: &Campaign, p: &Pattern, group: u32, settings: &Settings, diags: &mut Vec<Diagnostic>) {
+    let Some(startup) = campaign.design.startup.get(group as usize) else { return };
+    let Some(limit) = num(settings, "health_timeout") else { return };
+    if *startup > limit {
+        let span = campaign.experiment.startup.as_ref().map(|e| e.span).unwrap_or(campaign.experiment.span);
+        diags.push(
+            Diagnostic::error(
+                Code::StartupOverHealth,
+                span,
+                format!(
+                    "launch of {} is estimated to start in {} but the health timeout is {}",
+                    p.id,
+                    crate::check::value::fmt_duration(*startup),
+                    crate::check::value::fmt_duration(limit)
+                ),
+            )
+            .label("apply would give up before the server is up")
+            .help("raise `health_timeout` for these launches, or check the estimate"),
+        );
     }
 }
 
