@@ -92,6 +92,15 @@ pub fn lock(state_path: &Path, command: &str) -> Result<Lock, ExitCode> {
     Ok(l)
 }
 
+/// Takes the state's lock and reads the state, claimed for the provider that acts on it:
+/// another provider's state is refused (a local node is a directory, not an instance).
+pub fn locked_state(path: &Path, command: &str, kind: ProviderKind) -> Result<(Lock, State), ExitCode> {
+    let lock = lock(path, command)?;
+    let mut state = State::load(path).map_err(|e| output::fail(&e.to_string()))?;
+    state.claim(kind.name(), path).map_err(|e| output::fail(&e.to_string()))?;
+    Ok((lock, state))
+}
+
 /// Asks on the terminal; only "yes" goes ahead. Without a terminal, --auto-approve is required.
 pub fn confirm(question: &str, auto_approve: bool) -> bool {
     if auto_approve {
@@ -147,22 +156,15 @@ pub fn run(a: &Args) -> ExitCode {
         Err(code) => return code,
     };
     let state_path = args::state_path(&file, &plan.experiment, a.campaign.state.as_deref());
-    let _lock = match lock(&state_path, "apply") {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let mut state = match State::load(&state_path) {
-        Ok(s) => s,
-        Err(e) => return output::fail(&e.to_string()),
-    };
     // Before the runtime starts threads: the SDK reads these from the environment.
     // nixl.toml is read once: the provider it names and the environment it sets.
     let config = args::config(&file);
     config.export_env();
     let kind = provider_kind(a.acting.provider, &config);
-    if let Err(e) = state.claim(kind.name(), &state_path) {
-        return output::fail(&e.to_string());
-    }
+    let (_lock, state) = match locked_state(&state_path, "apply", kind) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
     let opts = nixl::apply::Options {
         state_path: state_path.clone(),

@@ -164,3 +164,18 @@ fn collect_longs(cmd: &clap::Command, out: &mut Vec<String>) {
         collect_longs(sub, out);
     }
 }
+
+/// Prints what one function renders from the file's stack (`export-cfn`, `iam-policy`).
+pub fn print_for_stack(a: &FileArgs, render: impl Fn(&nixl::check::model::Stack) -> String) -> ExitCode {
+    let opened = match open(a, Format::Auto) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    match &opened.campaign().stack {
+        Some(stack) => {
+            super::output::out(&format!("{}\n", render(stack)));
+            ExitCode::SUCCESS
+        }
+        None => super::output::fail("the file declares no stack"),
+    }
+}

@@ -1,7 +1,7 @@
 //! `nixl destroy`: the nodes and the base resources apply created, or only
 //! the nodes with `--target nodes`. Results and their records stay on disk.
 
-use super::apply::{confirm, local_root, lock, provider_kind, Acting, ProviderKind};
+use super::apply::{confirm, local_root, locked_state, provider_kind, Acting, ProviderKind};
 use super::args::{self, CampaignArgs};
 use super::output;
 use nixl::address::ActionId;
@@ -10,7 +10,6 @@ use nixl::progress::{Sink, Terminal};
 use nixl::provider::aws::{AwsOptions, AwsProvider};
 use nixl::provider::local::LocalProvider;
 use nixl::provider::Provider;
-use nixl::state::State;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -42,13 +41,11 @@ pub fn run(a: &Args) -> ExitCode {
     let (file, campaign) = (opened.file.clone(), opened.campaign());
     let Some(stack) = &campaign.stack else { return output::fail(&format!("experiment `{}` has no stack", campaign.name())) };
     let state_path = opened.state_path(a.campaign.state.as_deref());
-    let _lock = match lock(&state_path, "destroy") {
-        Ok(l) => l,
+    let config = args::config(&file);
+    let kind = provider_kind(a.acting.provider, &config);
+    let (_lock, mut state) = match locked_state(&state_path, "destroy", kind) {
+        Ok(x) => x,
         Err(code) => return code,
-    };
-    let mut state = match State::load(&state_path) {
-        Ok(s) => s,
-        Err(e) => return output::fail(&e.to_string()),
     };
     // What the state created is what goes: its own name and region, even when the file
     // has since been changed to declare another stack.
@@ -61,12 +58,6 @@ pub fn run(a: &Args) -> ExitCode {
         stack.region = region;
     }
     let stack = &stack;
-    let config = args::config(&file);
-    let kind = provider_kind(a.acting.provider, &config);
-    // Another provider's ids mean nothing here (a local node is a directory, not an instance).
-    if let Err(e) = state.clone().claim(kind.name(), &state_path) {
-        return output::fail(&e.to_string());
-    }
     let only_nodes = a.target == Some(DestroyTarget::Nodes);
     let nodes = nixl::apply::recorded_nodes(&state);
     let what = if only_nodes { "its nodes (the stack stays)" } else { "the base resources" };

@@ -1,8 +1,6 @@
 //! `nixl export-cfn`: the CloudFormation template of the campaign's stack, to review or deploy by hand.
 
 use super::args::{self, FileArgs};
-use super::output;
-use nixl::diagnostics::render::Format;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -12,15 +10,5 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> ExitCode {
-    let opened = match args::open(&a.target, Format::Auto) {
-        Ok(o) => o,
-        Err(code) => return code,
-    };
-    match &opened.campaign().stack {
-        Some(stack) => {
-            output::out(&format!("{}\n", nixl::provider::aws::template::template_body(stack)));
-            ExitCode::SUCCESS
-        }
-        None => output::fail("the file declares no stack"),
-    }
+    args::print_for_stack(&a.target, |stack| nixl::provider::aws::template::template_body(stack).to_string())
 }
