@@ -341,10 +341,11 @@ fn hardware_e2e(
     diags.push(libfabric_error(p, setting_span(campaign, p, "backend"), instance));
 }
 
-/// A scheduled nixlbench step on LIBFABRIC.
+/// A scheduled tool step on LIBFABRIC (nixlbench, or kvbench whose profile runs it):
+/// any step whose `backend` parameter says so, whatever the tool's name.
 fn hardware_steps(model: &Model, campaign: &Campaign, reported: &mut HashSet<u32>, diags: &mut Vec<Diagnostic>) {
     let Some(instance) = without_rdma(model, campaign) else { return };
-    for p in campaign.design.scheduled().filter(|p| p.tool.as_deref() == Some("nixlbench")) {
+    for p in campaign.design.scheduled().filter(|p| p.tool.is_some()) {
         let libfabric = p.values.get("backend").and_then(Value::as_str) == Some("libfabric");
         if libfabric && reported.insert(p.layer) {
             diags.push(libfabric_error(p, p.span, instance));
