@@ -89,7 +89,7 @@ impl<P: Provider> Exec<'_, P> {
         }
         self.state.infra.stack = Some(StackRecord {
             id: info.id.clone(),
-            hash: a.hash.clone(),
+            hash: a.hash.to_string(),
             outputs,
             name: Some(st.name.clone()),
             region: Some(st.region.clone()),
@@ -112,7 +112,7 @@ impl<P: Provider> Exec<'_, P> {
         let nodes = self.provider.ensure_nodes(&st, &info, &self.nodes).await?;
         let spec = crate::plan::machine_spec(&st);
         self.state.infra.nodes =
-            nodes.iter().map(|n| NodeRecord { spec: Some(spec.clone()), ..node_record(n, &a.hash) }).collect();
+            nodes.iter().map(|n| NodeRecord { spec: Some(spec.clone()), ..node_record(n, &a.hash.to_string()) }).collect();
         self.set_nodes(nodes);
         Ok(())
     }

@@ -27,7 +27,7 @@ impl<P: Provider> Exec<'_, P> {
 
     /// Where a command writes its output on the node: one file per action and hash.
     fn out_path(&self, a: &Action) -> String {
-        format!("results/{}.{}.out", a.id, &a.hash[..8.min(a.hash.len())])
+        format!("results/{}.{}.out", a.id, a.hash.short())
     }
 
     pub(super) async fn pattern(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {
@@ -49,7 +49,7 @@ impl<P: Provider> Exec<'_, P> {
             }
             Err(e) => {
                 // Not a result, but the client's file is kept to look at.
-                let _ = self.store.keep_raw(&format!("{}.failed.{}", a.id, &a.hash[..8.min(a.hash.len())]), &raw);
+                let _ = self.store.keep_raw(&format!("{}.failed.{}", a.id, a.hash.short()), &raw);
                 Err(ActionError::Bench(e))
             }
         }
@@ -181,8 +181,8 @@ impl<P: Provider> Exec<'_, P> {
         };
         ResultRecord {
             id: a.id.to_string(),
-            hash: a.hash.clone(),
-            layer: a.layer.clone().unwrap_or_default(),
+            hash: a.hash.to_string(),
+            layer: a.layer.as_deref().unwrap_or_default().to_string(),
             kind,
             finished_at: crate::state::lock::now_rfc3339(),
             seconds: started.elapsed().as_secs_f64(),
@@ -190,7 +190,7 @@ impl<P: Provider> Exec<'_, P> {
             metrics,
             samples,
             units,
-            raw: format!("{}.raw.{}", a.id, &a.hash[..8.min(a.hash.len())]),
+            raw: format!("{}.raw.{}", a.id, a.hash.short()),
             provenance: Some(self.provenance.clone().unwrap_or_else(|| self.provenance_here(None))),
             intervals: vec![],
             tests: vec![],

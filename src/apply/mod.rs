@@ -227,7 +227,7 @@ impl<P: Provider> Exec<'_, P> {
         let symbol = if a.change == Change::Replace { "-/+" } else { "+" };
         match a.kind {
             Kind::Pattern => self.log(&format!("{n} {symbol} {}  ({})", a.label, self.sink.position())),
-            _ => self.log(&format!("{n} {symbol} {}", a.label)),
+            _ => self.log(&format!("{n} {symbol} {}", a.label())),
         }
         let started = Instant::now();
         let result = match a.kind {
@@ -280,7 +280,7 @@ impl<P: Provider> Exec<'_, P> {
 
     fn record(&mut self, a: &Action, status: Status, started: Instant, error: Option<String>) -> Result<(), ApplyError> {
         let rec = ActionRecord {
-            hash: a.hash.clone(),
+            hash: a.hash.to_string(),
             status,
             finished_at: Some(crate::state::lock::now_rfc3339()),
             seconds: Some(started.elapsed().as_secs_f64()),

@@ -209,8 +209,8 @@ impl<P: Provider> Exec<'_, P> {
         start.launch = Some(n);
         let mut actions = vec![start];
         for mut p in patterns {
-            p.deps = vec![actions.len() - 1];
-            p.needs = vec![0];
+            p.deps = smallvec::smallvec![actions.len() - 1];
+            p.needs = smallvec::smallvec![0];
             p.group = group;
             p.launch = Some(n);
             actions.push(p);
@@ -223,7 +223,7 @@ impl<P: Provider> Exec<'_, P> {
             0.0,
             vec![actions.len() - 1],
         );
-        stop.needs = vec![0];
+        stop.needs = smallvec::smallvec![0];
         stop.group = group;
         stop.launch = Some(n);
         actions.push(stop);

@@ -15,6 +15,24 @@ pub fn out(text: &str) {
     }
 }
 
+/// Writes to stdout as `write` produces it, buffered: a large plan is never built whole in memory.
+pub fn out_with(write: impl FnOnce(&mut dyn std::fmt::Write)) {
+    struct Sink<W: Write>(W);
+    impl<W: Write> std::fmt::Write for Sink<W> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            if let Err(e) = self.0.write_all(s.as_bytes()) {
+                closed(e);
+            }
+            Ok(())
+        }
+    }
+    let mut sink = Sink(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()));
+    write(&mut sink);
+    if let Err(e) = sink.0.flush() {
+        closed(e);
+    }
+}
+
 /// Writes to stderr; a closed stderr is ignored (stdout may still be read).
 pub fn err(text: &str) {
     let mut stderr = std::io::stderr().lock();

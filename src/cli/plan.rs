@@ -90,7 +90,7 @@ pub fn run(a: &Args) -> ExitCode {
     if a.json {
         output::out(&view::json(&p.plan));
     } else {
-        output::out(&view::text(&p.plan, reduction(&p).as_deref(), output::color_stdout()));
+        output::out_with(|w| view::write_text(w, &p.plan, reduction(&p).as_deref(), output::color_stdout()));
     }
     if let Some(out) = &a.out {
         if let Err(code) = save(&p.plan, out, !a.json) {

@@ -42,7 +42,7 @@ pub struct OptimalDesign {
 /// Chooses the design's points; None when the candidates cannot estimate the model.
 pub fn optimal_design(
     model: &ModelTerms,
-    points: &[Vec<u32>],
+    points: &[super::Levels],
     settings: exchange::Settings,
 ) -> Option<(Vec<usize>, OptimalDesign)> {
     let rows: Vec<Vec<f64>> = points.iter().map(|l| model.row(l)).collect();

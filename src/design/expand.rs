@@ -9,7 +9,7 @@ use super::pattern::{make_pattern, LayerMemo};
 use super::scope::PointScope;
 use super::select::select_design;
 use super::steps::{add_extra_patterns, apply_schedules, expand_analyses, expand_steps};
-use super::{Category, Design, FactorInfo, LayerInfo, Pattern};
+use super::{Category, Design, FactorInfo, LayerInfo, Levels, Pattern};
 use crate::check::model::{Experiment, Layer};
 use crate::check::value::Value;
 use crate::check::Model;
@@ -117,7 +117,7 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
     // Each prune is evaluated once per combination of the factor levels it reads.
     let mut memos: Vec<Memo<bool>> =
         prunes.iter().map(|p| Memo::new(deps(&[&p.cond], &names, &fixed, &derived), &sizes)).collect();
-    let mut survivors: Vec<Vec<u32>> = vec![];
+    let mut survivors: Vec<Levels> = vec![];
     let mut odo = Odometer::new(sizes.clone());
     let mut levels: Vec<u32> = vec![0; sizes.len()];
     let mut values: Vec<Value> = Vec::with_capacity(sizes.len());
@@ -176,7 +176,7 @@ fn expand_factorial(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec<Patter
         }
         match pruned_by {
             Some(pi) => removed[pi].1 += 1,
-            None => survivors.push(levels.clone()),
+            None => survivors.push(Levels::from_slice(&levels)),
         }
         odo.advance();
     }

@@ -112,13 +112,16 @@ impl RestartKey {
     }
 }
 
+/// A pattern's level index per factor: inline for up to four factors (no allocation per pattern).
+pub type Levels = smallvec::SmallVec<[u32; 4]>;
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Pattern {
     pub id: String,
     pub layer: u32,
     pub category: Category,
     /// Factor level indices (factorial patterns).
-    pub levels: Vec<u32>,
+    pub levels: Levels,
     /// Extra-pattern or step values that are not factor levels.
     pub values: BTreeMap<String, Value>,
     /// Restart group index; None for patterns that need no server.

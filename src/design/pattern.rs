@@ -5,7 +5,7 @@
 use super::context::{explain, Ctx, DEFAULT_DURATION, DEFAULT_STARTUP};
 use super::memo::{deps, Memo};
 use super::scope::PointScope;
-use super::{Category, Pattern, RestartKey};
+use super::{Category, Levels, Pattern, RestartKey};
 use crate::check::model::{Derived, Experiment, Layer};
 use crate::check::value::{Scope, Value};
 use crate::diagnostics::{Code, Diagnostic, Span};
@@ -20,7 +20,7 @@ pub(super) fn make_pattern(
     layer: &Layer,
     fixed: &[(String, Expr)],
     derived: &[&Derived],
-    levels: Vec<u32>,
+    levels: Levels,
     overrides: &BTreeMap<String, Value>,
     span: Span,
     mut memo: Option<&mut LayerMemo>,

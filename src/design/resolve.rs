@@ -20,6 +20,8 @@ pub struct Resolver<'c> {
     names: Vec<String>,
     /// Each layer's fixed settings.
     fixed: Vec<Vec<(String, Expr)>>,
+    /// Each layer's derived settings (looked up once, not once per pattern).
+    derived: Vec<Vec<&'c crate::check::model::Derived>>,
     kv: Option<f64>,
     /// The patterns an analysis's hash covers.
     design: &'c super::Design,
@@ -36,6 +38,7 @@ impl<'c> Resolver<'c> {
             common_hash,
             names: exp.factors.iter().map(|f| f.name.clone()).collect(),
             fixed: exp.layers.iter().map(fixed_of).collect(),
+            derived: exp.layers.iter().map(|l| derived_of(exp, l)).collect(),
             kv: super::experiment_model(model, exp).map(|m| m.kv_bytes_per_token() as f64),
             design: &campaign.design,
         }
@@ -86,11 +89,11 @@ impl<'c> Resolver<'c> {
             .enumerate()
             .map(|(i, l)| exp.factors[i].levels.get(*l as usize).cloned().unwrap_or(Value::None))
             .collect();
-        let derived = derived_of(exp, layer);
+        let derived = &self.derived[p.layer as usize];
         let mut overrides = p.values.clone();
         overrides.insert("layer".into(), Value::Str(layer.name.clone()));
         let scope =
-            PointScope::new(&overrides, &self.names, &values, &self.fixed[p.layer as usize], &derived, &self.base, self.kv);
+            PointScope::new(&overrides, &self.names, &values, &self.fixed[p.layer as usize], derived, &self.base, self.kv);
         out.extend(scope.all_settings());
         out
     }

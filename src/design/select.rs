@@ -5,6 +5,7 @@
 use super::context::Ctx;
 use super::doptimal::exchange::{default_starts, Settings};
 use super::doptimal::{self, terms, Criterion, ModelTerms, OptimalDesign, DEFAULT_SEED};
+use super::Levels;
 use crate::check::model::Layer;
 use crate::check::value::{values_equal, Value};
 use crate::diagnostics::{Code, Diagnostic};
@@ -17,10 +18,10 @@ use std::collections::HashSet;
 pub(super) fn select_design(
     cx: &mut Ctx,
     layer: &Layer,
-    survivors: Vec<Vec<u32>>,
+    survivors: Vec<Levels>,
     removed: &mut Vec<(String, usize)>,
     chosen_by: &mut Option<OptimalDesign>,
-) -> Vec<Vec<u32>> {
+) -> Vec<Levels> {
     let Some(design) = &layer.design else {
         return survivors;
     };
@@ -46,15 +47,15 @@ pub(super) fn select_design(
             } else {
                 args.clone()
             };
-            let mut wanted: Vec<Vec<u32>> = vec![];
+            let mut wanted: Vec<Levels> = vec![];
             for it in items {
                 if let Some(levels) = point_levels(cx, it) {
                     wanted.push(levels);
                 }
             }
-            let keep: HashSet<&Vec<u32>> = wanted.iter().collect();
+            let keep: HashSet<&Levels> = wanted.iter().collect();
             let before = survivors.len();
-            let kept: Vec<Vec<u32>> = survivors.into_iter().filter(|s| keep.contains(s)).collect();
+            let kept: Vec<Levels> = survivors.into_iter().filter(|s| keep.contains(s)).collect();
             removed.push(("not among the design's points".into(), before - kept.len()));
             kept
         }
@@ -63,7 +64,7 @@ pub(super) fn select_design(
             match optimal(cx, design, criterion, &args, &named, &survivors) {
                 Some((rows, info)) => {
                     let before = survivors.len();
-                    let kept: Vec<Vec<u32>> = rows.into_iter().map(|i| survivors[i].clone()).collect();
+                    let kept: Vec<Levels> = rows.into_iter().map(|i| survivors[i].clone()).collect();
                     removed.push((format!("not chosen by the {}-optimal design", criterion.label()), before - kept.len()));
                     *chosen_by = Some(info);
                     kept
@@ -82,7 +83,7 @@ pub(super) fn select_design(
 }
 
 /// A point `(1K, 16)` (factor order) or `{ prompt = 1K, concurrency = 16 }` to level indices.
-fn point_levels(cx: &mut Ctx, e: &Expr) -> Option<Vec<u32>> {
+fn point_levels(cx: &mut Ctx, e: &Expr) -> Option<Levels> {
     let base = &cx.base;
     let ev = crate::check::value::Eval { scope: base, kv_bytes_per_token: cx.kv };
     let v = match ev.eval(e) {
@@ -144,7 +145,7 @@ fn point_levels(cx: &mut Ctx, e: &Expr) -> Option<Vec<u32>> {
             }
         }
     }
-    Some(levels)
+    Some(levels.into())
 }
 
 const OPTIMAL_HELP: &str = "write `d_optimal(quadratic(log(prompt), log(concurrency)), runs = 9)`, \
@@ -157,7 +158,7 @@ fn optimal(
     criterion: Criterion,
     args: &[&Expr],
     named: &[&Arg],
-    survivors: &[Vec<u32>],
+    survivors: &[Levels],
 ) -> Option<(Vec<usize>, OptimalDesign)> {
     let name = if criterion == Criterion::D { "d_optimal" } else { "i_optimal" };
     let arg = |n: &str| named.iter().find(|a| a.name.as_ref().is_some_and(|x| x.name == n)).map(|a| &a.value);
@@ -257,7 +258,7 @@ fn whole_number(cx: &mut Ctx, e: &Expr, what: &str, min: usize) -> Option<usize>
 
 /// Why the candidates left by the prunes cannot estimate the model: the first model
 /// factor that lost levels, or the general statement.
-fn unestimable_reason(cx: &Ctx, model: &ModelTerms, survivors: &[Vec<u32>]) -> String {
+fn unestimable_reason(cx: &Ctx, model: &ModelTerms, survivors: &[Levels]) -> String {
     for f in model.effects().factors {
         let factor = &cx.exp.factors[f];
         let present: HashSet<u32> = survivors.iter().map(|s| s[f]).collect();

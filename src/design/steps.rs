@@ -3,7 +3,7 @@
 
 use super::context::{derived_of, explain, fixed_of, Ctx, Odometer, DEFAULT_ANALYSIS};
 use super::pattern::make_pattern;
-use super::{Category, LayerInfo, Pattern};
+use super::{Category, LayerInfo, Levels, Pattern};
 use crate::check::model::Layer;
 use crate::check::value::{values_equal, Layered, Value};
 use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp, Span};
@@ -112,7 +112,7 @@ pub(super) fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec
                 id,
                 layer: li as u32,
                 category: Category::LowLevel,
-                levels: vec![],
+                levels: Levels::new(),
                 values: params,
                 group: None,
                 duration: tool.duration,
@@ -191,7 +191,7 @@ pub(super) fn expand_analyses(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut 
             id,
             layer: li as u32,
             category: Category::Analysis,
-            levels: vec![],
+            levels: Levels::new(),
             values: BTreeMap::new(),
             group: None,
             duration: a.duration.unwrap_or(DEFAULT_ANALYSIS),
@@ -243,7 +243,7 @@ pub(super) fn add_extra_patterns(cx: &mut Ctx, out: &mut Vec<Pattern>) {
         }
         cx.report_all(errs);
         overrides.insert("id".into(), Value::Str(xp.id.clone()));
-        let levels: Vec<u32> = exp
+        let levels: Levels = exp
             .factors
             .iter()
             .map(|f| overrides.get(&f.name).and_then(|v| f.levels.iter().position(|l| values_equal(l, v))).unwrap_or(0) as u32)

@@ -4,12 +4,14 @@
 //! Everything on the nodes runs one at a time (two benchmarks on the same
 //! nodes perturb each other's figures); analyses run locally as soon as their inputs exist.
 
-use super::{Action, ActionId, Kind};
+use super::{Action, ActionId, ContentHash, Deps, Kind};
 use crate::check::model::Stack;
 use crate::check::Model;
 use crate::design::{Campaign, Category, Design, Resolver};
 use crate::state::{content_hash, State, Status};
+use smallvec::smallvec;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 const STACK_SECONDS: f64 = 240.0;
 const NODES_SECONDS: f64 = 180.0;
@@ -24,8 +26,10 @@ struct Builder<'c> {
     campaign: &'c Campaign,
     resolver: Resolver<'c>,
     actions: Vec<Action>,
-    /// Pattern index in the design to its action.
-    of_pattern: BTreeMap<usize, usize>,
+    /// Pattern index in the design to its action (`NONE` when not in the plan).
+    of_pattern: Vec<usize>,
+    /// Layer names, one shared allocation each.
+    layers: Vec<Arc<str>>,
     /// What the nodes must have finished before any measurement: setup ends and the upload.
     ready: Vec<usize>,
     /// The last measurement action(s): the next one waits for them.
@@ -39,8 +43,10 @@ pub fn graph(model: &Model, campaign: &Campaign, state: &State, wanted: &[String
         model,
         campaign,
         resolver: Resolver::new(model, campaign),
-        actions: vec![],
-        of_pattern: BTreeMap::new(),
+        // Patterns, two per launch, setup and infrastructure: one allocation for a million patterns.
+        actions: Vec::with_capacity(campaign.design.patterns.len() + 2 * campaign.schedule.segments.len() + 64),
+        of_pattern: vec![NONE; campaign.design.patterns.len()],
+        layers: layer_names(&campaign.design),
         ready: vec![],
         tail: vec![],
     };
@@ -53,6 +59,12 @@ pub fn graph(model: &Model, campaign: &Campaign, state: &State, wanted: &[String
     b.low_level(state, wanted);
     b.analyses(state, wanted);
     b.actions
+}
+
+const NONE: usize = usize::MAX;
+
+fn layer_names(design: &Design) -> Vec<Arc<str>> {
+    design.layers.iter().map(|l| Arc::from(l.name.as_str())).collect()
 }
 
 /// What a node is launched as: everything but the zones it may be placed in. A change of
@@ -72,16 +84,17 @@ pub fn machine_spec(st: &Stack) -> String {
 pub fn single(model: &Model, campaign: &Campaign, id: &str) -> Option<Action> {
     let i = campaign.design.patterns.iter().position(|p| p.id == id)?;
     let resolver = Resolver::new(model, campaign);
-    Some(pattern(&resolver, &campaign.design, i, vec![]))
+    Some(pattern(&resolver, &campaign.design, &layer_names(&campaign.design), i, Deps::new()))
 }
 
 impl Action {
-    pub(crate) fn new(id: ActionId, kind: Kind, label: String, hash: String, duration: f64, deps: Vec<usize>) -> Action {
+    pub(crate) fn new(id: ActionId, kind: Kind, label: String, hash: String, duration: f64, deps: impl Into<Deps>) -> Action {
+        let deps = deps.into();
         Action {
             id,
             kind,
             label,
-            hash,
+            hash: ContentHash::new(&hash),
             duration,
             needs: deps.clone(),
             deps,
@@ -109,15 +122,16 @@ impl Action {
 
 /// A pattern, step or analysis action; its hash covers every resolved setting,
 /// so a changed setting runs it again.
-fn pattern(resolver: &Resolver, design: &Design, i: usize, deps: Vec<usize>) -> Action {
+fn pattern(resolver: &Resolver, design: &Design, layers: &[Arc<str>], i: usize, deps: Deps) -> Action {
     let p = &design.patterns[i];
     let kind = match p.category {
         Category::E2e => Kind::Pattern,
         Category::Analysis => Kind::Analysis,
         _ => Kind::Step,
     };
-    let mut a = Action::new(ActionId::Pattern(p.id.clone()), kind, p.id.clone(), resolver.hash(p), p.duration, deps);
-    a.layer = Some(design.layers[p.layer as usize].name.clone());
+    // The label of a pattern is its id (`Action::label`): not stored twice.
+    let mut a = Action::new(ActionId::Pattern(p.id.clone()), kind, String::new(), resolver.hash(p), p.duration, deps);
+    a.layer = Some(layers[p.layer as usize].clone());
     a.detail = crate::design::tables::describe(design, p);
     a
 }
@@ -128,10 +142,10 @@ impl Builder<'_> {
         self.actions.len() - 1
     }
 
-    fn push_pattern(&mut self, i: usize, deps: Vec<usize>) -> usize {
-        let a = pattern(&self.resolver, &self.campaign.design, i, deps);
+    fn push_pattern(&mut self, i: usize, deps: Deps) -> usize {
+        let a = pattern(&self.resolver, &self.campaign.design, &self.layers, i, deps);
         let k = self.push(a);
-        self.of_pattern.insert(i, k);
+        self.of_pattern[i] = k;
         k
     }
 
@@ -202,8 +216,8 @@ impl Builder<'_> {
 
     fn baseline(&mut self, state: &State, wanted: &[String]) {
         for i in self.steps_of(Category::Baseline, state, wanted) {
-            let a = self.push_pattern(i, self.tail.clone());
-            self.actions[a].needs = self.ready.clone();
+            let a = self.push_pattern(i, self.tail.as_slice().into());
+            self.actions[a].needs = self.ready.as_slice().into();
             self.tail = vec![a];
         }
     }
@@ -224,13 +238,13 @@ impl Builder<'_> {
                 self.tail.clone(),
             );
             // A launch needs the nodes and the previous launch stopped, not the steps before it.
-            start.needs = self.ready.clone();
+            start.needs = self.ready.as_slice().into();
             start.needs.extend(self.tail.iter().copied().filter(|&t| self.actions[t].kind == Kind::ServerStop));
             let start_i = self.push(start);
             let mut prev = start_i;
             for &i in &launch.patterns {
-                let a = self.push_pattern(i, vec![prev]);
-                self.actions[a].needs = vec![start_i];
+                let a = self.push_pattern(i, smallvec![prev]);
+                self.actions[a].needs = smallvec![start_i];
                 prev = a;
             }
             let stop = Action::new(
@@ -242,7 +256,7 @@ impl Builder<'_> {
                 vec![prev],
             );
             let stop_i = self.push(stop);
-            self.actions[stop_i].needs = vec![start_i];
+            self.actions[stop_i].needs = smallvec![start_i];
             for a in &mut self.actions[start_i..=stop_i] {
                 a.group = Some(g);
                 a.launch = Some(launch.number);
@@ -280,8 +294,8 @@ impl Builder<'_> {
                 deps.push(si);
                 needs.push(si);
             }
-            let a = self.push_pattern(i, deps);
-            self.actions[a].needs = needs;
+            let a = self.push_pattern(i, deps.into());
+            self.actions[a].needs = needs.into();
             self.tail = vec![a];
         }
     }
@@ -291,14 +305,15 @@ impl Builder<'_> {
         let d = &self.campaign.design;
         for i in self.steps_of(Category::Analysis, state, wanted) {
             let p = &d.patterns[i];
-            let deps: Vec<usize> = self
+            let deps: Deps = self
                 .of_pattern
                 .iter()
-                .filter(|(&pi, _)| p.inputs.iter().any(|l| d.layers[d.patterns[pi].layer as usize].name == *l))
+                .enumerate()
+                .filter(|&(pi, &a)| a != NONE && p.inputs.iter().any(|l| d.layers[d.patterns[pi].layer as usize].name == *l))
                 .map(|(_, &a)| a)
                 .collect();
             let a = self.push_pattern(i, deps);
-            self.actions[a].needs = vec![];
+            self.actions[a].needs = Deps::new();
         }
     }
 }

@@ -16,7 +16,7 @@ pub fn against_state(actions: &mut [Action], state: &State, replace: &[Target], 
             Change::Create
         } else {
             match state.actions.get(&a.id) {
-                Some(r) if r.status == Status::Done && r.hash == a.hash => Change::NoOp,
+                Some(r) if r.status == Status::Done && a.hash == r.hash => Change::NoOp,
                 Some(r) if r.status == Status::Done && a.kind == Kind::Nodes && machines_differ(state, stack) => {
                     a.detail = format!("{} (replaced: the machines the file asks for changed)", a.detail);
                     Change::Replace
@@ -118,6 +118,9 @@ pub fn prune_transients(actions: &mut Vec<Action>) {
 /// Keeps the marked actions; a dropped action's dependants inherit its dependencies.
 pub fn keep_only(actions: &mut Vec<Action>, keep: &[bool]) {
     let n = actions.len();
+    if keep.iter().all(|&k| k) {
+        return;
+    }
     let mut new_index = vec![usize::MAX; n];
     let mut kept = 0;
     for i in 0..n {
@@ -137,31 +140,40 @@ pub fn keep_only(actions: &mut Vec<Action>, keep: &[bool]) {
             }
         }
     }
-    let mut out = Vec::with_capacity(kept);
+    // New dependency lists first (they read the old ones), then the kept actions are moved, not copied.
+    let mut deps: Vec<(Vec<usize>, Vec<usize>)> = Vec::with_capacity(kept);
     for (i, a) in actions.iter().enumerate().filter(|(i, _)| keep[*i]) {
-        let mut b = a.clone();
-        b.deps.clear();
-        b.needs.clear();
-        for &d in &a.deps {
-            resolve(d, keep, actions, &new_index, &mut b.deps);
+        let (mut d, mut nd) = (vec![], vec![]);
+        for &x in &a.deps {
+            resolve(x, keep, actions, &new_index, &mut d);
         }
-        for &d in &a.needs {
-            resolve(d, keep, actions, &new_index, &mut b.needs);
+        for &x in &a.needs {
+            resolve(x, keep, actions, &new_index, &mut nd);
         }
-        debug_assert_eq!(out.len(), new_index[i]);
-        out.push(b);
+        debug_assert_eq!(deps.len(), new_index[i]);
+        deps.push((d, nd));
     }
-    *actions = out;
+    let mut i = 0;
+    actions.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    for (a, (d, nd)) in actions.iter_mut().zip(deps) {
+        a.deps = d.into();
+        a.needs = nd.into();
+    }
 }
 
 /// Done actions the campaign no longer declares are forgotten (their results
 /// stay on disk). Ad-hoc patterns are declared even when unscheduled.
 pub fn forget_undeclared(actions: &mut Vec<Action>, campaign: &Campaign, state: &State) {
-    let declared: HashSet<ActionId> = actions
-        .iter()
-        .map(|a| a.id.clone())
-        .chain(campaign.design.patterns.iter().filter(|p| p.adhoc).map(|p| ActionId::Pattern(p.id.clone())))
-        .collect();
+    if state.actions.is_empty() {
+        return;
+    }
+    let adhoc: Vec<ActionId> =
+        campaign.design.patterns.iter().filter(|p| p.adhoc).map(|p| ActionId::Pattern(p.id.clone())).collect();
+    let declared: HashSet<&ActionId> = actions.iter().map(|a| &a.id).chain(&adhoc).collect();
+    let mut forgotten = vec![];
     for (id, r) in &state.actions {
         if declared.contains(id) || r.status != Status::Done || id.is_transient() {
             continue;
@@ -174,8 +186,10 @@ pub fn forget_undeclared(actions: &mut Vec<Action>, campaign: &Campaign, state: 
         };
         let mut a = Action::new(id.clone(), kind, format!("forget {id} (its results stay on disk)"), r.hash.clone(), 0.0, vec![]);
         a.change = Change::Delete;
-        actions.push(a);
+        forgotten.push(a);
     }
+    drop(declared);
+    actions.extend(forgotten);
 }
 
 /// Counts by change, and one row per launch that still has patterns to run.

@@ -2,8 +2,11 @@
 //! campaign's restart-minimal order, estimated, and diffed against the state.
 //! The plan is plain data: rendered as text, JSON or DOT, or saved and applied later.
 
+mod action_json;
 mod actions;
+mod content_hash;
 pub use actions::machine_spec;
+pub use content_hash::ContentHash;
 mod diff;
 pub mod target;
 pub mod view;
@@ -70,24 +73,31 @@ impl Change {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// Indices of other actions: one or two for almost every action, kept inline.
+pub type Deps = smallvec::SmallVec<[usize; 2]>;
+
+/// One thing apply does. Serialised by hand (`action_json`) so that a pattern's label, which
+/// is its id and not stored twice, is still written out.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Action {
     pub id: ActionId,
     pub kind: Kind,
+    /// Empty for a pattern, step or analysis: `label()` is then its id.
     pub label: String,
     /// Content hash of what the action does.
-    pub hash: String,
+    pub hash: ContentHash,
     /// Estimated seconds.
     pub duration: f64,
     /// Indices of actions that must finish first (order and resources).
-    pub deps: Vec<usize>,
+    pub deps: Deps,
     /// The subset of `deps` whose failure makes this action pointless (a pattern needs its
     /// server, not the pattern before it).
     #[serde(default)]
-    pub needs: Vec<usize>,
+    pub needs: Deps,
     pub change: Change,
+    /// Shared by every action of the layer (one allocation, not one per pattern).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layer: Option<String>,
+    pub layer: Option<std::sync::Arc<str>>,
     /// The restart group (index into the design's restart keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<u32>,
@@ -99,6 +109,16 @@ pub struct Action {
     /// One-line description of the pattern's factors or the step's tool.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+}
+
+impl Action {
+    /// What the plan text and the apply log call the action: a pattern by its id.
+    pub fn label(&self) -> &str {
+        match (&self.id, self.label.is_empty()) {
+            (ActionId::Pattern(id), true) => id,
+            _ => &self.label,
+        }
+    }
 }
 
 /// One server launch of the plan: its number, restart key and the work it still has.

@@ -55,8 +55,11 @@ impl Target {
         if actions.iter().any(|a| a.id == id) {
             return Ok(Target::Action(id));
         }
-        let names: Vec<String> =
-            actions.iter().map(|a| a.id.to_string()).chain(actions.iter().filter_map(|a| a.layer.clone())).collect();
+        let names: Vec<String> = actions
+            .iter()
+            .map(|a| a.id.to_string())
+            .chain(actions.iter().filter_map(|a| a.layer.as_deref().map(str::to_string)))
+            .collect();
         Err(UnknownTarget {
             given: given.into(),
             hint: crate::diagnostics::did_you_mean(given, names.iter().map(String::as_str)).map(|h| h.text),

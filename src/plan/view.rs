@@ -38,12 +38,18 @@ pub fn money(x: f64) -> String {
 
 /// The text plan. `color` adds ANSI colours to the change symbols.
 pub fn text(plan: &Plan, reduction: Option<&str>, color: bool) -> String {
-    let p = Paint { on: color };
     let mut s = String::new();
+    write_text(&mut s, plan, reduction, color);
+    s
+}
+
+/// The text plan written as it is made: a million-pattern plan is not held twice in memory.
+pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color: bool) {
+    let p = Paint { on: color };
     let ext = plan.extends.as_ref().map(|e| format!(" (extends {e})")).unwrap_or_default();
     let _ = writeln!(s, "nixl will perform these actions for experiment {}{ext}:", p.bold(&plan.experiment));
     let _ = writeln!(s, "Symbols: + create or run, ~ update in place, -/+ run again (changed), - forget.\n");
-    let w = plan.actions.iter().filter(|a| a.change != Change::NoOp).map(|a| a.label.len()).max().unwrap_or(10).clamp(10, 48);
+    let w = plan.actions.iter().filter(|a| a.change != Change::NoOp).map(|a| a.label().len()).max().unwrap_or(10).clamp(10, 48);
     let mut section = "";
     let mut setup_nodes: Vec<String> = vec![];
     for a in &plan.actions {
@@ -89,8 +95,11 @@ pub fn text(plan: &Plan, reduction: Option<&str>, color: bool) -> String {
             }
             continue;
         }
-        let detail = if a.detail.is_empty() { format!("~{}", fmt_duration(a.duration)) } else { a.detail.clone() };
-        let _ = writeln!(s, "  {:>3} {:<w$}  {detail}", p.sym(a.change), a.label);
+        let _ = write!(s, "  {:>3} {:<w$}  ", p.sym(a.change), a.label());
+        let _ = match a.detail.is_empty() {
+            true => writeln!(s, "~{}", fmt_duration(a.duration)),
+            false => writeln!(s, "{}", a.detail),
+        };
     }
     let unchanged = plan.summary.unchanged;
     if unchanged > 0 {
@@ -157,7 +166,6 @@ pub fn text(plan: &Plan, reduction: Option<&str>, color: bool) -> String {
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "{}", summary_line(plan, &p));
-    s
 }
 
 fn summary_line(plan: &Plan, p: &Paint) -> String {

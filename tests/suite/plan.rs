@@ -33,7 +33,7 @@ fn half_done(plan: &Plan) -> State {
             _ => false,
         };
         if done {
-            s.actions.insert(a.id.clone(), record(&a.hash));
+            s.actions.insert(a.id.clone(), record(&a.hash.to_string()));
         }
     }
     s
@@ -45,7 +45,7 @@ fn one_changed(plan: &Plan, changed: &str) -> State {
     for a in
         plan.actions.iter().filter(|a| !matches!(a.kind, Kind::ServerStart | Kind::ServerStop | Kind::Upload | Kind::Service))
     {
-        let hash = if a.id.to_string() == changed { "0123456789abcdef".to_string() } else { a.hash.clone() };
+        let hash = if a.id.to_string() == changed { "0123456789abcdef".to_string() } else { a.hash.to_string() };
         s.actions.insert(a.id.clone(), record(&hash));
     }
     s
@@ -110,7 +110,7 @@ fn nothing_to_do_when_everything_is_done() {
     let (fresh, _) = plan_with("phase2.nixl", "phase2", &State::new());
     let mut s = State::new();
     for a in &fresh.actions {
-        s.actions.insert(a.id.clone(), record(&a.hash));
+        s.actions.insert(a.id.clone(), record(&a.hash.to_string()));
     }
     let (done, _) = plan_with("phase2.nixl", "phase2", &s);
     assert!(!done.summary.has_changes(), "{:?}", done.summary);
