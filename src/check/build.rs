@@ -454,6 +454,9 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
         .unwrap_or_else(|| instance_types.first().and_then(|t| model.instances.get(t)).map(|i| i.volume).unwrap_or(200e9));
     let ssh_reason = cx.str(b, "ssh_reason").filter(|r| !r.trim().is_empty());
     let ssh_cidr = ssh_cidr(cx, b, ssh_reason.is_some());
+    if let (Some(c), Some(_)) = (ssh_cidr.filter(Cidr::is_world), &ssh_reason) {
+        cx.diags.push(world_open_warning(c, cx.span_of(b, "ssh_cidr"), cx.span_of(b, "ssh_reason")));
+    }
     Stack {
         region,
         zones,
@@ -478,6 +481,20 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
         span,
         spans: attrs(b).iter().map(|(k, e)| (k.to_string(), e.span)).collect(),
     }
+}
+
+/// W0210: a world-open rule with its reason is allowed, but every check says what it opens, so
+/// a workshop's exception does not quietly outlive the workshop.
+fn world_open_warning(c: Cidr, cidr_span: Span, reason_span: Span) -> Diagnostic {
+    let family = if c.is_v6() { "IPv6" } else { "IPv4" };
+    Diagnostic::error(
+        Code::WorldOpenSsh,
+        cidr_span,
+        format!("`ssh_cidr = \"{c}\"` opens SSH (port 22 of every node) to every {family} address on the internet"),
+    )
+    .label(format!("any {family} host may try to log in to the nodes"))
+    .with(reason_span, "allowed for this reason")
+    .help("narrow it to the addresses that need it (\"203.0.113.0/24\") once the reason no longer holds")
 }
 
 /// `ssh_cidr` as a CIDR block EC2 accepts (E0206 otherwise, with the block that was meant),
