@@ -103,7 +103,9 @@ impl<P: Provider> Exec<'_, P> {
         let info = self.stack_info.clone().unwrap_or_default();
         if a.change == crate::plan::Change::Replace && !self.nodes.is_empty() {
             // Other machines than the running ones: those go first, with what was set up on them.
-            self.log(&format!("       replacing {} node(s): the machines the file asks for changed", self.nodes.len()));
+            let why = crate::plan::node_replacement(&self.state, Some(&st))
+                .map_or_else(|| "--replace names them".to_string(), |w| w.to_string());
+            self.log(&format!("       replacing {} node(s): {why}", self.nodes.len()));
             self.provider.destroy_nodes(&st, &self.nodes).await?;
             self.state.infra.nodes.clear();
             self.state.actions.retain(|id, _| !matches!(id, crate::address::ActionId::Setup { .. }));

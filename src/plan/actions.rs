@@ -55,17 +55,30 @@ pub fn graph(model: &Model, campaign: &Campaign, state: &State, wanted: &[String
     b.actions
 }
 
-/// What a node is launched as: everything but the zones it may be placed in. A change of
-/// it (instance type, volume, image, EFA, placement) replaces the nodes; a change of zones
-/// alone leaves running nodes where they are.
+/// What a node is launched as: everything but the zones it may be placed in, and how its root
+/// volume is encrypted. A change of it (instance type, volume, image, EFA, placement, KMS key)
+/// replaces the nodes; a change of zones alone leaves running nodes where they are.
 pub fn machine_spec(st: &Stack) -> String {
-    let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
-    let spec = (&st.instance_types, &names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa, &st.placement);
-    // A KMS key re-encrypts the volumes, so it is part of the machine; without one the spec reads as before.
     match &st.kms_key {
-        None => content_hash(&spec),
-        Some(key) => content_hash(&(spec, key)),
+        // (The form with a key is the one the release that added encryption recorded.)
+        Some(key) => content_hash(&(machine(st), key)),
+        None => content_hash(&(machine(st), ENCRYPTED_WITH_THE_ACCOUNTS_KEY)),
     }
+}
+
+/// The spec of the same machine as releases before encrypted root volumes recorded it (the
+/// release that added encryption recorded it too when no `kms_key` was given): a node recorded
+/// with it cannot be told from one whose volume is unencrypted.
+pub fn unencrypted_spec(st: &Stack) -> String {
+    content_hash(&machine(st))
+}
+
+/// Marks a spec whose volumes are encrypted with the account's default EBS key.
+const ENCRYPTED_WITH_THE_ACCOUNTS_KEY: &str = "root volume encrypted with the account's EBS key";
+
+fn machine(st: &Stack) -> impl serde::Serialize + '_ {
+    let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
+    (&st.instance_types, names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa, &st.placement)
 }
 
 /// The action of one pattern, outside a plan (rules run ad-hoc patterns this way).

@@ -4,6 +4,7 @@
 
 mod actions;
 pub use actions::machine_spec;
+pub use diff::{node_replacement, NodeReplacement};
 mod diff;
 pub mod target;
 pub mod view;
