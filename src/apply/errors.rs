@@ -156,6 +156,8 @@ pub enum ApplyError {
     /// (the next plan launches and sets up new ones); what is stopped is left to the user.
     NodesChanged {
         gone: Vec<String>,
+        /// Running as another machine than recorded (terminated, as a machine nobody set up).
+        changed: Vec<String>,
         stopped: Vec<String>,
         also_terminated: Vec<String>,
     },
@@ -167,20 +169,27 @@ impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ApplyError::State(e) => write!(f, "{e}; apply stopped so that no outcome goes unrecorded"),
-            ApplyError::NodesChanged { gone, stopped, also_terminated } => {
-                if !gone.is_empty() {
+            ApplyError::NodesChanged { gone, changed, stopped, also_terminated } => {
+                if !gone.is_empty() || !changed.is_empty() {
+                    let mut lost = vec![];
+                    if !gone.is_empty() {
+                        lost.push(format!("{} no longer exist(s) (terminated outside nixl)", gone.join(", ")));
+                    }
+                    if !changed.is_empty() {
+                        lost.push(format!("{} changed outside nixl and was terminated", changed.join(", ")));
+                    }
                     write!(
                         f,
-                        "{} no longer exist(s) (terminated outside nixl); the state no longer counts them or their setup. \
+                        "{}; the state no longer counts them or their setup. \
                          Run apply again: the plan will launch new nodes and set them up",
-                        gone.join(", ")
+                        lost.join("; ")
                     )?;
                     if !also_terminated.is_empty() {
                         write!(f, " (the pair is launched again together: {} was terminated too)", also_terminated.join(", "))?;
                     }
                 }
                 if !stopped.is_empty() {
-                    if !gone.is_empty() {
+                    if !gone.is_empty() || !changed.is_empty() {
                         write!(f, "; ")?;
                     }
                     write!(

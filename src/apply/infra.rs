@@ -24,53 +24,7 @@ impl<P: Provider> Exec<'_, P> {
         self.set_nodes(nodes);
     }
 
-    /// Before acting on recorded nodes, asks the provider whether they still run. A node
-    /// terminated outside nixl is forgotten with its setup (the next plan replaces it); a
-    /// stopped one is reported. Either way apply stops before sending it anything.
-    pub(super) async fn refresh_nodes(&mut self, plan: &crate::plan::Plan) -> Result<(), ApplyError> {
-        use crate::plan::Kind;
-        let uses_nodes = plan.actions.iter().any(|a| {
-            crate::plan::target::runs(a)
-                && matches!(a.kind, Kind::Setup | Kind::Service | Kind::ServerStart | Kind::Pattern | Kind::Step)
-        });
-        if self.nodes.is_empty() || !uses_nodes {
-            return Ok(());
-        }
-        let states = self.provider.node_states(&self.nodes).await.map_err(ApplyError::Refresh)?;
-        let label = |n: &NodeInfo| format!("{} ({})", n.name, n.id);
-        let pick = |want: crate::provider::NodeState| -> Vec<String> {
-            self.nodes.iter().zip(&states).filter(|(_, s)| **s == want).map(|(n, _)| label(n)).collect()
-        };
-        let (gone, stopped) = (pick(crate::provider::NodeState::Gone), pick(crate::provider::NodeState::Stopped));
-        if gone.is_empty() && stopped.is_empty() {
-            return Ok(());
-        }
-        if !gone.is_empty() {
-            // The pair is one unit: launched, placed and set up together.
-            let alive: Vec<NodeInfo> = self
-                .nodes
-                .iter()
-                .zip(&states)
-                .filter(|(_, s)| **s != crate::provider::NodeState::Gone)
-                .map(|(n, _)| n.clone())
-                .collect();
-            if let Some(st) = self.campaign.stack.clone() {
-                if !alive.is_empty() {
-                    self.provider.destroy_nodes(&st, &alive).await.map_err(ApplyError::Refresh)?;
-                }
-            }
-            let also_terminated = alive.iter().map(label).collect();
-            self.state.infra.nodes.clear();
-            self.state
-                .actions
-                .retain(|id, _| !matches!(id, crate::address::ActionId::Nodes | crate::address::ActionId::Setup { .. }));
-            self.state.save(&self.opts.state_path)?;
-            return Err(ApplyError::NodesChanged { gone, stopped, also_terminated });
-        }
-        Err(ApplyError::NodesChanged { gone, stopped, also_terminated: vec![] })
-    }
-
-    fn set_nodes(&mut self, nodes: Vec<NodeInfo>) {
+    pub(super) fn set_nodes(&mut self, nodes: Vec<NodeInfo>) {
         let ips: Vec<&str> = nodes.iter().map(|n| n.private_ip.as_str()).collect();
         self.vars = RenderVars::new(&ips, &self.opts.here.display().to_string()).with_model(self.campaign.design.model.as_ref());
         self.nodes = nodes;

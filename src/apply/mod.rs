@@ -8,11 +8,13 @@ mod infra;
 mod measure;
 mod post;
 mod provenance;
+mod refresh;
 mod server;
 
 pub use errors::{diagnostic, ActionError, ApplyError, ToolOutputError};
 pub use infra::{recorded_nodes, recorded_stack};
 pub use post::FIRED_LOG;
+pub use refresh::observe;
 
 use crate::address::ActionId;
 use crate::check::Model;

@@ -127,7 +127,7 @@ fn plan_to_apply(a: &Args) -> Result<(nixl::pipeline::Loaded, Plan, PathBuf, boo
         let file = PathBuf::from(&plan.source);
         return Ok((loaded, plan, file, true));
     }
-    let p = plan::make(&a.campaign, &a.select, a.format)?;
+    let p = plan::make(&a.campaign, &a.select, a.format, false)?;
     output::out(&nixl::plan::view::text(&p.plan, None, output::color_stdout()));
     Ok((p.loaded, p.plan, p.file, false))
 }

@@ -153,7 +153,6 @@ pub struct Leftover {
 /// The reason recorded for a zone that does not offer an instance type.
 pub const NOT_OFFERED: &str = "not offered in this zone";
 
-/// What the executor needs from a place to run a campaign.
 /// A recorded node as the provider finds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeState {
@@ -162,8 +161,11 @@ pub enum NodeState {
     Stopped,
     /// Terminated, or unknown to the provider.
     Gone,
+    /// Running, but not as the machine recorded (another instance type): what differs.
+    Changed(String),
 }
 
+/// What the executor needs from a place to run a campaign.
 pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
 

@@ -346,3 +346,36 @@ fn a_finished_campaign_whose_nodes_are_gone_plans_no_infrastructure() {
     let plan = text(&nixl().current_dir(&dir).args(["plan", "local-demo.nixl", "--target", "nodes"]).output().unwrap());
     assert!(plan.contains("+ nodes node1, node2"), "{plan}");
 }
+
+/// `nixl plan --refresh` asks the local provider about the recorded nodes: a node directory gone
+/// outside nixl is shown, the nodes and their setup are planned again, the state is not written;
+/// the saved refreshed plan applies.
+#[test]
+fn plan_refresh_shows_a_node_gone_plans_new_nodes_and_writes_no_state() {
+    let dir = copy_examples("refresh");
+    let target = ["--target", "setup.node2.02-workdir"];
+    assert!(apply(&dir, &target).status.success());
+    std::fs::remove_dir_all(dir.join(".nixl/demo/local/nodes/node2")).unwrap();
+    let path = dir.join(".nixl/demo/state.json");
+    let backup = dir.join(".nixl/demo/state.json.backup");
+    let before = (std::fs::read(&path).unwrap(), std::fs::read(&backup).ok());
+    let plan = |extra: &[&str]| nixl().current_dir(&dir).args(["plan", "local-demo.nixl"]).args(extra).output().unwrap();
+    let p = text(&plan(&["--refresh"]));
+    assert!(p.contains("Refreshed: asked local about the 2 recorded node(s)"), "{p}");
+    assert!(p.contains("node2 (") && p.contains("no longer exists (terminated outside nixl)"), "{p}");
+    assert!(p.contains("+ nodes node1, node2") && p.contains("+ setup on node1") && p.contains("+ setup on node2"), "{p}");
+    assert_eq!((std::fs::read(&path).unwrap(), std::fs::read(&backup).ok()), before, "plan --refresh wrote the state");
+    // From the state alone, the nodes are still there.
+    let p = text(&plan(&target));
+    assert!(!p.contains("+ nodes") && !p.contains("Refreshed"), "{p}");
+    let saved = dir.join("refreshed.plan");
+    let out = plan(&[&["--refresh", "--out", saved.to_str().unwrap()], &target[..]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    let out = nixl().current_dir(&dir).args(["apply", saved.to_str().unwrap(), "--provider", "local"]).output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("no longer exists (terminated outside nixl): the plan launches new nodes"), "{t}");
+    assert!(dir.join(".nixl/demo/local/nodes/node2").is_dir());
+    assert_eq!(state(&dir)["actions"]["setup.node2.02-workdir"]["status"], "done");
+    destroy(&dir);
+}

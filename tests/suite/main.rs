@@ -6,6 +6,7 @@ mod support;
 
 mod auth_proxy;
 mod aws;
+mod aws_refresh;
 mod cli;
 mod conformance;
 mod designs;
