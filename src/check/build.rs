@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 
 mod experiment;
 mod names;
+mod setup;
 
 use experiment::build_experiment;
 pub use names::{check_template_names, collect_free_names};
+use setup::build_setup;
 
 /// Attribute expressions of a block by name (the first one when set twice).
 fn attrs(b: &Block) -> BTreeMap<&str, &ast::Expr> {
@@ -234,112 +236,6 @@ impl Ctx<'_, '_> {
             _ => vec![],
         }
     }
-}
-
-fn build_setup(cx: &mut Ctx, b: &Block, name: String, span: Span) -> Setup {
-    // Variables are evaluated in order; each may use the ones before it.
-    let mut vars: BTreeMap<String, Value> = BTreeMap::new();
-    let mut steps = vec![];
-    let mut ids: BTreeMap<String, Span> = BTreeMap::new();
-    for s in &b.body {
-        match &s.kind {
-            StmtKind::Let(id, e) => {
-                let scope = super::value::Layered { inner: &vars, outer: cx.g };
-                match (super::value::Eval { scope: &scope, kv_bytes_per_token: None }).eval(e) {
-                    Ok(v) => {
-                        vars.insert(id.name.clone(), v);
-                    }
-                    Err(d) => cx.diags.push(cx.g.explain(*d)),
-                }
-            }
-            StmtKind::Block(step) if step.kind.name == "step" => {
-                let (sid, sspan) = label(step);
-                if let Some(prev) = ids.insert(sid.clone(), sspan) {
-                    cx.diags.push(
-                        Diagnostic::error(Code::Duplicate, sspan, format!("step `{sid}` is defined twice"))
-                            .with(prev, "first defined here")
-                            .help("step ids must be unique within a setup"),
-                    );
-                }
-                let scope = super::value::Layered { inner: &vars, outer: cx.g };
-                let ev = super::value::Eval { scope: &scope, kv_bytes_per_token: None };
-                let a = attrs(step);
-                let mut errs = vec![];
-                let mut text = |key: &str| -> Option<Value> {
-                    let e = a.get(key)?;
-                    match ev.eval(e) {
-                        Ok(v) => Some(v),
-                        Err(d) => {
-                            errs.push(cx.g.explain(*d));
-                            None
-                        }
-                    }
-                };
-                let run_value = text("run");
-                let skip_value = text("skip_if");
-                let timeout_value = text("timeout");
-                let name_value = text("name");
-                let nodes_value = text("nodes");
-                let env_value = text("env");
-                let provides: Vec<String> = match text("provides") {
-                    Some(Value::List(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-                    _ => vec![],
-                };
-                cx.diags.append(&mut errs);
-                let run = match &run_value {
-                    Some(Value::List(items)) if items.iter().all(|v| matches!(v, Value::Str(_))) => {
-                        items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
-                    }
-                    Some(Value::Str(s)) => vec![s.clone()],
-                    Some(other) => {
-                        let at = a.get("run").map(|e| e.span).unwrap_or(sspan);
-                        cx.diags.push(Diagnostic::error(
-                            Code::Type,
-                            at,
-                            format!("`run` must be a string or a list of strings, found {}", other.type_name()),
-                        ));
-                        vec![]
-                    }
-                    None => vec![],
-                };
-                let skip_if = match &skip_value {
-                    Some(Value::Str(s)) => Some(s.clone()),
-                    Some(other) => {
-                        let at = a.get("skip_if").map(|e| e.span).unwrap_or(sspan);
-                        cx.diags.push(Diagnostic::error(
-                            Code::Type,
-                            at,
-                            format!("`skip_if` must be a shell condition string, found {}", other.type_name()),
-                        ));
-                        None
-                    }
-                    None => None,
-                };
-                if let Some(Value::Num(_, u)) = &timeout_value {
-                    if *u != ast::Unit::Duration {
-                        let at = a.get("timeout").map(|e| e.span).unwrap_or(sspan);
-                        cx.diags.push(
-                            Diagnostic::error(Code::Unit, at, format!("`timeout` must be a duration, found {}", u.describe()))
-                                .help("write durations with a unit: 30s, 10min, 2h"),
-                        );
-                    }
-                }
-                let step_name = name_value.and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| sid.clone());
-                let timeout = timeout_value.and_then(|v| v.as_f64()).unwrap_or(1800.0);
-                let nodes = match nodes_value {
-                    Some(Value::List(items)) => items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-                    _ => vec![],
-                };
-                let env = match env_value {
-                    Some(Value::Record(m)) => m.into_iter().map(|(k, v)| (k, v.interpolated())).collect(),
-                    _ => BTreeMap::new(),
-                };
-                steps.push(SetupStep { id: sid, name: step_name, run, skip_if, timeout, nodes, env, provides, span: sspan });
-            }
-            _ => {}
-        }
-    }
-    Setup { name, vars, steps, span }
 }
 
 fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model) -> Stack {
