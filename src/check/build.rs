@@ -70,6 +70,14 @@ impl Ctx<'_, '_> {
             _ => vec![],
         }
     }
+    /// A shell attribute of a top-level block, one script per item of a list, with every value
+    /// it interpolates quoted (`check::shell`); one that does not evaluate gives nothing (its error
+    /// is reported where it is evaluated as a value).
+    fn commands(&mut self, b: &Block, name: &str) -> Vec<String> {
+        let Some(e) = attrs(b).get(name).copied() else { return vec![] };
+        let ev = super::value::Eval { scope: self.g, kv_bytes_per_token: None };
+        setup::commands(&super::shell::Renderer { eval: &ev }, e, &mut vec![])
+    }
     fn span_of(&self, b: &Block, name: &str) -> Span {
         attrs(b).get(name).map(|e| e.span).unwrap_or(b.kind.span)
     }
@@ -125,8 +133,8 @@ pub fn build(g: &Globals, files: &[(FileId, ast::File)], model: &mut Model, diag
             }
             "service" => {
                 let s = Service {
-                    run: cx.strs(b, "run"),
-                    health: cx.str(b, "health"),
+                    run: cx.commands(b, "run"),
+                    health: cx.commands(b, "health").pop(),
                     port: cx.num(b, "port").map(|p| p as u32),
                     name: name.clone(),
                     span,

@@ -3,6 +3,7 @@
 
 use super::{attrs, label, Ctx};
 use crate::check::model::*;
+use crate::check::shell::Renderer;
 use crate::check::value::Value;
 use crate::diagnostics::{Code, Diagnostic, Span};
 use crate::syntax::ast::{self, Block, StmtKind};
@@ -58,12 +59,14 @@ pub(super) fn build_setup(cx: &mut Ctx, b: &Block, name: String, span: Span) -> 
                     _ => vec![],
                 };
                 cx.diags.append(&mut errs);
-                let run = match &run_value {
-                    Some(Value::List(items)) if items.iter().all(|v| matches!(v, Value::Str(_))) => {
-                        items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+                // Checked as values above; written as scripts, every interpolated value quoted.
+                let shell = Renderer { eval: &ev };
+                let run = match (&run_value, a.get("run")) {
+                    (Some(Value::List(items)), Some(e)) if items.iter().all(|v| matches!(v, Value::Str(_))) => {
+                        commands(&shell, e, cx.diags)
                     }
-                    Some(Value::Str(s)) => vec![s.clone()],
-                    Some(other) => {
+                    (Some(Value::Str(_)), Some(e)) => commands(&shell, e, cx.diags),
+                    (Some(other), _) => {
                         let at = a.get("run").map(|e| e.span).unwrap_or(sspan);
                         cx.diags.push(Diagnostic::error(
                             Code::Type,
@@ -72,10 +75,10 @@ pub(super) fn build_setup(cx: &mut Ctx, b: &Block, name: String, span: Span) -> 
                         ));
                         vec![]
                     }
-                    None => vec![],
+                    (None, _) => vec![],
                 };
                 let skip_if = match &skip_value {
-                    Some(Value::Str(s)) => Some(s.clone()),
+                    Some(Value::Str(_)) => a.get("skip_if").and_then(|e| commands(&shell, e, cx.diags).pop()),
                     Some(other) => {
                         let at = a.get("skip_if").map(|e| e.span).unwrap_or(sspan);
                         cx.diags.push(Diagnostic::error(
@@ -112,4 +115,21 @@ pub(super) fn build_setup(cx: &mut Ctx, b: &Block, name: String, span: Span) -> 
         }
     }
     Setup { name, vars, steps, span }
+}
+
+/// The commands of a shell attribute: one per item of a list written in the file, else one
+/// script (a name holding a list is the author's own commands, one per item).
+pub(super) fn commands(shell: &Renderer, e: &ast::Expr, diags: &mut Vec<Diagnostic>) -> Vec<String> {
+    let items: Vec<&ast::Expr> = match &e.kind {
+        ast::ExprKind::List(items) => items.iter().collect(),
+        _ => vec![e],
+    };
+    let mut out = vec![];
+    for item in items {
+        match shell.script(item) {
+            Ok(s) => out.push(s),
+            Err(d) => diags.push(*d),
+        }
+    }
+    out
 }

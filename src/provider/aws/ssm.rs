@@ -191,7 +191,8 @@ async fn read_output(p: &AwsProvider, bucket: &str, command_id: &str, instance: 
 pub async fn fetch(p: &AwsProvider, node: &NodeInfo, path: &str) -> Result<Vec<u8>, ProviderError> {
     let bucket = p.bucket()?;
     let key = format!("{FETCH_PREFIX}/{}/{}", node.name, crate::state::content_hash(&path));
-    let script = format!("aws s3 cp --quiet '{path}' 's3://{bucket}/{key}'\n");
+    // The path is a result file nixl names, but it goes through the one quoting function all the same.
+    let script = format!("aws s3 cp --quiet {} {}\n", shell_quote(path), shell_quote(&format!("s3://{bucket}/{key}")));
     let out = run(p, std::slice::from_ref(node), &script, Duration::from_secs(300)).await?;
     if let Some(o) = out.first().filter(|o| o.exit_code != 0) {
         return Err(ProviderError::Other(format!("could not copy {path} from {}: {}", node.name, o.tail(5))));
