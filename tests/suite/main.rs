@@ -19,5 +19,6 @@ mod plan;
 mod props;
 mod results;
 mod runtime;
+mod shell_props;
 mod tools_output;
 mod vllm_world;
