@@ -302,6 +302,10 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("bimodal", "bimodal(analysis): whether an analysis detected bimodality"),
     ("ratio", "ratio(metric, a = L, b = L, ...): ratio of a metric between two result sets"),
     ("adhoc", "adhoc(tool, ...): the ad-hoc patterns of a tool"),
+    (
+        "secret",
+        "secret(\"env:NAME\" or \"ssm:/path\"): read when apply runs and given to a setup step as an environment variable (`env` only); never in scripts, plans or the state",
+    ),
 ];
 
 pub struct Eval<'a> {
@@ -489,6 +493,9 @@ impl Eval<'_> {
                 Some(Value::List(l)) => Ok(Value::num(l.len() as f64)),
                 _ => Err(err(Code::Type, span, "`len` needs one list")),
             },
+            // Only a setup step's `env` reads a secret (check::secret); anywhere else its value
+            // would be written into a script or a file.
+            "secret" => Err(super::secret::misplaced(f)),
             "kv_bytes" => {
                 let per = self
                     .kv_bytes_per_token

@@ -3,7 +3,7 @@
 //! every value they interpolate quoted by [`shell_quote`] (`check::shell`, which setup steps
 //! and services, rendered at check time, share).
 
-use crate::check::model::{SetupStep, Tool};
+use crate::check::model::{EnvValue, SetupStep, Tool};
 pub use crate::check::shell::shell_quote;
 use crate::check::shell::Renderer;
 use crate::check::value::{Eval, Value};
@@ -69,12 +69,17 @@ pub fn scope(settings: &BTreeMap<String, Value>, model: &Model, render: &BTreeMa
     s
 }
 
-/// A setup step as one script: its skip condition first, then its commands with `set -e`
-/// (the first failing command fails the step, as the seed's runner did).
+/// A setup step as one script: its environment (a secret only named: the provider hands its
+/// value to the process), its skip condition, then its commands with `set -e` (the first failing
+/// command fails the step, as the seed's runner did).
 pub fn setup_script(step: &SetupStep) -> String {
     let mut s = String::from("#!/bin/bash\n");
     for (k, v) in &step.env {
-        s += &format!("export {k}={}\n", shell_quote(v));
+        match v {
+            EnvValue::Text(t) => s += &format!("export {k}={}\n", shell_quote(t)),
+            // The value is in the environment the step runs with, never in its text.
+            EnvValue::Secret(r) => s += &format!("# {k}: {r}, in the environment nixl runs this script with\n"),
+        }
     }
     if let Some(cond) = &step.skip_if {
         s += &format!("if ( {cond} ) >/dev/null 2>&1; then echo 'NIXL_SKIPPED'; exit 0; fi\n");

@@ -87,6 +87,8 @@ pub enum Code {
     Eval,
     /// SSH open to the whole internet (`0.0.0.0/0`, `::/0`), allowed by an `ssh_reason`.
     WorldOpenSsh,
+    /// A `secret(...)` that is malformed, or written where its value would reach a script.
+    Secret,
     /// A prune or design that leaves a layer with no pattern.
     EmptyDesign,
     /// A design point outside the declared factor levels.
@@ -117,6 +119,8 @@ pub enum Code {
     NoCapacity,
     /// The cloud refused the stack's resources: quota, credentials or configuration.
     CloudRefused,
+    /// A secret apply cannot read: an unset environment variable, a missing SSM parameter.
+    SecretUnreadable,
 }
 
 impl Code {
@@ -142,6 +146,7 @@ impl Code {
             UnknownReference => 208,
             Eval => 209,
             WorldOpenSsh => 210,
+            Secret => 211,
             EmptyDesign => 301,
             PointOutsideLevels => 302,
             DesignBudget => 303,
@@ -157,13 +162,14 @@ impl Code {
             Hardware => 605,
             Render => 606,
             CloudRefused => 502,
+            SecretUnreadable => 503,
         }
     }
     /// Codes apply reports about the stack block when the cloud says no; no file alone can cause them.
-    pub const RUNTIME: [Code; 2] = [Code::NoCapacity, Code::CloudRefused];
+    pub const RUNTIME: [Code; 3] = [Code::NoCapacity, Code::CloudRefused, Code::SecretUnreadable];
 
     /// Every code a file can cause, each with an invalid input under tests/golden/invalid.
-    pub const ALL: [Code; 32] = {
+    pub const ALL: [Code; 33] = {
         use Code::*;
         [
             Syntax,
@@ -185,6 +191,7 @@ impl Code {
             UnknownReference,
             Eval,
             WorldOpenSsh,
+            Secret,
             EmptyDesign,
             PointOutsideLevels,
             DesignBudget,

@@ -111,7 +111,7 @@ proptest! {
             skip_if: None,
             timeout: 60.0,
             nodes: vec![],
-            env: [("VALUE".to_string(), value.clone())].into(),
+            env: [("VALUE".to_string(), nixl::check::model::EnvValue::Text(value.clone()))].into(),
             provides: vec![],
             span: Default::default(),
         };

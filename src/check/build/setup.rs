@@ -53,7 +53,6 @@ pub(super) fn build_setup(cx: &mut Ctx, b: &Block, name: String, span: Span) -> 
                 let timeout_value = text("timeout");
                 let name_value = text("name");
                 let nodes_value = text("nodes");
-                let env_value = text("env");
                 let provides: Vec<String> = match text("provides") {
                     Some(Value::List(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
                     _ => vec![],
@@ -105,10 +104,7 @@ pub(super) fn build_setup(cx: &mut Ctx, b: &Block, name: String, span: Span) -> 
                     Some(Value::List(items)) => items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
                     _ => vec![],
                 };
-                let env = match env_value {
-                    Some(Value::Record(m)) => m.into_iter().map(|(k, v)| (k, v.interpolated())).collect(),
-                    _ => BTreeMap::new(),
-                };
+                let env = a.get("env").map(|e| step_env(cx.g, &ev, e, cx.diags)).unwrap_or_default();
                 steps.push(SetupStep { id: sid, name: step_name, run, skip_if, timeout, nodes, env, provides, span: sspan });
             }
             _ => {}
@@ -132,4 +128,38 @@ pub(super) fn commands(shell: &Renderer, e: &ast::Expr, diags: &mut Vec<Diagnost
         }
     }
     out
+}
+
+/// A step's `env`: each entry's text, or the secret it reads when it is `secret(...)` as a whole.
+/// A name holding a record gives text only (a secret inside it is refused by the evaluator).
+fn step_env(
+    g: &crate::check::Globals,
+    ev: &crate::check::value::Eval,
+    e: &ast::Expr,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, EnvValue> {
+    let mut env = BTreeMap::new();
+    let ast::ExprKind::Record(fields) = &e.kind else {
+        match ev.eval(e) {
+            Ok(Value::Record(m)) => env.extend(m.into_iter().map(|(k, v)| (k, EnvValue::Text(v.interpolated())))),
+            Ok(_) => {} // the schema reports a value that is not a record
+            Err(d) => diags.push(g.explain(*d)),
+        }
+        return env;
+    };
+    for f in fields {
+        let value = match &f.value.kind {
+            ast::ExprKind::Call(callee, args) if callee.as_name().is_some_and(|n| n.name == "secret") => {
+                crate::check::secret::parse(args, callee.span).map(EnvValue::Secret)
+            }
+            _ => ev.eval(&f.value).map(|v| EnvValue::Text(v.interpolated())),
+        };
+        match value {
+            Ok(v) => {
+                env.insert(f.name.name.clone(), v);
+            }
+            Err(d) => diags.push(g.explain(*d)),
+        }
+    }
+    env
 }
