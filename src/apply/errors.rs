@@ -163,6 +163,8 @@ pub enum ApplyError {
     },
     /// The provider could not say whether the recorded nodes still run.
     Refresh(crate::provider::ProviderError),
+    /// Secrets the plan's setup steps read that apply could not read: nothing was created.
+    Secrets(Vec<super::secrets::Unreadable>),
 }
 
 impl fmt::Display for ApplyError {
@@ -201,6 +203,13 @@ impl fmt::Display for ApplyError {
                 Ok(())
             }
             ApplyError::Refresh(e) => write!(f, "cannot check the recorded nodes: {e}"),
+            ApplyError::Secrets(all) => {
+                write!(f, "apply stopped before creating anything: {} secret(s) cannot be read", all.len())?;
+                for u in all {
+                    write!(f, "\n  {u}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -225,6 +234,27 @@ pub fn diagnostic(id: &ActionId, error: &ActionError, campaign: &Campaign) -> Op
         (ActionError::Provider(e), Some(st), ActionId::Stack | ActionId::Nodes) => Some(provider_diagnostic(e, st, first)),
         _ => None,
     }
+}
+
+/// Secrets apply could not read, each a diagnostic on its `secret(...)` (E0503) saying what to
+/// set or create; empty for any other failure.
+pub fn secret_diagnostics(e: &ApplyError) -> Vec<Diagnostic> {
+    use super::secrets::Why;
+    let ApplyError::Secrets(all) = e else { return vec![] };
+    all.iter()
+        .map(|u| {
+            let help = match &u.why {
+                Why::EnvUnset(var) => format!("set it where apply runs (`export {var}=...`), or keep it in SSM: secret(\"ssm:/path/name\")"),
+                Why::Parameter(name, ProviderError::NotFound(_)) => format!(
+                    "create it in the stack's region: `aws ssm put-parameter --type SecureString --name {name} --value ...`"
+                ),
+                Why::Parameter(..) => "check that the credentials apply runs with may read it (ssm:GetParameter, and kms:Decrypt for a customer key); `nixl iam-policy FILE` lists it".into(),
+            };
+            Diagnostic::error(Code::SecretUnreadable, u.secret.span, u.to_string())
+                .label("read when apply starts, before anything is created")
+                .help(help)
+        })
+        .collect()
 }
 
 /// What to raise for a quota: the Service Quotas code of the instance family, when known.

@@ -102,7 +102,12 @@ impl<P: Provider> Exec<'_, P> {
                 let _ = self.provider.put_object(&key, body.as_bytes()).await;
                 let nodes: Vec<Result<NodeInfo, ActionError>> = names.iter().map(|n| self.node(n)).collect();
                 let reachable: Vec<NodeInfo> = nodes.iter().filter_map(|n| n.as_ref().ok().cloned()).collect();
-                let outs = self.provider.run(&reachable, &body, Duration::from_secs_f64(step.timeout.max(1.0))).await;
+                let timeout = Duration::from_secs_f64(step.timeout.max(1.0));
+                let secrets = self.secrets.for_step(&step);
+                let outs = match (&self.campaign.stack, secrets.is_empty()) {
+                    (Some(st), false) => self.provider.run_with_secrets(st, &reachable, &body, timeout, &secrets).await,
+                    _ => self.provider.run(&reachable, &body, timeout).await,
+                };
                 nodes
                     .into_iter()
                     .map(|node| {

@@ -200,6 +200,11 @@ pub fn run(a: &Args) -> ExitCode {
     });
     match outcome {
         Ok(o) => summarise(&o, campaign, &loaded, a.format),
+        Err(Failure::Apply(e @ nixl::apply::ApplyError::Secrets(_))) => {
+            // Each at its `secret(...)` in the file, with what to set or create.
+            output::diagnostics(&nixl::apply::secret_diagnostics(&e), &loaded.check.sources, a.format);
+            output::fail(e.to_string().lines().next().unwrap_or_default())
+        }
         Err(e) => output::fail(&e.to_string()),
     }
 }

@@ -154,8 +154,12 @@ impl Builder<'_> {
         // releases read the same; `machine_spec` tells a replacement from a zone change.)
         // Versioning and the reason for a world-open SSH rule are part of the stack; adding them
         // moves every stack hash once, so stacks made before the hardened template get it.
+        let hardened = (&st.name, &st.region, &st.placement, &st.buckets, &st.ssh_cidr, st.versioned, &st.ssh_reason);
+        // Nodes of a stack made before nixl had secrets may not read them: a campaign that uses
+        // secrets moves the hash once, so such a stack is updated (newer ones have nothing to change).
+        let reads_secrets = self.campaign.setup.iter().flat_map(|s| &s.steps).any(|s| s.secrets().next().is_some());
         let stack_hash =
-            content_hash(&(&st.name, &st.region, &st.placement, &st.buckets, &st.ssh_cidr, st.versioned, &st.ssh_reason));
+            if reads_secrets { content_hash(&(hardened, "nodes read the stack's secrets")) } else { content_hash(&hardened) };
         let mut stack =
             Action::new(ActionId::Stack, Kind::Stack, format!("stack \"{}\"", st.name), stack_hash, STACK_SECONDS, vec![]);
         stack.detail =

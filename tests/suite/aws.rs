@@ -501,6 +501,7 @@ fn resources(statement: &serde_json::Value) -> Vec<String> {
             serde_json::Value::Object(o) if o.contains_key("Fn::GetAtt") => {
                 format!("${{{}}}", o["Fn::GetAtt"][0].as_str().unwrap().to_string() + ".Arn")
             }
+            serde_json::Value::Object(o) if o.contains_key("Fn::Sub") => o["Fn::Sub"].as_str().unwrap().to_string(),
             serde_json::Value::Object(o) if o.contains_key("Fn::Join") => {
                 o["Fn::Join"][1].as_array().unwrap().iter().map(text).collect::<Vec<_>>().join(o["Fn::Join"][0].as_str().unwrap())
             }
@@ -526,7 +527,7 @@ fn export_cfn_prints_the_base_resources() {
 }
 
 /// The node role reads the scripts and writes its output prefixes only; the SSM agent's
-/// permissions come without reads of the account's parameters.
+/// permissions come without reads of the account's parameters, but for the stack's own secrets.
 #[test]
 fn export_cfn_shows_the_narrowed_node_role() {
     let dir = campaign("aws-cfn-role", &["us-east-1a"]);
@@ -544,9 +545,18 @@ fn export_cfn_shows_the_narrowed_node_role() {
     for needed in ["ssm:UpdateInstanceInformation", "ec2messages:GetMessages", "ssmmessages:OpenControlChannel"] {
         assert!(all.iter().any(|a| a == needed), "the SSM agent needs {needed}: {all:?}");
     }
-    for banned in ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:*", "s3:*", "*"] {
+    for banned in ["ssm:GetParameters", "ssm:GetParametersByPath", "ssm:*", "s3:*", "*"] {
         assert!(!all.iter().any(|a| a == banned), "{banned} granted: {all:?}");
     }
+    // One parameter read, of the stack's own secrets.
+    let reads_parameters: Vec<&&serde_json::Value> =
+        statements.iter().filter(|s| actions(s).iter().any(|a| a == "ssm:GetParameter")).collect();
+    assert_eq!(reads_parameters.len(), 1, "{reads_parameters:?}");
+    assert_eq!(actions(reads_parameters[0]), ["ssm:GetParameter"]);
+    assert_eq!(
+        resources(reads_parameters[0]),
+        ["arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/nixl/nixl-test/secrets/*"]
+    );
     let mut reads = vec![];
     let mut writes = vec![];
     for st in &statements {
