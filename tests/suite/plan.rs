@@ -240,3 +240,30 @@ fn nodes_recorded_before_volume_encryption_plan_as_replaced_with_the_reason() {
     let p = plan_text(Some(nixl::plan::machine_spec(st)));
     assert!(p.contains("No changes."), "{p}");
 }
+
+/// A stack made before nixl had secrets gives its nodes no read of them: the first campaign that
+/// uses one updates the stack in place (`~ stack`), once.
+#[test]
+fn a_campaign_that_first_reads_a_secret_updates_its_stack() {
+    let dir = crate::support::scratch("secret-stack");
+    let file = dir.join("local-demo.nixl");
+    std::fs::copy(root().join("examples/local-demo.nixl"), &file).unwrap();
+    let loaded = nixl::pipeline::load(&file);
+    let before = plan_of(&loaded, None, &State::new());
+    let mut done = State::new();
+    for a in before.actions.iter().filter(|a| a.kind == Kind::Stack) {
+        done.actions.insert(a.id.clone(), record(&a.hash));
+    }
+    let stack_change = |p: &Plan| p.actions.iter().find(|a| a.kind == Kind::Stack).map(|a| a.change);
+    assert_eq!(stack_change(&plan_of(&loaded, None, &done)), Some(Change::NoOp));
+    let source = std::fs::read_to_string(&file).unwrap();
+    let with_secret = source.replace(
+        "    run     = \"python3 --version\"",
+        "    run     = \"python3 --version\"\n    env     = { TOKEN = secret(\"env:HF_TOKEN\") }",
+    );
+    assert_ne!(source, with_secret);
+    std::fs::write(&file, with_secret).unwrap();
+    let loaded = nixl::pipeline::load(&file);
+    assert!(!loaded.check.has_errors(), "{:?}", loaded.check.diagnostics);
+    assert_eq!(stack_change(&plan_of(&loaded, None, &done)), Some(Change::Update));
+}
