@@ -152,3 +152,21 @@ fn a_setup_secret_reaches_its_step_and_nothing_nixl_writes_or_prints() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let _ = nixl_in(&dir, &["destroy", "local-demo.nixl", "--provider", "local", "--auto-approve"], None);
 }
+
+/// The local provider reads no SSM parameter: `secret("ssm:...")` there is E0503 at the secret,
+/// saying to use `env:`, before anything is created.
+#[test]
+fn an_ssm_secret_on_the_local_provider_is_named_before_anything_is_created() {
+    let dir = demo_with_a_secret("secret-local-ssm");
+    let file = dir.join("local-demo.nixl");
+    let source =
+        std::fs::read_to_string(&file).unwrap().replace("secret(\"env:NIXL_TEST_TOKEN\")", "secret(\"ssm:/team/hf-token\")");
+    std::fs::write(&file, source).unwrap();
+    let apply = ["apply", "local-demo.nixl", "--provider", "local", "--auto-approve", "--target", "setup.node1.03-token"];
+    let out = nixl_in(&dir, &apply, Some(TOKEN));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("error[nixl::E0503]") && t.contains("secret(\"ssm:/team/hf-token\")"), "{t}");
+    assert!(t.contains("the local provider reads no SSM parameters"), "{t}");
+    assert!(!dir.join(".nixl/demo/local").exists(), "something was created");
+}
