@@ -8,12 +8,15 @@
 //! (letters, digits and `-_./:=,@%+`) is written as it is, so ordinary scripts read as before.
 //!
 //! Each item of a list template is a command of its own: the quoting context starts afresh with
-//! it. Here-documents are not followed: a value interpolated into one is quoted as on a command
-//! line (it arrives with its quotes; no command runs either way).
+//! it. Where the shell would read any quoting of its own (a here-document's body, inside
+//! `${...}`), a value that is not safe as it is refused (E0606) instead of guessed at.
+
+mod lexer;
 
 use super::value::{Eval, Value};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{Expr, ExprKind, StrPart};
+use lexer::{Frame, Lexer};
 
 /// Quotes a value for the shell: unchanged when every character is safe, else in single quotes
 /// with embedded single quotes written `'\''`. The one quoting function of every script nixl sends.
@@ -82,14 +85,21 @@ impl Renderer<'_> {
             ExprKind::Paren(inner) => self.interpolate(inner, out),
             ExprKind::Ternary(c, a, b) => self.interpolate(self.choose(c, a, b)?, out),
             _ => {
+                let refused = |place: &str| {
+                    Box::new(
+                        Diagnostic::error(Code::Render, x.span, format!("this value cannot be quoted safely inside {place}"))
+                            .label("holds characters the shell would read there")
+                            .help("set a variable before it (`V={...}` on a line of its own) and use `\"$V\"` there"),
+                    )
+                };
                 match self.eval.eval(x)? {
                     Value::Shell(s) => out.shell(&s),
                     Value::List(items) => {
-                        let words: Vec<String> = items.iter().map(|v| out.quoted(&v.interpolated())).collect();
-                        out.text.push_str(&words.join(" "));
+                        let words = items.iter().map(|v| out.quoted(&v.interpolated())).collect::<Result<Vec<_>, _>>();
+                        out.text.push_str(&words.map_err(refused)?.join(" "));
                     }
                     v => {
-                        let q = out.quoted(&v.interpolated());
+                        let q = out.quoted(&v.interpolated()).map_err(refused)?;
                         out.text.push_str(&q);
                     }
                 }
@@ -128,87 +138,23 @@ impl Script {
 
     /// A value quoted for the place the script has reached. Outside quotes it is
     /// [`shell_quote`]d; inside quotes the quotes are closed around it and opened again
-    /// (`'a '"'"'...` reads as one word), so the value is always single-quoted data.
-    fn quoted(&self, value: &str) -> String {
+    /// (`'a '"'"'...` reads as one word), so the value is always single-quoted data. In a comment
+    /// its newlines are written `\n`, so the comment stays one line. A here-document's body and
+    /// `${...}` have no quoting that is safe for every value: there, only a safe value goes (Err
+    /// says where it stands).
+    fn quoted(&self, value: &str) -> Result<String, &'static str> {
         let q = shell_quote(value);
         if q == value {
-            return q;
+            return Ok(q);
         }
         match self.lexer.top() {
-            Frame::Single => format!("'{q}'"),
-            Frame::Double => format!("\"{q}\""),
-            Frame::Bare { .. } | Frame::Backtick => q,
-        }
-    }
-}
-
-/// Where a character of a script stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Frame {
-    /// Outside quotes; `depth` counts parentheses opened inside a `$(` that opened this frame.
-    Bare {
-        substitution: bool,
-        depth: u32,
-    },
-    Single,
-    Double,
-    Backtick,
-}
-
-/// Follows quotes, escapes, `$(...)` and backticks, enough to know the frame at any point.
-#[derive(Debug, Default)]
-struct Lexer {
-    stack: Vec<Frame>,
-    escaped: bool,
-    dollar: bool,
-}
-
-impl Lexer {
-    fn top(&self) -> Frame {
-        self.stack.last().copied().unwrap_or(Frame::Bare { substitution: false, depth: 0 })
-    }
-
-    fn feed(&mut self, text: &str) {
-        for c in text.chars() {
-            self.step(c);
-        }
-    }
-
-    fn step(&mut self, c: char) {
-        let dollar = std::mem::take(&mut self.dollar);
-        if std::mem::take(&mut self.escaped) {
-            return;
-        }
-        match (self.top(), c) {
-            (Frame::Single, '\'') => self.pop(),
-            (Frame::Single, _) => {}
-            (_, '\\') => self.escaped = true,
-            (Frame::Double, '"') => self.pop(),
-            (Frame::Backtick, '`') => self.pop(),
-            (_, '`') => self.stack.push(Frame::Backtick),
-            (Frame::Bare { .. } | Frame::Double, '(') if dollar => self.stack.push(Frame::Bare { substitution: true, depth: 0 }),
-            (_, '$') => self.dollar = true,
-            (Frame::Double, _) => {}
-            (Frame::Bare { .. } | Frame::Backtick, '\'') => self.stack.push(Frame::Single),
-            (Frame::Bare { .. } | Frame::Backtick, '"') => self.stack.push(Frame::Double),
-            (Frame::Bare { substitution, depth }, '(') => self.set_top(Frame::Bare { substitution, depth: depth + 1 }),
-            (Frame::Bare { substitution: true, depth: 0 }, ')') => self.pop(),
-            (Frame::Bare { substitution, depth }, ')') => {
-                self.set_top(Frame::Bare { substitution, depth: depth.saturating_sub(1) })
-            }
-            _ => {}
-        }
-    }
-
-    fn pop(&mut self) {
-        self.stack.pop();
-    }
-
-    fn set_top(&mut self, f: Frame) {
-        match self.stack.last_mut() {
-            Some(top) => *top = f,
-            None if f != (Frame::Bare { substitution: false, depth: 0 }) => self.stack.push(f),
-            None => {}
+            Frame::Bare { .. } | Frame::Backtick => Ok(q),
+            Frame::Single => Ok(format!("'{q}'")),
+            Frame::Double => Ok(format!("\"{q}\"")),
+            Frame::AnsiC => Ok(format!("'{q}$'")),
+            Frame::Comment => Ok(q.replace('\n', "\\n")),
+            Frame::HereDoc { .. } => Err("a here-document's body"),
+            Frame::Param { .. } => Err("a `${...}` expansion"),
         }
     }
 }
@@ -216,6 +162,47 @@ impl Lexer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    /// `template` (a nixl string literal) rendered with `v` bound to `value`.
+    fn render(template: &str, value: &str) -> R<String> {
+        let (file, diags) = crate::syntax::parse(0, &format!("let t = {template}\n"));
+        assert!(diags.is_empty(), "{diags:?}");
+        let crate::syntax::ast::StmtKind::Let(_, e) = &file.items[0].kind else { panic!("a let") };
+        let scope: BTreeMap<String, Value> = [("v".to_string(), Value::Str(value.into()))].into();
+        let eval = Eval { scope: &scope, kv_bytes_per_token: None };
+        Renderer { eval: &eval }.script(e)
+    }
+
+    fn bash(script: &str) -> String {
+        let out = std::process::Command::new("bash").arg("-c").arg(script).output().unwrap();
+        assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn a_value_arrives_whole_in_ansi_c_quotes_and_stays_in_its_comment() {
+        let hostile = "a'b\n$(echo INJECTED)";
+        assert_eq!(bash(&render("\"printf '%s' $'x{v}y'\"", hostile).unwrap()), format!("x{hostile}y"));
+        let commented = render("\"echo kept # about {v}\"", hostile).unwrap();
+        assert_eq!(commented.lines().count(), 1, "{commented}");
+        assert_eq!(bash(&commented), "kept\n");
+    }
+
+    #[test]
+    fn a_here_document_or_parameter_expansion_takes_only_a_safe_value() {
+        let doc = r#""cat <<EOF\nport={v}\nEOF""#;
+        assert_eq!(bash(&render(doc, "8100").unwrap()), "port=8100\n");
+        let refused = render(doc, "$(echo INJECTED)").unwrap_err();
+        assert_eq!(refused.code, Code::Render);
+        assert!(refused.message.contains("a here-document's body"), "{}", refused.message);
+        let param = r#""echo \"$\{X:-{v}\}\"""#;
+        assert_eq!(bash(&render(param, "safe").unwrap()), "safe\n");
+        assert!(render(param, "a b").unwrap_err().message.contains("`${...}`"));
+        // After the document, the command line again.
+        let after = r#""cat <<'EOF'\nit's\nEOF\nprintf '%s' {v}""#;
+        assert_eq!(bash(&render(after, "a b").unwrap()), "it's\na b");
+    }
 
     #[test]
     fn quotes_only_what_needs_it() {
@@ -223,26 +210,5 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
-    }
-
-    fn frame_after(text: &str) -> Frame {
-        let mut l = Lexer::default();
-        l.feed(text);
-        l.top()
-    }
-
-    #[test]
-    fn the_lexer_knows_the_frame_at_the_end_of_a_text() {
-        assert_eq!(frame_after("echo "), Frame::Bare { substitution: false, depth: 0 });
-        assert_eq!(frame_after("echo 'a"), Frame::Single);
-        assert_eq!(frame_after("echo 'a' \"b"), Frame::Double);
-        assert_eq!(frame_after("echo \"a $(ls "), Frame::Bare { substitution: true, depth: 0 });
-        assert_eq!(frame_after("echo \"a $(ls) "), Frame::Double);
-        assert_eq!(frame_after("echo \\' "), Frame::Bare { substitution: false, depth: 0 });
-        assert_eq!(frame_after("echo \"it\\\" "), Frame::Double);
-        assert_eq!(frame_after("x=$((1 + (2 * 3)) "), Frame::Bare { substitution: true, depth: 0 });
-        assert_eq!(frame_after("x=$((1 + (2 * 3))) "), Frame::Bare { substitution: false, depth: 0 });
-        assert_eq!(frame_after("echo `ls "), Frame::Backtick);
-        assert_eq!(frame_after("( cd /tmp "), Frame::Bare { substitution: false, depth: 1 });
     }
 }

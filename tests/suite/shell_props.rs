@@ -2,7 +2,8 @@
 //! `let` values, template settings and setup `env` values full of shell syntax (quotes, `$()`,
 //! backticks, newlines, spaces) render scripts that bash parses (`bash -n`), and running them
 //! executes nothing the values hold (a canary `touch PWNED` never happens) while each value
-//! arrives whole, wherever it stands in the command (outside quotes, in '...', in "...", in `$(...)`).
+//! arrives whole, wherever it stands in the command (outside quotes, in '...', "...", `$(...)`,
+//! `$'...'`, an assignment, a comment).
 
 use crate::support::{root, scratch};
 use proptest::prelude::*;
@@ -51,7 +52,8 @@ fn pwned(dir: &Path) -> bool {
     })
 }
 
-/// The same value in every place a command can hold it; each line writes what it received.
+/// The same value in every place a command can hold it (outside quotes, '...', "...", $(...), an
+/// assignment, $'...', a comment); each line writes what it received.
 /// `NAME` is the interpolation (`{v}`), written into a nixl string.
 fn lines_using(name: &str) -> String {
     [
@@ -60,6 +62,8 @@ fn lines_using(name: &str) -> String {
         format!("\"printf '%s\\\\n' \\\"x{{{name}}}y\\\" > double.txt\""),
         format!("\"printf '%s\\\\n' \\\"$(printf '%s' {{{name}}})\\\" > subst.txt\""),
         format!("\"V={{{name}}}; printf '%s\\\\n' \\\"$V\\\" > assign.txt\""),
+        format!("\"printf '%s\\\\n' $'x{{{name}}}y' > ansic.txt\""),
+        format!("\"echo comment > comment.txt # {{{name}}}\""),
     ]
     .join(",\n      ")
 }
@@ -73,6 +77,8 @@ fn received_whole(dir: &Path, value: &str) -> Result<(), TestCaseError> {
     // `$(...)` drops trailing newlines, as it does for any output.
     prop_assert_eq!(read("subst.txt"), format!("{}\n", value.trim_end_matches('\n')));
     prop_assert_eq!(read("assign.txt"), format!("{value}\n"));
+    prop_assert_eq!(read("ansic.txt"), format!("x{value}y\n"));
+    prop_assert_eq!(read("comment.txt"), "comment\n");
     Ok(())
 }
 
