@@ -35,7 +35,7 @@ fn state_bytes(dir: &Path) -> (Vec<u8>, Option<Vec<u8>>) {
 }
 
 #[test]
-fn plan_refresh_shows_nodes_gone_and_changed_plans_new_ones_and_writes_no_state() {
+fn plan_refresh_shows_nodes_gone_changed_and_stopped_plans_new_ones_and_writes_no_state() {
     let moto = Moto::start();
     let proxy = Proxy::start(moto.port);
     let dir = campaign("aws-refresh", &["us-east-1a"]);
@@ -94,6 +94,14 @@ fn plan_refresh_shows_nodes_gone_and_changed_plans_new_ones_and_writes_no_state(
     assert!(running.contains(&st["resources"]["node.node1"]["id"].as_str().unwrap().to_string()));
     let again = text(&run(&dir, &proxy, &refreshed));
     assert!(again.contains("Refreshed: the 2 recorded node(s) run as recorded (asked aws)"), "{again}");
+    // Stopped outside nixl: shown, and left alone (its disks are there): no new nodes planned.
+    let stopped = st["resources"]["node.node2"]["id"].as_str().unwrap().to_string();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&moto_conf(&moto).await);
+        ec2.stop_instances().instance_ids(&stopped).send().await.unwrap();
+    });
+    let t = text(&run(&dir, &proxy, &refreshed));
+    assert!(t.contains(&format!("node2 ({stopped}) is stopped (outside nixl)")) && !t.contains("+ nodes"), "{t}");
     let out = run(&dir, &proxy, crate::aws::DESTROY);
     assert!(out.status.success(), "{}", text(&out));
 }
