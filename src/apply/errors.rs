@@ -156,31 +156,42 @@ pub enum ApplyError {
     /// (the next plan launches and sets up new ones); what is stopped is left to the user.
     NodesChanged {
         gone: Vec<String>,
+        /// Running as another machine than recorded (terminated, as a machine nobody set up).
+        changed: Vec<String>,
         stopped: Vec<String>,
         also_terminated: Vec<String>,
     },
     /// The provider could not say whether the recorded nodes still run.
     Refresh(crate::provider::ProviderError),
+    /// Secrets the plan's setup steps read that apply could not read: nothing was created.
+    Secrets(Vec<super::secrets::Unreadable>),
 }
 
 impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ApplyError::State(e) => write!(f, "{e}; apply stopped so that no outcome goes unrecorded"),
-            ApplyError::NodesChanged { gone, stopped, also_terminated } => {
-                if !gone.is_empty() {
+            ApplyError::NodesChanged { gone, changed, stopped, also_terminated } => {
+                if !gone.is_empty() || !changed.is_empty() {
+                    let mut lost = vec![];
+                    if !gone.is_empty() {
+                        lost.push(format!("{} no longer exist(s) (terminated outside nixl)", gone.join(", ")));
+                    }
+                    if !changed.is_empty() {
+                        lost.push(format!("{} changed outside nixl and was terminated", changed.join(", ")));
+                    }
                     write!(
                         f,
-                        "{} no longer exist(s) (terminated outside nixl); the state no longer counts them or their setup. \
+                        "{}; the state no longer counts them or their setup. \
                          Run apply again: the plan will launch new nodes and set them up",
-                        gone.join(", ")
+                        lost.join("; ")
                     )?;
                     if !also_terminated.is_empty() {
                         write!(f, " (the pair is launched again together: {} was terminated too)", also_terminated.join(", "))?;
                     }
                 }
                 if !stopped.is_empty() {
-                    if !gone.is_empty() {
+                    if !gone.is_empty() || !changed.is_empty() {
                         write!(f, "; ")?;
                     }
                     write!(
@@ -192,6 +203,13 @@ impl fmt::Display for ApplyError {
                 Ok(())
             }
             ApplyError::Refresh(e) => write!(f, "cannot check the recorded nodes: {e}"),
+            ApplyError::Secrets(all) => {
+                write!(f, "apply stopped before creating anything: {} secret(s) cannot be read", all.len())?;
+                for u in all {
+                    write!(f, "\n  {u}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -216,6 +234,27 @@ pub fn diagnostic(id: &ActionId, error: &ActionError, campaign: &Campaign) -> Op
         (ActionError::Provider(e), Some(st), ActionId::Stack | ActionId::Nodes) => Some(provider_diagnostic(e, st, first)),
         _ => None,
     }
+}
+
+/// Secrets apply could not read, each a diagnostic on its `secret(...)` (E0503) saying what to
+/// set or create; empty for any other failure.
+pub fn secret_diagnostics(e: &ApplyError) -> Vec<Diagnostic> {
+    use super::secrets::Why;
+    let ApplyError::Secrets(all) = e else { return vec![] };
+    all.iter()
+        .map(|u| {
+            let help = match &u.why {
+                Why::EnvUnset(var) => format!("set it where apply runs (`export {var}=...`), or keep it in SSM: secret(\"ssm:/path/name\")"),
+                Why::Parameter(name, ProviderError::NotFound(_)) => format!(
+                    "create it in the stack's region: `aws ssm put-parameter --type SecureString --name {name} --value ...`"
+                ),
+                Why::Parameter(..) => "check that the credentials apply runs with may read it (ssm:GetParameter, and kms:Decrypt for a customer key); `nixl iam-policy FILE` lists it".into(),
+            };
+            Diagnostic::error(Code::SecretUnreadable, u.secret.span, u.to_string())
+                .label("read when apply starts, before anything is created")
+                .help(help)
+        })
+        .collect()
 }
 
 /// What to raise for a quota: the Service Quotas code of the instance family, when known.

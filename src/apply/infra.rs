@@ -24,53 +24,7 @@ impl<P: Provider> Exec<'_, P> {
         self.set_nodes(nodes);
     }
 
-    /// Before acting on recorded nodes, asks the provider whether they still run. A node
-    /// terminated outside nixl is forgotten with its setup (the next plan replaces it); a
-    /// stopped one is reported. Either way apply stops before sending it anything.
-    pub(super) async fn refresh_nodes(&mut self, plan: &crate::plan::Plan) -> Result<(), ApplyError> {
-        use crate::plan::Kind;
-        let uses_nodes = plan.actions.iter().any(|a| {
-            crate::plan::target::runs(a)
-                && matches!(a.kind, Kind::Setup | Kind::Service | Kind::ServerStart | Kind::Pattern | Kind::Step)
-        });
-        if self.nodes.is_empty() || !uses_nodes {
-            return Ok(());
-        }
-        let states = self.provider.node_states(&self.nodes).await.map_err(ApplyError::Refresh)?;
-        let label = |n: &NodeInfo| format!("{} ({})", n.name, n.id);
-        let pick = |want: crate::provider::NodeState| -> Vec<String> {
-            self.nodes.iter().zip(&states).filter(|(_, s)| **s == want).map(|(n, _)| label(n)).collect()
-        };
-        let (gone, stopped) = (pick(crate::provider::NodeState::Gone), pick(crate::provider::NodeState::Stopped));
-        if gone.is_empty() && stopped.is_empty() {
-            return Ok(());
-        }
-        if !gone.is_empty() {
-            // The pair is one unit: launched, placed and set up together.
-            let alive: Vec<NodeInfo> = self
-                .nodes
-                .iter()
-                .zip(&states)
-                .filter(|(_, s)| **s != crate::provider::NodeState::Gone)
-                .map(|(n, _)| n.clone())
-                .collect();
-            if let Some(st) = self.campaign.stack.clone() {
-                if !alive.is_empty() {
-                    self.provider.destroy_nodes(&st, &alive).await.map_err(ApplyError::Refresh)?;
-                }
-            }
-            let also_terminated = alive.iter().map(label).collect();
-            self.state.infra.nodes.clear();
-            self.state
-                .actions
-                .retain(|id, _| !matches!(id, crate::address::ActionId::Nodes | crate::address::ActionId::Setup { .. }));
-            self.state.save(&self.opts.state_path)?;
-            return Err(ApplyError::NodesChanged { gone, stopped, also_terminated });
-        }
-        Err(ApplyError::NodesChanged { gone, stopped, also_terminated: vec![] })
-    }
-
-    fn set_nodes(&mut self, nodes: Vec<NodeInfo>) {
+    pub(super) fn set_nodes(&mut self, nodes: Vec<NodeInfo>) {
         let ips: Vec<&str> = nodes.iter().map(|n| n.private_ip.as_str()).collect();
         self.vars = RenderVars::new(&ips, &self.opts.here.display().to_string()).with_model(self.campaign.design.model.as_ref());
         self.nodes = nodes;
@@ -103,7 +57,9 @@ impl<P: Provider> Exec<'_, P> {
         let info = self.stack_info.clone().unwrap_or_default();
         if a.change == crate::plan::Change::Replace && !self.nodes.is_empty() {
             // Other machines than the running ones: those go first, with what was set up on them.
-            self.log(&format!("       replacing {} node(s): the machines the file asks for changed", self.nodes.len()));
+            let why = crate::plan::node_replacement(&self.state, Some(&st))
+                .map_or_else(|| "--replace names them".to_string(), |w| w.to_string());
+            self.log(&format!("       replacing {} node(s): {why}", self.nodes.len()));
             self.provider.destroy_nodes(&st, &self.nodes).await?;
             self.state.infra.nodes.clear();
             self.state.actions.retain(|id, _| !matches!(id, crate::address::ActionId::Setup { .. }));
@@ -146,7 +102,12 @@ impl<P: Provider> Exec<'_, P> {
                 let _ = self.provider.put_object(&key, body.as_bytes()).await;
                 let nodes: Vec<Result<NodeInfo, ActionError>> = names.iter().map(|n| self.node(n)).collect();
                 let reachable: Vec<NodeInfo> = nodes.iter().filter_map(|n| n.as_ref().ok().cloned()).collect();
-                let outs = self.provider.run(&reachable, &body, Duration::from_secs_f64(step.timeout.max(1.0))).await;
+                let timeout = Duration::from_secs_f64(step.timeout.max(1.0));
+                let secrets = self.secrets.for_step(&step);
+                let outs = match (&self.campaign.stack, secrets.is_empty()) {
+                    (Some(st), false) => self.provider.run_with_secrets(st, &reachable, &body, timeout, &secrets).await,
+                    _ => self.provider.run(&reachable, &body, timeout).await,
+                };
                 nodes
                     .into_iter()
                     .map(|node| {

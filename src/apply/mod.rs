@@ -8,11 +8,15 @@ mod infra;
 mod measure;
 mod post;
 mod provenance;
+mod refresh;
+mod secrets;
 mod server;
 
-pub use errors::{diagnostic, ActionError, ApplyError, ToolOutputError};
+pub use errors::{diagnostic, secret_diagnostics, ActionError, ApplyError, ToolOutputError};
 pub use infra::{recorded_nodes, recorded_stack};
 pub use post::FIRED_LOG;
+pub use refresh::observe;
+pub use secrets::{Secrets, REDACTED};
 
 use crate::address::ActionId;
 use crate::check::Model;
@@ -74,6 +78,8 @@ struct Exec<'a, P: Provider> {
     last_launch: u32,
     /// What results are measured on, read once from the nodes (`provenance.rs`).
     provenance: Option<crate::results::Provenance>,
+    /// The secrets the plan's setup steps read (the provider's outputs come redacted of them).
+    secrets: &'a Secrets,
 }
 
 /// Runs the plan (already limited to its targets), then what rules added. The state is saved after every action.
@@ -86,6 +92,9 @@ pub async fn run<P: Provider>(
     state: State,
     opts: &Options,
 ) -> Result<Outcome, ApplyError> {
+    // Before anything is created: a secret that cannot be read stops apply here, naming it.
+    let secrets = Secrets::read(provider, campaign, plan).await?;
+    let provider = &secrets::Redacting { inner: provider, secrets: &secrets };
     let mut ex = Exec {
         provider,
         sink,
@@ -105,6 +114,7 @@ pub async fn run<P: Provider>(
         counter: (0, 0),
         last_launch: plan.actions.iter().filter_map(|a| a.launch).max().unwrap_or(0),
         provenance: None,
+        secrets: &secrets,
     };
     ex.restore_infra();
     ex.refresh_nodes(plan).await?;
@@ -226,7 +236,7 @@ impl<P: Provider> Exec<'_, P> {
         let n = self.number(1);
         let symbol = if a.change == Change::Replace { "-/+" } else { "+" };
         match a.kind {
-            Kind::Pattern => self.log(&format!("{n} {symbol} {}  ({})", a.label, self.sink.position())),
+            Kind::Pattern => self.log(&format!("{n} {symbol} {}  ({})", a.label(), self.sink.position())),
             _ => self.log(&format!("{n} {symbol} {}", a.label())),
         }
         let started = Instant::now();

@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 
 mod experiment;
 mod names;
+mod setup;
 
 use experiment::build_experiment;
 pub use names::{check_template_names, collect_free_names};
+use setup::build_setup;
 
 /// Attribute expressions of a block by name (the first one when set twice).
 fn attrs(b: &Block) -> BTreeMap<&str, &ast::Expr> {
@@ -67,6 +69,14 @@ impl Ctx<'_, '_> {
             Some(Value::Str(s)) => vec![s],
             _ => vec![],
         }
+    }
+    /// A shell attribute of a top-level block, one script per item of a list, with every value
+    /// it interpolates quoted (`check::shell`); one that does not evaluate gives nothing (its error
+    /// is reported where it is evaluated as a value).
+    fn commands(&mut self, b: &Block, name: &str) -> Vec<String> {
+        let Some(e) = attrs(b).get(name).copied() else { return vec![] };
+        let ev = super::value::Eval { scope: self.g, kv_bytes_per_token: None };
+        setup::commands(&super::shell::Renderer { eval: &ev }, e, &mut vec![])
     }
     fn span_of(&self, b: &Block, name: &str) -> Span {
         attrs(b).get(name).map(|e| e.span).unwrap_or(b.kind.span)
@@ -123,8 +133,8 @@ pub fn build(g: &Globals, files: &[(FileId, ast::File)], model: &mut Model, diag
             }
             "service" => {
                 let s = Service {
-                    run: cx.strs(b, "run"),
-                    health: cx.str(b, "health"),
+                    run: cx.commands(b, "run"),
+                    health: cx.commands(b, "health").pop(),
                     port: cx.num(b, "port").map(|p| p as u32),
                     name: name.clone(),
                     span,
@@ -234,112 +244,6 @@ impl Ctx<'_, '_> {
             _ => vec![],
         }
     }
-}
-
-fn build_setup(cx: &mut Ctx, b: &Block, name: String, span: Span) -> Setup {
-    // Variables are evaluated in order; each may use the ones before it.
-    let mut vars: BTreeMap<String, Value> = BTreeMap::new();
-    let mut steps = vec![];
-    let mut ids: BTreeMap<String, Span> = BTreeMap::new();
-    for s in &b.body {
-        match &s.kind {
-            StmtKind::Let(id, e) => {
-                let scope = super::value::Layered { inner: &vars, outer: cx.g };
-                match (super::value::Eval { scope: &scope, kv_bytes_per_token: None }).eval(e) {
-                    Ok(v) => {
-                        vars.insert(id.name.clone(), v);
-                    }
-                    Err(d) => cx.diags.push(cx.g.explain(*d)),
-                }
-            }
-            StmtKind::Block(step) if step.kind.name == "step" => {
-                let (sid, sspan) = label(step);
-                if let Some(prev) = ids.insert(sid.clone(), sspan) {
-                    cx.diags.push(
-                        Diagnostic::error(Code::Duplicate, sspan, format!("step `{sid}` is defined twice"))
-                            .with(prev, "first defined here")
-                            .help("step ids must be unique within a setup"),
-                    );
-                }
-                let scope = super::value::Layered { inner: &vars, outer: cx.g };
-                let ev = super::value::Eval { scope: &scope, kv_bytes_per_token: None };
-                let a = attrs(step);
-                let mut errs = vec![];
-                let mut text = |key: &str| -> Option<Value> {
-                    let e = a.get(key)?;
-                    match ev.eval(e) {
-                        Ok(v) => Some(v),
-                        Err(d) => {
-                            errs.push(cx.g.explain(*d));
-                            None
-                        }
-                    }
-                };
-                let run_value = text("run");
-                let skip_value = text("skip_if");
-                let timeout_value = text("timeout");
-                let name_value = text("name");
-                let nodes_value = text("nodes");
-                let env_value = text("env");
-                let provides: Vec<String> = match text("provides") {
-                    Some(Value::List(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-                    _ => vec![],
-                };
-                cx.diags.append(&mut errs);
-                let run = match &run_value {
-                    Some(Value::List(items)) if items.iter().all(|v| matches!(v, Value::Str(_))) => {
-                        items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
-                    }
-                    Some(Value::Str(s)) => vec![s.clone()],
-                    Some(other) => {
-                        let at = a.get("run").map(|e| e.span).unwrap_or(sspan);
-                        cx.diags.push(Diagnostic::error(
-                            Code::Type,
-                            at,
-                            format!("`run` must be a string or a list of strings, found {}", other.type_name()),
-                        ));
-                        vec![]
-                    }
-                    None => vec![],
-                };
-                let skip_if = match &skip_value {
-                    Some(Value::Str(s)) => Some(s.clone()),
-                    Some(other) => {
-                        let at = a.get("skip_if").map(|e| e.span).unwrap_or(sspan);
-                        cx.diags.push(Diagnostic::error(
-                            Code::Type,
-                            at,
-                            format!("`skip_if` must be a shell condition string, found {}", other.type_name()),
-                        ));
-                        None
-                    }
-                    None => None,
-                };
-                if let Some(Value::Num(_, u)) = &timeout_value {
-                    if *u != ast::Unit::Duration {
-                        let at = a.get("timeout").map(|e| e.span).unwrap_or(sspan);
-                        cx.diags.push(
-                            Diagnostic::error(Code::Unit, at, format!("`timeout` must be a duration, found {}", u.describe()))
-                                .help("write durations with a unit: 30s, 10min, 2h"),
-                        );
-                    }
-                }
-                let step_name = name_value.and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| sid.clone());
-                let timeout = timeout_value.and_then(|v| v.as_f64()).unwrap_or(1800.0);
-                let nodes = match nodes_value {
-                    Some(Value::List(items)) => items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-                    _ => vec![],
-                };
-                let env = match env_value {
-                    Some(Value::Record(m)) => m.into_iter().map(|(k, v)| (k, v.interpolated())).collect(),
-                    _ => BTreeMap::new(),
-                };
-                steps.push(SetupStep { id: sid, name: step_name, run, skip_if, timeout, nodes, env, provides, span: sspan });
-            }
-            _ => {}
-        }
-    }
-    Setup { name, vars, steps, span }
 }
 
 fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model) -> Stack {
@@ -454,6 +358,9 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
         .unwrap_or_else(|| instance_types.first().and_then(|t| model.instances.get(t)).map(|i| i.volume).unwrap_or(200e9));
     let ssh_reason = cx.str(b, "ssh_reason").filter(|r| !r.trim().is_empty());
     let ssh_cidr = ssh_cidr(cx, b, ssh_reason.is_some());
+    if let (Some(c), Some(_)) = (ssh_cidr.filter(Cidr::is_world), &ssh_reason) {
+        cx.diags.push(world_open_warning(c, cx.span_of(b, "ssh_cidr"), cx.span_of(b, "ssh_reason")));
+    }
     Stack {
         region,
         zones,
@@ -478,6 +385,20 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
         span,
         spans: attrs(b).iter().map(|(k, e)| (k.to_string(), e.span)).collect(),
     }
+}
+
+/// W0210: a world-open rule with its reason is allowed, but every check says what it opens, so
+/// a workshop's exception does not quietly outlive the workshop.
+fn world_open_warning(c: Cidr, cidr_span: Span, reason_span: Span) -> Diagnostic {
+    let family = if c.is_v6() { "IPv6" } else { "IPv4" };
+    Diagnostic::error(
+        Code::WorldOpenSsh,
+        cidr_span,
+        format!("`ssh_cidr = \"{c}\"` opens SSH (port 22 of every node) to every {family} address on the internet"),
+    )
+    .label(format!("any {family} host may try to log in to the nodes"))
+    .with(reason_span, "allowed for this reason")
+    .help("narrow it to the addresses that need it (\"203.0.113.0/24\") once the reason no longer holds")
 }
 
 /// `ssh_cidr` as a CIDR block EC2 accepts (E0206 otherwise, with the block that was meant),

@@ -9,6 +9,8 @@ pub mod isolate;
 pub mod model;
 pub mod rules;
 pub mod schema;
+pub mod secret;
+pub mod shell;
 pub mod symbols;
 pub mod value;
 

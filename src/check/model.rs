@@ -2,6 +2,7 @@
 //! Values are evaluated; expressions that depend on a pattern's factor levels
 //! stay as expressions (with spans) for the design engine to evaluate.
 
+pub use super::secret::{SecretRef, SecretSource};
 pub use super::symbols::{Dtype, Mode, Placement, ToolKind, ToolParser};
 use super::value::Value;
 use crate::diagnostics::Span;
@@ -113,10 +114,30 @@ pub struct SetupStep {
     pub timeout: f64,
     /// Nodes to run on; empty means all.
     pub nodes: Vec<String>,
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
     /// Tools this step installs (`provides = ["nixlbench"]`): what `nixl show --commands` names as a tool's build.
     pub provides: Vec<String>,
     pub span: Span,
+}
+
+/// The value of a setup step's environment variable.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EnvValue {
+    /// Written into the step's script (quoted); hashed as the text, as before secrets existed.
+    Text(String),
+    /// Read when apply runs and handed to the step's process, never written into its script.
+    Secret(SecretRef),
+}
+
+impl SetupStep {
+    /// The secrets the step's environment reads, by variable.
+    pub fn secrets(&self) -> impl Iterator<Item = (&str, &SecretRef)> {
+        self.env.iter().filter_map(|(k, v)| match v {
+            EnvValue::Secret(s) => Some((k.as_str(), s)),
+            EnvValue::Text(_) => None,
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -25,6 +25,9 @@ pub enum Value {
         name: String,
         fields: BTreeMap<String, Value>,
     },
+    /// A fragment of shell nixl built itself (`{serve_args}`, each of its values quoted): a
+    /// script takes it as it is, where any other interpolated value is quoted (`check::shell`).
+    Shell(String),
 }
 
 impl Value {
@@ -41,6 +44,7 @@ impl Value {
             Value::List(_) => "a list".into(),
             Value::Record(_) => "a record".into(),
             Value::Ref { kind, .. } => format!("a {kind}"),
+            Value::Shell(_) => "shell text".into(),
         }
     }
     pub fn as_f64(&self) -> Option<f64> {
@@ -89,7 +93,7 @@ impl Value {
             Value::Num(v, Unit::Tokens) if *v >= 1024.0 && v % 1024.0 == 0.0 => {
                 let _ = write!(out, "{}k", (*v / 1024.0) as i64);
             }
-            Value::Str(s) | Value::Sym(s) => out.push_str(s),
+            Value::Str(s) | Value::Sym(s) | Value::Shell(s) => out.push_str(s),
             other => out.push_str(&other.interpolated_slow()),
         }
     }
@@ -108,7 +112,7 @@ impl Value {
             Value::Num(v, Unit::Bandwidth) => format!("{}Gbps", fmt_num(v / 1e9)),
             Value::Num(v, Unit::Money) => format!("${v:.2}"),
             Value::Num(v, Unit::None) => fmt_num(*v),
-            Value::Str(s) | Value::Sym(s) => s.clone(),
+            Value::Str(s) | Value::Sym(s) | Value::Shell(s) => s.clone(),
             Value::Bool(b) => b.to_string(),
             Value::None => "none".into(),
             Value::Ref { name, .. } => name.clone(),
@@ -298,6 +302,10 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("bimodal", "bimodal(analysis): whether an analysis detected bimodality"),
     ("ratio", "ratio(metric, a = L, b = L, ...): ratio of a metric between two result sets"),
     ("adhoc", "adhoc(tool, ...): the ad-hoc patterns of a tool"),
+    (
+        "secret",
+        "secret(\"env:NAME\" or \"ssm:/path\"): read when apply runs and given to a setup step as an environment variable (`env` only); never in scripts, plans or the state",
+    ),
 ];
 
 pub struct Eval<'a> {
@@ -485,6 +493,9 @@ impl Eval<'_> {
                 Some(Value::List(l)) => Ok(Value::num(l.len() as f64)),
                 _ => Err(err(Code::Type, span, "`len` needs one list")),
             },
+            // Only a setup step's `env` reads a secret (check::secret); anywhere else its value
+            // would be written into a script or a file.
+            "secret" => Err(super::secret::misplaced(f)),
             "kv_bytes" => {
                 let per = self
                     .kv_bytes_per_token

@@ -127,7 +127,7 @@ fn plan_to_apply(a: &Args) -> Result<(nixl::pipeline::Loaded, Plan, PathBuf, boo
         let file = PathBuf::from(&plan.source);
         return Ok((loaded, plan, file, true));
     }
-    let p = plan::make(&a.campaign, &a.select, a.format)?;
+    let p = plan::make(&a.campaign, &a.select, a.format, false)?;
     output::out(&nixl::plan::view::text(&p.plan, None, output::color_stdout()));
     Ok((p.loaded, p.plan, p.file, false))
 }
@@ -200,6 +200,11 @@ pub fn run(a: &Args) -> ExitCode {
     });
     match outcome {
         Ok(o) => summarise(&o, campaign, &loaded, a.format),
+        Err(Failure::Apply(e @ nixl::apply::ApplyError::Secrets(_))) => {
+            // Each at its `secret(...)` in the file, with what to set or create.
+            output::diagnostics(&nixl::apply::secret_diagnostics(&e), &loaded.check.sources, a.format);
+            output::fail(e.to_string().lines().next().unwrap_or_default())
+        }
         Err(e) => output::fail(&e.to_string()),
     }
 }

@@ -166,14 +166,14 @@ fn collect_longs(cmd: &clap::Command, out: &mut Vec<String>) {
 }
 
 /// Prints what one function renders from the file's stack (`export-cfn`, `iam-policy`).
-pub fn print_for_stack(a: &FileArgs, render: impl Fn(&nixl::check::model::Stack) -> String) -> ExitCode {
+pub fn print_for_stack(a: &FileArgs, render: impl Fn(&Campaign, &nixl::check::model::Stack) -> String) -> ExitCode {
     let opened = match open(a, Format::Auto) {
         Ok(o) => o,
         Err(code) => return code,
     };
     match &opened.campaign().stack {
         Some(stack) => {
-            super::output::out(&format!("{}\n", render(stack)));
+            super::output::out(&format!("{}\n", render(opened.campaign(), stack)));
             ExitCode::SUCCESS
         }
         None => super::output::fail("the file declares no stack"),

@@ -10,5 +10,5 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> ExitCode {
-    args::print_for_stack(&a.target, |stack| nixl::provider::aws::template::template_body(stack).to_string())
+    args::print_for_stack(&a.target, |_, stack| nixl::provider::aws::template::template_body(stack).to_string())
 }

@@ -13,6 +13,7 @@ mod fmt;
 mod iam_policy;
 mod output;
 mod plan;
+mod refresh;
 mod report;
 mod results;
 mod show;
@@ -50,8 +51,9 @@ enum Command {
     Show(show::Args),
     /// Show what apply would do: actions, order, server launches, time and cost.
     ///
-    /// Works offline: it plans against the state file alone. Exit codes: 0 success,
-    /// 1 error, and with --detailed-exitcode 2 when changes are pending.
+    /// Works offline: it plans against the state file alone; with --refresh it first asks the
+    /// provider whether the recorded nodes still run as recorded (the state is not written).
+    /// Exit codes: 0 success, 1 error, and with --detailed-exitcode 2 when changes are pending.
     Plan(plan::Args),
     /// Print the action graph as DOT, one cluster per server launch.
     Graph(plan::GraphArgs),

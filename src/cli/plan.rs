@@ -21,6 +21,12 @@ pub struct Args {
     /// Exit 0 when nothing is to do, 2 when changes are pending, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Ask the provider (the one the state records, else `provider` in nixl.toml, else aws)
+    /// whether the recorded nodes still run as recorded, and plan from what it finds: nodes gone
+    /// or changed outside nixl are launched and set up again; stopped ones are shown. The state
+    /// file is not written.
+    #[arg(long)]
+    pub refresh: bool,
     #[command(flatten)]
     pub select: Selection,
 }
@@ -50,8 +56,9 @@ pub struct Planned {
     pub file: PathBuf,
 }
 
-/// Loads, checks, resolves and plans; diagnostics are printed on stderr. Err is an exit code.
-pub fn make(c: &CampaignArgs, select: &Selection, format: Format) -> Result<Planned, ExitCode> {
+/// Loads, checks, resolves and plans (from the state alone, or with what the provider finds of
+/// the nodes when `refresh`); diagnostics are printed on stderr. Err is an exit code.
+pub fn make(c: &CampaignArgs, select: &Selection, format: Format, refresh: bool) -> Result<Planned, ExitCode> {
     let opened = args::open(&c.target, format)?;
     let state = nixl::state::State::load(&opened.state_path(c.state.as_deref())).map_err(|e| output::fail(&e.to_string()))?;
     let inputs = nixl::plan::Inputs {
@@ -63,7 +70,12 @@ pub fn make(c: &CampaignArgs, select: &Selection, format: Format) -> Result<Plan
         targets: &select.targets,
         replace: &select.replace,
     };
-    let mut plan = nixl::plan::build(&inputs).map_err(|e| output::fail(&e.to_string()))?;
+    let planned = if refresh {
+        nixl::plan::build_refreshed(&inputs, super::refresh::ask(&opened, &state)?)
+    } else {
+        nixl::plan::build(&inputs)
+    };
+    let mut plan = planned.map_err(|e| output::fail(&e.to_string()))?;
     plan.source = opened.file.to_string_lossy().to_string();
     Ok(Planned { loaded: opened.loaded, plan, file: opened.file })
 }
@@ -83,7 +95,7 @@ pub fn reduction(p: &Planned) -> Option<String> {
 }
 
 pub fn run(a: &Args) -> ExitCode {
-    let p = match make(&a.campaign, &a.select, if a.json { Format::Json } else { Format::Auto }) {
+    let p = match make(&a.campaign, &a.select, if a.json { Format::Json } else { Format::Auto }, a.refresh) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -115,7 +127,7 @@ fn save(plan: &Plan, out: &Path, say: bool) -> Result<(), ExitCode> {
 }
 
 pub fn graph(a: &GraphArgs) -> ExitCode {
-    match make(&a.campaign, &Selection::default(), Format::Auto) {
+    match make(&a.campaign, &Selection::default(), Format::Auto, false) {
         Ok(p) => {
             output::out(&view::dot(&p.plan));
             ExitCode::SUCCESS

@@ -31,7 +31,7 @@ struct LayerStatus {
 }
 
 pub fn run(a: &Args) -> ExitCode {
-    let p = match plan::make(&a.campaign, &Selection::default(), if a.json { Format::Json } else { Format::Auto }) {
+    let p = match plan::make(&a.campaign, &Selection::default(), if a.json { Format::Json } else { Format::Auto }, false) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -82,7 +82,8 @@ fn scope_of(
     vars: &BTreeMap<String, Value>,
 ) -> BTreeMap<String, Value> {
     let mut scope = render::scope(settings, model, vars);
-    scope.insert("serve_args".into(), Value::Str(serve_args(campaign.server.get("args"), settings)));
+    // Built as shell here, each value quoted: the start commands take it as it is.
+    scope.insert("serve_args".into(), Value::Shell(serve_args(campaign.server.get("args"), settings)));
     scope
 }
 
@@ -173,8 +174,8 @@ pub fn server_ready(
 /// The readiness watch of one node (see `server_ready`).
 pub fn watch_script(health: &str, timeout: u64) -> String {
     // Most specific first: a traceback line comes before the error that explains it.
-    let fatal = FATAL_LOG_LINES.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(" ");
-    let any = FATAL_LOG_LINES.iter().map(|l| format!("-e '{l}'")).collect::<Vec<_>>().join(" ");
+    let fatal = FATAL_LOG_LINES.iter().map(|l| render::shell_quote(l)).collect::<Vec<_>>().join(" ");
+    let any = FATAL_LOG_LINES.iter().map(|l| format!("-e {}", render::shell_quote(l))).collect::<Vec<_>>().join(" ");
     format!(
         r#"# nixl: wait for this node's servers: health, live processes, fatal log lines
 logs() {{ find . -maxdepth 1 -name '*.log' -newer {LAUNCH_MARKER} 2>/dev/null; }}

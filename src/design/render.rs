@@ -1,7 +1,11 @@
 //! Shell-script templating: the commands of each action, rendered from the
-//! templates in the file and the standard library with every setting of the pattern in scope.
+//! templates in the file and the standard library with every setting of the pattern in scope,
+//! every value they interpolate quoted by [`shell_quote`] (`check::shell`, which setup steps
+//! and services, rendered at check time, share).
 
-use crate::check::model::{SetupStep, Tool};
+use crate::check::model::{EnvValue, SetupStep, Tool};
+pub use crate::check::shell::shell_quote;
+use crate::check::shell::Renderer;
 use crate::check::value::{Eval, Value};
 use crate::check::Model;
 use crate::diagnostics::Diagnostic;
@@ -45,14 +49,10 @@ impl RenderVars {
 
 /// A template string (or list of lines) evaluated in a scope.
 /// An error is the evaluator's own diagnostic, with the template's span.
+/// Every value the template interpolates is quoted where it stands (`check::shell`).
 pub fn template(e: &Expr, scope: &BTreeMap<String, Value>, kv_per_token: Option<f64>) -> Result<String, Box<Diagnostic>> {
     let ev = Eval { scope, kv_bytes_per_token: kv_per_token };
-    match ev.eval(e) {
-        Ok(Value::Str(s)) => Ok(s),
-        Ok(Value::List(items)) => Ok(items.iter().map(Value::interpolated).collect::<Vec<_>>().join("\n")),
-        Ok(other) => Ok(other.interpolated()),
-        Err(d) => Err(d),
-    }
+    Renderer { eval: &ev }.script(e)
 }
 
 /// The scope a server, bench or tool template sees: settings, then render variables.
@@ -69,12 +69,17 @@ pub fn scope(settings: &BTreeMap<String, Value>, model: &Model, render: &BTreeMa
     s
 }
 
-/// A setup step as one script: its skip condition first, then its commands with `set -e`
-/// (the first failing command fails the step, as the seed's runner did).
+/// A setup step as one script: its environment (a secret only named: the provider hands its
+/// value to the process), its skip condition, then its commands with `set -e` (the first failing
+/// command fails the step, as the seed's runner did).
 pub fn setup_script(step: &SetupStep) -> String {
     let mut s = String::from("#!/bin/bash\n");
     for (k, v) in &step.env {
-        s += &format!("export {k}={}\n", shell_quote(v));
+        match v {
+            EnvValue::Text(t) => s += &format!("export {k}={}\n", shell_quote(t)),
+            // The value is in the environment the step runs with, never in its text.
+            EnvValue::Secret(r) => s += &format!("# {k}: {r}, in the environment nixl runs this script with\n"),
+        }
     }
     if let Some(cond) = &step.skip_if {
         s += &format!("if ( {cond} ) >/dev/null 2>&1; then echo 'NIXL_SKIPPED'; exit 0; fi\n");
@@ -105,25 +110,4 @@ pub fn tool_commands(
         }
     }
     Ok(out)
-}
-
-/// Single quotes for the shell, with embedded quotes escaped.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotes_only_what_needs_it() {
-        assert_eq!(shell_quote("0.16.0"), "0.16.0");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
-    }
 }

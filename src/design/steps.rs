@@ -65,6 +65,24 @@ pub(super) fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec
                 continue;
             }
             let default_is_list = matches!(tool.params.get(k), Some(Value::List(_)));
+            if default_is_list && !matches!(v, Value::List(_)) {
+                // Its commands take it as one word per item: text would be one word, unsplit.
+                cx.report(
+                    Diagnostic::error(
+                        Code::Type,
+                        span,
+                        format!(
+                            "parameter `{k}` of `{name}` is a list (one word per item in its commands), found {}",
+                            v.type_name()
+                        ),
+                    )
+                    .help(format!(
+                        "write a list: `{k} = [{}]`",
+                        v.interpolated().split_whitespace().collect::<Vec<_>>().join(", ")
+                    )),
+                );
+                continue;
+            }
             match v {
                 Value::List(xs) if !default_is_list => axes.push((k.clone(), xs.clone())),
                 other => axes.push((k.clone(), vec![other.clone()])),

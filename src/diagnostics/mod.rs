@@ -85,6 +85,10 @@ pub enum Code {
     UnknownReference,
     /// An expression that cannot be evaluated (division by zero, bad argument).
     Eval,
+    /// SSH open to the whole internet (`0.0.0.0/0`, `::/0`), allowed by an `ssh_reason`.
+    WorldOpenSsh,
+    /// A `secret(...)` that is malformed, or written where its value would reach a script.
+    Secret,
     /// A prune or design that leaves a layer with no pattern.
     EmptyDesign,
     /// A design point outside the declared factor levels.
@@ -115,6 +119,8 @@ pub enum Code {
     NoCapacity,
     /// The cloud refused the stack's resources: quota, credentials or configuration.
     CloudRefused,
+    /// A secret apply cannot read: an unset environment variable, a missing SSM parameter.
+    SecretUnreadable,
 }
 
 impl Code {
@@ -139,6 +145,8 @@ impl Code {
             Zone => 207,
             UnknownReference => 208,
             Eval => 209,
+            WorldOpenSsh => 210,
+            Secret => 211,
             EmptyDesign => 301,
             PointOutsideLevels => 302,
             DesignBudget => 303,
@@ -154,13 +162,14 @@ impl Code {
             Hardware => 605,
             Render => 606,
             CloudRefused => 502,
+            SecretUnreadable => 503,
         }
     }
     /// Codes apply reports about the stack block when the cloud says no; no file alone can cause them.
-    pub const RUNTIME: [Code; 2] = [Code::NoCapacity, Code::CloudRefused];
+    pub const RUNTIME: [Code; 3] = [Code::NoCapacity, Code::CloudRefused, Code::SecretUnreadable];
 
     /// Every code a file can cause, each with an invalid input under tests/golden/invalid.
-    pub const ALL: [Code; 31] = {
+    pub const ALL: [Code; 33] = {
         use Code::*;
         [
             Syntax,
@@ -181,6 +190,8 @@ impl Code {
             Zone,
             UnknownReference,
             Eval,
+            WorldOpenSsh,
+            Secret,
             EmptyDesign,
             PointOutsideLevels,
             DesignBudget,
@@ -198,12 +209,17 @@ impl Code {
     };
 }
 
+impl Code {
+    /// Warnings: the file is valid, but probably not what is meant (`W` codes, exit 0).
+    pub fn is_warning(self) -> bool {
+        use Code::*;
+        matches!(self, WorldOpenSsh | Unestimable | IdlePrune | OrderCost | KvCacheFit | StartupOverHealth)
+    }
+}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let prefix = match self {
-            Code::Unestimable | Code::IdlePrune | Code::OrderCost | Code::KvCacheFit | Code::StartupOverHealth => "W",
-            _ => "E",
-        };
+        let prefix = if self.is_warning() { "W" } else { "E" };
         write!(f, "nixl::{prefix}{:04}", self.number())
     }
 }
@@ -279,14 +295,7 @@ impl Diagnostic {
     pub fn error(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             code,
-            severity: if matches!(
-                code,
-                Code::Unestimable | Code::IdlePrune | Code::OrderCost | Code::KvCacheFit | Code::StartupOverHealth
-            ) {
-                Severity::Warning
-            } else {
-                Severity::Error
-            },
+            severity: if code.is_warning() { Severity::Warning } else { Severity::Error },
             message: message.into(),
             primary: Label { span, message: String::new() },
             secondary: Vec::new(),

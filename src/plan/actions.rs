@@ -67,17 +67,30 @@ fn layer_names(design: &Design) -> Vec<Arc<str>> {
     design.layers.iter().map(|l| Arc::from(l.name.as_str())).collect()
 }
 
-/// What a node is launched as: everything but the zones it may be placed in. A change of
-/// it (instance type, volume, image, EFA, placement) replaces the nodes; a change of zones
-/// alone leaves running nodes where they are.
+/// What a node is launched as: everything but the zones it may be placed in, and how its root
+/// volume is encrypted. A change of it (instance type, volume, image, EFA, placement, KMS key)
+/// replaces the nodes; a change of zones alone leaves running nodes where they are.
 pub fn machine_spec(st: &Stack) -> String {
-    let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
-    let spec = (&st.instance_types, &names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa, &st.placement);
-    // A KMS key re-encrypts the volumes, so it is part of the machine; without one the spec reads as before.
     match &st.kms_key {
-        None => content_hash(&spec),
-        Some(key) => content_hash(&(spec, key)),
+        // (The form with a key is the one the release that added encryption recorded.)
+        Some(key) => content_hash(&(machine(st), key)),
+        None => content_hash(&(machine(st), ENCRYPTED_WITH_THE_ACCOUNTS_KEY)),
     }
+}
+
+/// The spec of the same machine as releases before encrypted root volumes recorded it (the
+/// release that added encryption recorded it too when no `kms_key` was given): a node recorded
+/// with it cannot be told from one whose volume is unencrypted.
+pub fn unencrypted_spec(st: &Stack) -> String {
+    content_hash(&machine(st))
+}
+
+/// Marks a spec whose volumes are encrypted with the account's default EBS key.
+const ENCRYPTED_WITH_THE_ACCOUNTS_KEY: &str = "root volume encrypted with the account's EBS key";
+
+fn machine(st: &Stack) -> impl serde::Serialize + '_ {
+    let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
+    (&st.instance_types, names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa, &st.placement)
 }
 
 /// The action of one pattern, outside a plan (rules run ad-hoc patterns this way).
@@ -155,8 +168,12 @@ impl Builder<'_> {
         // releases read the same; `machine_spec` tells a replacement from a zone change.)
         // Versioning and the reason for a world-open SSH rule are part of the stack; adding them
         // moves every stack hash once, so stacks made before the hardened template get it.
+        let hardened = (&st.name, &st.region, &st.placement, &st.buckets, &st.ssh_cidr, st.versioned, &st.ssh_reason);
+        // Nodes of a stack made before nixl had secrets may not read them: a campaign that uses
+        // secrets moves the hash once, so such a stack is updated (newer ones have nothing to change).
+        let reads_secrets = self.campaign.setup.iter().flat_map(|s| &s.steps).any(|s| s.secrets().next().is_some());
         let stack_hash =
-            content_hash(&(&st.name, &st.region, &st.placement, &st.buckets, &st.ssh_cidr, st.versioned, &st.ssh_reason));
+            if reads_secrets { content_hash(&(hardened, "nodes read the stack's secrets")) } else { content_hash(&hardened) };
         let mut stack =
             Action::new(ActionId::Stack, Kind::Stack, format!("stack \"{}\"", st.name), stack_hash, STACK_SECONDS, vec![]);
         stack.detail =

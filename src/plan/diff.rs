@@ -16,11 +16,17 @@ pub fn against_state(actions: &mut [Action], state: &State, replace: &[Target], 
             Change::Create
         } else {
             match state.actions.get(&a.id) {
+                // Before the hash: nodes launched as other machines are replaced even when the
+                // file's nodes read the same (an old unencrypted volume, a new placement).
+                Some(r) if r.status == Status::Done && a.kind == Kind::Nodes => match node_replacement(state, stack) {
+                    Some(why) => {
+                        a.detail = format!("{} (replaced: {why})", a.detail);
+                        Change::Replace
+                    }
+                    None if a.hash == r.hash => Change::NoOp,
+                    None => Change::Update,
+                },
                 Some(r) if r.status == Status::Done && a.hash == r.hash => Change::NoOp,
-                Some(r) if r.status == Status::Done && a.kind == Kind::Nodes && machines_differ(state, stack) => {
-                    a.detail = format!("{} (replaced: the machines the file asks for changed)", a.detail);
-                    Change::Replace
-                }
                 Some(r) if r.status == Status::Done && matches!(a.kind, Kind::Stack | Kind::Nodes) => Change::Update,
                 Some(r) if r.status == Status::Done => Change::Replace,
                 _ => Change::Create,
@@ -47,18 +53,51 @@ pub fn against_state(actions: &mut [Action], state: &State, replace: &[Target], 
     }
 }
 
-/// Whether the running nodes are not what the file asks for: their recorded spec differs,
-/// or (states of earlier releases) their type or zone is no longer allowed.
-fn machines_differ(state: &State, stack: Option<&Stack>) -> bool {
-    let Some(st) = stack else { return false };
-    let spec = super::actions::machine_spec(st);
-    state.infra.nodes.iter().any(|n| match &n.spec {
-        Some(s) => *s != spec,
-        None => {
-            n.instance_type.as_ref().is_some_and(|t| !st.instance_types.contains(t))
-                || n.zone.as_ref().is_some_and(|z| !st.zones.contains(z))
+/// Why the running nodes are not what the file asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeReplacement {
+    /// Their recorded spec is another machine (type, volume, image, EFA, placement, KMS key).
+    OtherMachines,
+    /// They were recorded before nixl recorded how root volumes are encrypted: the volumes
+    /// may be unencrypted.
+    MaybeUnencrypted,
+}
+
+impl std::fmt::Display for NodeReplacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeReplacement::OtherMachines => "the machines the file asks for changed",
+            NodeReplacement::MaybeUnencrypted => {
+                "launched before nixl recorded volume encryption, their root volumes may be unencrypted"
+            }
+        })
+    }
+}
+
+/// Whether, and why, the recorded nodes must be replaced. Other machines win over the
+/// encryption (new machines are encrypted either way). Records of releases before specs were
+/// recorded (None) are older than encryption too; their type or zone may also be gone.
+pub fn node_replacement(state: &State, stack: Option<&Stack>) -> Option<NodeReplacement> {
+    let st = stack?;
+    let (spec, unencrypted) = (super::actions::machine_spec(st), super::actions::unencrypted_spec(st));
+    let mut why = None;
+    for n in &state.infra.nodes {
+        let other = match &n.spec {
+            // With a `kms_key` now, a record without one is another key's machine either way.
+            Some(s) => *s != spec && (st.kms_key.is_some() || *s != unencrypted),
+            None => {
+                n.instance_type.as_ref().is_some_and(|t| !st.instance_types.contains(t))
+                    || n.zone.as_ref().is_some_and(|z| !st.zones.contains(z))
+            }
+        };
+        if other {
+            return Some(NodeReplacement::OtherMachines);
         }
-    })
+        if n.spec.as_ref() != Some(&spec) {
+            why = Some(NodeReplacement::MaybeUnencrypted);
+        }
+    }
+    why
 }
 
 /// A stack update says what its change set will touch, from the resource hashes the last apply recorded.

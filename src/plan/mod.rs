@@ -7,7 +7,9 @@ mod actions;
 mod content_hash;
 pub use actions::machine_spec;
 pub use content_hash::ContentHash;
+pub use diff::{node_replacement, NodeReplacement};
 mod diff;
+pub mod refresh;
 pub mod target;
 pub mod view;
 
@@ -82,8 +84,8 @@ pub type Deps = smallvec::SmallVec<[usize; 2]>;
 pub struct Action {
     pub id: ActionId,
     pub kind: Kind,
-    /// Empty for a pattern, step or analysis: `label()` is then its id.
-    pub label: String,
+    /// Empty for a pattern, step or analysis, whose label is its id: read through `label()`.
+    label: String,
     /// Content hash of what the action does.
     pub hash: ContentHash,
     /// Estimated seconds.
@@ -188,6 +190,9 @@ pub struct Plan {
     /// What `--target` limited the plan to (empty: everything).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
+    /// What `--refresh` found of the recorded nodes (None: the plan is made from the state alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<refresh::Refresh>,
 }
 
 /// What a stack update would touch, from what the last apply recorded. The
@@ -295,7 +300,20 @@ pub fn build(inputs: &Inputs) -> Result<Plan, PlanError> {
         adhoc: campaign.design.patterns.iter().filter(|p| p.adhoc).map(|p| p.id.clone()).collect(),
         notes: campaign.design.notes.clone(),
         targets: inputs.targets.to_vec(),
+        refresh: None,
     })
+}
+
+/// `nixl plan --refresh`: the plan against the state as the provider found the nodes, with what
+/// it found. It applies to the state on disk (its serial and hash are that state's), which is
+/// not written: apply asks the provider again before it sends the nodes anything.
+pub fn build_refreshed(inputs: &Inputs, refresh: refresh::Refresh) -> Result<Plan, PlanError> {
+    let seen = refresh.state_after(inputs.state);
+    let mut plan = build(&Inputs { state: &seen, ..*inputs })?;
+    plan.state_serial = inputs.state.serial;
+    plan.state_hash = crate::state::content_hash(&inputs.state.actions);
+    plan.refresh = Some(refresh);
+    Ok(plan)
 }
 
 fn estimate(model: &Model, campaign: &Campaign, actions: &[Action]) -> Estimate {

@@ -32,6 +32,24 @@ impl Paint {
     }
 }
 
+/// What `--refresh` found, before the actions it explains.
+fn refreshed(r: &super::refresh::Refresh) -> String {
+    if r.checked == 0 {
+        return "Refreshed: the state records no nodes.\n\n".into();
+    }
+    if r.findings.is_empty() {
+        return format!("Refreshed: the {} recorded node(s) run as recorded (asked {}).\n\n", r.checked, r.provider);
+    }
+    let mut s = format!("Refreshed: asked {} about the {} recorded node(s):\n", r.provider, r.checked);
+    for f in &r.findings {
+        let _ = writeln!(s, "  {f}");
+    }
+    if r.replaces_nodes() {
+        s += "  The nodes and their setup are planned again (apply terminates the rest of the pair first).\n";
+    }
+    s + "\n"
+}
+
 pub fn money(x: f64) -> String {
     format!("${x:.2}")
 }
@@ -49,6 +67,9 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
     let ext = plan.extends.as_ref().map(|e| format!(" (extends {e})")).unwrap_or_default();
     let _ = writeln!(s, "nixl will perform these actions for experiment {}{ext}:", p.bold(&plan.experiment));
     let _ = writeln!(s, "Symbols: + create or run, ~ update in place, -/+ run again (changed), - forget.\n");
+    if let Some(r) = &plan.refresh {
+        let _ = s.write_str(&refreshed(r));
+    }
     let w = plan.actions.iter().filter(|a| a.change != Change::NoOp).map(|a| a.label().len()).max().unwrap_or(10).clamp(10, 48);
     let mut section = "";
     let mut setup_nodes: Vec<String> = vec![];

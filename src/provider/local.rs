@@ -2,7 +2,7 @@
 //! processes (with the same timeouts, output capture and exit codes), objects
 //! are files. A whole campaign runs on one machine, with no cloud account.
 
-use super::{CommandOutput, NodeInfo, Provider, ProviderError, StackInfo};
+use super::{CommandOutput, NodeInfo, Provider, ProviderError, SecretEnv, StackInfo};
 use crate::check::model::Stack;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,9 +74,28 @@ impl Provider for LocalProvider {
     }
 
     async fn run(&self, nodes: &[NodeInfo], script: &str, timeout: Duration) -> Result<Vec<CommandOutput>, ProviderError> {
-        let runs = nodes.iter().map(|n| run_one(n, script, timeout, &self.here));
+        let runs = nodes.iter().map(|n| run_one(n, script, timeout, &self.here, &[]));
         let results = futures_join(runs).await;
         results.into_iter().collect()
+    }
+
+    /// The secrets go into the environment of the script's process, as they do on a node.
+    async fn run_with_secrets(
+        &self,
+        _stack: &Stack,
+        nodes: &[NodeInfo],
+        script: &str,
+        timeout: Duration,
+        secrets: &[SecretEnv],
+    ) -> Result<Vec<CommandOutput>, ProviderError> {
+        let runs = nodes.iter().map(|n| run_one(n, script, timeout, &self.here, secrets));
+        futures_join(runs).await.into_iter().collect()
+    }
+
+    async fn read_parameter(&self, name: &str) -> Result<String, ProviderError> {
+        Err(ProviderError::Other(format!(
+            "the local provider reads no SSM parameters (`{name}`): give the secret as secret(\"env:NAME\") for local runs"
+        )))
     }
 
     async fn fetch(&self, node: &NodeInfo, path: &str) -> Result<Vec<u8>, ProviderError> {
@@ -106,6 +125,7 @@ impl Provider for LocalProvider {
                 "for f in *.pid; do [ -f \"$f\" ] && kill $(cat \"$f\") 2>/dev/null; rm -f \"$f\"; done; true",
                 Duration::from_secs(30),
                 &self.here,
+                &[],
             )
             .await;
         }
@@ -153,8 +173,15 @@ async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> 
     out
 }
 
-async fn run_one(node: &NodeInfo, script: &str, timeout: Duration, here: &Path) -> Result<CommandOutput, ProviderError> {
+async fn run_one(
+    node: &NodeInfo,
+    script: &str,
+    timeout: Duration,
+    here: &Path,
+    secrets: &[SecretEnv],
+) -> Result<CommandOutput, ProviderError> {
     let mut cmd = tokio::process::Command::new("bash");
+    cmd.envs(secrets.iter().map(|s| (&s.var, s.value.expose())));
     cmd.arg("-c")
         .arg(script)
         .current_dir(&node.id)

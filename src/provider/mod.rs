@@ -52,6 +52,37 @@ impl CommandOutput {
     }
 }
 
+/// A secret a setup step reads from its environment: the provider hands it to the step's process
+/// (the local one through the process's environment, AWS through an SSM SecureString the node
+/// reads when the command starts), never through the script or the command line.
+#[derive(Clone, Debug)]
+pub struct SecretEnv {
+    /// The variable the script reads.
+    pub var: String,
+    /// Where the provider may keep it for the nodes, below the stack's own prefix (`env/HF_TOKEN`).
+    pub key: String,
+    pub value: SecretValue,
+}
+
+/// A secret's value: `***` in any debug output, readable only on purpose.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    pub fn new(value: String) -> SecretValue {
+        SecretValue(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// One try of a zone and instance type that did not give nodes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attempt {
@@ -153,7 +184,6 @@ pub struct Leftover {
 /// The reason recorded for a zone that does not offer an instance type.
 pub const NOT_OFFERED: &str = "not offered in this zone";
 
-/// What the executor needs from a place to run a campaign.
 /// A recorded node as the provider finds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeState {
@@ -162,8 +192,11 @@ pub enum NodeState {
     Stopped,
     /// Terminated, or unknown to the provider.
     Gone,
+    /// Running, but not as the machine recorded (another instance type): what differs.
+    Changed(String),
 }
 
+/// What the executor needs from a place to run a campaign.
 pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
 
@@ -188,6 +221,21 @@ pub trait Provider: Send + Sync {
         script: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<Vec<CommandOutput>, ProviderError>> + Send;
+
+    /// Runs one shell script like `run`, with `secrets` in its environment (none of them in the
+    /// script): a setup step's `env` entries that are `secret(...)`.
+    fn run_with_secrets(
+        &self,
+        stack: &Stack,
+        nodes: &[NodeInfo],
+        script: &str,
+        timeout: Duration,
+        secrets: &[SecretEnv],
+    ) -> impl Future<Output = Result<Vec<CommandOutput>, ProviderError>> + Send;
+
+    /// The decrypted value of an SSM SecureString parameter, for `secret("ssm:...")`; a missing
+    /// one is `NotFound`.
+    fn read_parameter(&self, name: &str) -> impl Future<Output = Result<String, ProviderError>> + Send;
 
     /// Reads a file a command wrote on a node.
     fn fetch(&self, node: &NodeInfo, path: &str) -> impl Future<Output = Result<Vec<u8>, ProviderError>> + Send;

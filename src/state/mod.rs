@@ -99,6 +99,14 @@ impl State {
         State { version: VERSION, ..State::default() }
     }
 
+    /// Forgets the recorded nodes and what was set up on them: they are gone, or are no longer
+    /// the machines that were set up, so the next plan launches new ones and sets them up.
+    /// (The pair is one unit: launched, placed and set up together.)
+    pub fn forget_nodes(&mut self) {
+        self.infra.nodes.clear();
+        self.actions.retain(|id, _| !matches!(id, ActionId::Nodes | ActionId::Setup { .. }));
+    }
+
     /// Claims the state for a provider; an error when it holds another provider's work.
     pub fn claim(&mut self, provider: &str, path: &Path) -> Result<(), StateError> {
         match &self.provider {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 const STACK: &str = "nixl-test";
 
-fn campaign(name: &str, zones: &[&str]) -> PathBuf {
+pub fn campaign(name: &str, zones: &[&str]) -> PathBuf {
     let dir = scratch(name);
     let zones: Vec<String> = zones.iter().map(|z| format!("\"{z}\"")).collect();
     let text = format!(
@@ -64,7 +64,7 @@ experiment smoke {{
     dir
 }
 
-fn aws_cmd(dir: &Path, proxy: &Proxy, args: &[&str]) -> Command {
+pub fn aws_cmd(dir: &Path, proxy: &Proxy, args: &[&str]) -> Command {
     let mut c = nixl();
     c.current_dir(dir)
         .args(args)
@@ -79,25 +79,25 @@ fn aws_cmd(dir: &Path, proxy: &Proxy, args: &[&str]) -> Command {
     c
 }
 
-fn run(dir: &Path, proxy: &Proxy, args: &[&str]) -> Output {
+pub fn run(dir: &Path, proxy: &Proxy, args: &[&str]) -> Output {
     aws_cmd(dir, proxy, args).output().unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-const APPLY_NODES: &[&str] = &["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--target", "nodes"];
-const DESTROY: &[&str] = &["destroy", "aws.nixl", "--provider", "aws", "--auto-approve"];
+pub const APPLY_NODES: &[&str] = &["apply", "aws.nixl", "--provider", "aws", "--auto-approve", "--target", "nodes"];
+pub const DESTROY: &[&str] = &["destroy", "aws.nixl", "--provider", "aws", "--auto-approve"];
 
 /// What moto holds, asked directly (not through the proxy).
-struct World {
-    stacks: Vec<String>,
-    running: Vec<(String, String)>,
-    buckets: usize,
+pub struct World {
+    pub stacks: Vec<String>,
+    pub running: Vec<(String, String)>,
+    pub buckets: usize,
 }
 
-fn world(moto: &Moto) -> World {
+pub fn world(moto: &Moto) -> World {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -134,7 +134,7 @@ fn world(moto: &Moto) -> World {
     })
 }
 
-fn state(dir: &Path) -> serde_json::Value {
+pub fn state(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join(".nixl/smoke/state.json")).unwrap()).unwrap()
 }
 
@@ -466,7 +466,7 @@ fn setup_goes_through_ssm_to_both_nodes_with_each_script_uploaded_once() {
 }
 
 /// One S3 object, read from moto directly.
-fn object(moto: &Moto, bucket: &str, key: &str) -> Vec<u8> {
+pub fn object(moto: &Moto, bucket: &str, key: &str) -> Vec<u8> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -481,12 +481,12 @@ fn object(moto: &Moto, bucket: &str, key: &str) -> Vec<u8> {
     })
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn export_cfn(dir: &Path) -> serde_json::Value {
+pub fn export_cfn(dir: &Path) -> serde_json::Value {
     let out = nixl().current_dir(dir).args(["export-cfn", "aws.nixl"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -501,6 +501,7 @@ fn resources(statement: &serde_json::Value) -> Vec<String> {
             serde_json::Value::Object(o) if o.contains_key("Fn::GetAtt") => {
                 format!("${{{}}}", o["Fn::GetAtt"][0].as_str().unwrap().to_string() + ".Arn")
             }
+            serde_json::Value::Object(o) if o.contains_key("Fn::Sub") => o["Fn::Sub"].as_str().unwrap().to_string(),
             serde_json::Value::Object(o) if o.contains_key("Fn::Join") => {
                 o["Fn::Join"][1].as_array().unwrap().iter().map(text).collect::<Vec<_>>().join(o["Fn::Join"][0].as_str().unwrap())
             }
@@ -526,7 +527,7 @@ fn export_cfn_prints_the_base_resources() {
 }
 
 /// The node role reads the scripts and writes its output prefixes only; the SSM agent's
-/// permissions come without reads of the account's parameters.
+/// permissions come without reads of the account's parameters, but for the stack's own secrets.
 #[test]
 fn export_cfn_shows_the_narrowed_node_role() {
     let dir = campaign("aws-cfn-role", &["us-east-1a"]);
@@ -544,9 +545,18 @@ fn export_cfn_shows_the_narrowed_node_role() {
     for needed in ["ssm:UpdateInstanceInformation", "ec2messages:GetMessages", "ssmmessages:OpenControlChannel"] {
         assert!(all.iter().any(|a| a == needed), "the SSM agent needs {needed}: {all:?}");
     }
-    for banned in ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:*", "s3:*", "*"] {
+    for banned in ["ssm:GetParameters", "ssm:GetParametersByPath", "ssm:*", "s3:*", "*"] {
         assert!(!all.iter().any(|a| a == banned), "{banned} granted: {all:?}");
     }
+    // One parameter read, of the stack's own secrets.
+    let reads_parameters: Vec<&&serde_json::Value> =
+        statements.iter().filter(|s| actions(s).iter().any(|a| a == "ssm:GetParameter")).collect();
+    assert_eq!(reads_parameters.len(), 1, "{reads_parameters:?}");
+    assert_eq!(actions(reads_parameters[0]), ["ssm:GetParameter"]);
+    assert_eq!(
+        resources(reads_parameters[0]),
+        ["arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/nixl/nixl-test/secrets/*"]
+    );
     let mut reads = vec![];
     let mut writes = vec![];
     for st in &statements {
@@ -1001,13 +1011,13 @@ fn a_missing_placement_group_is_an_error_not_a_launch_without_one() {
     assert!(runs.iter().all(|r| r.body.contains(&format!("Placement.GroupName={PLACEMENT_GROUP}"))), "{runs:?}");
 }
 
-fn iam_policy(dir: &Path) -> serde_json::Value {
+pub fn iam_policy(dir: &Path) -> serde_json::Value {
     let out = nixl().current_dir(dir).args(["iam-policy", "aws.nixl"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("the policy is JSON")
 }
 
-fn strings(v: &serde_json::Value) -> Vec<String> {
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
     match v {
         serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
         serde_json::Value::String(s) => vec![s.clone()],
@@ -1016,7 +1026,7 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 }
 
 /// IAM's wildcard match (`*` any run of characters, `?` one), as for actions and resources.
-fn iam_match(pattern: &str, s: &str) -> bool {
+pub fn iam_match(pattern: &str, s: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.to_lowercase().chars().collect(), s.to_lowercase().chars().collect());
     let mut m = vec![vec![false; t.len() + 1]; p.len() + 1];
     m[0][0] = true;

@@ -544,6 +544,8 @@ fn ours_param(p: &nixl::design::Pattern, settings: &BTreeMap<String, Value>, k: 
         // ucx_perftest's UCX_TLS: the seed named the fabric transport only.
         Some(Value::Str(s)) if k == "transport" => s.split(',').next().unwrap_or_default().to_string(),
         Some(Value::Num(v, _)) => n(*v),
+        // A list of levels (iperf3's streams), as the seed's descriptions list them.
+        Some(Value::List(items)) => items.iter().map(Value::interpolated).collect::<Vec<_>>().join(" "),
         Some(v) => v.interpolated(),
         None => "(unset)".into(),
     }

@@ -11,6 +11,12 @@ pub static PORTS: Mutex<()> = Mutex::new(());
 
 pub fn copy_examples(name: &str) -> PathBuf {
     let dir = scratch(name);
+    copy_examples_into(&dir);
+    dir
+}
+
+fn copy_examples_into(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
     for e in std::fs::read_dir(root().join("examples")).unwrap().flatten() {
         let to = dir.join(e.file_name());
         if e.path().is_dir() {
@@ -22,7 +28,6 @@ pub fn copy_examples(name: &str) -> PathBuf {
             std::fs::copy(e.path(), to).unwrap();
         }
     }
-    dir
 }
 
 fn apply(dir: &Path, extra: &[&str]) -> Output {
@@ -345,4 +350,67 @@ fn a_finished_campaign_whose_nodes_are_gone_plans_no_infrastructure() {
     assert!(plan.contains("+ nodes node1, node2") && plan.contains("+ setup on node1"), "{plan}");
     let plan = text(&nixl().current_dir(&dir).args(["plan", "local-demo.nixl", "--target", "nodes"]).output().unwrap());
     assert!(plan.contains("+ nodes node1, node2"), "{plan}");
+}
+
+/// `nixl plan --refresh` asks the local provider about the recorded nodes: a node directory gone
+/// outside nixl is shown, the nodes and their setup are planned again, the state is not written;
+/// the saved refreshed plan applies.
+#[test]
+fn plan_refresh_shows_a_node_gone_plans_new_nodes_and_writes_no_state() {
+    let dir = copy_examples("refresh");
+    let target = ["--target", "setup.node2.02-workdir"];
+    assert!(apply(&dir, &target).status.success());
+    std::fs::remove_dir_all(dir.join(".nixl/demo/local/nodes/node2")).unwrap();
+    let path = dir.join(".nixl/demo/state.json");
+    let backup = dir.join(".nixl/demo/state.json.backup");
+    let before = (std::fs::read(&path).unwrap(), std::fs::read(&backup).ok());
+    let plan = |extra: &[&str]| nixl().current_dir(&dir).args(["plan", "local-demo.nixl"]).args(extra).output().unwrap();
+    let p = text(&plan(&["--refresh"]));
+    assert!(p.contains("Refreshed: asked local about the 2 recorded node(s)"), "{p}");
+    assert!(p.contains("node2 (") && p.contains("no longer exists (terminated outside nixl)"), "{p}");
+    assert!(p.contains("+ nodes node1, node2") && p.contains("+ setup on node1") && p.contains("+ setup on node2"), "{p}");
+    assert_eq!((std::fs::read(&path).unwrap(), std::fs::read(&backup).ok()), before, "plan --refresh wrote the state");
+    // From the state alone, the nodes are still there.
+    let p = text(&plan(&target));
+    assert!(!p.contains("+ nodes") && !p.contains("Refreshed"), "{p}");
+    let saved = dir.join("refreshed.plan");
+    let out = plan(&[&["--refresh", "--out", saved.to_str().unwrap()], &target[..]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    let out = nixl().current_dir(&dir).args(["apply", saved.to_str().unwrap(), "--provider", "local"]).output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("no longer exists (terminated outside nixl): the plan launches new nodes"), "{t}");
+    assert!(dir.join(".nixl/demo/local/nodes/node2").is_dir());
+    assert_eq!(state(&dir)["actions"]["setup.node2.02-workdir"]["status"], "done");
+    destroy(&dir);
+}
+
+/// The demo from a folder whose name has a space, quotes, `$(...)` and backticks: `{here}` reaches
+/// the stand-in commands quoted, so the campaign runs (a space once broke it with a misleading
+/// health timeout) and the name runs nothing.
+#[test]
+fn the_local_demo_runs_from_a_folder_named_with_shell_syntax() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let outer = scratch("odd-folder");
+    let dir = outer.join("my demo's \"$(touch PWNED)\" `touch PWNED`");
+    copy_examples_into(&dir);
+    let out = apply(&dir, &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("19 done, 0 failed, 0 skipped, 2 server launches"), "{t}");
+    let canaries: Vec<_> = walk(&outer).into_iter().filter(|p| p.file_name().is_some_and(|n| n == "PWNED")).collect();
+    assert!(canaries.is_empty(), "the folder name ran a command: {canaries:?}");
+    destroy(&dir);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
 }

@@ -6,6 +6,8 @@ mod support;
 
 mod auth_proxy;
 mod aws;
+mod aws_refresh;
+mod aws_secrets;
 mod cli;
 mod conformance;
 mod designs;
@@ -18,5 +20,7 @@ mod plan;
 mod props;
 mod results;
 mod runtime;
+mod secrets;
+mod shell_props;
 mod tools_output;
 mod vllm_world;

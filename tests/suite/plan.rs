@@ -178,3 +178,92 @@ fn a_target_plans_exactly_what_it_needs() {
     let adhoc = ids("p2-ll-nixlbench-ucx-1k-c4");
     assert_eq!(adhoc, ["stack", "nodes", "upload", "service.etcd", "p2-ll-nixlbench-ucx-1k-c4"]);
 }
+
+/// A state whose every action is done, with two nodes recorded with `spec`.
+fn done_with_nodes(plan: &Plan, spec: Option<String>) -> State {
+    let mut s = State::new();
+    for a in plan.actions.iter().filter(|a| !a.id.is_transient()) {
+        s.actions.insert(a.id.clone(), record(&a.hash.to_string()));
+    }
+    s.infra.nodes = ["node1", "node2"]
+        .iter()
+        .map(|n| nixl::state::NodeRecord {
+            name: n.to_string(),
+            id: format!("i-0{n}"),
+            hash: String::new(),
+            private_ip: "10.0.1.11".into(),
+            zone: Some("us-east-1b".into()),
+            instance_type: Some("g6e.12xlarge".into()),
+            image: None,
+            spec: spec.clone(),
+        })
+        .collect();
+    s
+}
+
+/// Nodes recorded before nixl encrypted root volumes may run on unencrypted ones: `nixl plan`
+/// replaces them (`-/+ nodes`, with the reason) and sets the new ones up; nodes recorded as
+/// encrypted stay.
+#[test]
+fn nodes_recorded_before_volume_encryption_plan_as_replaced_with_the_reason() {
+    let loaded = nixl::pipeline::load(&root().join("examples/phase2.nixl"));
+    let campaign = loaded.campaign(Some("phase2")).unwrap();
+    let st = campaign.stack.as_ref().unwrap();
+    let fresh = plan_of(&loaded, Some("phase2"), &State::new());
+    // What releases before encryption recorded: the machine alone, no word of its volumes.
+    let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
+    let legacy = nixl::state::content_hash(&(
+        &st.instance_types,
+        &names,
+        st.volume as u64,
+        &st.ami,
+        &st.ami_parameter,
+        st.efa,
+        &st.placement,
+    ));
+    let dir = crate::support::scratch("unencrypted-nodes");
+    let plan_text = |spec: Option<String>| -> String {
+        let path = dir.join("state.json");
+        let _ = std::fs::remove_file(&path);
+        done_with_nodes(&fresh, spec).save(&path).unwrap();
+        let out = crate::support::nixl().args(["plan", "examples/phase2.nixl", "--state"]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let reason = "replaced: launched before nixl recorded volume encryption, their root volumes may be unencrypted";
+    for spec in [Some(legacy), None] {
+        let p = plan_text(spec.clone());
+        assert!(p.contains("-/+ nodes node1, node2") && p.contains(reason), "{spec:?}:\n{p}");
+        assert!(p.contains("-/+ setup on node1") || p.contains("-/+ 01-"), "new machines are set up again: {p}");
+    }
+    // Recorded as launched now (encrypted): nothing to do.
+    let p = plan_text(Some(nixl::plan::machine_spec(st)));
+    assert!(p.contains("No changes."), "{p}");
+}
+
+/// A stack made before nixl had secrets gives its nodes no read of them: the first campaign that
+/// uses one updates the stack in place (`~ stack`), once.
+#[test]
+fn a_campaign_that_first_reads_a_secret_updates_its_stack() {
+    let dir = crate::support::scratch("secret-stack");
+    let file = dir.join("local-demo.nixl");
+    std::fs::copy(root().join("examples/local-demo.nixl"), &file).unwrap();
+    let loaded = nixl::pipeline::load(&file);
+    let before = plan_of(&loaded, None, &State::new());
+    let mut done = State::new();
+    for a in before.actions.iter().filter(|a| a.kind == Kind::Stack) {
+        done.actions.insert(a.id.clone(), record(&a.hash.to_string()));
+    }
+    let stack_change = |p: &Plan| p.actions.iter().find(|a| a.kind == Kind::Stack).map(|a| a.change);
+    assert_eq!(stack_change(&plan_of(&loaded, None, &done)), Some(Change::NoOp));
+    let source = std::fs::read_to_string(&file).unwrap();
+    let with_secret = source.replace(
+        "    run     = \"python3 --version\"",
+        "    run     = \"python3 --version\"\n    env     = { TOKEN = secret(\"env:HF_TOKEN\") }",
+    );
+    assert_ne!(source, with_secret);
+    std::fs::write(&file, with_secret).unwrap();
+    let loaded = nixl::pipeline::load(&file);
+    assert!(!loaded.check.has_errors(), "{:?}", loaded.check.diagnostics);
+    assert_eq!(stack_change(&plan_of(&loaded, None, &done)), Some(Change::Update));
+}

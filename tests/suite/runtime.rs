@@ -335,9 +335,12 @@ fn the_previous_releases_state_file_is_read() {
     assert_eq!(before["resources"], after["resources"]);
     assert_eq!(before["actions"], after["actions"]);
     assert_eq!(after["serial"], before["serial"].as_u64().unwrap() + 1);
-    // And `nixl plan` reads it: the done stack, nodes and pattern are no-ops.
+    // And `nixl plan` reads it; its nodes, recorded before nixl recorded volume encryption, are replaced.
     let out = nixl().args(["plan", "examples/phase2.nixl", "--json", "--state"]).arg(&copy).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let change = |id: &str| plan["actions"].as_array().unwrap().iter().find(|a| a["id"] == id).map(|a| a["change"].clone());
+    assert_eq!(change("nodes"), Some("replace".into()));
 }
 
 /// Every `--json` output is exactly one JSON document, warnings or not (they go to stderr).

@@ -53,8 +53,13 @@ const TRANSIENT: &[&str] = &[
 ];
 
 /// Codes that say the resource is not there (any more): for a removal, it is gone.
-const NOT_FOUND: &[&str] =
-    &["InvalidInstanceID.NotFound", "NoSuchBucket", "InvalidGroup.NotFound", "InvalidPlacementGroup.Unknown"];
+const NOT_FOUND: &[&str] = &[
+    "InvalidInstanceID.NotFound",
+    "NoSuchBucket",
+    "InvalidGroup.NotFound",
+    "InvalidPlacementGroup.Unknown",
+    "ParameterNotFound",
+];
 const ALREADY_EXISTS: &[&str] = &["AlreadyExistsException", "BucketAlreadyOwnedByYou"];
 
 /// An EC2 On-Demand vCPU quota in Service Quotas (service code `ec2`).

@@ -8,14 +8,16 @@ use super::template::STACK_TAG;
 use crate::check::model::Stack;
 use serde_json::{json, Value};
 
-/// The policy document for `stack`, in its region, for any account.
-pub fn operator_policy(stack: &Stack) -> Value {
+/// The policy document for `stack`, in its region, for any account; `parameters` are the SSM
+/// parameters its setup reads secrets from (`secret("ssm:...")`).
+pub fn operator_policy(stack: &Stack, parameters: &[&str]) -> Value {
     let mut statements = vec![cloudformation(stack), ec2_read(stack)];
     statements.extend(ec2_nodes(stack));
     statements.push(ec2_base(stack));
     statements.extend(iam(stack));
     statements.extend(s3(stack));
     statements.extend(ssm(stack));
+    statements.extend(secrets(stack, parameters));
     if let Some(kms) = kms(stack) {
         statements.push(kms);
     }
@@ -23,8 +25,8 @@ pub fn operator_policy(stack: &Stack) -> Value {
 }
 
 /// The policy as printed: stable, pretty JSON.
-pub fn operator_policy_json(stack: &Stack) -> String {
-    serde_json::to_string_pretty(&operator_policy(stack)).expect("policy serialises")
+pub fn operator_policy_json(stack: &Stack, parameters: &[&str]) -> String {
+    serde_json::to_string_pretty(&operator_policy(stack, parameters)).expect("policy serialises")
 }
 
 fn region(stack: &Stack) -> Value {
@@ -220,6 +222,28 @@ fn ssm(stack: &Stack) -> Vec<Value> {
             "Action": "ssm:GetParameter",
             "Resource": format!("arn:aws:ssm:{r}:*:parameter/{name}")
         }));
+    }
+    out
+}
+
+/// The stack's secrets under `/nixl/<stack>/secrets` (put by apply, listed and deleted by destroy),
+/// and the parameters the file reads secrets from, each by name.
+fn secrets(stack: &Stack, parameters: &[&str]) -> Vec<Value> {
+    let (r, prefix) = (&stack.region, super::secrets::prefix(&stack.name));
+    let mut out = vec![json!({
+        "Sid": "TheStacksSecrets",
+        "Effect": "Allow",
+        "Action": [
+            "ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParametersByPath",
+            "ssm:DeleteParameter", "ssm:DeleteParameters"
+        ],
+        "Resource": [format!("arn:aws:ssm:{r}:*:parameter{prefix}"), format!("arn:aws:ssm:{r}:*:parameter{prefix}/*")]
+    })];
+    if !parameters.is_empty() {
+        // A SecureString under a customer key also needs kms:Decrypt on that key (docs/running.md).
+        let names: Vec<String> =
+            parameters.iter().map(|p| format!("arn:aws:ssm:{r}:*:parameter/{}", p.trim_start_matches('/'))).collect();
+        out.push(json!({ "Sid": "SecretsTheFileReads", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": names }));
     }
     out
 }

@@ -12,6 +12,7 @@ macro_rules! say {
 mod errors;
 pub mod iam;
 mod nodes;
+pub mod secrets;
 mod ssm;
 pub mod template;
 
@@ -147,6 +148,8 @@ pub struct AwsProvider {
     info: Mutex<Option<StackInfo>>,
     /// Keys known to be in the bucket, so each artifact is uploaded once.
     uploaded: Mutex<HashSet<String>>,
+    /// Secret parameters put by this apply (name and the hash of the value), each once.
+    stored: Mutex<HashSet<String>>,
     /// Where progress lines go (the CLI's terminal view).
     sink: std::sync::Arc<dyn crate::progress::Sink>,
 }
@@ -191,6 +194,7 @@ impl AwsProvider {
             opts,
             info: Mutex::new(None),
             uploaded: Mutex::new(HashSet::new()),
+            stored: Mutex::new(HashSet::new()),
             sink,
         })
     }
@@ -526,7 +530,24 @@ impl Provider for AwsProvider {
     }
 
     async fn run(&self, nodes: &[NodeInfo], script: &str, timeout: Duration) -> Result<Vec<CommandOutput>, ProviderError> {
-        ssm::run(self, nodes, script, timeout).await
+        ssm::run(self, nodes, script, timeout, &[]).await
+    }
+
+    async fn run_with_secrets(
+        &self,
+        stack: &Stack,
+        nodes: &[NodeInfo],
+        script: &str,
+        timeout: Duration,
+        secrets: &[crate::provider::SecretEnv],
+    ) -> Result<Vec<CommandOutput>, ProviderError> {
+        let params = secrets::ensure(self, stack, secrets).await?;
+        let env = secrets::exports(&stack.region, &params);
+        ssm::run(self, nodes, script, timeout, &env).await
+    }
+
+    async fn read_parameter(&self, name: &str) -> Result<String, ProviderError> {
+        secrets::read(self, name).await
     }
 
     async fn fetch(&self, node: &NodeInfo, path: &str) -> Result<Vec<u8>, ProviderError> {
@@ -550,7 +571,7 @@ impl Provider for AwsProvider {
         }
     }
 
-    /// Best effort, in order (nodes, bucket, stack): a step that fails is listed and the next
+    /// Best effort, in order (nodes, bucket, secrets, stack): a step that fails is listed and the next
     /// is still tried; "not found" counts as gone. What is left is the error.
     async fn destroy(&self, stack: &Stack, info: Option<&StackInfo>, known: &[NodeInfo]) -> Result<(), ProviderError> {
         let mut left = self.remove_nodes(stack, known).await;
@@ -568,6 +589,13 @@ impl Provider for AwsProvider {
             match self.empty_bucket(&b).await {
                 Ok(n) => say!(self, "  emptied bucket {b} ({n} object versions)"),
                 Err(e) => left.push(Leftover { what: format!("bucket {b}"), reason: e.to_string() }),
+            }
+        }
+        match secrets::delete_all(self, &stack.name).await {
+            Ok(0) => {}
+            Ok(n) => say!(self, "  deleted {n} secret parameter(s) under {}", secrets::prefix(&stack.name)),
+            Err(e) => {
+                left.push(Leftover { what: format!("parameters under {}", secrets::prefix(&stack.name)), reason: e.to_string() })
             }
         }
         if current.is_some() {

@@ -553,7 +553,8 @@ pub async fn alive(p: &AwsProvider, ids: &[String]) -> Result<Vec<String>, Provi
         .collect())
 }
 
-/// Each recorded node's state in EC2: running (or pending), stopped (or stopping), or gone.
+/// Each recorded node's state in EC2: running (or pending), running as another instance type than
+/// recorded, stopped (or stopping), or gone.
 pub async fn states(p: &AwsProvider, known: &[NodeInfo]) -> Result<Vec<crate::provider::NodeState>, ProviderError> {
     use crate::provider::NodeState;
     let ids: Vec<String> = known.iter().map(|n| n.id.clone()).collect();
@@ -561,10 +562,15 @@ pub async fn states(p: &AwsProvider, known: &[NodeInfo]) -> Result<Vec<crate::pr
     Ok(known
         .iter()
         .map(|n| {
-            let state =
-                found.iter().find(|i| i.instance_id() == Some(n.id.as_str())).and_then(|i| i.state()).and_then(|s| s.name());
+            let instance = found.iter().find(|i| i.instance_id() == Some(n.id.as_str()));
+            let state = instance.and_then(|i| i.state()).and_then(|s| s.name());
+            let runs_as = instance.and_then(|i| i.instance_type()).map(|t| t.as_str().to_string());
             match state {
-                Some(InstanceStateName::Running | InstanceStateName::Pending) => NodeState::Running,
+                Some(InstanceStateName::Running | InstanceStateName::Pending) => match (runs_as, &n.instance_type) {
+                    // Stopped, resized and started again outside nixl.
+                    (Some(now), Some(was)) if &now != was => NodeState::Changed(format!("runs as {now}, recorded as {was}")),
+                    _ => NodeState::Running,
+                },
                 Some(InstanceStateName::Stopped | InstanceStateName::Stopping) => NodeState::Stopped,
                 _ => NodeState::Gone,
             }

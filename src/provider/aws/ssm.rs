@@ -66,10 +66,11 @@ pub fn script_sha256(script: &str) -> String {
 /// The shell lines SSM runs: fetch the script into a private directory, refuse it unless its
 /// SHA-256 is the one nixl computed before uploading it, run it. Every value goes through the one
 /// quoting function: the bucket is AWS's name and the key and hash are hex, but nothing relies on that.
-pub fn commands(dirs: &NodeDirs, bucket: &str, key: &str, sha256: &str) -> Vec<String> {
+/// `env` are lines that set the script's environment first (the secrets it reads, `secrets::exports`).
+pub fn commands(dirs: &NodeDirs, bucket: &str, key: &str, sha256: &str, env: &[String]) -> Vec<String> {
     let local = format!("{}/{sha256}.sh", dirs.scripts);
     let (work, dir, local_q) = (shell_quote(dirs.work), shell_quote(dirs.scripts), shell_quote(&local));
-    vec![
+    let mut lines: Vec<String> = vec![
         "set -e".into(),
         // Every command of a campaign runs in one working directory, as on the local provider.
         format!("mkdir -p {work} && cd {work}"),
@@ -80,15 +81,19 @@ pub fn commands(dirs: &NodeDirs, bucket: &str, key: &str, sha256: &str) -> Vec<S
             shell_quote(&format!("{sha256}  {local}")),
             shell_quote(&format!("nixl: s3://{bucket}/{key} is not the script nixl uploaded (sha256 differs); not running it")),
         ),
-        format!("exec bash {local_q}"),
-    ]
+    ];
+    lines.extend(env.iter().cloned());
+    lines.push(format!("exec bash {local_q}"));
+    lines
 }
 
+/// `env`: lines that set the script's environment on the node before it runs (`commands`).
 pub async fn run(
     p: &AwsProvider,
     nodes: &[NodeInfo],
     script: &str,
     timeout: Duration,
+    env: &[String],
 ) -> Result<Vec<CommandOutput>, ProviderError> {
     let bucket = p.bucket()?;
     let key = script_key(script);
@@ -101,7 +106,7 @@ pub async fn run(
             .send_command()
             .document_name("AWS-RunShellScript")
             .set_instance_ids(Some(ids.clone()))
-            .parameters("commands", commands(&NODE_DIRS, &bucket, &key, &sha256))
+            .parameters("commands", commands(&NODE_DIRS, &bucket, &key, &sha256, env))
             .parameters("executionTimeout", vec![secs.to_string()])
             .timeout_seconds(600)
             .output_s3_bucket_name(&bucket)
@@ -191,8 +196,9 @@ async fn read_output(p: &AwsProvider, bucket: &str, command_id: &str, instance: 
 pub async fn fetch(p: &AwsProvider, node: &NodeInfo, path: &str) -> Result<Vec<u8>, ProviderError> {
     let bucket = p.bucket()?;
     let key = format!("{FETCH_PREFIX}/{}/{}", node.name, crate::state::content_hash(&path));
-    let script = format!("aws s3 cp --quiet '{path}' 's3://{bucket}/{key}'\n");
-    let out = run(p, std::slice::from_ref(node), &script, Duration::from_secs(300)).await?;
+    // The path is a result file nixl names, but it goes through the one quoting function all the same.
+    let script = format!("aws s3 cp --quiet {} {}\n", shell_quote(path), shell_quote(&format!("s3://{bucket}/{key}")));
+    let out = run(p, std::slice::from_ref(node), &script, Duration::from_secs(300), &[]).await?;
     if let Some(o) = out.first().filter(|o| o.exit_code != 0) {
         return Err(ProviderError::Other(format!("could not copy {path} from {}: {}", node.name, o.tail(5))));
     }
@@ -241,7 +247,7 @@ mod tests {
         let sha = script_sha256(script);
         let in_bucket = root.join("bucket").join(&key);
         std::fs::create_dir_all(in_bucket.parent().unwrap()).unwrap();
-        let lines = commands(&dirs, "nixl-test-bucket", &key, &sha);
+        let lines = commands(&dirs, "nixl-test-bucket", &key, &sha, &[]);
         assert!(lines.iter().any(|l| l.contains(&sha) && l.contains("sha256sum --check")), "{lines:?}");
 
         // The script as uploaded: it runs, in the working directory, from a directory only root reads.

@@ -1,8 +1,8 @@
 //! The CloudFormation template for a `stack` block's base resources: security
 //! group (all traffic between the nodes, as EFA needs; SSH only from a given
 //! CIDR, IPv4 or IPv6), IAM role and instance profile (the SSM agent's calls
-//! without parameter reads; read of the scripts, write of the output prefixes
-//! only), the bucket (public access blocked, encrypted, TLS only, versioned on
+//! without parameter reads but the stack's own secrets; read of the scripts, write of the output
+//! prefixes only), the bucket (public access blocked, encrypted, TLS only, versioned on
 //! request, output expiring) and the cluster placement group. Nodes
 //! are not in it: they are launched with RunInstances so a capacity error can
 //! move to the next zone in seconds instead of a stack rollback.
@@ -53,7 +53,7 @@ pub fn template(stack: &Stack) -> Value {
     }
     res.insert("Bucket".into(), bucket(stack, &tags));
     res.insert("BucketPolicy".into(), tls_only_policy());
-    res.insert("Role".into(), role(&tags));
+    res.insert("Role".into(), role(stack, &tags));
     res.insert(
         "InstanceProfile".into(),
         json!({ "Type": "AWS::IAM::InstanceProfile", "Properties": { "Roles": [{ "Ref": "Role" }] } }),
@@ -177,9 +177,16 @@ pub const SSM_AGENT_ACTIONS: &[&str] = &[
     "ec2messages:SendReply",
 ];
 
-/// The node role: the SSM agent's calls, read of the scripts nixl uploads, write of command
-/// output and fetched files only. A node cannot change what root runs on it or on its peer.
-fn role(tags: &Value) -> Value {
+/// The parameters a node may read: its stack's secrets (`/nixl/<stack>/secrets/*`), no other.
+pub fn secrets_arn(stack: &Stack) -> Value {
+    let path = super::secrets::prefix(&stack.name);
+    json!({ "Fn::Sub": format!("arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{path}/*") })
+}
+
+/// The node role: the SSM agent's calls, read of the scripts nixl uploads and of the stack's
+/// secrets, write of command output and fetched files only. A node cannot change what root runs
+/// on it or on its peer, nor read another parameter of the account.
+fn role(stack: &Stack, tags: &Value) -> Value {
     let scripts = format!("/{SCRIPTS_PREFIX}/*");
     let output = format!("/{OUTPUT_PREFIX}/*");
     let fetched = format!("/{FETCH_PREFIX}/*");
@@ -217,6 +224,18 @@ fn role(tags: &Value) -> Value {
                                 "Resource": bucket_arn("")
                             }
                         ]
+                    }
+                },
+                {
+                    "PolicyName": "stack-secrets",
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [{
+                            "Sid": "ReadTheStacksSecrets",
+                            "Effect": "Allow",
+                            "Action": "ssm:GetParameter",
+                            "Resource": secrets_arn(stack)
+                        }]
                     }
                 }
             ],
