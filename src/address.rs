@@ -14,8 +14,9 @@ pub enum ActionId {
     Nodes,
     /// Generated scripts to the bucket: `upload`.
     Upload,
-    /// One setup step on one node: `setup.<node>.<step>`.
-    Setup { node: String, step: String },
+    /// One setup step on one node: `setup.<node>.<step>` (boxed, so that the ids of a
+    /// million patterns stay as small as a string).
+    Setup(Box<SetupAddress>),
     /// A service a tool needs (etcd): `service.<name>`.
     Service(String),
     /// Server launch N (1-based, in run order): `server.<N>.start`.
@@ -26,7 +27,26 @@ pub enum ActionId {
     Pattern(String),
 }
 
+/// The node and step of a setup action.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SetupAddress {
+    pub node: String,
+    pub step: String,
+}
+
 impl ActionId {
+    pub fn setup(node: &str, step: &str) -> ActionId {
+        ActionId::Setup(Box::new(SetupAddress { node: node.to_string(), step: step.to_string() }))
+    }
+
+    /// The step of a setup action.
+    pub fn setup_step(&self) -> Option<&str> {
+        match self {
+            ActionId::Setup(s) => Some(&s.step),
+            _ => None,
+        }
+    }
+
     /// Actions whose outcome is not kept in the state: they are redone whenever work needs them.
     pub fn is_transient(&self) -> bool {
         matches!(self, ActionId::Upload | ActionId::Service(_) | ActionId::ServerStart(_) | ActionId::ServerStop(_))
@@ -34,7 +54,7 @@ impl ActionId {
 
     /// Actions that create infrastructure or prepare it; what `destroy` forgets.
     pub fn is_infrastructure(&self) -> bool {
-        matches!(self, ActionId::Stack | ActionId::Nodes | ActionId::Setup { .. })
+        matches!(self, ActionId::Stack | ActionId::Nodes | ActionId::Setup(_))
     }
 
     /// The pattern id, for pattern, step and analysis actions.
@@ -60,7 +80,7 @@ impl fmt::Display for ActionId {
             ActionId::Stack => f.write_str("stack"),
             ActionId::Nodes => f.write_str("nodes"),
             ActionId::Upload => f.write_str("upload"),
-            ActionId::Setup { node, step } => write!(f, "setup.{node}.{step}"),
+            ActionId::Setup(s) => write!(f, "setup.{}.{}", s.node, s.step),
             ActionId::Service(name) => write!(f, "service.{name}"),
             ActionId::ServerStart(n) => write!(f, "server.{n}.start"),
             ActionId::ServerStop(n) => write!(f, "server.{n}.stop"),
@@ -80,7 +100,7 @@ impl FromStr for ActionId {
             ["stack"] => ActionId::Stack,
             ["nodes"] => ActionId::Nodes,
             ["upload"] => ActionId::Upload,
-            ["setup", node, step] => ActionId::Setup { node: node.to_string(), step: step.to_string() },
+            ["setup", node, step] => ActionId::setup(node, step),
             ["service", name] => ActionId::Service(name.to_string()),
             ["server", n, "start"] if n.parse::<u32>().is_ok() => ActionId::ServerStart(n.parse().unwrap_or(0)),
             ["server", n, "stop"] if n.parse::<u32>().is_ok() => ActionId::ServerStop(n.parse().unwrap_or(0)),
@@ -121,7 +141,7 @@ mod tests {
             ActionId::Stack,
             ActionId::Nodes,
             ActionId::Upload,
-            ActionId::Setup { node: "node1".into(), step: "05-nixl".into() },
+            ActionId::setup("node1", "05-nixl"),
             ActionId::Service("etcd".into()),
             ActionId::ServerStart(3),
             ActionId::ServerStop(12),

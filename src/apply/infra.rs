@@ -62,7 +62,7 @@ impl<P: Provider> Exec<'_, P> {
             self.log(&format!("       replacing {} node(s): {why}", self.nodes.len()));
             self.provider.destroy_nodes(&st, &self.nodes).await?;
             self.state.infra.nodes.clear();
-            self.state.actions.retain(|id, _| !matches!(id, crate::address::ActionId::Setup { .. }));
+            self.state.actions.retain(|id, _| !matches!(id, crate::address::ActionId::Setup(_)));
             self.set_nodes(vec![]);
         }
         let nodes = self.provider.ensure_nodes(&st, &info, &self.nodes).await?;
@@ -87,11 +87,11 @@ impl<P: Provider> Exec<'_, P> {
 
     /// One setup step on several nodes at once (one provider call), each node's outcome settled on its own.
     pub(super) async fn setup(&mut self, batch: &[&Action]) -> Result<(), ApplyError> {
-        let Some(crate::address::ActionId::Setup { step: step_id, .. }) = batch.first().map(|a| &a.id) else { return Ok(()) };
+        let Some(step_id) = batch.first().and_then(|a| a.id.setup_step()) else { return Ok(()) };
         let names: Vec<String> = batch.iter().filter_map(|a| a.node.clone()).collect();
         let n = self.number(batch.len());
         self.log(&format!("{n} setup {step_id} on {}", names.join(", ")));
-        let step = self.campaign.setup.as_ref().and_then(|s| s.steps.iter().find(|x| &x.id == step_id)).cloned();
+        let step = self.campaign.setup.as_ref().and_then(|s| s.steps.iter().find(|x| x.id == step_id)).cloned();
         let started = Instant::now();
         let results: Vec<Result<bool, ActionError>> = match step {
             None => batch.iter().map(|a| Err(ActionError::NotDeclared(a.id.clone()))).collect(),

@@ -60,7 +60,7 @@ impl<P: Provider> Exec<'_, P> {
         let p = self.pattern_of(a)?;
         let tool = p
             .tool
-            .as_ref()
+            .as_deref()
             .and_then(|t| self.model.tools.get(t))
             .cloned()
             .ok_or_else(|| ActionError::NotDeclared(a.id.clone()))?;

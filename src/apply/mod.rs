@@ -193,10 +193,10 @@ impl<P: Provider> Exec<'_, P> {
 
     /// The same setup step on every node that is wanted and whose earlier steps did not fail.
     fn setup_batch_of(&self, actions: &[Action], wanted: &BTreeSet<usize>, first: usize) -> Vec<usize> {
-        let ActionId::Setup { step, .. } = &actions[first].id else { return vec![first] };
+        let Some(step) = actions[first].id.setup_step() else { return vec![first] };
         (first..actions.len())
             .filter(|&j| wanted.contains(&j))
-            .filter(|&j| matches!(&actions[j].id, ActionId::Setup { step: s, .. } if s == step))
+            .filter(|&j| actions[j].id.setup_step() == Some(step))
             .filter(|&j| !actions[j].needs.iter().any(|&d| self.failed.contains_key(&actions[d].id)))
             .collect()
     }

@@ -185,7 +185,7 @@ impl<P: Provider> Exec<'_, P> {
 
     /// A step with the services its tool needs started first (etcd for NIXLBench).
     fn with_services(&self, step: Action) -> Vec<Action> {
-        let tool = self.campaign.design.pattern(step.id.pattern().unwrap_or("")).and_then(|p| p.tool.as_ref());
+        let tool = self.campaign.design.pattern(step.id.pattern().unwrap_or("")).and_then(|p| p.tool.as_deref());
         let needs = tool.and_then(|t| self.model.tools.get(t)).map(|t| t.needs.clone()).unwrap_or_default();
         let mut actions: Vec<Action> = needs.iter().map(|s| Action::service(s)).collect();
         let mut step = step;

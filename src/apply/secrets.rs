@@ -138,7 +138,7 @@ fn steps_run<'c>(campaign: &'c Campaign, plan: &Plan) -> Vec<&'c SetupStep> {
         plan.actions
             .iter()
             .filter(|a| a.kind == Kind::Setup && crate::plan::target::runs(a))
-            .any(|a| matches!(&a.id, crate::address::ActionId::Setup { step: s, .. } if s == &step.id))
+            .any(|a| a.id.setup_step() == Some(step.id.as_str()))
     };
     campaign.setup.iter().flat_map(|s| &s.steps).filter(|step| runs(step)).collect()
 }

@@ -102,7 +102,7 @@ pub fn run(a: &Args) -> ExitCode {
     }
     // What lived on the nodes is gone with them; results and their records stay.
     state.infra.nodes.clear();
-    let gone = |id: &ActionId| matches!(id, ActionId::Nodes | ActionId::Setup { .. }) || (!only_nodes && id.is_infrastructure());
+    let gone = |id: &ActionId| matches!(id, ActionId::Nodes | ActionId::Setup(_)) || (!only_nodes && id.is_infrastructure());
     state.actions.retain(|id, _| !gone(id));
     if !only_nodes {
         state.infra.stack = None;

@@ -262,7 +262,7 @@ pub fn for_pattern(
     let mut needs_setup = vec![];
     let mut needs_services = vec![];
     let mut reads = 0;
-    if let Some(tool) = p.tool.as_ref().and_then(|t| model.tools.get(t)) {
+    if let Some(tool) = p.tool.as_deref().and_then(|t| model.tools.get(t)) {
         let steps = campaign.setup.iter().flat_map(|s| s.steps.iter());
         needs_setup = steps.filter(|s| s.provides.iter().any(|x| x == &tool.name)).map(|s| s.id.clone()).collect();
         needs_services = tool.needs.clone();

@@ -130,13 +130,15 @@ pub struct Pattern {
     /// Total KV-cache bytes of the prompt.
     pub kv_bytes: Option<f64>,
     pub adhoc: bool,
+    // Boxed strings and slices: most patterns have none of these, and a million patterns
+    // should not carry three empty Vecs' worth of headers each.
     /// The tool of a step pattern.
-    pub tool: Option<String>,
+    pub tool: Option<Box<str>>,
     /// The analysis (by its declared name) an analysis pattern computes.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub analysis: Option<String>,
+    pub analysis: Option<Box<str>>,
     /// Layers an analysis reads.
-    pub inputs: Vec<String>,
+    pub inputs: Box<[String]>,
     pub span: Span,
 }
 

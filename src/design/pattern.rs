@@ -65,7 +65,7 @@ pub(super) fn make_pattern(
             adhoc: layer.adhoc,
             tool: None,
             analysis: None,
-            inputs: vec![],
+            inputs: Box::default(),
             span,
         });
     }
@@ -149,7 +149,7 @@ pub(super) fn make_pattern(
         adhoc: layer.adhoc,
         tool: None,
         analysis: None,
-        inputs: vec![],
+        inputs: Box::default(),
         span,
     })
 }

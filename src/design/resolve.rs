@@ -79,7 +79,7 @@ impl<'c> Resolver<'c> {
         if p.category != super::Category::E2e {
             out.extend(p.values.iter().map(|(k, v)| (k.clone(), v.clone())));
             if let Some(t) = &p.tool {
-                out.insert("tool".into(), Value::Str(t.clone()));
+                out.insert("tool".into(), Value::Str(t.to_string()));
             }
             return out;
         }

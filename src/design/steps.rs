@@ -136,9 +136,9 @@ pub(super) fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec
                 duration: tool.duration,
                 kv_bytes: kv,
                 adhoc: layer.adhoc,
-                tool: Some(name.clone()),
+                tool: Some(name.as_str().into()),
                 analysis: None,
-                inputs: vec![],
+                inputs: Box::default(),
                 span,
             });
             odo.advance();
@@ -162,7 +162,7 @@ pub(super) fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec
             }
         };
         let before = made.len();
-        made.retain(|p| names.iter().any(|n| Some(n) == p.tool.as_ref() || *n == p.id));
+        made.retain(|p| names.iter().any(|n| Some(n.as_str()) == p.tool.as_deref() || *n == p.id));
         removed.push(("not kept by this experiment".to_string(), before - made.len()));
     }
     cx.base = base;
@@ -216,7 +216,7 @@ pub(super) fn expand_analyses(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut 
             kv_bytes: None,
             adhoc: layer.adhoc,
             tool: None,
-            analysis: Some(a.name.clone()),
+            analysis: Some(a.name.as_str().into()),
             inputs: a.inputs.iter().map(|(s, _)| s.clone()).collect(),
             span: a.span,
         });

@@ -19,7 +19,7 @@ impl Serialize for Action {
         optional(&mut st, "group", self.group)?;
         optional(&mut st, "launch", self.launch)?;
         optional(&mut st, "node", self.node.as_deref())?;
-        optional(&mut st, "detail", Some(self.detail.as_str()).filter(|d| !d.is_empty()))?;
+        optional(&mut st, "detail", Some(&*self.detail).filter(|d| !d.is_empty()))?;
         st.end()
     }
 }

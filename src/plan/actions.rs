@@ -30,6 +30,9 @@ struct Builder<'c> {
     of_pattern: Vec<usize>,
     /// Layer names, one shared allocation each.
     layers: Vec<Arc<str>>,
+    /// Pattern actions (action index, pattern index) whose hash and description are filled
+    /// in at the end, on every core.
+    pending: Vec<(usize, usize)>,
     /// What the nodes must have finished before any measurement: setup ends and the upload.
     ready: Vec<usize>,
     /// The last measurement action(s): the next one waits for them.
@@ -47,6 +50,7 @@ pub fn graph(model: &Model, campaign: &Campaign, state: &State, wanted: &[String
         actions: Vec::with_capacity(campaign.design.patterns.len() + 2 * campaign.schedule.segments.len() + 64),
         of_pattern: vec![NONE; campaign.design.patterns.len()],
         layers: layer_names(&campaign.design),
+        pending: Vec::with_capacity(campaign.design.patterns.len()),
         ready: vec![],
         tail: vec![],
     };
@@ -58,7 +62,41 @@ pub fn graph(model: &Model, campaign: &Campaign, state: &State, wanted: &[String
     b.launches();
     b.low_level(state, wanted);
     b.analyses(state, wanted);
+    fill_patterns(&b.resolver, &campaign.design, &mut b.actions, &b.pending);
     b.actions
+}
+
+/// Each pattern action's content hash and description. Resolving every setting of a pattern
+/// is most of planning a large campaign, so a million patterns are shared among the cores
+/// (each thread fills its own slice of the actions; the result is the same).
+fn fill_patterns(resolver: &Resolver, design: &Design, actions: &mut [Action], pending: &[(usize, usize)]) {
+    let fill = |a: &mut Action, i: usize| {
+        let p = &design.patterns[i];
+        a.hash = ContentHash::new(&resolver.hash(p));
+        a.detail = crate::design::tables::describe(design, p).into();
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(16);
+    if threads < 2 || pending.len() < 4096 {
+        for &(k, i) in pending {
+            fill(&mut actions[k], i);
+        }
+        return;
+    }
+    // `pending` is in push order, so each chunk's actions form one slice after the previous one's.
+    std::thread::scope(|s| {
+        let (mut rest, mut offset) = (actions, 0);
+        for chunk in pending.chunks(pending.len().div_ceil(threads)) {
+            let end = chunk[chunk.len() - 1].0 + 1;
+            let (mine, tail) = rest.split_at_mut(end - offset);
+            let (base, fill) = (offset, &fill);
+            s.spawn(move || {
+                for &(k, i) in chunk {
+                    fill(&mut mine[k - base], i);
+                }
+            });
+            (rest, offset) = (tail, end);
+        }
+    });
 }
 
 const NONE: usize = usize::MAX;
@@ -106,7 +144,7 @@ impl Action {
         Action {
             id,
             kind,
-            label,
+            label: label.into(),
             hash: ContentHash::new(&hash),
             duration,
             needs: deps.clone(),
@@ -116,7 +154,7 @@ impl Action {
             group: None,
             launch: None,
             node: None,
-            detail: String::new(),
+            detail: Box::default(),
         }
     }
 
@@ -133,9 +171,8 @@ impl Action {
     }
 }
 
-/// A pattern, step or analysis action; its hash covers every resolved setting,
-/// so a changed setting runs it again.
-fn pattern(resolver: &Resolver, design: &Design, layers: &[Arc<str>], i: usize, deps: Deps) -> Action {
+/// A pattern, step or analysis action without its hash and description (`fill_patterns`).
+fn pattern_shell(design: &Design, layers: &[Arc<str>], i: usize, deps: Deps) -> Action {
     let p = &design.patterns[i];
     let kind = match p.category {
         Category::E2e => Kind::Pattern,
@@ -143,9 +180,16 @@ fn pattern(resolver: &Resolver, design: &Design, layers: &[Arc<str>], i: usize, 
         _ => Kind::Step,
     };
     // The label of a pattern is its id (`Action::label`): not stored twice.
-    let mut a = Action::new(ActionId::Pattern(p.id.clone()), kind, String::new(), resolver.hash(p), p.duration, deps);
+    let mut a = Action::new(ActionId::Pattern(p.id.clone()), kind, String::new(), String::new(), p.duration, deps);
     a.layer = Some(layers[p.layer as usize].clone());
-    a.detail = crate::design::tables::describe(design, p);
+    a
+}
+
+/// A pattern, step or analysis action; its hash covers every resolved setting,
+/// so a changed setting runs it again.
+fn pattern(resolver: &Resolver, design: &Design, layers: &[Arc<str>], i: usize, deps: Deps) -> Action {
+    let mut a = pattern_shell(design, layers, i, deps);
+    fill_patterns(resolver, design, std::slice::from_mut(&mut a), &[(0, i)]);
     a
 }
 
@@ -156,8 +200,9 @@ impl Builder<'_> {
     }
 
     fn push_pattern(&mut self, i: usize, deps: Deps) -> usize {
-        let a = pattern(&self.resolver, &self.campaign.design, &self.layers, i, deps);
+        let a = pattern_shell(&self.campaign.design, &self.layers, i, deps);
         let k = self.push(a);
+        self.pending.push((k, i));
         self.of_pattern[i] = k;
         k
     }
@@ -177,7 +222,7 @@ impl Builder<'_> {
         let mut stack =
             Action::new(ActionId::Stack, Kind::Stack, format!("stack \"{}\"", st.name), stack_hash, STACK_SECONDS, vec![]);
         stack.detail =
-            format!("CloudFormation: security group, IAM role, bucket, {} placement group in {}", st.placement, st.region);
+            format!("CloudFormation: security group, IAM role, bucket, {} placement group in {}", st.placement, st.region).into();
         let stack_i = self.push(stack);
         let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
         let spec = (&st.instance_types, &st.zones, &names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa);
@@ -193,7 +238,7 @@ impl Builder<'_> {
             NODES_SECONDS,
             vec![stack_i],
         );
-        nodes.detail = format!("{} x {} in {}", names.len(), st.instance_types.join(" or "), st.zones.join(", then "));
+        nodes.detail = format!("{} x {} in {}", names.len(), st.instance_types.join(" or "), st.zones.join(", then ")).into();
         let nodes_i = self.push(nodes);
         let upload = Action::new(
             ActionId::Upload,
@@ -208,12 +253,12 @@ impl Builder<'_> {
             let mut prev = nodes_i;
             let steps = self.campaign.setup.iter().flat_map(|s| &s.steps);
             for step in steps.filter(|s| s.nodes.is_empty() || s.nodes.contains(&n.name)) {
-                let id = ActionId::Setup { node: n.name.clone(), step: step.id.clone() };
+                let id = ActionId::setup(&n.name, &step.id);
                 let hash = content_hash(&(&step.run, &step.skip_if, &step.env));
                 let mut a =
                     Action::new(id, Kind::Setup, format!("{} on {}", step.id, n.name), hash, SETUP_STEP_SECONDS, vec![prev]);
                 a.node = Some(n.name.clone());
-                a.detail = step.name.clone();
+                a.detail = step.name.as_str().into();
                 prev = self.push(a);
             }
             self.ready.push(prev);
@@ -288,7 +333,7 @@ impl Builder<'_> {
         for i in self.steps_of(Category::LowLevel, state, wanted) {
             let mut deps = self.tail.clone();
             let mut needs = self.ready.clone();
-            let tool = self.campaign.design.patterns[i].tool.as_ref().and_then(|t| self.model.tools.get(t));
+            let tool = self.campaign.design.patterns[i].tool.as_deref().and_then(|t| self.model.tools.get(t));
             for s in tool.map(|t| t.needs.clone()).unwrap_or_default() {
                 let si = match services.get(&s) {
                     Some(&si) => si,

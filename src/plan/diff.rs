@@ -20,7 +20,7 @@ pub fn against_state(actions: &mut [Action], state: &State, replace: &[Target], 
                 // file's nodes read the same (an old unencrypted volume, a new placement).
                 Some(r) if r.status == Status::Done && a.kind == Kind::Nodes => match node_replacement(state, stack) {
                     Some(why) => {
-                        a.detail = format!("{} (replaced: {why})", a.detail);
+                        a.detail = format!("{} (replaced: {why})", a.detail).into();
                         Change::Replace
                     }
                     None if a.hash == r.hash => Change::NoOp,
@@ -106,7 +106,7 @@ pub fn describe_stack_update(actions: &mut [Action], stack: Option<&Stack>, stat
     if let Some(a) = actions.iter_mut().find(|a| a.kind == Kind::Stack && a.change == Change::Update) {
         let touched = changes(st, &rec.outputs);
         if !touched.is_empty() {
-            a.detail = format!("CloudFormation change set: {}", touched.join(", "));
+            a.detail = format!("CloudFormation change set: {}", touched.join(", ")).into();
         }
     }
 }
@@ -220,7 +220,7 @@ pub fn forget_undeclared(actions: &mut Vec<Action>, campaign: &Campaign, state: 
         let kind = match id {
             ActionId::Stack => Kind::Stack,
             ActionId::Nodes => Kind::Nodes,
-            ActionId::Setup { .. } => Kind::Setup,
+            ActionId::Setup(_) => Kind::Setup,
             _ => Kind::Pattern,
         };
         let mut a = Action::new(id.clone(), kind, format!("forget {id} (its results stay on disk)"), r.hash.clone(), 0.0, vec![]);

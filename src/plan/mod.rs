@@ -75,8 +75,9 @@ impl Change {
     }
 }
 
-/// Indices of other actions: one or two for almost every action, kept inline.
-pub type Deps = smallvec::SmallVec<[usize; 2]>;
+/// Indices of other actions: a pattern has one of each (the action before it, its server
+/// start), kept inline; longer lists go to the heap.
+pub type Deps = smallvec::SmallVec<[usize; 1]>;
 
 /// One thing apply does. Serialised by hand (`action_json`) so that a pattern's label, which
 /// is its id and not stored twice, is still written out.
@@ -85,7 +86,7 @@ pub struct Action {
     pub id: ActionId,
     pub kind: Kind,
     /// Empty for a pattern, step or analysis, whose label is its id: read through `label()`.
-    label: String,
+    label: Box<str>,
     /// Content hash of what the action does.
     pub hash: ContentHash,
     /// Estimated seconds.
@@ -109,8 +110,8 @@ pub struct Action {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// One-line description of the pattern's factors or the step's tool.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub detail: String,
+    #[serde(default)]
+    pub detail: Box<str>,
 }
 
 impl Action {
@@ -336,30 +337,40 @@ fn estimate(model: &Model, campaign: &Campaign, actions: &[Action]) -> Estimate 
     }
 }
 
-pub fn to_graph(actions: &[Action]) -> DiGraph<usize, ()> {
-    let mut g = DiGraph::with_capacity(actions.len(), actions.len() * 2);
-    let nodes: Vec<NodeIndex> = (0..actions.len()).map(|i| g.add_node(i)).collect();
+/// The dependency graph; node `i` is action `i` (no weights: 24 bytes an action).
+pub fn to_graph(actions: &[Action]) -> DiGraph<(), ()> {
+    let edges = actions.iter().map(|a| a.deps.len()).sum();
+    let mut g = DiGraph::with_capacity(actions.len(), edges);
+    for _ in actions {
+        g.add_node(());
+    }
     for (i, a) in actions.iter().enumerate() {
         for &d in &a.deps {
-            g.add_edge(nodes[d], nodes[i], ());
+            g.add_edge(NodeIndex::new(d), NodeIndex::new(i), ());
         }
     }
     g
 }
 
-/// Longest path through the graph (petgraph's topological order), counting only actions that will run.
+/// Longest path through the graph, counting only actions that will run. The planner lists
+/// actions in a topological order (each depends only on earlier ones), so one pass in list
+/// order suffices; a list in any other order (a hand-edited saved plan) is ordered by
+/// petgraph's toposort, and a cycle has no critical path (0).
 pub fn critical_path(actions: &[Action]) -> f64 {
-    let g = to_graph(actions);
-    let Ok(order) = petgraph::algo::toposort(&g, None) else {
-        return 0.0;
-    };
     let mut finish = vec![0.0f64; actions.len()];
-    for n in order {
-        let i = g[n];
+    let mut visit = |i: usize| {
         let a = &actions[i];
         let start = a.deps.iter().map(|&d| finish[d]).fold(0.0, f64::max);
         let own = if a.change == Change::NoOp || a.change == Change::Delete { 0.0 } else { a.duration };
         finish[i] = start + own;
+    };
+    if actions.iter().enumerate().all(|(i, a)| a.deps.iter().all(|&d| d < i)) {
+        (0..actions.len()).for_each(&mut visit);
+    } else {
+        match petgraph::algo::toposort(&to_graph(actions), None) {
+            Ok(order) => order.into_iter().for_each(|n| visit(n.index())),
+            Err(_) => return 0.0,
+        }
     }
     finish.into_iter().fold(0.0, f64::max)
 }
@@ -368,4 +379,25 @@ pub fn critical_path(actions: &[Action]) -> f64 {
 /// the ad-hoc patterns that rules add while it runs.
 pub fn pattern_action(model: &Model, campaign: &Campaign, id: &str) -> Option<Action> {
     actions::single(model, campaign, id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(id: &str, duration: f64, deps: &[usize]) -> Action {
+        Action::new(ActionId::Pattern(id.into()), Kind::Pattern, String::new(), String::new(), duration, deps.to_vec())
+    }
+
+    #[test]
+    fn the_critical_path_is_the_same_in_any_listed_order_and_a_cycle_has_none() {
+        // a(1) -> b(2) -> d(4), a -> c(10) -> d: the path through c is 15.
+        let listed = vec![action("a", 1.0, &[]), action("b", 2.0, &[0]), action("c", 10.0, &[0]), action("d", 4.0, &[1, 2])];
+        assert_eq!(critical_path(&listed), 15.0);
+        // The same graph listed backwards (indices remapped): petgraph orders it.
+        let backwards = vec![action("d", 4.0, &[2, 1]), action("c", 10.0, &[3]), action("b", 2.0, &[3]), action("a", 1.0, &[])];
+        assert_eq!(critical_path(&backwards), 15.0);
+        let cycle = vec![action("a", 1.0, &[1]), action("b", 1.0, &[0])];
+        assert_eq!(critical_path(&cycle), 0.0);
+    }
 }

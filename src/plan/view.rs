@@ -101,7 +101,7 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
                     .collect();
                 let total: f64 = steps.iter().map(|b| b.duration).sum();
                 let first = match steps.first().map(|b| &b.id) {
-                    Some(super::ActionId::Setup { step, .. }) => step.clone(),
+                    Some(super::ActionId::Setup(s)) => s.step.clone(),
                     _ => String::new(),
                 };
                 let label = format!("setup on {node}");

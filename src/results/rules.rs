@@ -127,7 +127,7 @@ pub fn scheduled(model: &crate::check::Model, campaign: &crate::design::Campaign
                 .filter(|(_, v)| !matches!(v, Value::Ref { .. }))
                 .map(|(k, v)| (k.clone(), super::setting_text(v)))
                 .collect(),
-            analysis: p.analysis.clone(),
+            analysis: p.analysis.as_deref().map(str::to_string),
         })
         .collect()
 }

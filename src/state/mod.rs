@@ -104,7 +104,7 @@ impl State {
     /// (The pair is one unit: launched, placed and set up together.)
     pub fn forget_nodes(&mut self) {
         self.infra.nodes.clear();
-        self.actions.retain(|id, _| !matches!(id, ActionId::Nodes | ActionId::Setup { .. }));
+        self.actions.retain(|id, _| !matches!(id, ActionId::Nodes | ActionId::Setup(_)));
     }
 
     /// Claims the state for a provider; an error when it holds another provider's work.

@@ -628,7 +628,7 @@ fn tool_scripts(example: &str, pattern: &str) -> BTreeMap<String, String> {
     let campaign = loaded.campaigns.last().unwrap();
     let design = &campaign.design;
     let p = design.pattern(pattern).unwrap_or_else(|| panic!("{pattern} in {example}"));
-    let tool = &loaded.check.model.tools[p.tool.as_ref().unwrap()];
+    let tool = &loaded.check.model.tools[&**p.tool.as_ref().unwrap()];
     let render = nixl::design::render::RenderVars::new(&["10.0.1.11", "10.0.1.12"], "/here")
         .with(&[("out", Value::Str("out.txt".into()))]);
     let kv = design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64);

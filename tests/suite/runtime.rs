@@ -317,7 +317,7 @@ fn the_previous_releases_state_file_is_read() {
     let state = nixl::state::State::load(&path).unwrap();
     use nixl::address::ActionId;
     assert!(state.actions.contains_key(&ActionId::Stack));
-    assert!(state.actions.contains_key(&ActionId::Setup { node: "node1".into(), step: "05-nixl".into() }));
+    assert!(state.actions.contains_key(&ActionId::setup("node1", "05-nixl")));
     assert!(state.actions.contains_key(&ActionId::Pattern("p2-efa-12k-c1".into())));
     let stack = state.infra.stack.as_ref().unwrap();
     assert_eq!(stack.bucket(), Some("nixl-phase2-bucket-1a2b3c"));
