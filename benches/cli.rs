@@ -34,8 +34,8 @@ fn times(args: &[&str], dir: &Path, n: usize) -> Vec<Duration> {
     out
 }
 
-/// The largest resident set of any child waited for so far, in MB (Linux reports KiB).
-fn peak_child_rss_mb() -> f64 {
+/// The largest resident set of any child waited for so far, in MiB (Linux reports KiB).
+fn peak_child_rss_mib() -> f64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage fills the struct it is given; RUSAGE_CHILDREN covers waited-for children.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
@@ -58,7 +58,7 @@ fn million_file(dir: &Path, a: usize, b: usize) -> PathBuf {
 fn report(what: &str, t: &[Duration], rss: f64) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{what:<44} min {:>9.2} ms  median {:>9.2} ms  max {:>9.2} ms  ({} runs)  peak RSS {rss:.1} MB",
+        "{what:<44} min {:>9.2} ms  median {:>9.2} ms  max {:>9.2} ms  ({} runs)  peak RSS {rss:.1} MiB",
         ms(t[0]),
         ms(t[t.len() / 2]),
         ms(t[t.len() - 1]),
@@ -76,17 +76,17 @@ fn main() {
     let state = state.to_str().expect("utf-8 temp path");
 
     let t = times(&["--version"], repo, 50);
-    report("nixl --version (process start)", &t, peak_child_rss_mb());
+    report("nixl --version (process start)", &t, peak_child_rss_mib());
     let t = times(&["check", "examples/phase2.nixl"], repo, 50);
-    report("nixl check examples/phase2.nixl", &t, peak_child_rss_mb());
+    report("nixl check examples/phase2.nixl", &t, peak_child_rss_mib());
     let t = times(&["plan", "examples/phase2.nixl", "--state", state], repo, 50);
-    report("nixl plan examples/phase2.nixl", &t, peak_child_rss_mb());
+    report("nixl plan examples/phase2.nixl", &t, peak_child_rss_mib());
 
     let file = million_file(&scratch, 1000, 1000);
     let file = file.to_str().expect("utf-8 temp path");
     let t = times(&["check", file], &scratch, 3);
-    report("nixl check (1,000,000 patterns)", &t, peak_child_rss_mb());
+    report("nixl check (1,000,000 patterns)", &t, peak_child_rss_mib());
     let t = times(&["plan", file, "--state", state], &scratch, 3);
-    report("nixl plan (1,000,000 patterns)", &t, peak_child_rss_mb());
+    report("nixl plan (1,000,000 patterns)", &t, peak_child_rss_mib());
     let _ = std::fs::remove_dir_all(&scratch);
 }
