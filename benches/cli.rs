@@ -67,7 +67,7 @@ fn report(what: &str, t: &[Duration], rss: f64) {
 }
 
 fn main() {
-    // `cargo bench` passes harness flags; `--bench` alone is ours to ignore.
+    // The arguments cargo passes (`--bench`, a filter) are ignored: every figure is measured each run.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scratch = std::env::temp_dir().join(format!("nixl-bench-cli-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch dir");
