@@ -145,8 +145,6 @@ pub fn pattern_table(d: &Design) -> String {
 pub fn describe(d: &Design, p: &Pattern) -> String {
     let mut s = String::with_capacity(96);
     write_description(&mut s, d, p);
-    // Kept for every pattern of a plan: no spare capacity.
-    s.shrink_to_fit();
     s
 }
 
