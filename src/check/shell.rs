@@ -127,13 +127,26 @@ impl Renderer<'_> {
 struct Script {
     text: String,
     lexer: Lexer,
+    /// Ranges of `text` that are shell the lexer has not read yet. It reads them only when a
+    /// value needs quoting: most values are safe as they are, and most scripts are then
+    /// never lexed (`nixl check` renders every pattern's commands).
+    unread: Vec<(usize, usize)>,
 }
 
 impl Script {
     /// Appends shell text (the template's own).
     fn shell(&mut self, t: &str) {
+        let start = self.text.len();
         self.text.push_str(t);
-        self.lexer.feed(t);
+        self.unread.push((start, self.text.len()));
+    }
+
+    /// Where the script stands after all the shell text so far (values are not shell).
+    fn top(&mut self) -> &Frame {
+        for (s, e) in self.unread.drain(..) {
+            self.lexer.feed(&self.text[s..e]);
+        }
+        self.lexer.top()
     }
 
     /// A value quoted for the place the script has reached. Outside quotes it is
@@ -142,12 +155,12 @@ impl Script {
     /// its newlines are written `\n`, so the comment stays one line. A here-document's body and
     /// `${...}` have no quoting that is safe for every value: there, only a safe value goes (Err
     /// says where it stands).
-    fn quoted(&self, value: &str) -> Result<String, &'static str> {
+    fn quoted(&mut self, value: &str) -> Result<String, &'static str> {
         let q = shell_quote(value);
         if q == value {
             return Ok(q);
         }
-        match self.lexer.top() {
+        match self.top() {
             Frame::Bare { .. } | Frame::Backtick => Ok(q),
             Frame::Single => Ok(format!("'{q}'")),
             Frame::Double => Ok(format!("\"{q}\"")),
