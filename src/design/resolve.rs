@@ -55,10 +55,16 @@ impl<'c> Resolver<'c> {
     /// also covers the patterns it reads (their ids and hashes), so a changed or pruned
     /// input makes it run again.
     pub fn hash(&self, p: &Pattern) -> String {
-        let own = crate::state::content_hash(&(&self.common_hash, &p.id, self.own_settings(p), &p.tool, &p.inputs));
+        crate::plan::ContentHash::Hex(self.digest(p)).to_string()
+    }
+
+    /// The 16 bytes [`Resolver::hash`] writes as hex: what the planner keeps for each pattern.
+    pub fn digest(&self, p: &Pattern) -> [u8; 16] {
+        let own = (&self.common_hash, &p.id, self.own_settings(p), &p.tool, &p.inputs);
         if p.category != super::Category::Analysis {
-            return own;
+            return crate::state::content_digest(&own);
         }
+        let own = crate::state::content_hash(&own);
         let inputs: Vec<(&str, String)> = self
             .design
             .scheduled()
@@ -66,7 +72,7 @@ impl<'c> Resolver<'c> {
             .filter(|q| self.design.layers.get(q.layer as usize).is_some_and(|l| p.inputs.contains(&l.name)))
             .map(|q| (q.id.as_str(), self.hash(q)))
             .collect();
-        crate::state::content_hash(&(own, inputs))
+        crate::state::content_digest(&(own, inputs))
     }
 
     /// The settings a pattern has beyond the experiment's shared ones.

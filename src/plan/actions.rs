@@ -72,7 +72,7 @@ pub fn graph(model: &Model, campaign: &Campaign, state: &State, wanted: &[String
 fn fill_patterns(resolver: &Resolver, design: &Design, actions: &mut [Action], pending: &[(usize, usize)]) {
     let fill = |a: &mut Action, i: usize| {
         let p = &design.patterns[i];
-        a.hash = ContentHash::new(&resolver.hash(p));
+        a.hash = ContentHash::Hex(resolver.digest(p));
         a.detail = crate::design::tables::describe(design, p).into();
     };
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(16);

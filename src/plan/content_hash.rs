@@ -45,12 +45,6 @@ fn parse_hex(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-impl From<String> for ContentHash {
-    fn from(s: String) -> ContentHash {
-        ContentHash::new(&s)
-    }
-}
-
 impl fmt::Display for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -196,6 +196,17 @@ fn remove_stale_temps(dir: &Path, name: &str) {
 
 /// sha256 of a value's canonical JSON, hex, first 16 bytes.
 pub fn content_hash<T: Serialize>(v: &T) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for b in content_digest(v) {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// The 16 bytes `content_hash` writes as hex (a plan keeps them as they are).
+pub fn content_digest<T: Serialize>(v: &T) -> [u8; 16] {
     use sha2::{Digest, Sha256};
     /// The JSON goes straight into the hash, in the serialiser's small writes, never whole in memory.
     struct Hashing(Sha256);
@@ -211,12 +222,8 @@ pub fn content_hash<T: Serialize>(v: &T) -> String {
     let mut h = Hashing(Sha256::new());
     serde_json::to_writer(&mut h, v).expect("hashable value serialises");
     let digest = h.0.finalize();
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(32);
-    for b in &digest[..16] {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 15) as usize] as char);
-    }
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
     out
 }
 
