@@ -43,7 +43,10 @@ impl<P: Provider> Exec<'_, P> {
         let raw = self.provider.fetch(&n1, &out).await?;
         let allowed = settings.get("max_failed_requests").and_then(Value::as_f64).unwrap_or(0.0) as u64;
         match crate::results::vllm::parse(&raw, allowed) {
-            Ok(run) => {
+            Ok(mut run) => {
+                if let Some(slo) = self.slo_of(&settings)? {
+                    run.metrics.extend(crate::results::slo::measure(&slo, &run));
+                }
                 let units = run.metrics.keys().map(|m| (m.clone(), crate::results::vllm::unit(m).to_string())).collect();
                 self.save_with_units(a, &settings, (run.metrics, run.samples), units, &raw, started)
             }
@@ -53,6 +56,15 @@ impl<P: Provider> Exec<'_, P> {
                 Err(ActionError::Bench(e))
             }
         }
+    }
+
+    /// The pattern's `slo`, if it has one (checked with its span by `nixl check`).
+    fn slo_of(&self, settings: &BTreeMap<String, Value>) -> Result<Option<crate::check::slo::Slo>, ActionError> {
+        let Some(v) = settings.get("slo") else { return Ok(None) };
+        crate::check::slo::Slo::from_value(v).map(Some).map_err(|(_, why)| {
+            let span = self.campaign.experiment.span;
+            ActionError::Template(Box::new(crate::diagnostics::Diagnostic::error(crate::diagnostics::Code::Domain, span, why)))
+        })
     }
 
     pub(super) async fn step(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {

@@ -9,6 +9,7 @@ mod measure;
 mod post;
 mod provenance;
 mod refresh;
+mod replicates;
 mod secrets;
 mod server;
 
@@ -172,6 +173,13 @@ impl<P: Provider> Exec<'_, P> {
                 let batch: Vec<&Action> = batch.iter().map(|&j| &actions[j]).collect();
                 self.setup(&batch).await?;
                 continue;
+            }
+            if a.kind == Kind::Pattern {
+                if let Some(why) = self.enough_replicates(a) {
+                    self.outcome.skipped += 1;
+                    self.log(&format!("  skip {}: {why}", a.id));
+                    continue;
+                }
             }
             let ok = self.execute(a).await?;
             self.process_results().await;

@@ -11,7 +11,9 @@ pub mod rules;
 pub mod schema;
 pub mod secret;
 pub mod shell;
+pub mod slo;
 pub mod symbols;
+pub mod until;
 pub mod value;
 
 use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp, SourceMap, Span};

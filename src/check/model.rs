@@ -219,6 +219,8 @@ pub struct Experiment {
     pub rules: Vec<RuleDecl>,
     pub mlflow: BTreeMap<String, Value>,
     pub hand_estimate: Option<f64>,
+    /// Seed of the shuffled run order inside each launch.
+    pub shuffle: Option<u64>,
     pub span: Span,
 }
 
@@ -258,6 +260,10 @@ pub struct Layer {
     /// In an extending experiment: a layer the parent does not have (not an override).
     pub new: bool,
     pub schedule: Option<Vec<(String, Span)>>,
+    /// Runs of each E2E pattern (`replicates = N`); None when not declared (one run).
+    pub replicates: Option<u32>,
+    /// When to stop replicating early (`until = ci(METRIC) < FRACTION`).
+    pub until: Option<super::until::Until>,
     pub derived: Vec<Derived>,
     pub prunes: Vec<Prune>,
     pub analyses: Vec<Analysis>,

@@ -23,8 +23,12 @@ const FUNCTIONS: [(&str, &str); 7] = [
     ("max", "max(NUMBER, NUMBER...)"),
 ];
 
-/// Figures the benchmark reports for every E2E pattern (`results::vllm::parse`), and their short names.
-const E2E_METRICS: [&str; 12] = [
+/// Figures the benchmark reports for every E2E pattern (`results::vllm::parse`), and their short names;
+/// the SLO figures exist when the pattern has an `slo` (`results::slo`).
+const E2E_METRICS: [&str; 15] = [
+    "goodput_rps",
+    "slo_attainment",
+    "slo_met",
     "ttft",
     "tpot",
     "e2e",

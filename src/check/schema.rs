@@ -277,6 +277,8 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("mlflow", Record, "MLflow settings: experiment, timestamp_suffix, tracking_uri"),
             opt("description", Str, "what the experiment is for"),
             opt("hand_estimate", Quantity(Unit::Duration), "an earlier hand-made estimate, shown beside the computed one"),
+            opt("slo", Record, "latency bounds, e.g. { ttft_p99 = 2s, tpot_p99 = 50ms }: goodput and SLO attainment are measured against them"),
+            opt("shuffle", Int, "seed of the shuffled run order inside each server launch (1 when a layer has replicates)"),
         ],
     },
     BlockSchema {
@@ -299,6 +301,9 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("name", Str, "a readable name"),
             opt("priority", Str, "P0, P1, ..."),
             opt("description", Str, "what the layer measures"),
+            opt("slo", Record, "latency bounds for this layer's patterns, replacing the experiment's"),
+            opt("until", Lazy, "ci(METRIC) < FRACTION: stop replicating once the 95 % interval is that narrow"),
+            opt("replicates", PosInt, "runs of each pattern (ids end in -rep1, -rep2...), shuffled within each server launch"),
         ],
     },
     BlockSchema {

@@ -53,6 +53,13 @@ impl Value {
             _ => None,
         }
     }
+    /// A number, with `inf` (an unlimited request rate) as infinity: for ordering and figures.
+    pub fn as_f64_or_inf(&self) -> Option<f64> {
+        match self {
+            Value::Sym(s) if s == "inf" => Some(f64::INFINITY),
+            _ => self.as_f64(),
+        }
+    }
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) | Value::Sym(s) => Some(s),
@@ -273,6 +280,8 @@ pub const SYMBOLS: &[&str] = &[
     "latency_us",
     "bandwidth_gb_s",
     "transfer_time_ms",
+    // An unlimited request rate (`vllm bench serve --request-rate inf`).
+    "inf",
 ];
 
 /// Built-in functions, with the number of positional arguments they take.

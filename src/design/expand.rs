@@ -48,6 +48,7 @@ pub fn run(model: &Model, exp: &Experiment, diags: &mut Vec<Diagnostic>) -> Desi
     warn_idle_prunes(&mut cx);
     add_extra_patterns(&mut cx, &mut patterns);
     apply_schedules(&mut cx, &mut patterns);
+    let patterns = super::replicate::replicate(exp, patterns);
     check_duplicate_ids(&mut cx, &patterns);
     // Notes on estimability only make sense for a design without errors.
     let clean = !cx.diags.iter().any(|d| d.is_error());
@@ -72,6 +73,7 @@ pub fn run(model: &Model, exp: &Experiment, diags: &mut Vec<Diagnostic>) -> Desi
         model: m,
         tp: tp.max(1),
         startup: cx.startup,
+        shuffle: super::replicate::shuffle_seed(exp),
         notes,
     }
 }

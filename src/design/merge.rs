@@ -56,6 +56,9 @@ fn overlay(mut base: Experiment, child: &Experiment) -> Experiment {
     if child.bench_def.is_some() {
         base.bench_def = child.bench_def.clone();
     }
+    if child.shuffle.is_some() {
+        base.shuffle = child.shuffle;
+    }
     for (k, v) in &child.settings {
         base.settings.insert(k.clone(), v.clone());
     }
@@ -116,6 +119,12 @@ fn overlay_layer(base: &mut Layer, child: &Layer) {
     base.adhoc = base.adhoc || child.adhoc;
     if child.schedule.is_some() {
         base.schedule = child.schedule.clone();
+    }
+    if child.replicates.is_some() {
+        base.replicates = child.replicates;
+    }
+    if child.until.is_some() {
+        base.until = child.until.clone();
     }
     for d in &child.derived {
         match base.derived.iter_mut().find(|b| b.name == d.name) {

@@ -11,6 +11,8 @@ mod expand;
 mod memo;
 pub mod merge;
 mod pattern;
+mod replicate;
+pub use replicate::shuffle;
 pub mod render;
 mod resolve;
 pub mod schedule;
@@ -66,6 +68,8 @@ pub struct Design {
     pub tp: u32,
     /// Estimated server start-up per group, in seconds.
     pub startup: Vec<f64>,
+    /// Seed of the shuffled run order inside each launch (`shuffle`, or 1 with replicates).
+    pub shuffle: Option<u64>,
     /// Notes for the report (effects a prune made unestimable).
     pub notes: Vec<String>,
 }

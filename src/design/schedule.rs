@@ -108,8 +108,8 @@ pub fn within_group(d: &Design, members: &mut [usize]) {
     members.sort_by(|&a, &b| {
         let (pa, pb) = (&d.patterns[a], &d.patterns[b]);
         for f in &d.factors {
-            let va = d.factor_value(pa, &f.name).and_then(|v| v.as_f64());
-            let vb = d.factor_value(pb, &f.name).and_then(|v| v.as_f64());
+            let va = d.factor_value(pa, &f.name).and_then(|v| v.as_f64_or_inf());
+            let vb = d.factor_value(pb, &f.name).and_then(|v| v.as_f64_or_inf());
             match (va, vb) {
                 (Some(x), Some(y)) if x != y => return x.partial_cmp(&y).unwrap_or(Ordering::Equal),
                 _ => {}
@@ -129,6 +129,9 @@ pub fn schedule(d: &Design) -> Schedule {
     for g in &groups {
         let mut members = buckets.remove(g).unwrap_or_default();
         within_group(d, &mut members);
+        if let Some(seed) = d.shuffle {
+            super::shuffle(&mut members, seed, *g);
+        }
         patterns.extend(members);
     }
     let min = groups.len();

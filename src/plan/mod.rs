@@ -194,6 +194,9 @@ pub struct Plan {
     /// What `--refresh` found of the recorded nodes (None: the plan is made from the state alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<refresh::Refresh>,
+    /// Seed of the shuffled run order inside each launch (`shuffle`, or replicates); None: policy order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle_seed: Option<u64>,
 }
 
 /// What a stack update would touch, from what the last apply recorded. The
@@ -302,6 +305,7 @@ pub fn build(inputs: &Inputs) -> Result<Plan, PlanError> {
         notes: campaign.design.notes.clone(),
         targets: inputs.targets.to_vec(),
         refresh: None,
+        shuffle_seed: campaign.design.shuffle,
     })
 }
 

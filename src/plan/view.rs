@@ -145,6 +145,9 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
         }
         let _ = writeln!(s);
     }
+    if let Some(seed) = plan.shuffle_seed {
+        let _ = writeln!(s, "Run order inside each launch: shuffled with seed {seed} (same seed, same order).\n");
+    }
     if !plan.groups.is_empty() {
         let _ = writeln!(s, "Server launches, in order (one per restart key):");
         let kw = plan.groups.iter().map(|g| g.key.len()).max().unwrap_or(10);

@@ -7,6 +7,7 @@ pub mod factors;
 pub mod mlflow;
 pub mod report;
 pub mod rules;
+pub mod slo;
 pub mod stats;
 pub mod svg;
 pub mod tools;

@@ -14,6 +14,27 @@ pub struct BenchRun {
     pub metrics: BTreeMap<String, f64>,
     /// Per-request samples of the successful requests: ttft_ms, tpot_ms, itl_ms, e2e_latency_ms.
     pub samples: BTreeMap<String, Vec<f64>>,
+    /// The successful requests' latencies side by side, for per-request goodput.
+    pub requests: Vec<Request>,
+}
+
+/// One successful request's latencies in ms; `tpot_ms` is absent with a single output token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    pub ttft_ms: f64,
+    pub tpot_ms: Option<f64>,
+    pub e2e_latency_ms: f64,
+}
+
+impl Request {
+    /// A latency by its samples' name (`ttft_ms`...); a missing TPOT counts as 0, as vLLM's goodput does.
+    pub fn latency(&self, samples: &str) -> f64 {
+        match samples {
+            "ttft_ms" => self.ttft_ms,
+            "tpot_ms" => self.tpot_ms.unwrap_or(0.0),
+            _ => self.e2e_latency_ms,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -67,6 +88,12 @@ const SUMMARY: &[(&str, &str)] = &[
     ("duration", "duration_s"),
 ];
 
+/// Whether a vLLM result (or its SLO figures) has this metric, by the name results use.
+pub fn is_metric(name: &str) -> bool {
+    SUMMARY.iter().any(|(_, to)| *to == name)
+        || ["completed", "failed", "goodput_rps", "slo_attainment", "slo_met"].contains(&name)
+}
+
 /// The unit of a metric a vLLM result yields (results record it beside the figure).
 pub fn unit(metric: &str) -> &'static str {
     match metric {
@@ -74,6 +101,8 @@ pub fn unit(metric: &str) -> &'static str {
         m if m.ends_with("_rps") => "requests/s",
         m if m.ends_with("_s") => "s",
         "completed" | "failed" => "requests",
+        "slo_attainment" => "fraction",
+        "slo_met" => "boolean",
         _ => "ms",
     }
 }
@@ -104,11 +133,12 @@ pub fn parse(raw: &[u8], allowed: u64) -> Result<BenchRun, BenchError> {
     }
     metrics.insert("completed".into(), completed as f64);
     metrics.insert("failed".into(), failed as f64);
-    Ok(BenchRun { completed, failed, metrics, samples: samples(obj, &errors) })
+    let (samples, requests) = samples(obj, &errors);
+    Ok(BenchRun { completed, failed, metrics, samples, requests })
 }
 
 /// Per-request samples of the requests that succeeded (an empty error string), in ms.
-fn samples(obj: &serde_json::Map<String, serde_json::Value>, errors: &[String]) -> BTreeMap<String, Vec<f64>> {
+fn samples(obj: &serde_json::Map<String, serde_json::Value>, errors: &[String]) -> (BTreeMap<String, Vec<f64>>, Vec<Request>) {
     let ok = |i: usize| errors.get(i).is_none_or(|e| e.is_empty());
     let ttfts: Vec<Option<f64>> =
         obj.get("ttfts").and_then(|x| x.as_array()).map(|a| a.iter().map(|x| x.as_f64()).collect()).unwrap_or_default();
@@ -120,17 +150,22 @@ fn samples(obj: &serde_json::Map<String, serde_json::Value>, errors: &[String]) 
         })
         .unwrap_or_default();
     let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut requests = vec![];
     for (i, t) in ttfts.iter().enumerate() {
         let Some(t) = t.filter(|_| ok(i)) else { continue };
         out.entry("ttft_ms".into()).or_default().push(t * 1000.0);
+        let mut request = Request { ttft_ms: t * 1000.0, tpot_ms: None, e2e_latency_ms: t * 1000.0 };
         if let Some(r) = itls.get(i).filter(|r| !r.is_empty()) {
             let sum: f64 = r.iter().sum();
+            request.tpot_ms = Some(sum / r.len() as f64 * 1000.0);
+            request.e2e_latency_ms = (t + sum) * 1000.0;
             out.entry("tpot_ms".into()).or_default().push(sum / r.len() as f64 * 1000.0);
             out.entry("e2e_latency_ms".into()).or_default().push((t + sum) * 1000.0);
             out.entry("itl_ms".into()).or_default().extend(r.iter().map(|x| x * 1000.0));
         }
+        requests.push(request);
     }
-    out
+    (out, requests)
 }
 
 /// Python's json module writes NaN and Infinity, which JSON (and serde) do not have:

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn venv() -> Option<PathBuf> {
+pub(crate) fn venv() -> Option<PathBuf> {
     let dir = std::env::var_os("NIXL_VLLM_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/nixl-test/vllm-0.16.0"));
@@ -34,7 +34,7 @@ fn world() -> PathBuf {
 }
 
 /// Runs check_args.py on script lines; returns (id, ok, error) per line.
-fn parse_with_vllm(venv: &Path, lines: &[(String, String)]) -> Vec<(String, bool, String)> {
+pub(crate) fn parse_with_vllm(venv: &Path, lines: &[(String, String)]) -> Vec<(String, bool, String)> {
     let input: Vec<serde_json::Value> = lines.iter().map(|(id, l)| serde_json::json!({ "id": id, "line": l })).collect();
     let mut child = Command::new(venv.join("bin/python"))
         .arg(world().join("check_args.py"))
@@ -193,7 +193,7 @@ fn tokenizer(venv: &Path) -> PathBuf {
     dir
 }
 
-const CAMPAIGN: &str = r#"
+pub(crate) const CAMPAIGN: &str = r#"
 # std/vllm's own commands on this machine: `vllm serve` is the engine emulator,
 # `vllm bench serve` the real vLLM 0.16.0 client (tests/support/vllm_world).
 import "std/aws"
@@ -236,7 +236,7 @@ experiment world {
 }
 "#;
 
-fn world_apply(dir: &Path, venv: &Path, env: &[(&str, &str)]) -> std::process::Output {
+pub(crate) fn world_apply(dir: &Path, venv: &Path, env: &[(&str, &str)]) -> std::process::Output {
     let path =
         format!("{}:{}:{}", world().join("bin").display(), venv.join("bin").display(), std::env::var("PATH").unwrap_or_default());
     let mut c = nixl();

@@ -46,6 +46,9 @@ pub(super) fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span
             }
         }
     }
+    if let Some(v) = slo_of(cx, b) {
+        settings.insert("slo".to_string(), v);
+    }
     let mut factors = vec![];
     let mut derived = vec![];
     let mut prunes = vec![];
@@ -139,6 +142,7 @@ pub(super) fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span
         rules,
         mlflow,
         hand_estimate: cx.num(b, "hand_estimate"),
+        shuffle: cx.num(b, "shuffle").map(|n| n as u64),
         name,
         span,
     }
@@ -209,13 +213,32 @@ fn build_factor(cx: &mut Ctx, id: &ast::Ident, e: &ast::Expr) -> Option<Factor> 
     Some(Factor { name: id.name.clone(), levels, span: id.span })
 }
 
+/// A block's `slo`, checked: each bad bound is reported at its field.
+fn slo_of(cx: &mut Ctx, b: &Block) -> Option<Value> {
+    let e = attrs(b).get("slo").copied()?;
+    let v = cx.g.eval(e).ok()?;
+    if let Err((key, why)) = crate::check::slo::Slo::from_value(&v) {
+        let at = match (&e.kind, &key) {
+            (ast::ExprKind::Record(fields), Some(k)) => fields.iter().find(|f| &f.name.name == k).map(|f| f.name.span),
+            _ => None,
+        };
+        let d = Diagnostic::error(Code::Domain, at.unwrap_or(e.span), why)
+            .help(format!("bounds are upper limits on {}", crate::check::slo::KEY_FORM));
+        cx.diags.push(d);
+        return None;
+    }
+    Some(v)
+}
+
 fn build_layer(cx: &mut Ctx, b: &Block) -> Layer {
     let (name, span) = label(b);
+    slo_of(cx, b);
     let mut fixed = BTreeMap::new();
     let mut derived = vec![];
     let mut prunes = vec![];
     let mut analyses = vec![];
-    const OWN: &[&str] = &["id", "design", "steps", "keep", "adhoc", "new", "schedule", "name", "priority", "description"];
+    const OWN: &[&str] =
+        &["id", "design", "steps", "keep", "adhoc", "new", "schedule", "name", "priority", "description", "replicates", "until"];
     for s in &b.body {
         match &s.kind {
             StmtKind::Attr(id, e) if !OWN.contains(&id.name.as_str()) => {
@@ -252,6 +275,18 @@ fn build_layer(cx: &mut Ctx, b: &Block) -> Layer {
             _ => {}
         }
     }
+    let replicates = cx.num(b, "replicates").map(|n| n as u32);
+    let until = attrs(b).get("until").and_then(|e| {
+        let parsed = crate::check::until::parse(e, &crate::results::vllm::is_metric);
+        let parsed = parsed.and_then(|u| match replicates {
+            Some(n) if n >= 2 => Ok(u),
+            _ => Err(Box::new(
+                Diagnostic::error(Code::Domain, e.span, "`until` stops replicates, but the layer has none")
+                    .help("add `replicates = N` (the most runs it may take)"),
+            )),
+        });
+        parsed.map_err(|d| cx.diags.push(*d)).ok()
+    });
     let schedule = match attrs(b).get("schedule").map(|e| &e.kind) {
         Some(ast::ExprKind::List(items)) => Some(items.iter().filter_map(|i| i.as_plain_str().map(|s| (s, i.span))).collect()),
         _ => None,
@@ -264,6 +299,8 @@ fn build_layer(cx: &mut Ctx, b: &Block) -> Layer {
         adhoc: cx.bool(b, "adhoc").unwrap_or(false),
         new: cx.bool(b, "new").unwrap_or(false),
         schedule,
+        replicates,
+        until,
         fixed,
         derived,
         prunes,

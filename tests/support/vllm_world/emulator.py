@@ -30,7 +30,9 @@ Timing (milliseconds, divided by NIXL_EMULATOR_SPEED, default 1):
   TTFT   = NIXL_EMULATOR_TTFT_BASE_MS (2) + NIXL_EMULATOR_PREFILL_MS_PER_TOKEN (0.01)
            * (prompt tokens not found in the prefix cache)
   decode = NIXL_EMULATOR_DECODE_MS (3) per output token, times
-           (1 + NIXL_EMULATOR_CONTENTION (0.05) * (running requests - 1))
+           (1 + NIXL_EMULATOR_CONTENTION (0.05) * (running requests - 1)), times a
+           per-request lognormal factor exp(N(0, NIXL_EMULATOR_JITTER)) (JITTER 0:
+           no noise beyond the machine's own)
   KV pull on a consumer = NIXL_EMULATOR_KV_PULL_MS_PER_TOKEN (0.001) per token.
 Prefix caching (vLLM default on; --no-enable-prefix-caching turns it off): full
 16-token blocks of every prefilled prompt are remembered (hash chain, like vLLM);
@@ -707,6 +709,9 @@ class Handler(BaseHTTPRequestHandler):
         fail_after = int(env_float("NIXL_EMULATOR_FAIL_AFTER_TOKENS", 0)) if fail else None
         decode = env_float("NIXL_EMULATOR_DECODE_MS", 3.0)
         contention = env_float("NIXL_EMULATOR_CONTENTION", 0.05)
+        # Run-to-run noise: each request decodes at its own lognormal pace (not seeded,
+        # so repeated runs differ, as on a shared GPU).
+        decode *= random.lognormvariate(0.0, env_float("NIXL_EMULATOR_JITTER", 0.0))
         rng = random.Random(rid)
         texts = [[] for _ in range(n_choices)]
 
