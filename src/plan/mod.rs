@@ -10,6 +10,7 @@ pub use content_hash::ContentHash;
 pub use diff::{node_replacement, NodeReplacement};
 mod diff;
 pub mod refresh;
+pub mod sets;
 pub mod target;
 pub mod view;
 
