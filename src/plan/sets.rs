@@ -263,7 +263,8 @@ mod tests {
         let j: Vec<Job> = (0..4).map(|_| Job { seconds: 10.0, needs: vec![0] }).collect();
         let p = Problem { jobs: &j, shared: &[30.0] };
         assert_eq!(assign(p, 1).makespan(), 70.0);
-        assert_eq!(lower_bound(p, 2), 35.0);
+        // The bound: one job with its service (40 s) beats the work shared evenly (70 / 2).
+        assert_eq!(lower_bound(p, 2), 40.0);
         // On two sets each starts it: 30 + 20 = 50 per set.
         let a = assign(p, 2);
         assert_eq!(a.loads, vec![50.0, 50.0]);
