@@ -306,3 +306,19 @@ fn provider_diagnostic(e: &ProviderError, st: &Stack, message: String) -> Diagno
         ),
     }
 }
+
+/// Apply runs one node set: a campaign that declares `parallel` > 1 is planned (the plan shows
+/// its schedule over the sets) but refused here, at the attribute, before anything is created.
+pub fn unsupported(campaign: &Campaign) -> Option<Diagnostic> {
+    let e = &campaign.experiment;
+    let span = e.parallel_span.filter(|_| e.parallel > 1)?;
+    Some(
+        Diagnostic::error(
+            Code::ApplyUnsupported,
+            span,
+            format!("apply cannot spread a campaign over {} node sets yet", e.parallel),
+        )
+        .label("declared here")
+        .help("plan shows the schedule; apply runs one node set for now (remove `parallel` or set it to 1 to apply)"),
+    )
+}

@@ -13,7 +13,7 @@ mod replicates;
 mod secrets;
 mod server;
 
-pub use errors::{diagnostic, secret_diagnostics, ActionError, ApplyError, ToolOutputError};
+pub use errors::{diagnostic, secret_diagnostics, unsupported, ActionError, ApplyError, ToolOutputError};
 pub use infra::{recorded_nodes, recorded_stack};
 pub use post::FIRED_LOG;
 pub use refresh::observe;

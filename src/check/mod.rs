@@ -458,7 +458,11 @@ fn check_type(ty: Ty, name: &str, e: &ast::Expr, g: &Globals, diags: &mut Vec<Di
             Ty::Record => "a record `{ name = value }`".to_string(),
             _ => "another value".to_string(),
         };
-        diags.push(Diagnostic::error(Code::Type, e.span, format!("`{name}` must be {want}, found {}", v.type_name())));
+        let mut d = Diagnostic::error(Code::Type, e.span, format!("`{name}` must be {want}, found {}", v.type_name()));
+        if matches!(ty, Ty::Int | Ty::PosInt) {
+            d = d.help("write a whole number without a unit or decimals, such as 2");
+        }
+        diags.push(d);
     }
 }
 

@@ -213,6 +213,10 @@ pub struct Experiment {
     pub duration: Option<Expr>,
     pub startup: Option<Expr>,
     pub order: Option<Expr>,
+    /// `parallel = k`: node sets the planner spreads the restart groups over (default 1).
+    pub parallel: u32,
+    /// Where `parallel` is written, when it is (apply points at it to refuse k > 1).
+    pub parallel_span: Option<Span>,
     pub prunes: Vec<Prune>,
     pub layers: Vec<Layer>,
     pub patterns: Vec<ExtraPattern>,

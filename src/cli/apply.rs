@@ -137,6 +137,9 @@ pub fn run(a: &Args) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
+    if let Err(code) = refuse_unsupported(&loaded, &plan, a.format) {
+        return code;
+    }
     // Before "Nothing to do": what another provider did is not done here.
     let kind = provider_kind(a.acting.provider, &args::config(&file));
     let state_path = args::state_path(&file, &plan.experiment, a.campaign.state.as_deref());
@@ -207,6 +210,14 @@ pub fn run(a: &Args) -> ExitCode {
         }
         Err(e) => output::fail(&e.to_string()),
     }
+}
+
+/// What the planner handles but apply cannot do yet (`parallel` > 1), at its attribute.
+fn refuse_unsupported(loaded: &nixl::pipeline::Loaded, plan: &Plan, format: Format) -> Result<(), ExitCode> {
+    let Ok(campaign) = loaded.campaign(Some(&plan.experiment)) else { return Ok(()) };
+    let Some(d) = nixl::apply::unsupported(campaign) else { return Ok(()) };
+    output::diagnostics(std::slice::from_ref(&d), &loaded.check.sources, format);
+    Err(output::fail(&d.message))
 }
 
 /// Why apply stopped before its summary: the provider could not start (no credentials), or the

@@ -85,6 +85,11 @@ fn overlay(mut base: Experiment, child: &Experiment) -> Experiment {
             *slot = value.clone();
         }
     }
+    // How many node sets: the child's when it says, else inherited like the stack.
+    if child.parallel_span.is_some() {
+        base.parallel = child.parallel;
+        base.parallel_span = child.parallel_span;
+    }
     base.prunes.extend(child.prunes.iter().cloned());
     for l in &child.layers {
         match base.layers.iter_mut().find(|b| b.name == l.name) {

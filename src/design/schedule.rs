@@ -21,6 +21,8 @@ pub struct Schedule {
     pub launches: usize,
     /// Distinct restart keys among the scheduled patterns.
     pub min_launches: usize,
+    /// Launches 1..=N hold the patterns an `order` pins (0: none), so they run in that order on one node set.
+    pub pinned_launches: u32,
 }
 
 /// One server launch: its number (1-based, in run order), restart group and patterns.
@@ -41,7 +43,7 @@ impl Schedule {
                 _ => segments.push(Launch { number: segments.len() as u32 + 1, group: g, patterns: vec![i] }),
             }
         }
-        Schedule { groups, launches: segments.len(), min_launches, segments, patterns }
+        Schedule { groups, launches: segments.len(), min_launches, segments, patterns, pinned_launches: 0 }
     }
 
     /// The launch that runs a pattern (by index in the design).
@@ -157,6 +159,7 @@ pub fn pinned(d: &Design, items: &[String]) -> Schedule {
             }
         }
     }
+    let pinned_patterns = order.len();
     for &i in &default.patterns {
         if !taken[i] {
             taken[i] = true;
@@ -170,5 +173,8 @@ pub fn pinned(d: &Design, items: &[String]) -> Schedule {
             groups.push(g);
         }
     }
-    Schedule::new(d, groups, order, default.min_launches)
+    let last_pinned = pinned_patterns.checked_sub(1).map(|k| order[k]);
+    let mut s = Schedule::new(d, groups, order, default.min_launches);
+    s.pinned_launches = last_pinned.and_then(|i| s.launch_of(i)).map_or(0, |l| l.number);
+    s
 }

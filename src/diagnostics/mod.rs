@@ -121,6 +121,8 @@ pub enum Code {
     CloudRefused,
     /// A secret apply cannot read: an unset environment variable, a missing SSM parameter.
     SecretUnreadable,
+    /// A declaration the planner handles but apply cannot perform yet (`parallel` > 1).
+    ApplyUnsupported,
 }
 
 impl Code {
@@ -163,10 +165,11 @@ impl Code {
             Render => 606,
             CloudRefused => 502,
             SecretUnreadable => 503,
+            ApplyUnsupported => 504,
         }
     }
-    /// Codes apply reports about the stack block when the cloud says no; no file alone can cause them.
-    pub const RUNTIME: [Code; 3] = [Code::NoCapacity, Code::CloudRefused, Code::SecretUnreadable];
+    /// Codes only apply reports: the cloud says no, or apply cannot do yet what the file plans.
+    pub const RUNTIME: [Code; 4] = [Code::NoCapacity, Code::CloudRefused, Code::SecretUnreadable, Code::ApplyUnsupported];
 
     /// Every code a file can cause, each with an invalid input under tests/golden/invalid.
     pub const ALL: [Code; 33] = {

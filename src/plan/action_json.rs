@@ -6,7 +6,7 @@ use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 impl Serialize for Action {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Action", 13)?;
+        let mut st = s.serialize_struct("Action", 14)?;
         st.serialize_field("id", &self.id)?;
         st.serialize_field("kind", &self.kind)?;
         st.serialize_field("label", self.label())?;
@@ -18,6 +18,7 @@ impl Serialize for Action {
         optional(&mut st, "layer", self.layer.as_deref())?;
         optional(&mut st, "group", self.group)?;
         optional(&mut st, "launch", self.launch)?;
+        optional(&mut st, "set", self.set)?;
         optional(&mut st, "node", self.node.as_deref())?;
         optional(&mut st, "detail", Some(&*self.detail).filter(|d| !d.is_empty()))?;
         st.end()

@@ -153,6 +153,7 @@ impl Action {
             layer: None,
             group: None,
             launch: None,
+            set: None,
             node: None,
             detail: Box::default(),
         }

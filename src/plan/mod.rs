@@ -9,7 +9,9 @@ pub use actions::machine_spec;
 pub use content_hash::ContentHash;
 pub use diff::{node_replacement, NodeReplacement};
 mod diff;
+pub mod parallel;
 pub mod refresh;
+pub mod sets;
 pub mod target;
 pub mod view;
 
@@ -107,6 +109,9 @@ pub struct Action {
     /// The server launch this action belongs to, numbered as everywhere else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch: Option<u32>,
+    /// The node set it runs on, when the experiment declares `parallel` > 1 (1-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// One-line description of the pattern's factors or the step's tool.
@@ -197,6 +202,9 @@ pub struct Plan {
     /// Seed of the shuffled run order inside each launch (`shuffle`, or replicates); None: policy order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shuffle_seed: Option<u64>,
+    /// With `parallel` > 1: the work spread over the node sets and the trade for other counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sets: Option<parallel::Sets>,
 }
 
 /// What a stack update would touch, from what the last apply recorded. The
@@ -288,6 +296,8 @@ pub fn build(inputs: &Inputs) -> Result<Plan, PlanError> {
     }
     let (summary, groups) = diff::summarise(&actions, campaign);
     let estimate = estimate(inputs.model, campaign, &actions);
+    let pricing = parallel::Pricing { nodes: estimate.nodes, price_per_node_hour: estimate.price_per_node_hour };
+    let sets = parallel::spread(&mut actions, campaign.experiment.parallel, campaign.schedule.pinned_launches, pricing);
     Ok(Plan {
         format: PLAN_FORMAT,
         experiment: campaign.name().to_string(),
@@ -306,6 +316,7 @@ pub fn build(inputs: &Inputs) -> Result<Plan, PlanError> {
         targets: inputs.targets.to_vec(),
         refresh: None,
         shuffle_seed: campaign.design.shuffle,
+        sets,
     })
 }
 

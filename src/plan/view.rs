@@ -1,5 +1,6 @@
 //! The plan as users read it: terraform-like text, stable JSON, and DOT with one cluster per server launch.
 
+use super::parallel::Sets;
 use super::{Change, Kind, Plan};
 use crate::check::value::fmt_duration;
 use std::fmt::Write;
@@ -189,7 +190,70 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
         );
     }
     let _ = writeln!(s);
+    if let Some(sets) = &plan.sets {
+        write_sets(s, sets, e);
+    }
     let _ = writeln!(s, "{}", summary_line(plan, &p));
+}
+
+/// `parallel` > 1: each set's share, the makespan against its bound, and the trade for k sets.
+fn write_sets(s: &mut dyn Write, sets: &Sets, e: &super::Estimate) {
+    let _ = writeln!(
+        s,
+        "Spread over {} node sets (planned; apply runs one set for now). Each set creates its own {} nodes and runs the setup (~{}), then:",
+        sets.parallel,
+        e.nodes,
+        fmt_duration(sets.prepare_seconds)
+    );
+    let shares: Vec<String> = sets.schedule.iter().map(share).collect();
+    let w = shares.iter().map(String::len).max().unwrap_or(0);
+    for (set, text) in sets.schedule.iter().zip(&shares) {
+        let _ = writeln!(s, "  set {:<2} {text:<w$}  work ~{}", set.set, fmt_duration(set.work_seconds));
+    }
+    let _ = writeln!(
+        s,
+        "  Makespan {}, {:.1} % above the lower bound {} (the longest job, or all the work shared evenly); wall time ~{}.",
+        fmt_duration(sets.makespan_seconds),
+        sets.above_bound(),
+        fmt_duration(sets.bound_seconds),
+        fmt_duration(sets.prepare_seconds + sets.makespan_seconds)
+    );
+    let _ = writeln!(s, "\nBy number of node sets (each set's nodes paid from their creation to its last job):");
+    let _ = writeln!(s, "  sets  makespan   lower bound  above    wall time  node-hours  cost");
+    for k in &sets.by_k {
+        let _ = writeln!(
+            s,
+            "  {:>4}  {:<9}  {:<11}  {:>5.1} %  {:<9}  {:>10.1}  {}",
+            k.k,
+            fmt_duration(k.makespan_seconds),
+            fmt_duration(k.bound_seconds),
+            k.above_bound(),
+            fmt_duration(k.wall_seconds),
+            k.node_hours,
+            money(k.cost_usd)
+        );
+    }
+    let _ = writeln!(s);
+}
+
+/// What one set runs: its launches and how many tool steps.
+fn share(set: &super::parallel::NodeSet) -> String {
+    let launches: Vec<String> = set.launches.iter().map(u32::to_string).collect();
+    let mut parts = vec![];
+    match launches.len() {
+        0 => {}
+        1 => parts.push(format!("launch {}", launches[0])),
+        _ => parts.push(format!("launches {}", launches.join(", "))),
+    }
+    match set.steps.len() {
+        0 => {}
+        1 => parts.push("1 step".into()),
+        n => parts.push(format!("{n} steps")),
+    }
+    if parts.is_empty() {
+        return "nothing to run (not created)".into();
+    }
+    parts.join(" + ")
 }
 
 fn summary_line(plan: &Plan, p: &Paint) -> String {

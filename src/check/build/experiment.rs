@@ -136,6 +136,8 @@ pub(super) fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span
         duration: cx.expr(b, "duration"),
         startup: cx.expr(b, "startup"),
         order: cx.expr(b, "order"),
+        parallel: parallel(cx, b),
+        parallel_span: attrs(b).get("parallel").map(|e| e.span),
         prunes,
         layers,
         patterns,
@@ -145,6 +147,15 @@ pub(super) fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span
         shuffle: cx.num(b, "shuffle").map(|n| n as u64),
         name,
         span,
+    }
+}
+
+/// `parallel = k` as a count; a value that is not a whole number of at least 1 is reported by
+/// the schema check (`Ty::PosInt`) and counts as 1 here.
+fn parallel(cx: &mut Ctx, b: &Block) -> u32 {
+    match cx.num(b, "parallel") {
+        Some(k) if k >= 1.0 && k.fract() == 0.0 && k <= u32::MAX as f64 => k as u32,
+        _ => 1,
     }
 }
 
