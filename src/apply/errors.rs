@@ -37,6 +37,9 @@ pub enum ActionError {
     ServiceUnhealthy { name: String, seconds: u64 },
     /// The benchmark's result is not one: too many failed requests, or not vLLM's JSON.
     Bench(crate::results::vllm::BenchError),
+    /// A disaggregated run whose server counters say it was not one (no KV moved, the
+    /// decode server prefilled itself, transfers failed): each reason.
+    Guard(Vec<String>),
     /// The benchmark wrote no result apply can read.
     NoResult { path: String },
     /// A tool step's output is no result: see [`ToolOutputError`].
@@ -80,6 +83,7 @@ impl fmt::Display for ActionError {
                 write!(f, "service `{name}` did not become healthy in {seconds}s")
             }
             ActionError::Bench(e) => write!(f, "{e}"),
+            ActionError::Guard(why) => write!(f, "not a disaggregated measurement: {}", why.join("; ")),
             ActionError::NoResult { path } => write!(f, "the benchmark wrote no vLLM result JSON to {path}"),
             ActionError::ToolOutput { tool, node, path, error } => {
                 write!(f, "the output of `{tool}` ({path} on {node}) is no result: {error}")?;

@@ -9,6 +9,7 @@ use crate::design::commands;
 use crate::design::Pattern;
 use crate::plan::{Action, Kind};
 use crate::provider::Provider;
+use crate::results::telemetry;
 use crate::results::tools::{self, TAIL_LINES};
 use crate::results::{ResultKind, ResultRecord};
 use std::collections::BTreeMap;
@@ -39,15 +40,35 @@ impl<P: Provider> Exec<'_, P> {
         let script = commands::bench(self.model, self.campaign, &settings, &self.vars, &extra)?;
         let n1 = self.nth_node(script.node)?;
         let timeout = Duration::from_secs_f64((p.duration * 3.0).max(60.0));
+        // The decode server's counters around the run, for a disaggregated pattern.
+        let scrape = commands::server_metrics(self.model, self.campaign, &settings, &self.vars)?;
+        let before = match &scrape {
+            Some(s) => Some(self.read_metrics(s).await?),
+            None => None,
+        };
         self.run_on(&n1, &script.body, timeout).await?;
+        let after = match &scrape {
+            Some(s) => Some(self.read_metrics(s).await?),
+            None => None,
+        };
         let raw = self.provider.fetch(&n1, &out).await?;
         let allowed = settings.get("max_failed_requests").and_then(Value::as_f64).unwrap_or(0.0) as u64;
         match crate::results::vllm::parse(&raw, allowed) {
             Ok(mut run) => {
+                if let (Some(pre), Some(post)) = (&before, &after) {
+                    let t = telemetry::deltas(pre, post, run.completed);
+                    let why = telemetry::guard_failures(&t);
+                    if !why.is_empty() {
+                        let _ = self.store.keep_raw(&format!("{}.failed.{}", a.id, a.hash.short()), &raw);
+                        return Err(ActionError::Guard(why));
+                    }
+                    run.metrics.extend(t);
+                }
                 if let Some(slo) = self.slo_of(&settings)? {
                     run.metrics.extend(crate::results::slo::measure(&slo, &run));
                 }
-                let units = run.metrics.keys().map(|m| (m.clone(), crate::results::vllm::unit(m).to_string())).collect();
+                let unit = |m: &str| telemetry::unit(m).unwrap_or_else(|| crate::results::vllm::unit(m));
+                let units = run.metrics.keys().map(|m| (m.clone(), unit(m).to_string())).collect();
                 self.save_with_units(a, &settings, (run.metrics, run.samples), units, &raw, started)
             }
             Err(e) => {
@@ -56,6 +77,12 @@ impl<P: Provider> Exec<'_, P> {
                 Err(ActionError::Bench(e))
             }
         }
+    }
+
+    /// One read of a server's metrics: the command's output.
+    async fn read_metrics(&self, s: &commands::Script) -> Result<String, ActionError> {
+        let node = self.nth_node(s.node)?;
+        Ok(self.run_on(&node, &s.body, Duration::from_secs(60)).await?.stdout)
     }
 
     /// The pattern's `slo`, if it has one (checked with its span by `nixl check`).

@@ -166,6 +166,7 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("start_decode", Lazy, "command starting the decode (consumer) server on the second node"),
             opt("start_proxy", Lazy, "command starting the disaggregation proxy on the first node"),
             opt("health", Lazy, "command that succeeds once the server answers"),
+            opt("metrics", Lazy, "command printing a server's Prometheus metrics (run on the decode node before and after each disaggregated pattern: KV-transfer telemetry and guards)"),
             opt("stop", Lazy, "command stopping the servers on a node and checking the GPUs are free"),
         ],
     },

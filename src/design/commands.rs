@@ -171,6 +171,25 @@ pub fn server_ready(
     Ok(out)
 }
 
+/// The decode server's metrics read, for a disaggregated pattern whose server definition
+/// has a `metrics` command (rendered with `node_role = "decode"`); None otherwise. A
+/// failed read fails the script (`pipefail`), so a filter cannot hide it.
+pub fn server_metrics(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+) -> Result<Option<Script>, Box<Diagnostic>> {
+    if mode_of(settings) != Mode::Disaggregated || !campaign.server.contains_key("metrics") {
+        return Ok(None);
+    }
+    let mut v = vars.vars.clone();
+    v.insert("node_role".into(), Value::Str("decode".into()));
+    let scope = scope_of(model, campaign, settings, &v);
+    let body = render_one(&campaign.server, "server", "metrics", &scope, kv_of(campaign))?;
+    Ok(Some(Script { node: node_of("decode"), role: "metrics".into(), body: format!("set -o pipefail\n{body}") }))
+}
+
 /// The readiness watch of one node (see `server_ready`).
 pub fn watch_script(health: &str, timeout: u64) -> String {
     // Most specific first: a traceback line comes before the error that explains it.

@@ -10,6 +10,7 @@ pub mod rules;
 pub mod slo;
 pub mod stats;
 pub mod svg;
+pub mod telemetry;
 pub mod tools;
 pub mod vllm;
 

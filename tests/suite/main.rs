@@ -12,6 +12,7 @@ mod cli;
 mod conformance;
 mod designs;
 mod golden;
+mod kv_guards;
 mod local;
 mod lsp;
 mod lsp_process;

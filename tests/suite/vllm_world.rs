@@ -91,10 +91,16 @@ fn rendered_vllm_lines(example: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-fn every_vllm_command_rendered_for_phase1_and_phase2_parses_with_vllms_own_parser() {
+fn every_vllm_command_rendered_for_phases_1_to_3_parses_with_vllms_own_parser() {
     let Some(venv) = venv() else { return };
     let mut lines = rendered_vllm_lines("phase1.nixl");
     lines.extend(rendered_vllm_lines("phase2.nixl"));
+    let rates: Vec<(String, String)> = rendered_vllm_lines("phase3-slo.nixl");
+    assert!(
+        rates.iter().any(|(_, l)| l.contains("--request-rate 2 "))
+            && rates.iter().any(|(_, l)| l.contains("--request-rate inf "))
+    );
+    lines.extend(rates);
     let serve = lines.iter().filter(|(_, l)| l.contains("vllm serve ")).count();
     let bench = lines.len() - serve;
     eprintln!("{serve} distinct vllm serve and {bench} distinct vllm bench serve commands");

@@ -14,7 +14,9 @@ serves, on --host/--port:
   GET  /health            200 (empty body) once "loaded"; before that the port is
                           bound but not listening, so connections are refused, as
                           with the real server while its engine starts.
-  GET  /v1/models, /version, /metrics (a few vllm:* counters)
+  GET  /v1/models, /version, /metrics (a few vllm:* counters, prompt tokens by
+                          source, and with NixlConnector its histograms of bytes
+                          and transfer time and its failed-transfer counter)
   POST /v1/completions    streaming (SSE, one chunk per output token, the usage
                           chunk when stream_options.include_usage, `data: [DONE]`)
                           and non-streaming; vLLM 0.16's validation of prompt and
@@ -78,6 +80,9 @@ Fault injection (environment):
                                   client then records "Never received a valid
                                   chunk..."); non-streamed -> HTTP 500 with the
                                   ErrorResponse JSON.
+  NIXL_EMULATOR_KV_FAULT=none_transferred  a consumer ignores the producer's KV and
+                                  prefills itself (no bytes move; the request succeeds).
+  NIXL_EMULATOR_KV_FAULT=recompute         a consumer pulls the KV and prefills again.
   NIXL_EMULATOR_FAIL_MODE=http500 makes every injected failure an HTTP 500 JSON
                                   response, streamed or not.
   NIXL_EMULATOR_FAIL_AFTER_TOKENS=k  streamed failures come after k tokens (0).
@@ -227,7 +232,9 @@ class Engine:
         self.num_requests = 0  # accepted completion requests, for FAIL_EVERY
         self.ready = False
         self.counters = dict(prompt_tokens=0, generation_tokens=0, prefix_queries=0, prefix_hits=0,
-                             success=0, failed=0)
+                             success=0, failed=0, local_compute=0, local_cache_hit=0,
+                             external_kv_transfer=0, nixl_bytes=0.0, nixl_xfers=0, nixl_xfer_s=0.0,
+                             nixl_failed=0)
         self.interval = dict(prompt_tokens=0, generation_tokens=0, prefix_queries=0, prefix_hits=0)
         self.kv = None
         self.engine_id = None
@@ -682,19 +689,44 @@ class Handler(BaseHTTPRequestHandler):
                       and all(k in kvp for k in ("remote_engine_id", "remote_request_id", "remote_host",
                                                  "remote_port")))
         all_hashes, n_prompt, n_cached = [], 0, 0
+        # KV faults of disaggregated serving that only the server's counters show:
+        # none_transferred: the consumer ignores the producer's KV and prefills itself;
+        # recompute: it pulls the KV and still prefills again (vLLM #26896).
+        fault = os.environ.get("NIXL_EMULATOR_KV_FAULT", "")
+        remote = remote and fault != "none_transferred"
+        source = dict(local_compute=0, local_cache_hit=0, external_kv_transfer=0)
         for toks in token_lists:
             cached, hashes = E.cached_tokens(toks)
             n_prompt += len(toks)
             n_cached += cached
             all_hashes.append(hashes)
+            new = len(toks) - cached
+            source["local_cache_hit"] += cached
             if remote:
                 if pull_kv(kvp, rid):
-                    ttft += ms(env_float("NIXL_EMULATOR_KV_PULL_MS_PER_TOKEN", 0.001) * (len(toks) - cached))
+                    pull_ms = env_float("NIXL_EMULATOR_KV_PULL_MS_PER_TOKEN", 0.001) * new
+                    ttft += ms(pull_ms)
+                    # As NixlConnector: every token but the last comes from the producer; the
+                    # last is computed here for the forward pass.
+                    source["external_kv_transfer"] += max(new - 1, 0)
+                    source["local_compute"] += min(new, 1)
+                    with E.lock:
+                        E.counters["nixl_bytes"] += new * env_float("NIXL_EMULATOR_KV_BYTES_PER_TOKEN", 262144.0) / max(E.tp, 1)
+                        E.counters["nixl_xfers"] += 1
+                        E.counters["nixl_xfer_s"] += pull_ms / 1000.0
+                    if fault == "recompute":
+                        source["local_compute"] += new
+                        ttft += ms(per_tok * new)
                     continue
+                with E.lock:
+                    E.counters["nixl_failed"] += 1
                 if (E.kv or {}).get("kv_load_failure_policy", "recompute") == "fail":
                     fail = True
-            ttft += ms(per_tok * (len(toks) - cached))
+            source["local_compute"] += new
+            ttft += ms(per_tok * new)
         with E.lock:
+            for k, v in source.items():
+                E.counters[k] += v
             E.counters["prompt_tokens"] += n_prompt
             E.interval["prompt_tokens"] += n_prompt
             E.counters["prefix_queries"] += n_prompt
@@ -822,6 +854,20 @@ def metrics_text():
         out.append(f"{name}{{{lab}}} {float(v)}")
     out.append("# TYPE vllm:request_success_total counter")
     out.append(f'vllm:request_success_total{{{lab},finished_reason="length"}} {float(c["success"])}')
+    out.append("# HELP vllm:prompt_tokens_by_source_total Number of prompt tokens by source.")
+    out.append("# TYPE vllm:prompt_tokens_by_source_total counter")
+    for source in ("local_compute", "local_cache_hit", "external_kv_transfer"):
+        out.append(f'vllm:prompt_tokens_by_source_total{{{lab},source="{source}"}} {float(c[source])}')
+    if E.kv and E.kv.get("kv_connector") == "NixlConnector":
+        # NixlConnector's own metrics (nixl_connector.py NixlPromMetrics), as histograms.
+        for name, count, total in (("vllm:nixl_xfer_time_seconds", c["nixl_xfers"], c["nixl_xfer_s"]),
+                                   ("vllm:nixl_bytes_transferred", c["nixl_xfers"], c["nixl_bytes"])):
+            out.append(f"# TYPE {name} histogram")
+            out.append(f'{name}_bucket{{{lab},le="+Inf"}} {float(count)}')
+            out.append(f"{name}_count{{{lab}}} {float(count)}")
+            out.append(f"{name}_sum{{{lab}}} {float(total)}")
+        out.append("# TYPE vllm:nixl_num_failed_transfers_total counter")
+        out.append(f"vllm:nixl_num_failed_transfers_total{{{lab}}} {float(c['nixl_failed'])}")
     return "\n".join(out) + "\n"
 
 
