@@ -34,7 +34,10 @@ impl<P: Provider> Exec<'_, P> {
     pub(super) async fn pattern(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {
         self.read_provenance().await;
         let p = self.pattern_of(a)?;
-        let settings = self.resolver.settings(&p);
+        let mut settings = self.resolver.settings(&p);
+        if let Some(rate) = self.probe_rate.take() {
+            settings.insert("request_rate".into(), Value::num(rate));
+        }
         let out = self.out_path(a);
         let extra = [("out", Value::Str(out.clone())), ("id", Value::Str(a.id.to_string()))];
         let script = commands::bench(self.model, self.campaign, &settings, &self.vars, &extra)?;

@@ -81,6 +81,8 @@ struct Exec<'a, P: Provider> {
     provenance: Option<crate::results::Provenance>,
     /// The secrets the plan's setup steps read (the provider's outputs come redacted of them).
     secrets: &'a Secrets,
+    /// The request rate the saturation search gave the probe about to run.
+    probe_rate: Option<f64>,
 }
 
 /// Runs the plan (already limited to its targets), then what rules added. The state is saved after every action.
@@ -116,6 +118,7 @@ pub async fn run<P: Provider>(
         last_launch: plan.actions.iter().filter_map(|a| a.launch).max().unwrap_or(0),
         provenance: None,
         secrets: &secrets,
+        probe_rate: None,
     };
     ex.restore_infra();
     ex.refresh_nodes(plan).await?;
@@ -179,6 +182,15 @@ impl<P: Provider> Exec<'_, P> {
                     self.outcome.skipped += 1;
                     self.log(&format!("  skip {}: {why}", a.id));
                     continue;
+                }
+                match self.probe(a) {
+                    Some(Ok(rate)) => self.probe_rate = Some(rate),
+                    Some(Err(why)) => {
+                        self.outcome.skipped += 1;
+                        self.log(&format!("  skip {}: {why}", a.id));
+                        continue;
+                    }
+                    None => {}
                 }
             }
             let ok = self.execute(a).await?;

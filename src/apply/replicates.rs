@@ -7,6 +7,44 @@ use crate::plan::Action;
 use crate::provider::Provider;
 
 impl<P: Provider> Exec<'_, P> {
+    /// A saturation probe's request rate from the probes of its point that ran before it
+    /// (their recorded rate and `slo_met`), or why it is not needed; None for other patterns.
+    pub(super) fn probe(&self, a: &Action) -> Option<Result<f64, String>> {
+        let design = &self.campaign.design;
+        let p = design.pattern(a.id.pattern()?)?;
+        let Some(Value::Num(k, _)) = p.values.get("probe") else { return None };
+        let search = self.campaign.experiment.layers.get(p.layer as usize)?.saturation.as_ref()?;
+        let base = p.id.strip_suffix(&format!("-probe{:02}", *k as u32))?;
+        let mut runs = vec![];
+        for j in 1..(*k as u32) {
+            let id = format!("{base}-probe{j:02}");
+            let current = design.pattern(&id).zip(self.store.get(&id)).filter(|(q, rec)| rec.hash == self.resolver.hash(q));
+            let Some((_, rec)) = current else {
+                // The search stops where a probe has no result (it failed, or the search ended before it).
+                return Some(Err(format!("{id} has no result, so the search for {base} ended there")));
+            };
+            // Settings are recorded as text.
+            let rate = rec.settings.get("request_rate").and_then(|v| v.as_str()).and_then(|s| s.parse::<f64>().ok());
+            let met = rec.metrics.get("slo_met").copied();
+            match (rate, met) {
+                (Some(r), Some(m)) => runs.push((r, m >= 1.0)),
+                _ => return Some(Err(format!("{id} has no request rate or slo_met to search on"))),
+            }
+        }
+        Some(match search.next(&runs) {
+            crate::check::saturation::Next::Probe(rate) => Ok(rate),
+            crate::check::saturation::Next::Knee { passed, missed } => {
+                let said = |r: Option<f64>| r.map_or("none".to_string(), |r| format!("{r:.3} req/s"));
+                Err(format!(
+                    "the search for {base} is done after {} probes: the SLO holds up to {} and fails at {}",
+                    runs.len(),
+                    said(passed),
+                    said(missed)
+                ))
+            }
+        })
+    }
+
     /// Why a replicate is skipped, or None when it runs.
     pub(super) fn enough_replicates(&self, a: &Action) -> Option<String> {
         if self.campaign.experiment.layers.iter().all(|l| l.until.is_none()) {

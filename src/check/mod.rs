@@ -8,6 +8,7 @@ pub mod imports;
 pub mod isolate;
 pub mod model;
 pub mod rules;
+pub mod saturation;
 pub mod schema;
 pub mod secret;
 pub mod shell;

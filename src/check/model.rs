@@ -266,6 +266,8 @@ pub struct Layer {
     pub schedule: Option<Vec<(String, Span)>>,
     /// Runs of each E2E pattern (`replicates = N`); None when not declared (one run).
     pub replicates: Option<u32>,
+    /// A saturation search (`design = saturation(...)`): probes per point instead of one run.
+    pub saturation: Option<super::saturation::Saturation>,
     /// When to stop replicating early (`until = ci(METRIC) < FRACTION`).
     pub until: Option<super::until::Until>,
     pub derived: Vec<Derived>,

@@ -16,8 +16,17 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Settings nixl itself reads rather than passing to a command.
 /// (`tp` also sizes the KV cache per GPU in the plan.)
-const READ_BY_NIXL: &[&str] =
-    &["version", "tp", "health_timeout", "startup_unified", "startup_disaggregated", "max_failed_requests", "slo", "replicate"];
+const READ_BY_NIXL: &[&str] = &[
+    "version",
+    "tp",
+    "health_timeout",
+    "startup_unified",
+    "startup_disaggregated",
+    "max_failed_requests",
+    "slo",
+    "replicate",
+    "probe",
+];
 
 /// Names a template set reads, including the attribute names of an `args` table.
 pub fn names_read(templates: &super::Templates) -> BTreeSet<String> {

@@ -48,7 +48,7 @@ pub fn run(model: &Model, exp: &Experiment, diags: &mut Vec<Diagnostic>) -> Desi
     warn_idle_prunes(&mut cx);
     add_extra_patterns(&mut cx, &mut patterns);
     apply_schedules(&mut cx, &mut patterns);
-    let patterns = super::replicate::replicate(exp, patterns);
+    let patterns = super::replicate::probes(exp, super::replicate::replicate(exp, patterns));
     check_duplicate_ids(&mut cx, &patterns);
     // Notes on estimability only make sense for a design without errors.
     let clean = !cx.diags.iter().any(|d| d.is_error());

@@ -125,6 +125,9 @@ fn overlay_layer(base: &mut Layer, child: &Layer) {
     if child.schedule.is_some() {
         base.schedule = child.schedule.clone();
     }
+    if child.design.is_some() {
+        base.saturation = child.saturation.clone();
+    }
     if child.replicates.is_some() {
         base.replicates = child.replicates;
     }

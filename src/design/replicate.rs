@@ -34,6 +34,33 @@ pub(super) fn replicate(exp: &Experiment, patterns: Vec<Pattern>) -> Vec<Pattern
     out
 }
 
+/// Every E2E pattern of a layer with a saturation search becomes its probes, `<id>-probe01`
+/// ... up to the search's bound, each with `probe` in its values; apply gives each its rate.
+pub(super) fn probes(exp: &Experiment, patterns: Vec<Pattern>) -> Vec<Pattern> {
+    let bound = |p: &Pattern| match exp.layers.get(p.layer as usize).and_then(|l| l.saturation.as_ref()) {
+        Some(s) if p.category == Category::E2e => s.max_probes(),
+        _ => 0,
+    };
+    if patterns.iter().all(|p| bound(p) == 0) {
+        return patterns;
+    }
+    let mut out = vec![];
+    for p in patterns {
+        let n = bound(&p);
+        if n == 0 {
+            out.push(p);
+            continue;
+        }
+        for k in 1..=n {
+            let mut r = p.clone();
+            r.id = format!("{}-probe{k:02}", p.id);
+            r.values.insert("probe".into(), Value::num(k as f64));
+            out.push(r);
+        }
+    }
+    out
+}
+
 /// The seed of the run order inside each launch: the experiment's `shuffle`, else 1 when
 /// some layer has replicates (recorded in the plan either way), else none (policy order).
 pub(super) fn shuffle_seed(exp: &Experiment) -> Option<u64> {

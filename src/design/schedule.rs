@@ -121,6 +121,17 @@ pub fn within_group(d: &Design, members: &mut [usize]) {
     });
 }
 
+/// A saturation search's probes run in their order (each rate depends on the ones before):
+/// the shuffle may move them among the other patterns, not among themselves.
+fn keep_probes_in_order(d: &Design, members: &mut [usize]) {
+    let slots: Vec<usize> = (0..members.len()).filter(|&i| d.patterns[members[i]].values.contains_key("probe")).collect();
+    let mut probes: Vec<usize> = slots.iter().map(|&i| members[i]).collect();
+    probes.sort_by(|&a, &b| d.patterns[a].id.cmp(&d.patterns[b].id));
+    for (slot, p) in slots.into_iter().zip(probes) {
+        members[slot] = p;
+    }
+}
+
 /// The default schedule of the scheduled E2E patterns.
 pub fn schedule(d: &Design) -> Schedule {
     let scheduled: Vec<usize> =
@@ -133,6 +144,7 @@ pub fn schedule(d: &Design) -> Schedule {
         within_group(d, &mut members);
         if let Some(seed) = d.shuffle {
             super::shuffle(&mut members, seed, *g);
+            keep_probes_in_order(d, &mut members);
         }
         patterns.extend(members);
     }

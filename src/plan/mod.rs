@@ -202,9 +202,26 @@ pub struct Plan {
     /// Seed of the shuffled run order inside each launch (`shuffle`, or replicates); None: policy order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shuffle_seed: Option<u64>,
+    /// Each saturation search: its layer, rates, tolerance and the most probes per point.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saturation: Vec<SaturationBound>,
     /// With `parallel` > 1: the work spread over the node sets and the trade for other counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sets: Option<parallel::Sets>,
+}
+
+/// A saturation search's bound on probes, per point of its layer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SaturationBound {
+    pub layer: String,
+    pub from: f64,
+    pub to: f64,
+    pub tolerance: f64,
+    /// Points searched (each gets up to `max_probes` probes in one launch).
+    pub points: usize,
+    pub bracketing: u32,
+    pub bisection: u32,
+    pub max_probes: u32,
 }
 
 /// What a stack update would touch, from what the last apply recorded. The
@@ -316,6 +333,31 @@ pub fn build(inputs: &Inputs) -> Result<Plan, PlanError> {
         targets: inputs.targets.to_vec(),
         refresh: None,
         shuffle_seed: campaign.design.shuffle,
+        saturation: campaign
+            .experiment
+            .layers
+            .iter()
+            .filter_map(|l| {
+                let s = l.saturation.as_ref()?;
+                let points = campaign
+                    .design
+                    .patterns
+                    .iter()
+                    .filter(|p| campaign.design.layers.get(p.layer as usize).is_some_and(|x| x.name == l.name))
+                    .filter(|p| p.values.get("probe").and_then(|v| v.as_f64()) == Some(1.0))
+                    .count();
+                Some(SaturationBound {
+                    layer: l.name.clone(),
+                    from: s.from,
+                    to: s.to,
+                    tolerance: s.tolerance,
+                    points,
+                    bracketing: s.bracketing_probes(),
+                    bisection: s.bisection_probes(),
+                    max_probes: s.max_probes(),
+                })
+            })
+            .collect(),
         sets,
     })
 }

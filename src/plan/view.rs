@@ -146,6 +146,20 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
         }
         let _ = writeln!(s);
     }
+    for b in &plan.saturation {
+        let _ = writeln!(
+            s,
+            "Saturation search in {}: {} point(s), request rates {} to {} req/s within {:.0} %: at most {} probes each ({} doubling, {} bisecting), in one launch.\n",
+            b.layer,
+            b.points,
+            b.from,
+            b.to,
+            b.tolerance * 100.0,
+            b.max_probes,
+            b.bracketing,
+            b.bisection
+        );
+    }
     if let Some(seed) = plan.shuffle_seed {
         let _ = writeln!(s, "Run order inside each launch: shuffled with seed {seed} (same seed, same order).\n");
     }

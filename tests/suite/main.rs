@@ -22,6 +22,7 @@ mod props;
 mod replicates;
 mod results;
 mod runtime;
+mod saturation;
 mod secrets;
 mod shell_props;
 mod slo_world;

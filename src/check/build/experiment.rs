@@ -49,6 +49,7 @@ pub(super) fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span
     if let Some(v) = slo_of(cx, b) {
         settings.insert("slo".to_string(), v);
     }
+    let experiment_slo = settings.contains_key("slo");
     let mut factors = vec![];
     let mut derived = vec![];
     let mut prunes = vec![];
@@ -88,7 +89,16 @@ pub(super) fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span
                 reason: reason.as_ref().map(|r| r.value.clone()),
                 span: s.span,
             }),
-            StmtKind::Block(c) if c.kind.name == "layer" => layers.push(build_layer(cx, c)),
+            StmtKind::Block(c) if c.kind.name == "layer" => {
+                let layer = build_layer(cx, c);
+                if let (Some(s), false) = (&layer.saturation, experiment_slo || layer.fixed.contains_key("slo")) {
+                    cx.diags.push(
+                        Diagnostic::error(Code::MissingAttribute, s.span, "a saturation search needs an `slo` to search against")
+                            .help("add `slo = { ttft_p99 = 2s }` to the layer or its experiment"),
+                    );
+                }
+                layers.push(layer);
+            }
             StmtKind::Block(c) if c.kind.name == "pattern" => {
                 let (id, pspan) = label(c);
                 let values = attrs(c).into_iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
@@ -287,6 +297,10 @@ fn build_layer(cx: &mut Ctx, b: &Block) -> Layer {
         }
     }
     let replicates = cx.num(b, "replicates").map(|n| n as u32);
+    let saturation = attrs(b)
+        .get("design")
+        .and_then(|e| crate::check::saturation::Saturation::parse(e))
+        .and_then(|r| r.map_err(|d| cx.diags.push(*d)).ok());
     let until = attrs(b).get("until").and_then(|e| {
         let parsed = crate::check::until::parse(e, &crate::results::vllm::is_metric);
         let parsed = parsed.and_then(|u| match replicates {
@@ -312,6 +326,7 @@ fn build_layer(cx: &mut Ctx, b: &Block) -> Layer {
         schedule,
         replicates,
         until,
+        saturation,
         fixed,
         derived,
         prunes,

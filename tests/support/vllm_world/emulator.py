@@ -80,6 +80,9 @@ Fault injection (environment):
                                   client then records "Never received a valid
                                   chunk..."); non-streamed -> HTTP 500 with the
                                   ErrorResponse JSON.
+  NIXL_EMULATOR_CAPACITY_RPS=r    admit at most r requests per second, one slot each;
+                                  above that rate requests queue and the wait counts in
+                                  their TTFT (a known saturation point to search for).
   NIXL_EMULATOR_KV_FAULT=none_transferred  a consumer ignores the producer's KV and
                                   prefills itself (no bytes move; the request succeeds).
   NIXL_EMULATOR_KV_FAULT=recompute         a consumer pulls the KV and prefills again.
@@ -236,6 +239,7 @@ class Engine:
                              external_kv_transfer=0, nixl_bytes=0.0, nixl_xfers=0, nixl_xfer_s=0.0,
                              nixl_failed=0)
         self.interval = dict(prompt_tokens=0, generation_tokens=0, prefix_queries=0, prefix_hits=0)
+        self.next_slot = 0.0  # NIXL_EMULATOR_CAPACITY_RPS admission
         self.kv = None
         self.engine_id = None
         self.next_block = 1
@@ -682,6 +686,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def generate(self, req, rid, created, token_lists, max_tokens, stream, include_usage, kvp, fail):
         E = ENGINE
+        # A known capacity: requests are admitted at most CAPACITY_RPS per second, one slot
+        # each; above that rate they queue, and the wait is part of their TTFT.
+        capacity = env_float("NIXL_EMULATOR_CAPACITY_RPS", 0.0)
+        if capacity > 0:
+            with E.lock:
+                slot = max(time.time(), E.next_slot)
+                E.next_slot = slot + 1.0 / capacity
+            time.sleep(max(0.0, slot - time.time()))
         # ---- prefill (all prompts of the request together)
         ttft = ms(env_float("NIXL_EMULATOR_TTFT_BASE_MS", 2.0))
         per_tok = env_float("NIXL_EMULATOR_PREFILL_MS_PER_TOKEN", 0.01)
