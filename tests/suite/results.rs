@@ -316,6 +316,8 @@ fn record(id: &str, layer: &str, settings: &[(&str, &str)], metrics: &[(&str, f6
         provenance: None,
         intervals: vec![],
         tests: vec![],
+        front: vec![],
+        launch: None,
     }
 }
 
