@@ -10,6 +10,7 @@ use crate::syntax::ast::{Arg, Expr, ExprKind, StrPart};
 pub const DEFAULT_LATENCY: &str = "ttft_p99";
 
 /// Latencies a front may use, as results store them; `ttft`, `tpot` and `e2e` stand for their means.
+/// Each is also a symbol of the language (`check::value::SYMBOLS`), so `pareto(ttft_p99)` evaluates.
 pub const LATENCIES: [&str; 12] = [
     "ttft_mean",
     "ttft_p50",
@@ -113,6 +114,11 @@ mod tests {
         );
         let out = crate::check::check_text("t.nixl", &text, &crate::check::imports::FsLoader);
         out.diagnostics.into_iter().filter(|d| d.message.contains("pareto") || d.message.contains("latency")).collect()
+    }
+
+    #[test]
+    fn every_latency_is_a_symbol_so_the_method_evaluates() {
+        assert!(LATENCIES.iter().all(|l| crate::check::value::SYMBOLS.contains(l)));
     }
 
     #[test]

@@ -282,6 +282,19 @@ pub const SYMBOLS: &[&str] = &[
     "transfer_time_ms",
     // An unlimited request rate (`vllm bench serve --request-rate inf`).
     "inf",
+    // Latencies a `pareto(...)` front may use (check::analysis::LATENCIES).
+    "ttft_mean",
+    "ttft_p50",
+    "ttft_p90",
+    "ttft_p99",
+    "tpot_mean",
+    "tpot_p50",
+    "tpot_p90",
+    "tpot_p99",
+    "e2e_latency_mean",
+    "e2e_latency_p50",
+    "e2e_latency_p90",
+    "e2e_latency_p99",
 ];
 
 /// Built-in functions, with the number of positional arguments they take.
