@@ -319,9 +319,11 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
         "disaggregation_overhead",
         "disaggregation_overhead(): TTFT a disaggregated layer adds over unified serving at the same levels",
     ),
+    ("pareto", "pareto(latency): the Pareto front of latency (ttft_p99 by default) against throughput per GPU"),
     ("mean", "mean(metric, layer = L, ...): mean of a metric over results"),
     ("expected", "expected(metric): the expectation declared for a metric"),
     ("bimodal", "bimodal(analysis): whether an analysis detected bimodality"),
+    ("front_size", "front_size(analysis): how many patterns are on a pareto analysis's front"),
     ("ratio", "ratio(metric, a = L, b = L, ...): ratio of a metric between two result sets"),
     ("adhoc", "adhoc(tool, ...): the ad-hoc patterns of a tool"),
     (
