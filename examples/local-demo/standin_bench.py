@@ -54,6 +54,8 @@ result = {
     "p99_tpot_ms": p99(tpots),
     "mean_e2el_ms": statistics.mean(e2e),
     "output_throughput": a.concurrency * a.max_tokens / (statistics.mean(e2e) / 1000.0),
+    # Wall time of the run, as vLLM reports it: the requests ran `concurrency` at a time.
+    "duration": a.iterations * statistics.mean(e2e) / 1000.0 / a.concurrency,
     "completed": a.iterations,
     "failed": 0,
     "ttfts": [t / 1000.0 for t in ttfts],

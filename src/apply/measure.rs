@@ -175,6 +175,7 @@ impl<P: Provider> Exec<'_, P> {
         let mut rec = self.result_record(a, &settings, (outcome.metrics, BTreeMap::new()), BTreeMap::new(), started);
         rec.intervals = outcome.intervals;
         rec.tests = outcome.tests;
+        rec.front = outcome.front;
         self.store.save(&rec, &raw).map_err(ActionError::Store)
     }
 
@@ -236,6 +237,8 @@ impl<P: Provider> Exec<'_, P> {
             provenance: Some(self.provenance.clone().unwrap_or_else(|| self.provenance_here(None))),
             intervals: vec![],
             tests: vec![],
+            front: vec![],
+            launch: if a.kind == Kind::Pattern { self.launch.clone() } else { None },
         }
     }
 }

@@ -79,6 +79,8 @@ struct Exec<'a, P: Provider> {
     last_launch: u32,
     /// What results are measured on, read once from the nodes (`provenance.rs`).
     provenance: Option<crate::results::Provenance>,
+    /// The server launch that is up, recorded with each E2E result for its cost per token.
+    launch: Option<crate::results::LaunchStart>,
     /// The secrets the plan's setup steps read (the provider's outputs come redacted of them).
     secrets: &'a Secrets,
     /// The request rate the saturation search gave the probe about to run.
@@ -117,6 +119,7 @@ pub async fn run<P: Provider>(
         counter: (0, 0),
         last_launch: plan.actions.iter().filter_map(|a| a.launch).max().unwrap_or(0),
         provenance: None,
+        launch: None,
         secrets: &secrets,
         probe_rate: None,
     };
@@ -279,6 +282,18 @@ impl<P: Provider> Exec<'_, P> {
         }
         if a.kind == Kind::ServerStart && result.is_ok() {
             self.outcome.launches += 1;
+        }
+        // The launch that is up, if any: its results share its start-up (results::decisions).
+        match a.kind {
+            Kind::ServerStart => {
+                self.launch = result.is_ok().then(|| crate::results::LaunchStart {
+                    number: a.launch.unwrap_or(0),
+                    startup_seconds: started.elapsed().as_secs_f64(),
+                    up_at: crate::state::lock::now_rfc3339(),
+                })
+            }
+            Kind::ServerStop => self.launch = None,
+            _ => {}
         }
         self.settle(a, started, result)
     }

@@ -2,6 +2,7 @@
 //! schema validation (attributes, types, units), domains and references.
 //! Every problem becomes a diagnostic; checking never stops at the first.
 
+pub mod analysis;
 pub mod build;
 pub mod cidr;
 pub mod imports;
@@ -67,6 +68,7 @@ fn finish(loaded: imports::Loaded) -> CheckOutput {
         }
         build::build(&globals, &loaded.files, &mut model, &mut diags);
         rules::check(&model, &mut diags);
+        analysis::check(&model, &mut diags);
         model.globals = globals.let_values();
         diags.extend(globals.take_errors());
     }

@@ -13,11 +13,12 @@ use crate::syntax::ast::{Arg, Expr, ExprKind, StrPart};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Functions a condition may call, with what they take.
-const FUNCTIONS: [(&str, &str); 7] = [
+const FUNCTIONS: [(&str, &str); 8] = [
     ("mean", "mean(METRIC, layer = \"LAYER\", FACTOR = LEVEL...)"),
     ("expected", "expected(METRIC, layer = \"LAYER\", FACTOR = LEVEL...): the mean in the extended experiment"),
     ("ratio", "ratio(METRIC, a = \"LAYER\", b = \"LAYER\", FACTOR = LEVEL...)"),
     ("bimodal", "bimodal(\"ANALYSIS\"): a dip-test analysis found two modes"),
+    ("front_size", "front_size(\"ANALYSIS\"): how many patterns are on a pareto analysis's front"),
     ("abs", "abs(NUMBER)"),
     ("min", "min(NUMBER, NUMBER...)"),
     ("max", "max(NUMBER, NUMBER...)"),
@@ -47,8 +48,8 @@ const E2E_METRICS: [&str; 15] = [
 struct Names<'m> {
     layers: BTreeSet<&'m str>,
     factors: BTreeMap<&'m str, &'m [super::value::Value]>,
-    /// Analyses by name, with whether they are dip tests.
-    analyses: BTreeMap<&'m str, bool>,
+    /// Analyses by name, with their method's function (`dip_test`, `pareto`; empty when not a call).
+    analyses: BTreeMap<&'m str, &'m str>,
     metrics: BTreeSet<&'m str>,
     model: &'m Model,
 }
@@ -74,8 +75,7 @@ impl<'m> Names<'m> {
             for l in &e.layers {
                 n.layers.insert(l.name.as_str());
                 for a in &l.analyses {
-                    let dip = matches!(&a.method.kind, ExprKind::Call(f, _) if matches!(&f.kind, ExprKind::Name(i) if i.name == "dip_test"));
-                    n.analyses.insert(a.name.as_str(), dip);
+                    n.analyses.insert(a.name.as_str(), super::analysis::method_name(&a.method).unwrap_or(""));
                     n.metrics.extend(a.metrics.iter().map(String::as_str));
                 }
             }
@@ -200,23 +200,27 @@ fn call(n: &Names, f: &Expr, args: &[Arg], span: Span, diags: &mut Vec<Diagnosti
                 bad_args("`ratio` compares two layers: give both `a` and `b`".into(), span, diags);
             }
         }
-        "bimodal" => match positional.as_slice() {
-            [x] => match string(x) {
-                Some(name) => match n.analyses.get(name.as_str()) {
-                    Some(true) => {}
-                    Some(false) => diags.push(
-                        Diagnostic::error(Code::Type, x.span, format!("analysis `{name}` is not a dip test"))
-                            .help("`bimodal` reads an analysis with `method = dip_test(METRIC)`"),
-                    ),
-                    None => {
-                        let known: Vec<&str> = n.analyses.keys().copied().collect();
-                        unknown(x.span, "analysis", &name, &known, diags)
-                    }
+        "bimodal" | "front_size" => {
+            let (method, usage) =
+                if fname.name == "bimodal" { ("dip_test", "dip_test(METRIC)") } else { ("pareto", "pareto(LATENCY)") };
+            match positional.as_slice() {
+                [x] => match string(x) {
+                    Some(name) => match n.analyses.get(name.as_str()) {
+                        Some(m) if *m == method => {}
+                        Some(_) => diags.push(
+                            Diagnostic::error(Code::Type, x.span, format!("analysis `{name}` is not a {method} analysis"))
+                                .help(format!("`{}` reads an analysis with `method = {usage}`", fname.name)),
+                        ),
+                        None => {
+                            let known: Vec<&str> = n.analyses.keys().copied().collect();
+                            unknown(x.span, "analysis", &name, &known, diags)
+                        }
+                    },
+                    None => bad_args(format!("`{}` takes the analysis name as a string", fname.name), x.span, diags),
                 },
-                None => bad_args("`bimodal` takes the analysis name as a string".into(), x.span, diags),
-            },
-            _ => bad_args("`bimodal` takes one analysis name".into(), span, diags),
-        },
+                _ => bad_args(format!("`{}` takes one analysis name", fname.name), span, diags),
+            }
+        }
         _ => {}
     }
 }

@@ -326,7 +326,7 @@ pub const BLOCKS: &[BlockSchema] = &[
         doc: "An analysis run on the local machine over stored results.",
         attrs: &[
             req("inputs", StrList, "layers whose results it reads"),
-            req("method", Lazy, "dip_test(...), compare(...), correlation(...), tpot_separation(), tpot_spread(), disaggregation_overhead()"),
+            req("method", Lazy, "dip_test(...), compare(...), correlation(...), tpot_separation(), tpot_spread(), disaggregation_overhead(), pareto(...)"),
             opt("metrics", StrList, "metrics it reports"),
             opt("description", Str, "the question it answers"),
             opt("duration", Quantity(Unit::Duration), "estimated time"),

@@ -282,6 +282,19 @@ pub const SYMBOLS: &[&str] = &[
     "transfer_time_ms",
     // An unlimited request rate (`vllm bench serve --request-rate inf`).
     "inf",
+    // Latencies a `pareto(...)` front may use (check::analysis::LATENCIES).
+    "ttft_mean",
+    "ttft_p50",
+    "ttft_p90",
+    "ttft_p99",
+    "tpot_mean",
+    "tpot_p50",
+    "tpot_p90",
+    "tpot_p99",
+    "e2e_latency_mean",
+    "e2e_latency_p50",
+    "e2e_latency_p90",
+    "e2e_latency_p99",
 ];
 
 /// Built-in functions, with the number of positional arguments they take.
@@ -306,9 +319,11 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
         "disaggregation_overhead",
         "disaggregation_overhead(): TTFT a disaggregated layer adds over unified serving at the same levels",
     ),
+    ("pareto", "pareto(latency): the Pareto front of latency (ttft_p99 by default) against throughput per GPU"),
     ("mean", "mean(metric, layer = L, ...): mean of a metric over results"),
     ("expected", "expected(metric): the expectation declared for a metric"),
     ("bimodal", "bimodal(analysis): whether an analysis detected bimodality"),
+    ("front_size", "front_size(analysis): how many patterns are on a pareto analysis's front"),
     ("ratio", "ratio(metric, a = L, b = L, ...): ratio of a metric between two result sets"),
     ("adhoc", "adhoc(tool, ...): the ad-hoc patterns of a tool"),
     (

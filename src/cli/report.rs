@@ -32,11 +32,13 @@ pub fn run(a: &Args) -> ExitCode {
     let out_dir = a.out.clone().unwrap_or_else(|| args::dir_of(file).join(".nixl/reports").join(campaign.name()));
     let factors = nixl::results::factors::of_design(&campaign.design);
     let generated = nixl::state::lock::now_rfc3339();
+    let pricing = nixl::results::decisions::Pricing::of(&opened.loaded.check.model, campaign);
     let html = report::html(&report::Report {
         experiment: campaign.name(),
         factors: &factors,
         results: &records,
         fired: &fired,
+        pricing: &pricing,
         generated: &generated,
     });
     let path = out_dir.join("report.html");

@@ -75,18 +75,33 @@ pub fn run(a: &Args) -> ExitCode {
     output::out(&match a.format {
         ResultsFormat::Json => serde_json::to_string_pretty(&records).expect("records serialise") + "\n",
         ResultsFormat::Csv => nixl::results::export::csv(&records, &nixl::results::factors::of_design(&campaign.design)),
-        ResultsFormat::Table => table(campaign, &records),
+        ResultsFormat::Table => {
+            table(campaign, &records, &nixl::results::decisions::Pricing::of(&opened.loaded.check.model, campaign))
+        }
     });
     ExitCode::SUCCESS
 }
 
-fn table(campaign: &Campaign, records: &[ResultRecord]) -> String {
+/// One line per result: id, layer, metrics; an E2E result also its decision figures
+/// (GPUs, throughput per GPU and per user, dollars per million output tokens), computed
+/// from the record as the report does.
+fn table(campaign: &Campaign, records: &[ResultRecord], pricing: &nixl::results::decisions::Pricing) -> String {
     if records.is_empty() {
         return format!("No results yet for experiment {}.\n", campaign.name());
     }
+    let decided = nixl::results::decisions::decisions(records, pricing);
     let mut s = String::new();
     for r in records {
-        let m: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
+        let mut m: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
+        if let Some(d) = decided.iter().find(|d| d.id == r.id) {
+            let figures = [
+                ("gpus", d.gpus),
+                ("tps_per_gpu", d.tps_per_gpu),
+                ("tps_per_user", d.tps_per_user),
+                ("usd_per_mtok", d.cost.as_ref().map(|c| c.usd_per_mtok)),
+            ];
+            m.extend(figures.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={v:.2}"))));
+        }
         s += &format!("{:<36} {:<14} {}\n", r.id, r.layer, m.join("  "));
     }
     s

@@ -1,6 +1,7 @@
 //! Analyses declared in the file, computed on the local machine from stored results.
 
-use super::{stats, Correction, Interval, IntervalMethod, ResultRecord, ResultTest};
+use super::{decisions, pareto, stats, Correction, Interval, IntervalMethod, ResultRecord, ResultTest};
+use crate::check::analysis::{latency_key, DEFAULT_LATENCY};
 use crate::check::value::Value;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +33,8 @@ pub enum AnalysisError {
     NothingToTest,
     /// The method's `function` is not one nixl computes.
     UnknownMethod(String),
+    /// `pareto` found no E2E result with the latency, a throughput and the GPUs it served with.
+    NoFrontPoints { latency: String },
 }
 
 impl fmt::Display for AnalysisError {
@@ -61,6 +64,10 @@ impl fmt::Display for AnalysisError {
             }
             AnalysisError::NothingToTest => write!(f, "nothing to test"),
             AnalysisError::UnknownMethod(m) => write!(f, "unknown analysis method `{m}`"),
+            AnalysisError::NoFrontPoints { latency } => write!(
+                f,
+                "pareto needs E2E results with `{latency}`, `throughput_tps` and a `tp` setting in its input layers, found none"
+            ),
         }
     }
 }
@@ -88,6 +95,8 @@ pub struct Outcome {
     pub metrics: BTreeMap<String, f64>,
     pub intervals: Vec<Interval>,
     pub tests: Vec<ResultTest>,
+    /// A `pareto` front's pattern ids, by increasing throughput per GPU.
+    pub front: Vec<String>,
 }
 
 /// What an analysis produced, or why it could not.
@@ -187,9 +196,42 @@ pub fn run(method: &Value, inputs: &[String], results: &[ResultRecord]) -> Resul
             }
             out.insert("pairs".into(), xs.len() as f64);
         }
+        "pareto" => {
+            let latency = args.first().map(Value::interpolated);
+            let latency = latency.as_deref().and_then(latency_key).unwrap_or(DEFAULT_LATENCY);
+            outcome.front = pareto_front(inputs, results, latency, out)?;
+        }
         other => return Err(AnalysisError::UnknownMethod(other.to_string())),
     }
     Ok(outcome)
+}
+
+/// The front of the input layers' E2E results, latency against throughput per GPU:
+/// `front_size`, `points`, and per input layer `front_size_<layer>` (its own front).
+fn pareto_front(
+    inputs: &[String],
+    results: &[ResultRecord],
+    latency: &str,
+    out: &mut BTreeMap<String, f64>,
+) -> Result<Vec<String>, AnalysisError> {
+    let point = |r: &ResultRecord| -> Option<pareto::Point> {
+        let tps_per_gpu = r.metrics.get("throughput_tps")? / decisions::gpus(r)?;
+        Some(pareto::Point { id: r.id.clone(), latency_ms: *r.metrics.get(latency)?, tps_per_gpu })
+    };
+    let of_layer = |l: &String| -> Vec<pareto::Point> {
+        results.iter().filter(|r| &r.layer == l && decisions::is_e2e(r)).filter_map(point).collect()
+    };
+    let all: Vec<pareto::Point> = inputs.iter().flat_map(of_layer).collect();
+    let on = pareto::front(&all);
+    if on.is_empty() {
+        return Err(AnalysisError::NoFrontPoints { latency: latency.to_string() });
+    }
+    out.insert("front_size".into(), on.len() as f64);
+    out.insert("points".into(), all.len() as f64);
+    for l in inputs {
+        out.insert(format!("front_size_{}", slug(l)), pareto::front(&of_layer(l)).len() as f64);
+    }
+    Ok(on.into_iter().map(|i| all[i].id.clone()).collect())
 }
 
 /// The stored metric a short name stands for: `ttft` is `ttft_mean`, `e2e` is `e2e_latency_mean`.
@@ -404,6 +446,8 @@ mod tests {
             provenance: None,
             intervals: vec![],
             tests: vec![],
+            front: vec![],
+            launch: None,
         }
     }
 
@@ -463,6 +507,34 @@ mod tests {
         assert_eq!(flagged, ["r0"]);
         assert!(o.tests.iter().all(|t| t.p_adjusted >= t.p_value && t.sample == "ttft_ms" && t.n == 40));
         assert_eq!(o.metrics["bimodal_results"], 1.0);
+    }
+
+    /// Unified on 1 GPU against disaggregated on 2: per GPU, the disaggregated pattern
+    /// with twice the throughput only ties, and its worse latency puts it off the front.
+    #[test]
+    fn pareto_records_its_front_per_gpu_and_per_layer() {
+        let e2e = |id: &str, layer: &str, mode: &str, p99: f64, tps: f64| {
+            let mut r = result(id, layer, &[("ttft_p99", p99), ("throughput_tps", tps)]);
+            r.settings.insert("mode".into(), mode.into());
+            r.settings.insert("tp".into(), "1".into());
+            r
+        };
+        let results = [
+            e2e("u1", "U", "unified", 100.0, 500.0),
+            e2e("u2", "U", "unified", 300.0, 900.0),
+            e2e("d1", "D", "disaggregated", 150.0, 1000.0),
+            e2e("d2", "D", "disaggregated", 120.0, 800.0),
+        ];
+        let o = run(&method("pareto", &[]), &["U".into(), "D".into()], &results).unwrap();
+        assert_eq!(o.front, ["u1", "u2"], "d1 is 500/GPU at 150 ms: u1 beats it");
+        assert_eq!((o.metrics["front_size"], o.metrics["points"]), (2.0, 4.0));
+        // Within D alone, d2 (120 ms, 400/GPU) and d1 (150 ms, 500/GPU) trade off: both on its front.
+        assert_eq!((o.metrics["front_size_u"], o.metrics["front_size_d"]), (2.0, 2.0));
+        let e = run(&method("pareto", &[]), &["X".into()], &results).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pareto needs E2E results with `ttft_p99`, `throughput_tps` and a `tp` setting in its input layers, found none"
+        );
     }
 
     #[test]
@@ -559,6 +631,8 @@ mod null_rate {
                     provenance: None,
                     intervals: vec![],
                     tests: vec![],
+                    front: vec![],
+                    launch: None,
                 }
             })
             .collect()

@@ -2,10 +2,13 @@
 //! pattern and content hash, raw output kept beside the parsed metrics.
 
 pub mod analysis;
+pub mod decisions;
 pub mod export;
 pub mod factors;
 pub mod mlflow;
+pub mod pareto;
 pub mod report;
+pub mod report_decisions;
 pub mod rules;
 pub mod slo;
 pub mod stats;
@@ -47,6 +50,24 @@ pub struct ResultRecord {
     /// An analysis's test of each result it read (the dip test per result), corrected as a family.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<ResultTest>,
+    /// A `pareto` analysis's front: the ids of the patterns on it, by increasing throughput per GPU.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub front: Vec<String>,
+    /// The server launch an E2E result was measured in (absent for tool steps, analyses and earlier releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<LaunchStart>,
+}
+
+/// A server launch as its results record it: the start-up it paid, which the cost per
+/// token shares out among the results measured after it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LaunchStart {
+    /// The launch number of the apply that ran it (the plan's numbering).
+    pub number: u32,
+    /// Measured seconds from the start command to a healthy server.
+    pub startup_seconds: f64,
+    /// When the server was up (RFC 3339): tells apart two runs of launch N in different applies.
+    pub up_at: String,
 }
 
 /// A 95% interval an analysis computed, with what it rests on.

@@ -1,6 +1,7 @@
 //! `nixl report`: one self-contained HTML page from the stored results: where
 //! the figures came from (synthetic data marked), TTFT and TPOT against the
-//! design's factors, the EFA/TCP ratio, the analyses' intervals, the histogram of
+//! design's factors, the EFA/TCP ratio, throughput per GPU, cost per token and Pareto
+//! fronts (`report_decisions`), the analyses' intervals, the histogram of
 //! every result an analysis flags, the pattern table and the analyses' verdicts.
 
 use super::factors::Factor;
@@ -17,6 +18,8 @@ pub struct Report<'a> {
     pub factors: &'a [Factor],
     pub results: &'a [ResultRecord],
     pub fired: &'a [Fired],
+    /// Prices, nodes and start-up estimates for the cost per token.
+    pub pricing: &'a super::decisions::Pricing,
     /// When the report was written (RFC 3339).
     pub generated: &'a str,
 }
@@ -282,7 +285,8 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:f
 .plots{display:flex;flex-wrap:wrap;gap:16px}svg.plot{border:1px solid #eee}.box{position:relative}\
 .banner{background:#b00020;color:#fff;font-weight:bold;font-size:20px;padding:12px 16px;margin:8px 0 16px;border-radius:4px}\
 .stamp{position:absolute;top:6px;right:8px;background:#b00020;color:#fff;font:bold 11px system-ui,sans-serif;padding:2px 6px;border-radius:3px}\
-#provenance th{text-align:left;background:#f4f4f4}.flag{color:#b00020;font-weight:bold}";
+#provenance th{text-align:left;background:#f4f4f4}.flag{color:#b00020;font-weight:bold}\
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px;max-width:1100px}.formula{max-width:1100px}";
 
 pub fn html(rep: &Report) -> String {
     let recs = rep.results;
@@ -313,6 +317,7 @@ pub fn html(rep: &Report) -> String {
         let _ = write!(s, "<div class=\"box\">{}{stamp}</div>", draw(c, &names, &palette));
     }
     s.push_str("</div>");
+    super::report_decisions::section(&mut s, recs, rep.pricing, stamp);
     intervals(&mut s, recs, stamp);
     tests(&mut s, recs, stamp);
     pattern_table(&mut s, rep.factors, recs);
@@ -579,7 +584,14 @@ mod tests {
         assert!(charts.iter().all(|c| c.series.iter().all(|s| s.1.len() == 3)));
         let ticks: Vec<&str> = charts[0].x.ticks.iter().map(|t| t.1.as_str()).collect();
         assert_eq!(ticks, ["1K", "4K", "12K"]);
-        let html = html(&Report { experiment: "e", factors: &factors, results: &recs, fired: &[], generated: "now" });
+        let html = html(&Report {
+            experiment: "e",
+            factors: &factors,
+            results: &recs,
+            fired: &[],
+            pricing: &Default::default(),
+            generated: "now",
+        });
         assert!(!html.contains("synthetic-banner"), "no provenance says synthetic");
         let (c4, c16) = (html.find("concurrency=4").unwrap(), html.find("concurrency=16").unwrap());
         assert!(c4 < c16, "c=4 before c=16");

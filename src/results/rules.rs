@@ -40,6 +40,8 @@ pub enum RuleError {
     Waiting { metric: String, missing: usize, of: usize },
     /// `bimodal(...)` of an analysis that is not a dip test.
     NotDipTest { analysis: String },
+    /// `front_size(...)` of an analysis that is not a pareto front.
+    NotPareto { analysis: String },
     /// `ratio` whose `b` side is zero or not a number.
     RatioOfZero,
     /// A function that conditions cannot call.
@@ -67,6 +69,7 @@ impl fmt::Display for RuleError {
                 write!(f, "`{metric}`: {missing} of the {of} patterns it reads have no current result yet")
             }
             RuleError::NotDipTest { analysis } => write!(f, "analysis `{analysis}` is not a dip test"),
+            RuleError::NotPareto { analysis } => write!(f, "analysis `{analysis}` is not a pareto front"),
             RuleError::RatioOfZero => write!(f, "ratio of a zero"),
             RuleError::NotAllowed(name) => write!(f, "`{name}` cannot be used in a rule's condition"),
         }
@@ -258,25 +261,38 @@ impl Ctx<'_> {
                 let analysis = self.word(
                     positional.first().ok_or(RuleError::MissingArgument { function: "bimodal", needs: "an analysis name" })?,
                 )?;
-                let rec = self
-                    .results
-                    .iter()
-                    .find(|r| {
-                        r.kind == super::ResultKind::Analysis
-                            && (r.settings.get("analysis").and_then(|v| v.as_str()) == Some(analysis.as_str())
-                                || r.id == analysis)
-                    })
-                    .ok_or_else(|| RuleError::NoAnalysisYet { analysis: analysis.clone() })?;
-                // An analysis of earlier results (its inputs changed since) is not read.
-                let current = self.scheduled.iter().find(|s| s.analysis.as_deref() == Some(analysis.as_str()));
-                if current.is_some_and(|s| s.id != rec.id || s.hash != rec.hash) {
-                    return Err(RuleError::NoAnalysisYet { analysis: analysis.clone() });
-                }
+                let rec = self.analysis(&analysis)?;
                 let b = rec.metrics.get("bimodal").ok_or_else(|| RuleError::NotDipTest { analysis: analysis.clone() })?;
                 Ok(Value::Bool(*b >= 1.0))
             }
+            "front_size" => {
+                let analysis = self.word(
+                    positional.first().ok_or(RuleError::MissingArgument { function: "front_size", needs: "an analysis name" })?,
+                )?;
+                let rec = self.analysis(&analysis)?;
+                let n = rec.metrics.get("front_size").ok_or_else(|| RuleError::NotPareto { analysis: analysis.clone() })?;
+                Ok(Value::num(*n))
+            }
             other => Err(RuleError::NotAllowed(other.to_string())),
         }
+    }
+
+    /// An analysis's current result, by its declared name (or id): one computed from
+    /// earlier inputs (they changed since) is not read.
+    fn analysis(&self, analysis: &str) -> Result<&ResultRecord, RuleError> {
+        let rec = self
+            .results
+            .iter()
+            .find(|r| {
+                r.kind == super::ResultKind::Analysis
+                    && (r.settings.get("analysis").and_then(|v| v.as_str()) == Some(analysis) || r.id == analysis)
+            })
+            .ok_or_else(|| RuleError::NoAnalysisYet { analysis: analysis.to_string() })?;
+        let current = self.scheduled.iter().find(|s| s.analysis.as_deref() == Some(analysis));
+        if current.is_some_and(|s| s.id != rec.id || s.hash != rec.hash) {
+            return Err(RuleError::NoAnalysisYet { analysis: analysis.to_string() });
+        }
+        Ok(rec)
     }
 
     /// This experiment's mean of a metric over `layer = L` and factor filters, once
@@ -425,6 +441,7 @@ mod tests {
             (RuleError::MissingArgument { function: "adhoc", needs: "a tool" }, "`adhoc` needs a tool"),
             (RuleError::NeedsNumbers { function: "max".into() }, "`max` needs numbers"),
             (RuleError::NotDipTest { analysis: "a".into() }, "analysis `a` is not a dip test"),
+            (RuleError::NotPareto { analysis: "a".into() }, "analysis `a` is not a pareto front"),
             (RuleError::RatioOfZero, "ratio of a zero"),
             (RuleError::NotAllowed("median".into()), "`median` cannot be used in a rule's condition"),
         ];

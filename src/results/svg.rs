@@ -364,6 +364,98 @@ pub fn histogram(title: &str, note: &str, x_label: &str, sample: &[f64], split: 
     s
 }
 
+/// One point of a scatter: a result, its series (a layer) and whether it is on the front.
+pub struct ScatterPoint {
+    pub x: f64,
+    pub y: f64,
+    pub label: String,
+    pub style: usize,
+    pub on_front: bool,
+}
+
+/// A scatter of results with a Pareto front: the front's points ringed and joined.
+pub struct Scatter<'a> {
+    pub title: &'a str,
+    pub note: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub points: &'a [ScatterPoint],
+    /// The series in the legend: name and style.
+    pub legend: &'a [(String, usize)],
+}
+
+/// A scatter with its front drawn as a black line through the ringed front points, in x order.
+pub fn scatter_front(c: &Scatter, styles: &[Style]) -> String {
+    let pts: Vec<&ScatterPoint> = c.points.iter().filter(|p| p.x.is_finite() && p.y.is_finite()).collect();
+    let h = H.max(TOP + 20.0 + LEGEND_ROW * (c.legend.len() + 1) as f64);
+    let mut s = open_svg(c.title, c.note, W, h, 14);
+    if pts.is_empty() {
+        let _ = write!(s, r#"<text x="{LEFT}" y="{}" font-size="13">no results to plot yet</text></svg>"#, h / 2.0);
+        return s;
+    }
+    let top = |f: fn(&ScatterPoint) -> f64| pts.iter().map(|p| f(p)).fold(0.0_f64, f64::max).max(f64::MIN_POSITIVE) * 1.08;
+    let (x1, y1) = (top(|p| p.x), top(|p| p.y));
+    let (pw, ph) = (W - LEFT - RIGHT, h - TOP - BOTTOM);
+    let px = |x: f64| LEFT + x / x1 * pw;
+    let py = |y: f64| TOP + ph - y / y1 * ph;
+    axes(&mut s, c.x_label, c.y_label, pw, ph, h);
+    for t in ticks(0.0, y1) {
+        let _ = write!(
+            s,
+            r##"<line x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+            LEFT + pw,
+            LEFT - 6.0,
+            py(t) + 4.0,
+            label(t),
+            y = py(t)
+        );
+    }
+    for t in ticks(0.0, x1) {
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
+            px(t),
+            TOP + ph + 16.0,
+            label(t)
+        );
+    }
+    let mut front: Vec<&&ScatterPoint> = pts.iter().filter(|p| p.on_front).collect();
+    front.sort_by(|a, b| a.x.total_cmp(&b.x));
+    let d: Vec<String> = front.iter().map(|p| format!("{:.1},{:.1}", px(p.x), py(p.y))).collect();
+    if !d.is_empty() {
+        let _ = write!(s, r##"<path class="front" d="M{}" fill="none" stroke="#111" stroke-width="2.5"/>"##, d.join(" L"));
+    }
+    for p in &pts {
+        let st = &styles[p.style % styles.len().max(1)];
+        if p.on_front {
+            let _ = write!(
+                s,
+                r##"<circle class="front-point" cx="{:.1}" cy="{:.1}" r="8" fill="none" stroke="#111" stroke-width="1.5"/>"##,
+                px(p.x),
+                py(p.y)
+            );
+        }
+        let tip = format!("{}: {} per GPU, {} latency", p.label, label(p.x), label(p.y));
+        marker(&mut s, st.marker, px(p.x), py(p.y), &st.color, &tip);
+    }
+    let lx = LEFT + pw + 12.0;
+    for (i, (name, style)) in c.legend.iter().enumerate() {
+        let st = &styles[style % styles.len().max(1)];
+        let ly = TOP + 14.0 + i as f64 * LEGEND_ROW;
+        marker(&mut s, st.marker, lx + 12.0, ly - 4.0, &st.color, name);
+        let _ = write!(s, r#"<text class="legend" x="{:.1}" y="{ly:.1}" font-size="11">{}</text>"#, lx + 30.0, esc(name));
+    }
+    let ly = TOP + 14.0 + c.legend.len() as f64 * LEGEND_ROW;
+    let _ = write!(
+        s,
+        r##"<line x1="{lx:.1}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#111" stroke-width="2.5"/><text class="legend" x="{:.1}" y="{ly:.1}" font-size="11">Pareto front</text></svg>"##,
+        lx + 24.0,
+        lx + 30.0,
+        y = ly - 4.0
+    );
+    s
+}
+
 /// One row of an interval chart.
 pub struct IntervalRow {
     pub label: String,
@@ -476,6 +568,18 @@ mod tests {
             assert_eq!(colours.len(), n, "{n} series");
             assert!(st.windows(2).all(|w| w[0].marker != w[1].marker));
         }
+    }
+
+    #[test]
+    fn a_scatter_rings_and_joins_only_the_front() {
+        let point = |x: f64, y: f64, on_front: bool| ScatterPoint { x, y, label: "p".into(), style: 0, on_front };
+        let pts = [point(10.0, 100.0, true), point(20.0, 300.0, true), point(5.0, 400.0, false)];
+        let legend = [("L1".to_string(), 0)];
+        let c = Scatter { title: "t", note: "", x_label: "x", y_label: "y", points: &pts, legend: &legend };
+        let s = scatter_front(&c, &styles(1));
+        assert_eq!(s.matches("class=\"front-point\"").count(), 2);
+        assert_eq!(s.matches("class=\"front\"").count(), 1);
+        assert!(s.contains(">Pareto front<"));
     }
 
     #[test]

@@ -138,6 +138,8 @@ fn store_results(dir: &Path, n: usize, salt: &str) -> Store {
             }),
             intervals: vec![],
             tests: vec![],
+            front: vec![],
+            launch: None,
         };
         store.save(&rec, format!("{{\"completed\": 30, \"failed\": 0, \"i\": {i}}}").as_bytes()).unwrap();
     }

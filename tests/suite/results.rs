@@ -156,10 +156,104 @@ fn the_report_of_a_local_run_has_provenance_plots_and_renders_in_chromium() {
         assert!(dom.contains(&format!("{id}: bimodal")), "no histogram of {id}");
     }
     assert!(dom.contains("class=\"count\""), "histograms have a count axis");
+    decisions_match_a_hand_computation(&dir, &dom);
     let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-screenshot.png");
     if dir.join("report.png").exists() {
         std::fs::copy(dir.join("report.png"), &shot).unwrap();
     }
+}
+
+/// The price of g6e.12xlarge in std/aws's catalogue, read from the file, and the stack's two nodes.
+fn catalogue_price() -> f64 {
+    let aws = std::fs::read_to_string(crate::support::root().join("stdlib/aws.nixl")).unwrap();
+    let block = aws.split("instance \"g6e.12xlarge\"").nth(1).unwrap().split('}').next().unwrap();
+    let price = block.lines().find(|l| l.trim_start().starts_with("price")).unwrap();
+    let price: f64 = price.split('$').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(price, 10.49, "the figure this test was written against");
+    price
+}
+
+/// The section of the rendered DOM from `<tag id="ID"` to the tag's end.
+fn element<'d>(dom: &'d str, id: &str, end: &str) -> &'d str {
+    let from = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in the report"));
+    let rest = &dom[from..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+/// Throughput per GPU, $ per million output tokens and the Pareto fronts, computed
+/// here by hand from the stored records and the catalogue price, found in the rendered page.
+fn decisions_match_a_hand_computation(dir: &Path, dom: &str) {
+    let store = nixl::results::Store::new(&dir.join(".nixl/results/rules"));
+    let e2e: Vec<nixl::results::ResultRecord> =
+        store.all().into_iter().filter(|r| r.metrics.contains_key("throughput_tps")).collect();
+    assert_eq!(e2e.len(), 6, "three prompts in each of two E2E layers");
+    let (price, nodes) = (catalogue_price(), 2.0);
+    struct Hand {
+        id: String,
+        layer: String,
+        per_gpu: f64,
+        p99: f64,
+        usd_per_mtok: f64,
+    }
+    let mut hand = vec![];
+    for r in &e2e {
+        let s = |k: &str| r.settings[k].as_str().unwrap().to_string();
+        assert_eq!(s("tp"), "1", "the stand-in server serves with tp = 1");
+        // Unified: its tp; disaggregated: prefill tp + decode tp.
+        let gpus = if s("mode") == "disaggregated" { 2.0 } else { 1.0 };
+        let launch = r.launch.as_ref().expect("apply records the launch a result was measured in");
+        let sharing = e2e.iter().filter(|q| q.launch.as_ref() == Some(launch)).count() as f64;
+        assert_eq!(sharing, 3.0, "one launch per layer, three patterns each");
+        let usd = (r.seconds + launch.startup_seconds / sharing) * nodes * price / 3600.0;
+        let tokens = r.metrics["throughput_tps"] * r.metrics["duration_s"];
+        hand.push(Hand {
+            id: r.id.clone(),
+            layer: r.layer.clone(),
+            per_gpu: r.metrics["throughput_tps"] / gpus,
+            p99: r.metrics["ttft_p99"],
+            usd_per_mtok: usd / tokens * 1e6,
+        });
+    }
+    for h in &hand {
+        let row = element(dom, &format!("cost-{}", h.id), "</tr>");
+        for want in [format!("${:.2}", h.usd_per_mtok), format!("{:.1}", h.per_gpu)] {
+            assert!(row.contains(&format!(">{want}<")), "{want} missing for {}: {row}", h.id);
+        }
+    }
+    // The fronts, by hand: no other point at most as slow with at least the throughput, better in one.
+    let front = |pts: &[&Hand]| -> Vec<String> {
+        let beats = |a: &Hand, b: &Hand| a.p99 <= b.p99 && a.per_gpu >= b.per_gpu && (a.p99 < b.p99 || a.per_gpu > b.per_gpu);
+        let mut on: Vec<&&Hand> = pts.iter().filter(|p| !pts.iter().any(|q| beats(q, p))).collect();
+        on.sort_by(|a, b| a.per_gpu.total_cmp(&b.per_gpu));
+        on.iter().map(|p| p.id.clone()).collect()
+    };
+    let across = front(&hand.iter().collect::<Vec<_>>());
+    let table = element(dom, "front-all", "</table>");
+    assert_eq!(table.matches("<tr><td>").count(), across.len(), "{table}");
+    assert!(across.iter().all(|id| table.contains(&format!(">{id}<"))), "{across:?} vs {table}");
+    assert_eq!(store.get("rules-analysis-latency-front").unwrap().front, across, "the pareto analysis records the same front");
+    for layer in ["L1-Unified", "L2-EFA"] {
+        let mine: Vec<&Hand> = hand.iter().filter(|h| h.layer == layer).collect();
+        let on = front(&mine);
+        let cheapest = mine.iter().filter(|h| on.contains(&h.id)).map(|h| h.usd_per_mtok).fold(f64::INFINITY, f64::min);
+        let row = element(dom, &format!("layer-cost-{layer}"), "</tr>");
+        assert!(row.contains(&format!(">${cheapest:.2}<")), "{layer}: cheapest front point ${cheapest:.2} missing: {row}");
+        assert!(row.contains(&format!("<td>{}</td>", on.len())), "{layer}: front of {}: {row}", on.len());
+        eprintln!("{layer}: front {on:?}, cheapest on it ${cheapest:.4} per Mtok");
+    }
+    for h in &hand {
+        eprintln!("{}: {:.2} tok/s per GPU, ${:.4} per Mtok", h.id, h.per_gpu, h.usd_per_mtok);
+    }
+    // Drawn: a front line and ringed points per chart, and the GPU counts the comparison uses.
+    assert_eq!(dom.matches("<path class=\"front\"").count(), 3, "per layer and across layers");
+    assert!(dom.matches("class=\"front-point\"").count() >= 3);
+    let note = element(dom, "equal-gpu-note", "</p>");
+    assert!(note.contains("L1-Unified 1 GPU(s)") && note.contains("L2-EFA 2 GPU(s)"), "{note}");
+    // `nixl results` prints the same figure.
+    let out = nixl().current_dir(dir).args(["results", "local-rules.nixl"]).output().unwrap();
+    let first = &hand[0];
+    let line = text(&out).lines().find(|l| l.starts_with(&first.id)).map(str::to_string).unwrap_or_default();
+    assert!(line.contains(&format!("usd_per_mtok={:.2}", first.usd_per_mtok)), "{line}");
 }
 
 /// Opens the page in headless Chromium: no script errors, plots in the DOM, a screenshot
@@ -316,6 +410,8 @@ fn record(id: &str, layer: &str, settings: &[(&str, &str)], metrics: &[(&str, f6
         provenance: None,
         intervals: vec![],
         tests: vec![],
+        front: vec![],
+        launch: None,
     }
 }
 

@@ -170,6 +170,8 @@ mod tests {
             provenance: None,
             intervals: vec![],
             tests: vec![],
+            front: vec![],
+            launch: None,
         }
     }
 
