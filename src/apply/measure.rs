@@ -82,6 +82,24 @@ impl<P: Provider> Exec<'_, P> {
         }
     }
 
+    /// The pattern's benchmark run once on a cold server and dropped: its output stays on the
+    /// node as `<id>.warmup.out`, nothing is stored, and a failure only says so in the log.
+    pub(super) async fn warm_up(&mut self, a: &Action) {
+        let Ok(p) = self.pattern_of(a) else { return };
+        let mut settings = self.resolver.settings(&p);
+        if let Some(rate) = self.probe_rate {
+            settings.insert("request_rate".into(), Value::num(rate));
+        }
+        let extra = [("out", Value::Str(format!("results/{}.warmup.out", a.id))), ("id", Value::Str(a.id.to_string()))];
+        let Ok(script) = commands::bench(self.model, self.campaign, &settings, &self.vars, &extra) else { return };
+        let Ok(node) = self.nth_node(script.node) else { return };
+        let timeout = Duration::from_secs_f64((p.duration * 3.0).max(60.0));
+        match self.run_on(&node, &script.body, timeout).await {
+            Ok(_) => self.log(&format!("  warm-up run of {} on the new server: done, discarded", a.id)),
+            Err(e) => self.log(&format!("  warm-up run of {} on the new server failed (discarded): {e}", a.id)),
+        }
+    }
+
     /// One read of a server's metrics: the command's output.
     async fn read_metrics(&self, s: &commands::Script) -> Result<String, ActionError> {
         let node = self.nth_node(s.node)?;

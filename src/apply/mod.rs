@@ -155,6 +155,8 @@ impl<P: Provider> Exec<'_, P> {
     async fn walk(&mut self, actions: &[Action], wanted: &BTreeSet<usize>) -> Result<(), ApplyError> {
         let mut handled: BTreeSet<usize> = BTreeSet::new();
         let mut server_up = false;
+        // A server started and no pattern has run on it yet (`discard_first_run`).
+        let mut cold = false;
         for (i, a) in actions.iter().enumerate() {
             if self.interrupted() {
                 self.outcome.interrupted = true;
@@ -195,11 +197,17 @@ impl<P: Provider> Exec<'_, P> {
                     }
                     None => {}
                 }
+                if std::mem::take(&mut cold) && self.campaign.experiment.discard_first_run == Some(true) {
+                    self.warm_up(a).await;
+                }
             }
             let ok = self.execute(a).await?;
             self.process_results().await;
             match a.kind {
-                Kind::ServerStart => server_up = ok,
+                Kind::ServerStart => {
+                    server_up = ok;
+                    cold = ok;
+                }
                 Kind::ServerStop => server_up = false,
                 _ => {}
             }

@@ -225,6 +225,9 @@ pub struct Experiment {
     pub hand_estimate: Option<f64>,
     /// Seed of the shuffled run order inside each launch.
     pub shuffle: Option<u64>,
+    /// Run the first pattern after each server start once more before it counts, and drop
+    /// that run (a cold server's first figures: CUDA graphs, caches, the allocator).
+    pub discard_first_run: Option<bool>,
     pub span: Span,
 }
 

@@ -280,6 +280,7 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("description", Str, "what the experiment is for"),
             opt("hand_estimate", Quantity(Unit::Duration), "an earlier hand-made estimate, shown beside the computed one"),
             opt("slo", Record, "latency bounds, e.g. { ttft_p99 = 2s, tpot_p99 = 50ms }: goodput and SLO attainment are measured against them"),
+            opt("discard_first_run", Bool, "run the first pattern after each server start once more first, and drop that run as warm-up"),
             opt("shuffle", Int, "seed of the shuffled run order inside each server launch (1 when a layer has replicates)"),
         ],
     },

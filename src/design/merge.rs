@@ -59,6 +59,9 @@ fn overlay(mut base: Experiment, child: &Experiment) -> Experiment {
     if child.shuffle.is_some() {
         base.shuffle = child.shuffle;
     }
+    if child.discard_first_run.is_some() {
+        base.discard_first_run = child.discard_first_run;
+    }
     for (k, v) in &child.settings {
         base.settings.insert(k.clone(), v.clone());
     }

@@ -130,3 +130,24 @@ fn until_without_replicates_or_on_an_unknown_metric_is_an_error_at_its_span() {
         text(&out)
     );
 }
+
+#[test]
+fn discard_first_run_runs_the_first_pattern_of_a_launch_once_more_and_keeps_no_result_of_it() {
+    let Some(venv) = venv() else { return };
+    let dir = scratch("replicates-warm-up");
+    let file =
+        campaign(&dir.join("hf"), "[64, 512]", 1, "").replace("  prefix = \"w\"", "  prefix = \"w\"\n  discard_first_run = true");
+    std::fs::write(dir.join("world.nixl"), file).unwrap();
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = world_apply(&dir, &venv, &[]);
+    // The warm-up's output stays on the node (read before destroy removes the node).
+    let warm = std::fs::read(dir.join(".nixl/world/local/nodes/node1/results/w-u-64.warmup.out"));
+    let _ = nixl().current_dir(&dir).args(["destroy", "world.nixl", "--provider", "local", "--auto-approve"]).output();
+    assert!(out.status.success(), "{}", text(&out));
+    let log = text(&out);
+    assert_eq!(log.matches("on the new server: done, discarded").count(), 1, "one launch, one warm-up: {log}");
+    assert!(log.contains("warm-up run of w-u-64 on the new server"), "the launch's first pattern: {log}");
+    assert_eq!(results(&dir), ["w-u-512.json", "w-u-64.json"], "the warm-up is no result");
+    let warm: serde_json::Value = serde_json::from_slice(&warm.expect("the warm-up's output on node1")).unwrap();
+    assert_eq!(warm["completed"].as_u64(), Some(8), "the real client ran the pattern's requests: {warm}");
+}

@@ -155,6 +155,7 @@ pub(super) fn build_experiment(cx: &mut Ctx, b: &Block, name: String, span: Span
         mlflow,
         hand_estimate: cx.num(b, "hand_estimate"),
         shuffle: cx.num(b, "shuffle").map(|n| n as u64),
+        discard_first_run: cx.bool(b, "discard_first_run"),
         name,
         span,
     }
