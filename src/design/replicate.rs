@@ -10,51 +10,39 @@ use crate::check::value::Value;
 
 /// The patterns with every replicated one repeated; others unchanged, order kept.
 pub(super) fn replicate(exp: &Experiment, patterns: Vec<Pattern>) -> Vec<Pattern> {
-    let times = |p: &Pattern| match exp.layers.get(p.layer as usize).and_then(|l| l.replicates) {
-        Some(n) if n > 1 && p.category == Category::E2e => n,
-        _ => 1,
-    };
-    if patterns.iter().all(|p| times(p) == 1) {
-        return patterns;
-    }
-    let mut out = Vec::with_capacity(patterns.iter().map(|p| times(p) as usize).sum());
-    for p in patterns {
-        let n = times(&p);
-        if n == 1 {
-            out.push(p);
-            continue;
-        }
-        for k in 1..=n {
-            let mut r = p.clone();
-            r.id = format!("{}-rep{k}", p.id);
-            r.values.insert("replicate".into(), Value::num(k as f64));
-            out.push(r);
-        }
-    }
-    out
+    let times = |p: &Pattern| exp.layers.get(p.layer as usize).and_then(|l| l.replicates).filter(|n| *n > 1);
+    copies(patterns, times, "replicate", |id, k| format!("{id}-rep{k}"))
 }
 
 /// Every E2E pattern of a layer with a saturation search becomes its probes, `<id>-probe01`
 /// ... up to the search's bound, each with `probe` in its values; apply gives each its rate.
 pub(super) fn probes(exp: &Experiment, patterns: Vec<Pattern>) -> Vec<Pattern> {
-    let bound = |p: &Pattern| match exp.layers.get(p.layer as usize).and_then(|l| l.saturation.as_ref()) {
-        Some(s) if p.category == Category::E2e => s.max_probes(),
-        _ => 0,
-    };
-    if patterns.iter().all(|p| bound(p) == 0) {
+    let bound = |p: &Pattern| exp.layers.get(p.layer as usize).and_then(|l| l.saturation.as_ref()).map(|s| s.max_probes());
+    copies(patterns, bound, "probe", |id, k| format!("{id}-probe{k:02}"))
+}
+
+/// Each E2E pattern that `count` gives a number N becomes N patterns, named by `name`, with
+/// `key` = 1..N in their values; every other pattern stays as it is, in order.
+fn copies(
+    patterns: Vec<Pattern>,
+    count: impl Fn(&Pattern) -> Option<u32>,
+    key: &str,
+    name: impl Fn(&str, u32) -> String,
+) -> Vec<Pattern> {
+    let count = |p: &Pattern| count(p).filter(|_| p.category == Category::E2e);
+    if patterns.iter().all(|p| count(p).is_none()) {
         return patterns;
     }
-    let mut out = vec![];
+    let mut out = Vec::with_capacity(patterns.iter().map(|p| count(p).unwrap_or(1) as usize).sum());
     for p in patterns {
-        let n = bound(&p);
-        if n == 0 {
+        let Some(n) = count(&p) else {
             out.push(p);
             continue;
-        }
+        };
         for k in 1..=n {
             let mut r = p.clone();
-            r.id = format!("{}-probe{k:02}", p.id);
-            r.values.insert("probe".into(), Value::num(k as f64));
+            r.id = name(&p.id, k);
+            r.values.insert(key.into(), Value::num(k as f64));
             out.push(r);
         }
     }
