@@ -158,17 +158,27 @@ pub fn server_ready(
     vars: &RenderVars,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
     let timeout = settings.get("health_timeout").and_then(Value::as_f64).unwrap_or(600.0).ceil() as u64;
-    let kv = kv_of(campaign);
-    let roles = roles(mode_of(settings), false);
     let mut out = vec![];
-    for role in roles {
-        let mut v = vars.vars.clone();
-        v.insert("node_role".into(), Value::Str(role.into()));
-        let scope = scope_of(model, campaign, settings, &v);
-        let health = render_one(&campaign.server, "server", "health", &scope, kv)?;
+    for role in roles(mode_of(settings), false) {
+        let health = render_for_role(model, campaign, settings, vars, role, "health")?;
         out.push(Script { node: node_of(role), role: "ready".into(), body: watch_script(&health, timeout) });
     }
     Ok(out)
+}
+
+/// One server template rendered for the node of `role` (`node_role` set to it).
+fn render_for_role(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    role: &str,
+    key: &str,
+) -> Result<String, Box<Diagnostic>> {
+    let mut v = vars.vars.clone();
+    v.insert("node_role".into(), Value::Str(role.into()));
+    let scope = scope_of(model, campaign, settings, &v);
+    render_one(&campaign.server, "server", key, &scope, kv_of(campaign))
 }
 
 /// The decode server's metrics read, for a disaggregated pattern whose server definition
@@ -183,10 +193,7 @@ pub fn server_metrics(
     if mode_of(settings) != Mode::Disaggregated || !campaign.server.contains_key("metrics") {
         return Ok(None);
     }
-    let mut v = vars.vars.clone();
-    v.insert("node_role".into(), Value::Str("decode".into()));
-    let scope = scope_of(model, campaign, settings, &v);
-    let body = render_one(&campaign.server, "server", "metrics", &scope, kv_of(campaign))?;
+    let body = render_for_role(model, campaign, settings, vars, "decode", "metrics")?;
     Ok(Some(Script { node: node_of("decode"), role: "metrics".into(), body: format!("set -o pipefail\n{body}") }))
 }
 

@@ -210,17 +210,7 @@ pub fn line_chart(c: &LineChart, styles: &[Style]) -> String {
     let px = |x: f64| LEFT + (tx(x) - x0) / (x1 - x0) * pw;
     let py = |y: f64| TOP + ph - (y - y0) / (y1 - y0) * ph;
     axes(&mut s, &c.x.label, c.y_label, pw, ph, h);
-    for t in ticks(y0, y1) {
-        let _ = write!(
-            s,
-            r##"<line x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 6.0,
-            py(t) + 4.0,
-            label(t),
-            y = py(t)
-        );
-    }
+    y_grid(&mut s, ticks(y0, y1), pw, &py);
     if let Some(r) = c.reference {
         let _ = write!(
             s,
@@ -399,17 +389,7 @@ pub fn scatter_front(c: &Scatter, styles: &[Style]) -> String {
     let px = |x: f64| LEFT + x / x1 * pw;
     let py = |y: f64| TOP + ph - y / y1 * ph;
     axes(&mut s, c.x_label, c.y_label, pw, ph, h);
-    for t in ticks(0.0, y1) {
-        let _ = write!(
-            s,
-            r##"<line x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 6.0,
-            py(t) + 4.0,
-            label(t),
-            y = py(t)
-        );
-    }
+    y_grid(&mut s, ticks(0.0, y1), pw, &py);
     for t in ticks(0.0, x1) {
         let _ = write!(
             s,
@@ -534,6 +514,21 @@ pub fn interval_chart(title: &str, x_label: &str, rows: &[IntervalRow], referenc
     }
     s.push_str("</svg>");
     s
+}
+
+/// Horizontal grid lines with their value labels, one per tick.
+fn y_grid(s: &mut String, ticks: impl IntoIterator<Item = f64>, pw: f64, py: &dyn Fn(f64) -> f64) {
+    for t in ticks {
+        let _ = write!(
+            s,
+            r##"<line x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+            LEFT + pw,
+            LEFT - 6.0,
+            py(t) + 4.0,
+            label(t),
+            y = py(t)
+        );
+    }
 }
 
 #[cfg(test)]
