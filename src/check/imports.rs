@@ -14,6 +14,20 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("std/tools", include_str!("../../stdlib/tools.nixl")),
 ];
 
+/// The standard library's syntax trees, parsed by build.rs (bincode), by module.
+const STDLIB_TREES: &[(&str, &[u8])] = &[
+    ("std/aws", include_bytes!(concat!(env!("OUT_DIR"), "/std_aws.tree"))),
+    ("std/models", include_bytes!(concat!(env!("OUT_DIR"), "/std_models.tree"))),
+    ("std/vllm", include_bytes!(concat!(env!("OUT_DIR"), "/std_vllm.tree"))),
+    ("std/tools", include_bytes!(concat!(env!("OUT_DIR"), "/std_tools.tree"))),
+];
+
+/// The tree of a standard library module, its spans in `file`: decoded, not parsed.
+fn stdlib_tree(key: &str, file: FileId) -> Option<ast::File> {
+    let (_, bytes) = STDLIB_TREES.iter().find(|(k, _)| *k == key)?;
+    crate::diagnostics::deserialize_spans_into(file, || bincode::deserialize(bytes).ok())
+}
+
 /// Every parsed file, in dependency order (imports before importers).
 pub struct Loaded {
     pub sources: SourceMap,
@@ -172,8 +186,15 @@ impl Loading<'_> {
     fn visit_text(&mut self, key: String, text: String, dir: Option<PathBuf>) {
         let id = self.sources.add(key.clone(), text.clone());
         self.done.insert(key.clone(), id);
-        let (file, diags) = self.loader.parse(id, &text);
-        self.diagnostics.extend(diags);
+        let is_std = dir.is_none() && STDLIB.iter().any(|(k, _)| *k == key);
+        let file = match is_std.then(|| stdlib_tree(&key, id)).flatten() {
+            Some(tree) => tree,
+            None => {
+                let (file, diags) = self.loader.parse(id, &text);
+                self.diagnostics.extend(diags);
+                file
+            }
+        };
         for stmt in &file.items {
             if let ast::StmtKind::Import(target) = &stmt.kind {
                 self.visit_import(&key, target, dir.as_deref());
@@ -278,6 +299,17 @@ fn normalize(p: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_stdlib_trees_built_at_compile_time_are_what_the_parser_makes_of_the_text() {
+        for (key, text) in super::STDLIB {
+            let decoded = super::stdlib_tree(key, 7).expect("every module's tree decodes");
+            let (parsed, diags) = crate::syntax::parse(7, text);
+            assert!(diags.is_empty(), "{key} parses cleanly");
+            let json = |f: &crate::syntax::ast::File| serde_json::to_string(f).expect("trees serialize");
+            assert_eq!(json(&decoded), json(&parsed), "{key}: the embedded tree is stale or wrong");
+        }
+    }
+
     #[test]
     fn paths_print_as_written() {
         assert_eq!(super::normalize(std::path::Path::new("/tmp/a/./b/../phase1.nixl")), "/tmp/a/phase1.nixl");
