@@ -97,6 +97,19 @@ symbols!(
     Mode { Unified = "unified", Disaggregated = "disaggregated" }
 );
 
+symbols!(
+    /// The network a disaggregated pattern's KV cache crosses: the EFA device (libfabric's
+    /// efa provider, or UCX over SRD) or the kernel's TCP stack.
+    Transport { Efa = "efa", Srd = "srd", Tcp = "tcp" }
+);
+
+impl Transport {
+    /// The KV is meant to cross the EFA device, so its counters must move.
+    pub fn uses_efa(self) -> bool {
+        matches!(self, Transport::Efa | Transport::Srd)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +118,9 @@ mod tests {
     fn every_symbol_reads_back_as_itself() {
         for n in Placement::NAMES {
             assert_eq!(Placement::from_symbol(n).map(Placement::as_str), Some(*n));
+        }
+        for n in Transport::NAMES {
+            assert_eq!(Transport::from_symbol(n).map(Transport::as_str), Some(*n));
         }
         for n in Mode::NAMES {
             assert_eq!(Mode::from_symbol(n).unwrap().to_string(), *n);

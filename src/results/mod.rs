@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod decisions;
 pub mod export;
 pub mod factors;
+pub mod gpu_memory;
 pub mod mlflow;
 pub mod pareto;
 pub mod report;
@@ -15,6 +16,7 @@ pub mod stats;
 pub mod svg;
 pub mod telemetry;
 pub mod tools;
+pub mod transport;
 pub mod vllm;
 
 use serde::{Deserialize, Serialize};
