@@ -64,6 +64,9 @@ impl<P: Provider> Exec<'_, P> {
                 if let Some(slo) = self.slo_of(&settings)? {
                     run.metrics.extend(crate::results::slo::measure(&slo, &run));
                 }
+                if let Some(passed) = self.probe_passed(&p, &settings, &run.metrics) {
+                    run.metrics.insert("probe_passed".into(), f64::from(u8::from(passed)));
+                }
                 let unit =
                     |m: &str| telemetry::unit(m).or_else(|| gpu_memory::unit(m)).unwrap_or_else(|| crate::results::vllm::unit(m));
                 let units = run.metrics.keys().map(|m| (m.clone(), unit(m).to_string())).collect();
@@ -93,6 +96,14 @@ impl<P: Provider> Exec<'_, P> {
             Ok(_) => self.log(&format!("  warm-up run of {} on the new server: done, discarded", a.id)),
             Err(e) => self.log(&format!("  warm-up run of {} on the new server failed (discarded): {e}", a.id)),
         }
+    }
+
+    /// A saturation probe's verdict on its layer's search `metric` (what the search and the
+    /// report read back); None for other patterns or when a figure it needs is missing.
+    fn probe_passed(&self, p: &Pattern, settings: &BTreeMap<String, Value>, m: &BTreeMap<String, f64>) -> Option<bool> {
+        p.values.get("probe")?;
+        let search = self.campaign.experiment.layers.get(p.layer as usize)?.saturation.as_ref()?;
+        search.passes(settings.get("request_rate").and_then(Value::as_f64)?, m)
     }
 
     /// The pattern's `slo`, if it has one (checked with its span by `nixl check`).

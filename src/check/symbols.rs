@@ -8,7 +8,7 @@ use serde::Serialize;
 macro_rules! symbols {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
         }
@@ -101,6 +101,16 @@ symbols!(
     /// The network a disaggregated pattern's KV cache crosses: the EFA device (libfabric's
     /// efa provider, or UCX over SRD) or the kernel's TCP stack.
     Transport { Efa = "efa", Srd = "srd", Tcp = "tcp" }
+);
+
+symbols!(
+    /// What a saturation search decides each probe on (`saturation(metric = ...)`).
+    SaturationMetric {
+        /// Every bound of the SLO holds (`slo_met`): the default.
+        SloMet = "slo_met",
+        /// The goodput keeps up with the offered rate: `goodput_rps` >= (1 - tolerance) x rate.
+        Goodput = "goodput",
+    }
 );
 
 impl Transport {

@@ -10,6 +10,7 @@ pub mod mlflow;
 pub mod pareto;
 pub mod report;
 pub mod report_decisions;
+pub mod report_load;
 pub mod rules;
 pub mod slo;
 pub mod stats;
