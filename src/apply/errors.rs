@@ -38,8 +38,11 @@ pub enum ActionError {
     /// The benchmark's result is not one: too many failed requests, or not vLLM's JSON.
     Bench(crate::results::vllm::BenchError),
     /// A disaggregated run whose server counters say it was not one (no KV moved, the
-    /// decode server prefilled itself, transfers failed): each reason.
+    /// decode server prefilled itself, transfers failed, the KV crossed TCP where EFA was
+    /// declared): each reason.
     Guard(Vec<String>),
+    /// The node's `gpu_memory` command printed something that is not nvidia-smi's csv.
+    GpuMemory { node: String, error: crate::results::gpu_memory::Unreadable },
     /// The benchmark wrote no result apply can read.
     NoResult { path: String },
     /// A tool step's output is no result: see [`ToolOutputError`].
@@ -84,6 +87,7 @@ impl fmt::Display for ActionError {
             }
             ActionError::Bench(e) => write!(f, "{e}"),
             ActionError::Guard(why) => write!(f, "not a disaggregated measurement: {}", why.join("; ")),
+            ActionError::GpuMemory { node, error } => write!(f, "the GPU memory read on {node} is no figure: {error}"),
             ActionError::NoResult { path } => write!(f, "the benchmark wrote no vLLM result JSON to {path}"),
             ActionError::ToolOutput { tool, node, path, error } => {
                 write!(f, "the output of `{tool}` ({path} on {node}) is no result: {error}")?;

@@ -9,8 +9,8 @@ use crate::design::commands;
 use crate::design::Pattern;
 use crate::plan::{Action, Kind};
 use crate::provider::Provider;
-use crate::results::telemetry;
 use crate::results::tools::{self, TAIL_LINES};
+use crate::results::{gpu_memory, telemetry};
 use crate::results::{ResultKind, ResultRecord};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -43,34 +43,32 @@ impl<P: Provider> Exec<'_, P> {
         let script = commands::bench(self.model, self.campaign, &settings, &self.vars, &extra)?;
         let n1 = self.nth_node(script.node)?;
         let timeout = Duration::from_secs_f64((p.duration * 3.0).max(60.0));
-        // The decode server's counters around the run, for a disaggregated pattern.
-        let scrape = commands::server_metrics(self.model, self.campaign, &settings, &self.vars)?;
-        let before = match &scrape {
-            Some(s) => Some(self.read_metrics(s).await?),
-            None => None,
-        };
+        // The servers' and nodes' counters around the run (`probes.rs`).
+        let probes = self.probes(&settings)?;
+        let before = self.snapshot(&probes).await?;
         self.run_on(&n1, &script.body, timeout).await?;
-        let after = match &scrape {
-            Some(s) => Some(self.read_metrics(s).await?),
-            None => None,
-        };
+        let after = self.snapshot(&probes).await?;
+        let gpu = self.gpu_figures(&probes).await?;
         let raw = self.provider.fetch(&n1, &out).await?;
         let allowed = settings.get("max_failed_requests").and_then(Value::as_f64).unwrap_or(0.0) as u64;
         match crate::results::vllm::parse(&raw, allowed) {
             Ok(mut run) => {
-                if let (Some(pre), Some(post)) = (&before, &after) {
-                    let t = telemetry::deltas(pre, post, run.completed);
-                    let why = telemetry::guard_failures(&t);
-                    if !why.is_empty() {
+                match self.telemetry(&settings, (&before, &after), run.completed) {
+                    Ok(t) => run.metrics.extend(t),
+                    Err(why) => {
                         let _ = self.store.keep_raw(&format!("{}.failed.{}", a.id, a.hash.short()), &raw);
                         return Err(ActionError::Guard(why));
                     }
-                    run.metrics.extend(t);
                 }
+                run.metrics.extend(gpu);
                 if let Some(slo) = self.slo_of(&settings)? {
                     run.metrics.extend(crate::results::slo::measure(&slo, &run));
                 }
-                let unit = |m: &str| telemetry::unit(m).unwrap_or_else(|| crate::results::vllm::unit(m));
+                if let Some(passed) = self.probe_passed(&p, &settings, &run.metrics) {
+                    run.metrics.insert("probe_passed".into(), f64::from(u8::from(passed)));
+                }
+                let unit =
+                    |m: &str| telemetry::unit(m).or_else(|| gpu_memory::unit(m)).unwrap_or_else(|| crate::results::vllm::unit(m));
                 let units = run.metrics.keys().map(|m| (m.clone(), unit(m).to_string())).collect();
                 self.save_with_units(a, &settings, (run.metrics, run.samples), units, &raw, started)
             }
@@ -100,10 +98,12 @@ impl<P: Provider> Exec<'_, P> {
         }
     }
 
-    /// One read of a server's metrics: the command's output.
-    async fn read_metrics(&self, s: &commands::Script) -> Result<String, ActionError> {
-        let node = self.nth_node(s.node)?;
-        Ok(self.run_on(&node, &s.body, Duration::from_secs(60)).await?.stdout)
+    /// A saturation probe's verdict on its layer's search `metric` (what the search and the
+    /// report read back); None for other patterns or when a figure it needs is missing.
+    fn probe_passed(&self, p: &Pattern, settings: &BTreeMap<String, Value>, m: &BTreeMap<String, f64>) -> Option<bool> {
+        p.values.get("probe")?;
+        let search = self.campaign.experiment.layers.get(p.layer as usize)?.saturation.as_ref()?;
+        search.passes(settings.get("request_rate").and_then(Value::as_f64)?, m)
     }
 
     /// The pattern's `slo`, if it has one (checked with its span by `nixl check`).

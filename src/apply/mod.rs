@@ -7,6 +7,7 @@ mod errors;
 mod infra;
 mod measure;
 mod post;
+mod probes;
 mod provenance;
 mod refresh;
 mod replicates;

@@ -8,7 +8,8 @@ use crate::provider::Provider;
 
 impl<P: Provider> Exec<'_, P> {
     /// A saturation probe's request rate from the probes of its point that ran before it
-    /// (their recorded rate and `slo_met`), or why it is not needed; None for other patterns.
+    /// (their recorded rate and whether they passed on the search's `metric`), or why it is
+    /// not needed; None for other patterns.
     pub(super) fn probe(&self, a: &Action) -> Option<Result<f64, String>> {
         let design = &self.campaign.design;
         let p = design.pattern(a.id.pattern()?)?;
@@ -25,10 +26,9 @@ impl<P: Provider> Exec<'_, P> {
             };
             // Settings are recorded as text.
             let rate = rec.settings.get("request_rate").and_then(|v| v.as_str()).and_then(|s| s.parse::<f64>().ok());
-            let met = rec.metrics.get("slo_met").copied();
-            match (rate, met) {
-                (Some(r), Some(m)) => runs.push((r, m >= 1.0)),
-                _ => return Some(Err(format!("{id} has no request rate or slo_met to search on"))),
+            match rate.and_then(|r| Some((r, search.passes(r, &rec.metrics)?))) {
+                Some(run) => runs.push(run),
+                None => return Some(Err(format!("{id} has no request rate or {} to search on", search.metric))),
             }
         }
         Some(match search.next(&runs) {

@@ -146,8 +146,19 @@ pub fn build(g: &Globals, files: &[(FileId, ast::File)], model: &mut Model, diag
                 model.tools.insert(name, tool);
             }
             "server" | "bench" => {
-                let keys =
-                    ["args", "start_unified", "start_prefill", "start_decode", "start_proxy", "health", "metrics", "stop", "run"];
+                let keys = [
+                    "args",
+                    "start_unified",
+                    "start_prefill",
+                    "start_decode",
+                    "start_proxy",
+                    "health",
+                    "metrics",
+                    "transport_counters",
+                    "gpu_memory",
+                    "stop",
+                    "run",
+                ];
                 let t: BTreeMap<String, ast::Expr> =
                     attrs(b).into_iter().filter(|(k, _)| keys.contains(k)).map(|(k, e)| (k.to_string(), e.clone())).collect();
                 let settings =

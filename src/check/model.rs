@@ -3,7 +3,7 @@
 //! stay as expressions (with spans) for the design engine to evaluate.
 
 pub use super::secret::{SecretRef, SecretSource};
-pub use super::symbols::{Dtype, Mode, Placement, ToolKind, ToolParser};
+pub use super::symbols::{Dtype, Mode, Placement, ToolKind, ToolParser, Transport};
 use super::value::Value;
 use crate::diagnostics::Span;
 use crate::syntax::ast::Expr;

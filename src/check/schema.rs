@@ -56,7 +56,7 @@ pub struct BlockSchema {
 }
 
 pub const MODES: &[&str] = super::symbols::Mode::NAMES;
-pub const TRANSPORTS: &[&str] = &["efa", "srd", "tcp"];
+pub const TRANSPORTS: &[&str] = super::symbols::Transport::NAMES;
 pub const DTYPES: &[&str] = super::symbols::Dtype::NAMES;
 pub const PLACEMENTS: &[&str] = super::symbols::Placement::NAMES;
 pub const TOOL_KINDS: &[&str] = super::symbols::ToolKind::NAMES;
@@ -167,6 +167,8 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("start_proxy", Lazy, "command starting the disaggregation proxy on the first node"),
             opt("health", Lazy, "command that succeeds once the server answers"),
             opt("metrics", Lazy, "command printing a server's Prometheus metrics (run on the decode node before and after each disaggregated pattern: KV-transfer telemetry and guards)"),
+            opt("transport_counters", Lazy, "command printing the node's EFA and network-interface byte counters as `efa_rx_bytes{device=..,port=..} N` and `net_rx_bytes{interface=..} N` lines (`_tx_` too; run on the decode node before and after each disaggregated pattern: efa_bytes, tcp_bytes and the wrong-interface guard)"),
+            opt("gpu_memory", Lazy, "command printing `memory.used, memory.total` in MiB per GPU, as `nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader,nounits` does (run after each E2E pattern on the decode or unified server's node)"),
             opt("stop", Lazy, "command stopping the servers on a node and checking the GPUs are free"),
         ],
     },

@@ -8,7 +8,7 @@ use serde::Serialize;
 macro_rules! symbols {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
         }
@@ -97,6 +97,29 @@ symbols!(
     Mode { Unified = "unified", Disaggregated = "disaggregated" }
 );
 
+symbols!(
+    /// The network a disaggregated pattern's KV cache crosses: the EFA device (libfabric's
+    /// efa provider, or UCX over SRD) or the kernel's TCP stack.
+    Transport { Efa = "efa", Srd = "srd", Tcp = "tcp" }
+);
+
+symbols!(
+    /// What a saturation search decides each probe on (`saturation(metric = ...)`).
+    SaturationMetric {
+        /// Every bound of the SLO holds (`slo_met`): the default.
+        SloMet = "slo_met",
+        /// The goodput keeps up with the offered rate: `goodput_rps` >= (1 - tolerance) x rate.
+        Goodput = "goodput",
+    }
+);
+
+impl Transport {
+    /// The KV is meant to cross the EFA device, so its counters must move.
+    pub fn uses_efa(self) -> bool {
+        matches!(self, Transport::Efa | Transport::Srd)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +128,9 @@ mod tests {
     fn every_symbol_reads_back_as_itself() {
         for n in Placement::NAMES {
             assert_eq!(Placement::from_symbol(n).map(Placement::as_str), Some(*n));
+        }
+        for n in Transport::NAMES {
+            assert_eq!(Transport::from_symbol(n).map(Transport::as_str), Some(*n));
         }
         for n in Mode::NAMES {
             assert_eq!(Mode::from_symbol(n).unwrap().to_string(), *n);

@@ -190,11 +190,52 @@ pub fn server_metrics(
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
 ) -> Result<Option<Script>, Box<Diagnostic>> {
-    if mode_of(settings) != Mode::Disaggregated || !campaign.server.contains_key("metrics") {
+    decode_read(model, campaign, settings, vars, "metrics")
+}
+
+/// The decode node's EFA and network-interface byte counters, read like `server_metrics`
+/// from the server definition's `transport_counters` command.
+pub fn transport_counters(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+) -> Result<Option<Script>, Box<Diagnostic>> {
+    decode_read(model, campaign, settings, vars, "transport_counters")
+}
+
+/// The server definition's `gpu_memory` command, on the node whose GPUs hold the KV
+/// cache the pattern fills: the decode server's, or the unified server's.
+pub fn gpu_memory(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+) -> Result<Option<Script>, Box<Diagnostic>> {
+    if !campaign.server.contains_key("gpu_memory") {
         return Ok(None);
     }
-    let body = render_for_role(model, campaign, settings, vars, "decode", "metrics")?;
-    Ok(Some(Script { node: node_of("decode"), role: "metrics".into(), body: format!("set -o pipefail\n{body}") }))
+    let role = match mode_of(settings) {
+        Mode::Disaggregated => "decode",
+        Mode::Unified => "unified",
+    };
+    let body = render_for_role(model, campaign, settings, vars, role, "gpu_memory")?;
+    Ok(Some(Script { node: node_of(role), role: "gpu_memory".into(), body: format!("set -o pipefail\n{body}") }))
+}
+
+/// A read on the decode node of a disaggregated pattern, from the server template `key`.
+fn decode_read(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    key: &str,
+) -> Result<Option<Script>, Box<Diagnostic>> {
+    if mode_of(settings) != Mode::Disaggregated || !campaign.server.contains_key(key) {
+        return Ok(None);
+    }
+    let body = render_for_role(model, campaign, settings, vars, "decode", key)?;
+    Ok(Some(Script { node: node_of("decode"), role: key.into(), body: format!("set -o pipefail\n{body}") }))
 }
 
 /// The readiness watch of one node (see `server_ready`).

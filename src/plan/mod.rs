@@ -210,6 +210,10 @@ pub struct Plan {
     pub sets: Option<parallel::Sets>,
 }
 
+fn default_search_metric() -> crate::check::saturation::SaturationMetric {
+    crate::check::saturation::SaturationMetric::SloMet
+}
+
 /// A saturation search's bound on probes, per point of its layer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SaturationBound {
@@ -217,6 +221,9 @@ pub struct SaturationBound {
     pub from: f64,
     pub to: f64,
     pub tolerance: f64,
+    /// What a probe passes on: `slo_met` or `goodput`.
+    #[serde(default = "default_search_metric")]
+    pub metric: crate::check::saturation::SaturationMetric,
     /// Points searched (each gets up to `max_probes` probes in one launch).
     pub points: usize,
     pub bracketing: u32,
@@ -351,6 +358,7 @@ pub fn build(inputs: &Inputs) -> Result<Plan, PlanError> {
                     from: s.from,
                     to: s.to,
                     tolerance: s.tolerance,
+                    metric: s.metric,
                     points,
                     bracketing: s.bracketing_probes(),
                     bisection: s.bisection_probes(),

@@ -149,8 +149,9 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
     for b in &plan.saturation {
         let _ = writeln!(
             s,
-            "Saturation search in {}: {} point(s), request rates {} to {} req/s within {:.0} %: at most {} probes each ({} doubling, {} bisecting), in one launch.\n",
+            "Saturation search in {} on {}: {} point(s), request rates {} to {} req/s within {:.0} %: at most {} probes each ({} doubling, {} bisecting), in one launch.\n",
             b.layer,
+            b.metric,
             b.points,
             b.from,
             b.to,

@@ -1,7 +1,8 @@
 //! `nixl report`: one self-contained HTML page from the stored results: where
 //! the figures came from (synthetic data marked), TTFT and TPOT against the
 //! design's factors, the EFA/TCP ratio, throughput per GPU, cost per token and Pareto
-//! fronts (`report_decisions`), the analyses' intervals, the histogram of
+//! fronts (`report_decisions`), saturation curves with their knee and replicate intervals
+//! (`report_load`), the analyses' intervals, the histogram of
 //! every result an analysis flags, the pattern table and the analyses' verdicts.
 
 use super::factors::Factor;
@@ -318,6 +319,7 @@ pub fn html(rep: &Report) -> String {
     }
     s.push_str("</div>");
     super::report_decisions::section(&mut s, recs, rep.pricing, stamp);
+    super::report_load::section(&mut s, rep.factors, recs, stamp);
     intervals(&mut s, recs, stamp);
     tests(&mut s, recs, stamp);
     pattern_table(&mut s, rep.factors, recs);
@@ -342,8 +344,15 @@ fn draw(c: &Chart, names: &[&str], palette: &[Style]) -> String {
         .iter()
         .map(|(n, p)| Series { name: n.clone(), points: p.clone(), style: names.iter().position(|x| x == n).unwrap_or(0) })
         .collect();
-    let chart =
-        LineChart { title: &c.title, note: &c.note, x: &c.x, y_label: &c.y_label, series: &series, reference: c.reference };
+    let chart = LineChart {
+        title: &c.title,
+        note: &c.note,
+        x: &c.x,
+        y_label: &c.y_label,
+        series: &series,
+        reference: c.reference,
+        band: None,
+    };
     line_chart(&chart, palette)
 }
 
@@ -423,7 +432,7 @@ fn intervals(s: &mut String, recs: &[ResultRecord], stamp: &str) {
     s.push_str("<h2>Intervals from the analyses</h2><div class=\"plots\">");
     for (q, (reference, rows)) in &by {
         let unit = if *reference == 1.0 { "ratio" } else { "difference" };
-        let _ = write!(s, "<div class=\"box\">{}{stamp}</div>", interval_chart(q, unit, rows, *reference));
+        let _ = write!(s, "<div class=\"box\">{}{stamp}</div>", interval_chart(q, unit, rows, Some(*reference)));
     }
     s.push_str("</div>");
 }

@@ -80,6 +80,8 @@ pub struct LineChart<'a> {
     pub series: &'a [Series],
     /// A horizontal reference line (1 for a ratio).
     pub reference: Option<f64>,
+    /// A shaded span of x between two values (a saturation search's knee bracket).
+    pub band: Option<(f64, f64)>,
 }
 
 pub fn esc(s: &str) -> String {
@@ -217,6 +219,16 @@ pub fn line_chart(c: &LineChart, styles: &[Style]) -> String {
             r##"<line class="reference" x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#555" stroke-dasharray="3 3"/>"##,
             LEFT + pw,
             y = py(r)
+        );
+    }
+    if let Some((a, b)) = c.band {
+        let (l, r) = (px(a).min(px(b)), px(a).max(px(b)));
+        let _ = write!(
+            s,
+            r##"<rect class="band" x="{l:.1}" y="{TOP}" width="{:.1}" height="{ph:.1}" fill="#f0b400" fill-opacity="0.25"><title>knee: between {} and {}</title></rect>"##,
+            (r - l).max(2.0),
+            label(a),
+            label(b)
         );
     }
     for (x, text) in &c.x.ticks {
@@ -447,12 +459,13 @@ pub struct IntervalRow {
 }
 
 /// Intervals as horizontal whiskers around their estimate, one row each, with the
-/// value meaning "no effect" as a dashed line.
-pub fn interval_chart(title: &str, x_label: &str, rows: &[IntervalRow], reference: f64) -> String {
+/// value meaning "no effect", when there is one, as a dashed line.
+pub fn interval_chart(title: &str, x_label: &str, rows: &[IntervalRow], reference: Option<f64>) -> String {
     let (label_w, note_w, row_h) = (130.0, 210.0, 36.0);
     let h = TOP + 20.0 + row_h * rows.len() as f64 + BOTTOM;
-    let mut s = open_svg(title, "95% intervals; dashed: no effect", W, h, 13);
-    let vals = rows.iter().flat_map(|r| [r.low, r.high, r.estimate]).chain([reference]).filter(|v| v.is_finite());
+    let note = if reference.is_some() { "95% intervals; dashed: no effect" } else { "95% intervals" };
+    let mut s = open_svg(title, note, W, h, 13);
+    let vals = rows.iter().flat_map(|r| [r.low, r.high, r.estimate]).chain(reference).filter(|v| v.is_finite());
     let (mut lo, mut hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     let pad = ((hi - lo) * 0.08).max(1e-9);
     (lo, hi) = (lo - pad, hi + pad);
@@ -476,11 +489,13 @@ pub fn interval_chart(title: &str, x_label: &str, rows: &[IntervalRow], referenc
         h - 8.0,
         esc(x_label)
     );
-    let _ = write!(
-        s,
-        r##"<line class="reference" x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{bottom:.1}" stroke="#555" stroke-dasharray="3 3"/>"##,
-        x = px(reference)
-    );
+    if let Some(reference) = reference {
+        let _ = write!(
+            s,
+            r##"<line class="reference" x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{bottom:.1}" stroke="#555" stroke-dasharray="3 3"/>"##,
+            x = px(reference)
+        );
+    }
     for (i, r) in rows.iter().enumerate() {
         let y = TOP + 20.0 + row_h * i as f64;
         let _ = write!(
@@ -539,7 +554,7 @@ mod tests {
     fn charts_have_paths_or_say_they_are_empty() {
         let x = XAxis { label: "x".into(), log2: true, ticks: vec![(1024.0, "1K".into()), (4096.0, "4K".into())] };
         let series = [Series { name: "a<b".into(), points: vec![(1024.0, 1.0), (4096.0, 2.0)], style: 0 }];
-        let c = LineChart { title: "t", note: "", x: &x, y_label: "y", series: &series, reference: None };
+        let c = LineChart { title: "t", note: "", x: &x, y_label: "y", series: &series, reference: None, band: None };
         let s = line_chart(&c, &styles(1));
         assert!(s.contains("<path class=\"series\""));
         assert!(s.contains("a&lt;b"));
@@ -581,7 +596,7 @@ mod tests {
     fn an_interval_chart_draws_each_row_with_its_note() {
         let rows =
             [IntervalRow { label: "ttft diff".into(), estimate: 25.0, low: 4.6, high: 54.8, note: "n = 3, Student t".into() }];
-        let s = interval_chart("i", "ms", &rows, 0.0);
+        let s = interval_chart("i", "ms", &rows, Some(0.0));
         assert_eq!(s.matches("class=\"interval\"").count(), 1);
         assert!(s.contains("n = 3, Student t") && s.contains("class=\"reference\""));
     }

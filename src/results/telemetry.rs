@@ -93,10 +93,36 @@ pub fn guard_failures(m: &BTreeMap<String, f64>) -> Vec<String> {
     why
 }
 
+/// What a transfer is compared with: the instance catalogue's fabric bandwidth (bits per
+/// second, std/aws's `efa_bandwidth`) and the model's computed KV size per token (2 x layers
+/// x kv_heads x head_dim x dtype bytes, std/models).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reference {
+    pub fabric_bits_per_s: Option<f64>,
+    pub kv_bytes_per_token: Option<f64>,
+}
+
+/// `kv_fabric_share`: the achieved KV GB/s over the fabric's bandwidth in the same unit;
+/// `kv_bytes_per_token_ratio`: the bytes moved per transferred token over the model's KV
+/// size per token (1 when exactly the model's KV crossed; more when the connector counts
+/// the token each request computes itself, far from 1 when another model or dtype ran).
+pub fn against(reference: Reference, m: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let fabric_gb_s = reference.fabric_bits_per_s.filter(|b| *b > 0.0).map(|b| b / 8.0 / 1e9);
+    if let (Some(gb_s), Some(fabric)) = (m.get("kv_gb_s"), fabric_gb_s) {
+        out.insert("kv_fabric_share".to_string(), gb_s / fabric);
+    }
+    if let (Some(per_token), Some(model)) = (m.get("kv_bytes_per_token"), reference.kv_bytes_per_token.filter(|k| *k > 0.0)) {
+        out.insert("kv_bytes_per_token_ratio".to_string(), per_token / model);
+    }
+    out
+}
+
 /// The unit of a telemetry metric.
 pub fn unit(metric: &str) -> Option<&'static str> {
     Some(match metric {
-        "kv_bytes" | "kv_bytes_per_token" => "bytes",
+        "kv_bytes" | "kv_bytes_per_token" | "efa_bytes" | "tcp_bytes" => "bytes",
+        "kv_fabric_share" | "kv_bytes_per_token_ratio" => "fraction",
         "kv_transfers" | "kv_failed_transfers" => "transfers",
         "kv_transfer_ms_per_request" => "ms",
         "kv_gb_s" => "GB/s",
@@ -150,6 +176,17 @@ mod tests {
         assert!(guard_failures(&m)[0].contains("computed 256 of 508"), "{:?}", guard_failures(&m));
         // No connector metrics at all.
         assert!(guard_failures(&deltas("", "", 4))[0].contains("NixlConnector"));
+    }
+
+    #[test]
+    fn a_transfer_against_the_catalogue() {
+        // 2.5 GB/s on g6e.12xlarge's 100 Gbps (12.5 GB/s); 57,344 B per token against Qwen2.5-7B's 57,344.
+        let m = BTreeMap::from([("kv_gb_s".to_string(), 2.5), ("kv_bytes_per_token".to_string(), 57344.0 * 64.0 / 63.0)]);
+        let r = Reference { fabric_bits_per_s: Some(100e9), kv_bytes_per_token: Some(57344.0) };
+        let out = against(r, &m);
+        assert_eq!(out["kv_fabric_share"], 0.2);
+        assert!((out["kv_bytes_per_token_ratio"] - 64.0 / 63.0).abs() < 1e-12);
+        assert!(against(Reference::default(), &m).is_empty(), "nothing to compare with, no figure");
     }
 
     #[test]

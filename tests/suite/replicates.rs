@@ -3,6 +3,7 @@
 //! the runs agree, run against the engine emulator with the real vLLM client.
 
 use crate::local::{text, PORTS};
+use crate::results::{chromium_renders, element};
 use crate::support::{nixl, scratch};
 use crate::vllm_world::{venv, world_apply, CAMPAIGN};
 use std::path::Path;
@@ -88,6 +89,29 @@ fn replicates_shuffle_inside_one_launch_and_the_seed_reproduces_the_order() {
     let positions: Vec<usize> = ran.iter().map(|id| log.find(&format!("+ {id} ")).unwrap()).collect();
     assert_eq!(ran.len(), 3, "{log}");
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "run in the planned order {planned:?}: {log}");
+    report_shows_the_replicates_interval(&dir);
+}
+
+/// `nixl report` gives the point's mean TTFT p50 over its three replicates with the 95 %
+/// Student-t interval, computed here by hand from the stored records (t(0.975, 2) = 4.302653).
+fn report_shows_the_replicates_interval(dir: &Path) {
+    let store = nixl::results::Store::new(&dir.join(".nixl/results/world"));
+    let v: Vec<f64> = (1..=3).map(|k| store.get(&format!("w-u-64-rep{k}")).unwrap().metrics["ttft_p50"]).collect();
+    let mean = (v[0] + v[1] + v[2]) / 3.0;
+    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+    let half = 4.302652729911275 * sd / 3f64.sqrt();
+    let out_dir = dir.join("out");
+    let out = nixl().current_dir(dir).args(["report", "world.nixl", "--out"]).arg(&out_dir).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let dom = chromium_renders(&out_dir.join("report.html"), dir);
+    let table = element(&dom, "replicate-intervals", "</table>");
+    let row = table.split("<tr").find(|r| r.contains(">ttft_p50<")).unwrap_or_else(|| panic!("no ttft_p50 row: {table}"));
+    assert!(row.contains(">U, prompt = 64, concurrency = 2<"), "{row}");
+    for want in ["3".to_string(), format!("{mean:.3}"), format!("{:.3}", mean - half), format!("{:.3}", mean + half)] {
+        assert!(row.contains(&format!(">{want}<")), "{want} missing: {row}");
+    }
+    let charts = element(&dom, "replicates", "</table>");
+    assert!(charts.contains("n = 3, Student t") && charts.contains("class=\"interval\""), "{charts}");
 }
 
 #[test]

@@ -174,7 +174,7 @@ fn catalogue_price() -> f64 {
 }
 
 /// The section of the rendered DOM from `<tag id="ID"` to the tag's end.
-fn element<'d>(dom: &'d str, id: &str, end: &str) -> &'d str {
+pub(crate) fn element<'d>(dom: &'d str, id: &str, end: &str) -> &'d str {
     let from = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in the report"));
     let rest = &dom[from..];
     &rest[..rest.find(end).unwrap_or(rest.len())]
@@ -258,7 +258,7 @@ fn decisions_match_a_hand_computation(dir: &Path, dom: &str) {
 
 /// Opens the page in headless Chromium: no script errors, plots in the DOM, a screenshot
 /// with content (`report.png` in `scratch`). Returns the rendered DOM.
-fn chromium_renders(page: &Path, scratch: &Path) -> String {
+pub(crate) fn chromium_renders(page: &Path, scratch: &Path) -> String {
     if std::env::var("NIXL_SKIP_BROWSER_TESTS").as_deref() == Ok("1") {
         eprintln!("skipping the browser check: NIXL_SKIP_BROWSER_TESTS=1");
         return std::fs::read_to_string(page).unwrap();

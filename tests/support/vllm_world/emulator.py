@@ -86,11 +86,29 @@ Fault injection (environment):
   NIXL_EMULATOR_KV_FAULT=none_transferred  a consumer ignores the producer's KV and
                                   prefills itself (no bytes move; the request succeeds).
   NIXL_EMULATOR_KV_FAULT=recompute         a consumer pulls the KV and prefills again.
+  NIXL_EMULATOR_KV_FAULT=tcp_fallback      the KV moves, but over the node's TCP interface
+                                  whatever the transport asked for (UCX's silent fallback
+                                  when its srd transport does not come up).
   NIXL_EMULATOR_FAIL_MODE=http500 makes every injected failure an HTTP 500 JSON
                                   response, streamed or not.
   NIXL_EMULATOR_FAIL_AFTER_TOKENS=k  streamed failures come after k tokens (0).
   NIXL_EMULATOR_MAX_CHARS_PER_TOKEN=n  enables vLLM's character pre-check
                                   (n = the tokenizer's longest token; off by default).
+The node's counters (what /sys and nvidia-smi show on a GPU node):
+  NIXL_EMULATOR_SYSFS_ROOT=dir    keep the node's byte counters in the kernel's sysfs
+                                  layout under dir (relative: to the working directory,
+                                  the node's), one integer per file, created if absent
+                                  and never reset: dir/class/infiniband/rdmap0s31/ports/1/
+                                  hw_counters/{rx,tx}_bytes (the EFA device) and
+                                  dir/class/net/ens5/statistics/{rx,tx}_bytes (the ENI).
+                                  A consumer's KV pull is received on the EFA device when
+                                  the transport is EFA's (UCX_TLS naming srd, or NIXL's
+                                  LIBFABRIC backend with FI_PROVIDER=efa), on the ENI
+                                  otherwise; every request's body is received on the ENI.
+  NIXL_FAKE_GPU_DIR=dir           while up, record this server's GPU memory in dir/<pid>
+                                  ("<tp> <MiB per GPU>": --gpu-memory-utilization x
+                                  NIXL_FAKE_GPU_MIB, default 46068, an L40S), read by the
+                                  nvidia-smi stand-in in bin/.
 The caller records the pid (`echo $! > vllm.pid`); the emulator writes no pid file.
 """
 
@@ -613,6 +631,7 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         n = int(self.headers.get("content-length") or 0)
         raw_body = self.rfile.read(n) if n else b""
+        count_bytes("net", "rx", len(raw_body))
         if path != "/v1/completions":
             return self.send_body(404, json.dumps({"detail": "Not Found"}, separators=(",", ":")))
         try:
@@ -722,8 +741,10 @@ class Handler(BaseHTTPRequestHandler):
                     # last is computed here for the forward pass.
                     source["external_kv_transfer"] += max(new - 1, 0)
                     source["local_compute"] += min(new, 1)
+                    pulled = new * env_float("NIXL_EMULATOR_KV_BYTES_PER_TOKEN", 262144.0) / max(E.tp, 1)
+                    count_bytes(kv_interface(), "rx", pulled)
                     with E.lock:
-                        E.counters["nixl_bytes"] += new * env_float("NIXL_EMULATOR_KV_BYTES_PER_TOKEN", 262144.0) / max(E.tp, 1)
+                        E.counters["nixl_bytes"] += pulled
                         E.counters["nixl_xfers"] += 1
                         E.counters["nixl_xfer_s"] += pull_ms / 1000.0
                     if fault == "recompute":
@@ -846,6 +867,65 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_body(200, json.dumps(resp, ensure_ascii=False, separators=(",", ":")))
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+# ---------------------------------------------------------------- the node's counters
+
+EFA_DEVICE = "rdmap0s31"
+NET_INTERFACE = "ens5"
+COUNTER_LOCK = threading.Lock()
+
+
+def counter_file(kind, direction):
+    root = os.environ.get("NIXL_EMULATOR_SYSFS_ROOT")
+    if not root:
+        return None
+    if kind == "efa":
+        return os.path.join(root, "class/infiniband", EFA_DEVICE, "ports/1/hw_counters", f"{direction}_bytes")
+    return os.path.join(root, "class/net", NET_INTERFACE, "statistics", f"{direction}_bytes")
+
+
+def count_bytes(kind, direction, n):
+    """Adds n to a sysfs byte counter (created at 0), replaced whole so a reader never sees half a number."""
+    path = counter_file(kind, direction)
+    if path is None:
+        return
+    with COUNTER_LOCK:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            with open(path) as f:
+                value = int(f.read().strip() or 0)
+        except FileNotFoundError:
+            value = 0
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{value + int(n)}\n")
+        os.replace(tmp, path)
+
+
+def kv_interface():
+    """Where a pulled KV arrives: the EFA device when the transport is EFA's, else the ENI."""
+    if os.environ.get("NIXL_EMULATOR_KV_FAULT") == "tcp_fallback":
+        return "net"
+    if os.environ.get("NIXL_BACKEND") == "LIBFABRIC":
+        return "efa" if os.environ.get("FI_PROVIDER") == "efa" else "net"
+    return "efa" if "srd" in os.environ.get("UCX_TLS", "").split(",") else "net"
+
+
+def init_counters():
+    for kind in ("efa", "net"):
+        for direction in ("rx", "tx"):
+            count_bytes(kind, direction, 0)
+
+
+def record_gpu_memory(args):
+    d = os.environ.get("NIXL_FAKE_GPU_DIR")
+    if not d:
+        return
+    os.makedirs(d, exist_ok=True)
+    mib = int(args.gpu_memory_utilization * env_float("NIXL_FAKE_GPU_MIB", 46068))
+    with open(os.path.join(d, str(os.getpid())), "w") as f:
+        f.write(f"{ENGINE.tp} {mib}\n")
 
 
 def metrics_text():
@@ -1042,6 +1122,8 @@ pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig
     uvicorn_log(f"Started server process [{PID}]")
     uvicorn_log("Waiting for application startup.")
     httpd.server_activate()
+    init_counters()
+    record_gpu_memory(args)
     E.ready = True
     uvicorn_log("Application startup complete.")
     threading.Thread(target=stats_logger, daemon=True).start()

@@ -1,0 +1,99 @@
+//! The reads of the nodes around one E2E pattern: the decode server's Prometheus metrics
+//! and the decode node's transport counters before and after the benchmark (disaggregated
+//! patterns), the server node's GPU memory after it, and what they become: telemetry
+//! metrics, compared with the catalogue, and the guards' reasons when the run was not the
+//! disaggregated measurement declared.
+
+use super::{ActionError, Exec};
+use crate::check::model::Transport;
+use crate::check::value::Value;
+use crate::design::commands::{self, Script};
+use crate::provider::Provider;
+use crate::results::{gpu_memory, telemetry, transport};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The read commands a pattern's settings call for (None: the server definition has none,
+/// or the mode needs none).
+pub(super) struct Probes {
+    metrics: Option<Script>,
+    counters: Option<Script>,
+    gpu: Option<Script>,
+}
+
+/// The outputs of the reads taken at one moment.
+#[derive(Default)]
+pub(super) struct Snapshot {
+    metrics: Option<String>,
+    counters: Option<String>,
+}
+
+impl<P: Provider> Exec<'_, P> {
+    pub(super) fn probes(&self, settings: &BTreeMap<String, Value>) -> Result<Probes, ActionError> {
+        let (m, c, s, v) = (self.model, self.campaign, settings, &self.vars);
+        Ok(Probes {
+            metrics: commands::server_metrics(m, c, s, v)?,
+            counters: commands::transport_counters(m, c, s, v)?,
+            gpu: commands::gpu_memory(m, c, s, v)?,
+        })
+    }
+
+    /// The cumulative reads (metrics, counters), taken before and again after the run.
+    pub(super) async fn snapshot(&self, p: &Probes) -> Result<Snapshot, ActionError> {
+        Ok(Snapshot { metrics: self.read(&p.metrics).await?, counters: self.read(&p.counters).await? })
+    }
+
+    /// The GPU memory figures after the run (none without a `gpu_memory` command or nvidia-smi).
+    pub(super) async fn gpu_figures(&self, p: &Probes) -> Result<BTreeMap<String, f64>, ActionError> {
+        let Some(s) = &p.gpu else { return Ok(BTreeMap::new()) };
+        let node = self.nth_node(s.node)?;
+        let text = self.read(&p.gpu).await?.unwrap_or_default();
+        gpu_memory::parse(&text).map_err(|error| ActionError::GpuMemory { node: node.name, error })
+    }
+
+    /// The telemetry metrics of a run, or every guard's reason when it was not the
+    /// disaggregated measurement its settings declare.
+    pub(super) fn telemetry(
+        &self,
+        settings: &BTreeMap<String, Value>,
+        (before, after): (&Snapshot, &Snapshot),
+        completed: u64,
+    ) -> Result<BTreeMap<String, f64>, Vec<String>> {
+        let mut m = BTreeMap::new();
+        let mut why = vec![];
+        if let (Some(pre), Some(post)) = (&before.metrics, &after.metrics) {
+            m = telemetry::deltas(pre, post, completed);
+            why = telemetry::guard_failures(&m);
+        }
+        if let (Some(pre), Some(post)) = (&before.counters, &after.counters) {
+            m.extend(transport::deltas(pre, post));
+            let declared = settings.get("transport").and_then(Value::as_str).and_then(Transport::from_symbol);
+            why.extend(declared.and_then(|t| transport::wrong_interface(t, &m)));
+        }
+        if !why.is_empty() {
+            return Err(why);
+        }
+        m.extend(telemetry::against(self.reference(), &m));
+        Ok(m)
+    }
+
+    /// The catalogue's figures for this campaign: the fabric bandwidth of the instance type
+    /// the nodes run as (the declared one when the provider does not say) and the model's
+    /// KV bytes per token.
+    fn reference(&self) -> telemetry::Reference {
+        let launched = self.nodes.iter().find_map(|n| n.instance_type.clone());
+        let declared = self.campaign.stack.as_ref().and_then(|s| s.instance_types.first().cloned());
+        let bandwidth = |t: Option<String>| t.and_then(|t| self.model.instances.get(&t)).and_then(|i| i.efa_bandwidth);
+        telemetry::Reference {
+            fabric_bits_per_s: bandwidth(launched).or_else(|| bandwidth(declared)),
+            kv_bytes_per_token: self.kv,
+        }
+    }
+
+    /// One read: the command's output on its node.
+    async fn read(&self, s: &Option<Script>) -> Result<Option<String>, ActionError> {
+        let Some(s) = s else { return Ok(None) };
+        let node = self.nth_node(s.node)?;
+        Ok(Some(self.run_on(&node, &s.body, Duration::from_secs(60)).await?.stdout))
+    }
+}
