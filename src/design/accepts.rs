@@ -26,6 +26,12 @@ const READ_BY_NIXL: &[&str] = &[
     "slo",
     "replicate",
     "probe",
+    // The launch's layout (`topology.rs`).
+    "prefill_nodes",
+    "decode_nodes",
+    "prefill_tp",
+    "decode_tp",
+    "replicas",
 ];
 
 /// Names a template set reads, including the attribute names of an `args` table.
@@ -63,7 +69,8 @@ pub fn check(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnostic>) {
     }
     unused_settings(model, campaign, diags);
     let resolver = Resolver::new(model, campaign);
-    let vars = RenderVars::new(&["10.0.0.1", "10.0.0.2"], ".").with_model(campaign.design.model.as_ref());
+    let nodes = campaign.stack.as_ref().map_or(2, |s| s.nodes.len());
+    let vars = RenderVars::placeholders(nodes, ".").with_model(campaign.design.model.as_ref());
     let mut context = ContextReport::default();
     let context_checked = names_read(&campaign.server).contains("max_model_len");
     let mut fit_reported = false;
