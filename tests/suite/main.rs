@@ -27,4 +27,5 @@ mod secrets;
 mod shell_props;
 mod slo_world;
 mod tools_output;
+mod topology;
 mod vllm_world;
