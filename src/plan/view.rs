@@ -181,6 +181,12 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
                 let _ = writeln!(s, "      {}", layout_line(l));
             }
         }
+        if plan.groups.iter().any(|g| g.layout.as_ref().is_some_and(|l| !l.keeps.is_empty())) {
+            let _ = writeln!(
+                s,
+                "  The roles named are what each change needs; apply still stops and starts every server of a launch."
+            );
+        }
         let _ = writeln!(
             s,
             "  {} launch{}; the minimum for these patterns is {}.",
