@@ -7,6 +7,7 @@ use crate::design::commands;
 use crate::plan::Action;
 use crate::provider::{CommandOutput, NodeInfo, Provider};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 const SERVICE_HEALTH_SECONDS: u64 = 120;
@@ -58,16 +59,23 @@ impl<P: Provider> Exec<'_, P> {
                 }
             }
         };
-        // The first failure ends the wait; a healthy node waits for the other.
-        let (first, second) = (watch(0), watch(1));
-        tokio::pin!(first, second);
-        let (mut a, mut b) = (false, false);
-        while !(a && b) {
-            tokio::select! {
-                r = &mut first, if !a => { r?; a = true; }
-                r = &mut second, if !b => { r?; b = true; }
+        // The first failure ends the wait; a healthy node waits for the others.
+        let mut pending: Vec<_> = (0..ready.len()).map(|i| Box::pin(watch(i))).collect();
+        std::future::poll_fn(|cx| {
+            let mut i = 0;
+            while i < pending.len() {
+                match pending[i].as_mut().poll(cx) {
+                    std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Ready(Ok(())) => drop(pending.swap_remove(i)),
+                    std::task::Poll::Pending => i += 1,
+                }
             }
-        }
+            match pending.is_empty() {
+                true => std::task::Poll::Ready(Ok(())),
+                false => std::task::Poll::Pending,
+            }
+        })
+        .await?;
         if self.interrupted() {
             return Err(ActionError::Interrupted);
         }

@@ -309,6 +309,11 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("slo", Record, "latency bounds for this layer's patterns, replacing the experiment's"),
             opt("until", Lazy, "ci(METRIC) < FRACTION: stop replicating once the 95 % interval is that narrow"),
             opt("replicates", PosInt, "runs of each pattern (ids end in -rep1, -rep2...), shuffled within each server launch"),
+            opt("prefill_nodes", PosInt, "prefill servers, one per node (default 1); the proxy sends each request to the next"),
+            opt("decode_nodes", PosInt, "decode servers, one per node (default 1); the proxy sends each request to the next"),
+            opt("prefill_tp", PosInt, "tensor parallelism of the prefill servers (default: tp)"),
+            opt("decode_tp", PosInt, "tensor parallelism of the decode servers (default: tp)"),
+            opt("replicas", PosInt, "unified servers, one per node behind a round-robin proxy (default 1): an equal-GPU baseline"),
         ],
     },
     BlockSchema {
@@ -342,4 +347,5 @@ pub fn block(kind: &str) -> Option<&'static BlockSchema> {
 }
 
 /// Settings a layer or pattern may fix besides the schema's own attributes.
-pub const PATTERN_SETTINGS: &[&str] = &["mode", "transport", "cross_layers"];
+pub const PATTERN_SETTINGS: &[&str] =
+    &["mode", "transport", "cross_layers", "prefill_nodes", "decode_nodes", "prefill_tp", "decode_tp", "replicas"];

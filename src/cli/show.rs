@@ -90,7 +90,8 @@ fn commands(
     json: bool,
 ) -> ExitCode {
     use nixl::design::commands;
-    let vars = nixl::design::render::RenderVars::new(&["10.0.0.1", "10.0.0.2"], ".").with_model(campaign.design.model.as_ref());
+    let nodes = campaign.stack.as_ref().map_or(2, |s| s.nodes.len());
+    let vars = nixl::design::render::RenderVars::placeholders(nodes, ".").with_model(campaign.design.model.as_ref());
     match commands::for_pattern(&loaded.check.model, campaign, p, &vars) {
         Ok(c) if json => output::out(&(serde_json::to_string_pretty(&c).expect("commands serialise") + "\n")),
         Ok(c) => {

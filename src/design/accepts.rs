@@ -6,6 +6,7 @@
 
 use super::commands;
 use super::render::RenderVars;
+use super::topology::{Role, Topology};
 use super::{Campaign, Category, Pattern, Resolver};
 use crate::check::build::collect_free_names;
 use crate::check::value::Value;
@@ -26,6 +27,12 @@ const READ_BY_NIXL: &[&str] = &[
     "slo",
     "replicate",
     "probe",
+    // The launch's layout (`topology.rs`).
+    "prefill_nodes",
+    "decode_nodes",
+    "prefill_tp",
+    "decode_tp",
+    "replicas",
 ];
 
 /// Names a template set reads, including the attribute names of an `args` table.
@@ -63,7 +70,8 @@ pub fn check(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnostic>) {
     }
     unused_settings(model, campaign, diags);
     let resolver = Resolver::new(model, campaign);
-    let vars = RenderVars::new(&["10.0.0.1", "10.0.0.2"], ".").with_model(campaign.design.model.as_ref());
+    let nodes = campaign.stack.as_ref().map_or(2, |s| s.nodes.len());
+    let vars = RenderVars::placeholders(nodes, ".").with_model(campaign.design.model.as_ref());
     let mut context = ContextReport::default();
     let context_checked = names_read(&campaign.server).contains("max_model_len");
     let mut fit_reported = false;
@@ -88,6 +96,7 @@ pub fn check(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnostic>) {
                 render_server(model, campaign, p, &settings.all(), &vars, diags);
                 hardware_e2e(model, campaign, p, &settings, &mut hardware_reported, diags);
                 startup_over_health(campaign, p, g, &settings, diags);
+                topology_fits(model, campaign, p, &settings.all(), diags);
             }
         }
         let key: Vec<String> = bench_names.iter().map(|n| settings.get(n).map(Value::display).unwrap_or_default()).collect();
@@ -275,7 +284,9 @@ fn kv_fit(model: &Model, campaign: &Campaign, p: &Pattern, settings: &Settings) 
     let m = campaign.design.model.as_ref()?;
     let stack = campaign.stack.as_ref()?;
     let inst = stack.instance_types.first().and_then(|t| model.instances.get(t))?;
+    // The smallest server of the launch binds: a TP-2 decode server holds less than the TP-4 prefill.
     let tp = num(settings, "tp").unwrap_or(inst.gpus as f64);
+    let tp = ["prefill_tp", "decode_tp", "tp"].iter().filter_map(|n| num(settings, n)).fold(tp, f64::min);
     let util = num(settings, "gpu_memory_utilization").unwrap_or(0.9);
     let weights = m.params * m.dtype_bytes() as f64;
     let free = tp * inst.gpu_memory * util - weights;
@@ -317,6 +328,63 @@ fn startup_over_health(campaign: &Campaign, p: &Pattern, group: u32, settings: &
             .label("apply would give up before the server is up")
             .help("raise `health_timeout` for these launches, or check the estimate"),
         );
+    }
+}
+
+/// A launch's layout the stack can run (`topology.rs`): whole numbers of servers, each
+/// role's TP within one node's GPUs (a server runs on one node), a proxy for replicas.
+fn topology_fits(
+    model: &Model,
+    campaign: &Campaign,
+    p: &Pattern,
+    settings: &BTreeMap<String, Value>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let error = |name: &str, message: String, label: String, help: &str| {
+        Diagnostic::error(Code::Topology, setting_span(campaign, p, name), message).label(label).help(help.to_string())
+    };
+    for name in ["prefill_nodes", "decode_nodes", "replicas"] {
+        let Some(v) = settings.get(name).and_then(Value::as_f64) else { continue };
+        if v < 1.0 || v.fract() != 0.0 {
+            diags.push(error(
+                name,
+                format!("{}: {name} = {v} is not a number of nodes", p.id),
+                "each server runs on a node of its own".into(),
+                "use a whole number, 1 or more",
+            ));
+        }
+    }
+    let topo = Topology::of(settings);
+    let gpus =
+        campaign.stack.as_ref().and_then(|s| s.instance_types.first()).and_then(|t| model.instances.get(t).map(|i| (t, i.gpus)));
+    if let Some((instance, gpus)) = gpus {
+        let roles: &[(Role, &str)] = match topo.mode {
+            crate::check::model::Mode::Unified => &[(Role::Unified, "tp")],
+            crate::check::model::Mode::Disaggregated => &[(Role::Prefill, "prefill_tp"), (Role::Decode, "decode_tp")],
+        };
+        for (role, name) in roles {
+            let Some(tp) = topo.tp_of(*role).filter(|tp| *tp > gpus as f64) else { continue };
+            let name = if settings.get(*name).is_some_and(|v| *v != Value::None) { name } else { "tp" };
+            diags.push(error(
+                name,
+                format!("{}: the {} servers need {tp} GPUs each, a {instance} node has {gpus}", p.id, role.as_str()),
+                format!("a server runs on one node (`{name}` = {tp})"),
+                "lower the TP to the node's GPUs and add servers (prefill_nodes, decode_nodes, replicas) instead, or choose an instance type with more GPUs",
+            ));
+        }
+    }
+    if topo.replicas > 1 && topo.mode == crate::check::model::Mode::Unified && !campaign.server.contains_key("start_proxy") {
+        diags.push(error(
+            "replicas",
+            format!(
+                "{}: {} unified replicas need a proxy in front, and server `{}` has no `start_proxy`",
+                p.id,
+                topo.replicas,
+                campaign.experiment.server_def.as_deref().unwrap_or("server")
+            ),
+            "the benchmark would reach one replica only".into(),
+            "add a `start_proxy` command to the server definition (std/vllm has one), or remove `replicas`",
+        ));
     }
 }
 

@@ -7,7 +7,7 @@
 
 use super::schedule::{self, Schedule};
 use super::Design;
-use crate::check::model::{Experiment, Setup, Stack};
+use crate::check::model::{Experiment, Node, Setup, Stack};
 use crate::check::Model;
 use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp};
 use crate::syntax::ast::{Expr, ExprKind};
@@ -53,18 +53,32 @@ pub fn resolve(model: &Model, name: &str) -> (Option<Campaign>, Vec<Diagnostic>)
     let setup = stack.as_ref().and_then(|s| s.setup.as_ref()).and_then(|n| model.setups.iter().find(|x| &x.name == n)).cloned();
     reserved_ids(&design, &mut diags);
     let schedule = order(&experiment, &design, &mut diags);
-    let campaign = Campaign { experiment, design, stack, setup, server, bench, schedule };
+    let mut campaign = Campaign { experiment, design, stack, setup, server, bench, schedule };
+    grow_to_largest_launch(model, &mut campaign);
     if !diags.iter().any(Diagnostic::is_error) {
         super::accepts::check(model, &campaign, &mut diags);
     }
     (Some(campaign), diags)
 }
 
+/// The stack's nodes grown to what the largest launch lays out (`topology.rs`): nodes
+/// beyond the declared ones are named on (node3, node4, ...); a stack never has fewer
+/// nodes than it declares. Launches that need fewer leave the rest idle.
+fn grow_to_largest_launch(model: &Model, campaign: &mut Campaign) {
+    let needed = super::topology::largest_launch(model, campaign);
+    let Some(stack) = campaign.stack.as_mut() else { return };
+    while stack.nodes.len() < needed {
+        let name = format!("node{}", stack.nodes.len() + 1);
+        stack.nodes.push(Node { name, role: Some("added for the largest launch".into()), span: stack.span });
+    }
+}
+
 /// Adds to `restart_on` every setting the server's start commands read that some layer,
 /// pattern, factor or `set` can change: a pattern then never runs on a server started
 /// with other flags. Settings fixed for the whole experiment cannot split a launch.
 fn restart_on_server_changes(exp: &mut Experiment, server: &Templates) {
-    let read = super::accepts::server_command_names(server);
+    let mut read = super::accepts::server_command_names(server);
+    read.extend(super::topology::SETTINGS.iter().map(|s| s.to_string()));
     let mut varying: Vec<String> = exp.factors.iter().map(|f| f.name.clone()).collect();
     varying.extend(exp.derived.iter().filter(|d| d.setting).map(|d| d.name.clone()));
     for l in &exp.layers {

@@ -5,6 +5,7 @@
 //! diagnostic before anything starts.
 
 use super::render::{self, RenderVars};
+use super::topology::{Role, Server, Topology};
 use super::{Campaign, Pattern};
 use crate::check::model::{Mode, Tool};
 use crate::check::value::Value;
@@ -40,12 +41,6 @@ pub const FATAL_LOG_LINES: &[&str] = &[
 
 /// The marker the start scripts touch: only logs and pid files newer than it belong to this launch.
 const LAUNCH_MARKER: &str = ".nixl-launch";
-
-/// The node that runs a server role: the producer and the proxy on the first node,
-/// the consumer on the second, a unified server on the first.
-fn node_of(role: &str) -> usize {
-    usize::from(role == "decode")
-}
 
 /// `--flag value` for each attribute of the server's `args` table the settings give a value;
 /// true and false become `--flag` and `--no-flag` (vLLM's boolean flags take both forms).
@@ -117,40 +112,90 @@ pub fn mode_of(settings: &BTreeMap<String, Value>) -> Mode {
     }
 }
 
-/// The server roles of a mode, in the order apply starts them (the consumer first, so
-/// the producer's handshake finds it).
-pub fn roles(mode: Mode, has_proxy: bool) -> Vec<&'static str> {
-    match mode {
-        Mode::Disaggregated if has_proxy => vec!["decode", "prefill", "proxy"],
-        Mode::Disaggregated => vec!["decode", "prefill"],
-        Mode::Unified => vec!["unified"],
+/// The scope of one server of a launch (`topology.rs`): its role's TP as `tp`, its own
+/// address and port as its role's `*_ip` and `*_port`, `node_role`, the layout's counts, and
+/// every server's address and port as lists (`prefill_hosts`, `prefill_ports`, `decode_hosts`,
+/// `decode_ports`, `unified_hosts`, `unified_ports`) for the proxy.
+fn server_scope(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    topo: &Topology,
+    server: Server,
+) -> BTreeMap<String, Value> {
+    let mut own = settings.clone();
+    let role_tp = match server.role {
+        Role::Prefill => topo.prefill_tp,
+        Role::Decode => topo.decode_tp,
+        _ => None,
+    };
+    if let Some(tp) = role_tp {
+        own.insert("tp".into(), Value::num(tp));
     }
+    let mut v = vars.vars.clone();
+    v.extend(layout_vars(settings, vars, topo));
+    v.insert("node_role".into(), Value::Str(server.role.as_str().into()));
+    match server.role {
+        Role::Prefill => v.insert("prefill_ip".into(), Value::Str(vars.ip(server.node))),
+        Role::Decode => v.insert("decode_ip".into(), Value::Str(vars.ip(server.node))),
+        _ => None,
+    };
+    let port = match server.role {
+        Role::Prefill => Some("prefill_port"),
+        Role::Decode => Some("decode_port"),
+        Role::Unified => Some("port"),
+        Role::Proxy => None,
+    };
+    if let (Some(name), Some(p)) = (port, Topology::port(settings, server.role, server.index)) {
+        v.insert(name.into(), Value::num(p));
+    }
+    scope_of(model, campaign, &own, &v)
 }
 
-/// A launch's start scripts, one per server role.
+/// The layout's counts and every server's address and port, as the templates read them.
+fn layout_vars(settings: &BTreeMap<String, Value>, vars: &RenderVars, topo: &Topology) -> Vec<(String, Value)> {
+    let mut out = vec![
+        ("prefill_nodes".to_string(), Value::num(topo.prefill as f64)),
+        ("decode_nodes".to_string(), Value::num(topo.decode as f64)),
+        ("replicas".to_string(), Value::num(topo.replicas as f64)),
+    ];
+    for role in [Role::Prefill, Role::Decode, Role::Unified] {
+        let servers: Vec<Server> = topo.servers(false).into_iter().filter(|s| s.role == role).collect();
+        let hosts = servers.iter().map(|s| Value::Str(vars.ip(s.node))).collect();
+        let ports = servers.iter().filter_map(|s| Topology::port(settings, role, s.index)).map(Value::num).collect();
+        out.push((format!("{}_hosts", role.as_str()), Value::List(hosts)));
+        out.push((format!("{}_ports", role.as_str()), Value::List(ports)));
+    }
+    out
+}
+
+/// A launch's start scripts, one per server (`Topology::servers`), each on its node.
 pub fn server_start(
     model: &Model,
     campaign: &Campaign,
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
-    let scope = scope_of(model, campaign, settings, &vars.vars);
+    let topo = Topology::of(settings);
     let kv = kv_of(campaign);
     let mut out: Vec<Script> = vec![];
-    for role in roles(mode_of(settings), campaign.server.contains_key("start_proxy")) {
-        let body = render_one(&campaign.server, "server", &format!("start_{role}"), &scope, kv)?;
+    for server in topo.servers(campaign.server.contains_key("start_proxy")) {
+        let scope = server_scope(model, campaign, settings, vars, &topo, server);
+        let body = render_one(&campaign.server, "server", &server.role.start_key(), &scope, kv)?;
         // The node's first script marks the launch; a second mark would hide the first's pid file.
-        let first = !out.iter().any(|s| s.node == node_of(role));
+        let first = !out.iter().any(|s| s.node == server.node);
         let body = if first { format!("touch {LAUNCH_MARKER}\n{body}") } else { body };
-        out.push(Script { node: node_of(role), role: role.into(), body });
+        out.push(Script { node: server.node, role: server.role.as_str().into(), body });
     }
     Ok(out)
 }
 
 /// The readiness watch, one per node that runs a server: one command that waits on
-/// the node until the `health` check passes (rendered with `node_role`), and fails at
-/// once when a server process of this launch has died or its log shows a fatal line,
-/// printing the last 40 log lines. Exit codes: 3 died, 4 fatal line, 5 timed out.
+/// the node until the `health` check of each of its servers passes (rendered with
+/// `node_role` and the server's port), and fails at once when a server process of this
+/// launch has died or its log shows a fatal line, printing the last 40 log lines.
+/// Exit codes: 3 died, 4 fatal line, 5 timed out.
 pub fn server_ready(
     model: &Model,
     campaign: &Campaign,
@@ -158,32 +203,26 @@ pub fn server_ready(
     vars: &RenderVars,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
     let timeout = settings.get("health_timeout").and_then(Value::as_f64).unwrap_or(600.0).ceil() as u64;
-    let mut out = vec![];
-    for role in roles(mode_of(settings), false) {
-        let health = render_for_role(model, campaign, settings, vars, role, "health")?;
-        out.push(Script { node: node_of(role), role: "ready".into(), body: watch_script(&health, timeout) });
+    let topo = Topology::of(settings);
+    let mut checks: Vec<(usize, Vec<String>)> = vec![];
+    for server in topo.servers(campaign.server.contains_key("start_proxy")) {
+        let scope = server_scope(model, campaign, settings, vars, &topo, server);
+        let health = render_one(&campaign.server, "server", "health", &scope, kv_of(campaign))?;
+        match checks.iter_mut().find(|(n, _)| *n == server.node) {
+            Some((_, hs)) if hs.contains(&health) => {}
+            Some((_, hs)) => hs.push(health),
+            None => checks.push((server.node, vec![health])),
+        }
     }
-    Ok(out)
+    Ok(checks
+        .into_iter()
+        .map(|(node, hs)| Script { node, role: "ready".into(), body: watch_script(&hs.join(" && "), timeout) })
+        .collect())
 }
 
-/// One server template rendered for the node of `role` (`node_role` set to it).
-fn render_for_role(
-    model: &Model,
-    campaign: &Campaign,
-    settings: &BTreeMap<String, Value>,
-    vars: &RenderVars,
-    role: &str,
-    key: &str,
-) -> Result<String, Box<Diagnostic>> {
-    let mut v = vars.vars.clone();
-    v.insert("node_role".into(), Value::Str(role.into()));
-    let scope = scope_of(model, campaign, settings, &v);
-    render_one(&campaign.server, "server", key, &scope, kv_of(campaign))
-}
-
-/// The decode server's metrics read, for a disaggregated pattern whose server definition
-/// has a `metrics` command (rendered with `node_role = "decode"`); None otherwise. A
-/// failed read fails the script (`pipefail`), so a filter cannot hide it.
+/// The first decode server's metrics read, for a disaggregated pattern whose server
+/// definition has a `metrics` command (rendered with `node_role = "decode"`); None
+/// otherwise. A failed read fails the script (`pipefail`), so a filter cannot hide it.
 pub fn server_metrics(
     model: &Model,
     campaign: &Campaign,
@@ -212,18 +251,15 @@ pub fn gpu_memory(
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
 ) -> Result<Option<Script>, Box<Diagnostic>> {
-    if !campaign.server.contains_key("gpu_memory") {
-        return Ok(None);
-    }
     let role = match mode_of(settings) {
-        Mode::Disaggregated => "decode",
-        Mode::Unified => "unified",
+        Mode::Disaggregated => Role::Decode,
+        Mode::Unified => Role::Unified,
     };
-    let body = render_for_role(model, campaign, settings, vars, role, "gpu_memory")?;
-    Ok(Some(Script { node: node_of(role), role: "gpu_memory".into(), body: format!("set -o pipefail\n{body}") }))
+    first_server_read(model, campaign, settings, vars, role, "gpu_memory")
 }
 
-/// A read on the decode node of a disaggregated pattern, from the server template `key`.
+/// A read on the first decode server's node of a disaggregated pattern, from the server
+/// template `key`; None for a unified pattern or a definition without the command.
 fn decode_read(
     model: &Model,
     campaign: &Campaign,
@@ -231,11 +267,31 @@ fn decode_read(
     vars: &RenderVars,
     key: &str,
 ) -> Result<Option<Script>, Box<Diagnostic>> {
-    if mode_of(settings) != Mode::Disaggregated || !campaign.server.contains_key(key) {
+    if mode_of(settings) != Mode::Disaggregated {
         return Ok(None);
     }
-    let body = render_for_role(model, campaign, settings, vars, "decode", key)?;
-    Ok(Some(Script { node: node_of("decode"), role: key.into(), body: format!("set -o pipefail\n{body}") }))
+    first_server_read(model, campaign, settings, vars, Role::Decode, key)
+}
+
+/// The server template `key` rendered for the first server of `role` (its scope: the
+/// role's TP, address and port), on that server's node. A failed read fails the script
+/// (`pipefail`), so a filter cannot hide it.
+fn first_server_read(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    role: Role,
+    key: &str,
+) -> Result<Option<Script>, Box<Diagnostic>> {
+    if !campaign.server.contains_key(key) {
+        return Ok(None);
+    }
+    let topo = Topology::of(settings);
+    let Some(server) = topo.servers(false).into_iter().find(|s| s.role == role) else { return Ok(None) };
+    let scope = server_scope(model, campaign, settings, vars, &topo, server);
+    let body = render_one(&campaign.server, "server", key, &scope, kv_of(campaign))?;
+    Ok(Some(Script { node: server.node, role: key.into(), body: format!("set -o pipefail\n{body}") }))
 }
 
 /// The readiness watch of one node (see `server_ready`).
@@ -282,7 +338,8 @@ pub fn bench(
     vars: &RenderVars,
     extra: &[(&str, Value)],
 ) -> Result<Script, Box<Diagnostic>> {
-    let v = vars.with(extra);
+    let mut v = vars.with(extra);
+    v.extend(layout_vars(settings, vars, &Topology::of(settings)));
     let scope = scope_of(model, campaign, settings, &v);
     let body = render_one(&campaign.bench, "bench", "run", &scope, kv_of(campaign))?;
     Ok(Script { node: 0, role: "bench".into(), body: format!("mkdir -p results\n{body}") })
@@ -366,7 +423,8 @@ pub fn text(c: &PatternCommands, node_names: &[String]) -> String {
     if let Some(l) = c.launch {
         s += &format!(" (server launch {l})");
     }
-    s += "\n# Node addresses are placeholders (10.0.0.1, 10.0.0.2) until apply knows the nodes.\n";
+    let ips: Vec<String> = (1..=node_names.len().max(2)).map(|i| format!("10.0.0.{i}")).collect();
+    s += &format!("\n# Node addresses are placeholders ({}) until apply knows the nodes.\n", ips.join(", "));
     if !c.needs_setup.is_empty() {
         s += &format!("# Installed by setup step {}\n", c.needs_setup.join(", "));
     }

@@ -20,6 +20,7 @@ mod scope;
 mod select;
 mod steps;
 pub mod tables;
+pub mod topology;
 
 use crate::check::model::{Experiment, LlmModel};
 use crate::check::value::Value;

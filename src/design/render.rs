@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 /// Values every template may use besides the pattern's settings.
 pub struct RenderVars {
     pub vars: BTreeMap<String, Value>,
+    /// The nodes' private addresses in the stack's order (a missing one is 127.0.0.1).
+    ips: Vec<String>,
 }
 
 impl RenderVars {
@@ -27,7 +29,18 @@ impl RenderVars {
         vars.insert("peer".into(), Value::Str(ip(0)));
         vars.insert("here".into(), Value::Str(here.to_string()));
         vars.insert("etcd".into(), Value::Str(format!("http://{}:2379", ip(0))));
-        RenderVars { vars }
+        RenderVars { vars, ips: ips.iter().map(|s| s.to_string()).collect() }
+    }
+
+    /// Placeholder addresses 10.0.0.1..10.0.0.N for `nodes` nodes, before apply knows them.
+    pub fn placeholders(nodes: usize, here: &str) -> RenderVars {
+        let ips: Vec<String> = (1..=nodes.max(2)).map(|i| format!("10.0.0.{i}")).collect();
+        RenderVars::new(&ips.iter().map(String::as_str).collect::<Vec<_>>(), here)
+    }
+
+    /// The private address of node `i` (127.0.0.1 when the list has none).
+    pub fn ip(&self, i: usize) -> String {
+        self.ips.get(i).cloned().unwrap_or_else(|| "127.0.0.1".into())
     }
 
     /// Adds `model_id`, the experiment's model as the server loads it (its Hugging Face id).

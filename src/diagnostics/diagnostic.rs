@@ -138,6 +138,9 @@ pub enum Code {
     Hardware,
     /// A command template that cannot be rendered for a pattern.
     Render,
+    /// A launch's layout the stack cannot run: a role's TP above a node's GPUs, a count
+    /// that is not a whole number of nodes, replicas without a proxy.
+    Topology,
     /// Apply found no capacity for the stack's nodes in any zone it may use.
     NoCapacity,
     /// The cloud refused the stack's resources: quota, credentials or configuration.
@@ -186,6 +189,7 @@ impl Code {
             StartupOverHealth => 604,
             Hardware => 605,
             Render => 606,
+            Topology => 607,
             CloudRefused => 502,
             SecretUnreadable => 503,
             ApplyUnsupported => 504,
@@ -195,7 +199,7 @@ impl Code {
     pub const RUNTIME: [Code; 4] = [Code::NoCapacity, Code::CloudRefused, Code::SecretUnreadable, Code::ApplyUnsupported];
 
     /// Every code a file can cause, each with an invalid input under tests/golden/invalid.
-    pub const ALL: [Code; 33] = {
+    pub const ALL: [Code; 34] = {
         use Code::*;
         [
             Syntax,
@@ -231,6 +235,7 @@ impl Code {
             StartupOverHealth,
             Hardware,
             Render,
+            Topology,
         ]
     };
 }

@@ -266,6 +266,7 @@ pub fn summarise(actions: &[Action], campaign: &Campaign) -> (Summary, Vec<Group
                 patterns,
                 startup: start.duration,
                 measure,
+                layout: None,
             }
         })
         .collect();

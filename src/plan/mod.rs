@@ -140,6 +140,10 @@ pub struct GroupSummary {
     pub patterns: usize,
     pub startup: f64,
     pub measure: f64,
+    /// The launch's servers and nodes, and the roles it restarts (only when the experiment
+    /// sets a layout setting: `prefill_nodes`, `decode_tp`, `replicas`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<crate::design::topology::LaunchLayout>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -318,7 +322,11 @@ pub fn build(inputs: &Inputs) -> Result<Plan, PlanError> {
         diff::forget_undeclared(&mut actions, campaign, inputs.state);
         diff::drop_idle_infrastructure(&mut actions);
     }
-    let (summary, groups) = diff::summarise(&actions, campaign);
+    let (summary, mut groups) = diff::summarise(&actions, campaign);
+    let layouts = crate::design::topology::launch_layouts(inputs.model, campaign);
+    for g in &mut groups {
+        g.layout = layouts.get(&g.launch).cloned();
+    }
     let estimate = estimate(inputs.model, campaign, &actions);
     let pricing = parallel::Pricing { nodes: estimate.nodes, price_per_node_hour: estimate.price_per_node_hour };
     let sets = parallel::spread(&mut actions, campaign.experiment.parallel, campaign.schedule.pinned_launches, pricing);

@@ -178,6 +178,15 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
                 fmt_duration(g.startup),
                 fmt_duration(g.measure)
             );
+            if let Some(l) = &g.layout {
+                let _ = writeln!(s, "      {}", layout_line(l));
+            }
+        }
+        if plan.groups.iter().any(|g| g.layout.as_ref().is_some_and(|l| !l.keeps.is_empty())) {
+            let _ = writeln!(
+                s,
+                "  The roles named are what each change needs; apply still stops and starts every server of a launch."
+            );
         }
         let _ = writeln!(
             s,
@@ -209,6 +218,19 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
         write_sets(s, sets, e);
     }
     let _ = writeln!(s, "{}", summary_line(plan, &p));
+}
+
+/// A launch's servers, nodes and GPUs, and which roles it restarts and why.
+fn layout_line(l: &crate::design::topology::LaunchLayout) -> String {
+    let list = |r: &[crate::design::topology::Role]| r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+    let mut what = match l.changed.is_empty() {
+        true => format!("starts {}", list(&l.restarts)),
+        false => format!("restarts {} ({})", list(&l.restarts), l.changed.join(", ")),
+    };
+    if !l.changed.is_empty() && !l.keeps.is_empty() {
+        what += &format!("; {} keep{} running", list(&l.keeps), if l.keeps.len() == 1 { "s" } else { "" });
+    }
+    format!("{} on {} node{}, {} GPUs; {what}", l.servers, l.nodes, if l.nodes == 1 { "" } else { "s" }, l.gpus)
 }
 
 /// `parallel` > 1: each set's share, the makespan against its bound, and the trade for k sets.

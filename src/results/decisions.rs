@@ -2,9 +2,10 @@
 //! and never re-measured: throughput per GPU, tokens/s per user and dollars per
 //! million output tokens.
 //!
-//! - GPUs a pattern served with: unified, its `tp`; disaggregated, the prefill
-//!   server's plus the decode server's (`prefill_tp` and `decode_tp` when the settings
-//!   name them, else `tp` each: std/vllm starts both with the one `tp`).
+//! - GPUs a pattern served with (`design::topology`): unified, `replicas` x `tp`;
+//!   disaggregated, `prefill_nodes` x the prefill TP plus `decode_nodes` x the decode TP
+//!   (`prefill_tp` and `decode_tp` when the settings name them, else `tp` each; a count
+//!   not named is 1).
 //! - Cost: (the record's measured `seconds` + its share of its launch's start-up) x nodes
 //!   in the stack x price per node-hour / 3600. The start-up is the one the result
 //!   recorded (measured by apply), shared equally among the results measured after it;
@@ -101,9 +102,13 @@ fn setting_num(r: &ResultRecord, k: &str) -> Option<f64> {
 pub fn gpus(r: &ResultRecord) -> Option<f64> {
     let tp = setting_num(r, "tp");
     let mode = r.settings.get("mode").and_then(|v| v.as_str()).and_then(Mode::from_symbol);
+    let count = |k: &str| setting_num(r, k).unwrap_or(1.0);
     match mode {
-        Some(Mode::Disaggregated) => Some(setting_num(r, "prefill_tp").or(tp)? + setting_num(r, "decode_tp").or(tp)?),
-        _ => tp,
+        Some(Mode::Disaggregated) => Some(
+            count("prefill_nodes") * setting_num(r, "prefill_tp").or(tp)?
+                + count("decode_nodes") * setting_num(r, "decode_tp").or(tp)?,
+        ),
+        _ => Some(count("replicas") * tp?),
     }
 }
 
@@ -228,6 +233,12 @@ mod tests {
         assert_eq!((gpus(&u), gpus(&d)), (Some(4.0), Some(8.0)));
         d.settings.insert("decode_tp".into(), "2".into());
         assert_eq!(gpus(&d), Some(6.0));
+        // 1P:2D with TP-2 decode servers: 4 + 2 x 2; two unified replicas: 2 x 4.
+        d.settings.insert("decode_nodes".into(), "2".into());
+        assert_eq!(gpus(&d), Some(8.0));
+        let mut u2 = rec("u2", "unified", 1.0, None);
+        u2.settings.insert("replicas".into(), "2".into());
+        assert_eq!(gpus(&u2), Some(8.0));
         let fig = &decisions(&[u], &pricing())[0];
         assert_eq!((fig.tps_per_gpu, fig.tps_per_user), (Some(250.0), Some(125.0)));
     }

@@ -77,8 +77,9 @@ fn formula(s: &mut String, ds: &[Decision]) {
     let prices: Vec<String> = priced.iter().map(|(t, p, n)| format!("{t} at {p} per node-hour, {n} nodes")).collect();
     let _ = write!(
         s,
-        "<p class=\"formula\">GPUs: unified, the server's <code>tp</code>; disaggregated, prefill plus decode \
-         (<code>prefill_tp</code> + <code>decode_tp</code>, each <code>tp</code> when not set). Throughput per GPU = \
+        "<p class=\"formula\">GPUs: unified, <code>replicas</code> x the server's <code>tp</code>; disaggregated, \
+         <code>prefill_nodes</code> x <code>prefill_tp</code> + <code>decode_nodes</code> x <code>decode_tp</code> (each \
+         TP <code>tp</code> and each count 1 when not set). Throughput per GPU = \
          <code>throughput_tps</code> / GPUs; tokens/s per user = <code>throughput_tps</code> / <code>concurrency</code>. \
          $ per million output tokens = (measured <code>seconds</code> + the launch's start-up shared among its results) \
          &times; nodes &times; price per node-hour / 3600, over <code>throughput_tps</code> &times; <code>duration_s</code> \
@@ -91,8 +92,9 @@ fn formula(s: &mut String, ds: &[Decision]) {
     );
 }
 
-/// Where unified and disaggregated layers serve with different GPU counts, per-GPU
-/// figures stand in for an equal-GPU comparison: say which counts are compared.
+/// The GPU counts unified and disaggregated layers are compared at: equal (a unified layer
+/// with `replicas` sized to the disaggregated one), or different, where per-GPU figures
+/// stand in for an equal-GPU comparison.
 fn equal_gpu_note(s: &mut String, rows: &[Row]) {
     let counts = |disaggregated: bool| -> BTreeMap<String, BTreeSet<String>> {
         let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -105,7 +107,7 @@ fn equal_gpu_note(s: &mut String, rows: &[Row]) {
     };
     let (unified, disaggregated) = (counts(false), counts(true));
     let gpus = |m: &BTreeMap<String, BTreeSet<String>>| -> BTreeSet<String> { m.values().flatten().cloned().collect() };
-    if unified.is_empty() || disaggregated.is_empty() || gpus(&unified) == gpus(&disaggregated) {
+    if unified.is_empty() || disaggregated.is_empty() {
         return;
     }
     let list = |m: &BTreeMap<String, BTreeSet<String>>| -> String {
@@ -114,16 +116,32 @@ fn equal_gpu_note(s: &mut String, rows: &[Row]) {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let shared: Vec<String> = gpus(&unified).intersection(&gpus(&disaggregated)).cloned().collect();
+    let tail = if gpus(&unified) == gpus(&disaggregated) {
+        "the same GPU counts, so the fronts compare them at equal GPUs".to_string()
+    } else if !shared.is_empty() {
+        format!(
+            "at {} GPU(s) the layers compare at equal GPUs; elsewhere the fronts compare throughput per GPU, as if \
+             the smaller side were replicated to the same GPU count",
+            shared.join("/")
+        )
+    } else {
+        format!(
+            "the fronts compare throughput per GPU, that is {} unified GPU(s) against {} disaggregated ones scaled to \
+             one GPU each, as if the unified server were replicated to the same GPU count (`replicas = N` on a unified \
+             layer measures that instead)",
+            gpus(&unified).into_iter().collect::<Vec<_>>().join("/"),
+            gpus(&disaggregated).into_iter().collect::<Vec<_>>().join("/"),
+        )
+    };
     let _ = write!(
         s,
         "<p id=\"equal-gpu-note\" class=\"note\"><b>Equal-GPU comparison:</b> unified layers serve each pattern with \
-         {}; disaggregated layers with {} (prefill + decode). The fronts compare throughput per GPU, that is {} unified \
-         GPU(s) against {} disaggregated ones scaled to one GPU each, as if the unified server were replicated to the \
-         same GPU count; latencies are compared as measured.</p>",
+         {} (replicas x tp); disaggregated layers with {} (prefill servers x TP + decode servers x TP): {}; latencies \
+         are compared as measured.</p>",
         esc(&list(&unified)),
         esc(&list(&disaggregated)),
-        gpus(&unified).into_iter().collect::<Vec<_>>().join("/"),
-        gpus(&disaggregated).into_iter().collect::<Vec<_>>().join("/"),
+        esc(&tail),
     );
 }
 

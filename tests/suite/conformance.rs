@@ -352,9 +352,15 @@ fn std_vllm_renders_the_seed_servers_and_benchmark() {
         (Some("kv_consumer"), Some(1), Some("10.0.1.12"))
     );
     assert!(c["start_decode"].contains("VLLM_NIXL_SIDE_CHANNEL_HOST=10.0.1.12"));
-    assert!(c["start_proxy"].contains("--prefill-url http://10.0.1.11:8100 --decode-url http://10.0.1.12:8200 --port 8000"));
+    assert!(c["start_proxy"].contains(
+        "--prefiller-hosts 10.0.1.11 --prefiller-ports 8100 --decoder-hosts 10.0.1.12 --decoder-ports 8200 --port 8000"
+    ));
     assert!(c["ready_2"].contains("curl -sf http://127.0.0.1:8200/health"), "{}", c["ready_2"]);
-    assert!(c["ready_1"].contains("curl -sf http://127.0.0.1:8100/health && curl -sf http://127.0.0.1:8000/health"));
+    assert!(
+        c["ready_1"].contains("curl -sf http://127.0.0.1:8100/health >/dev/null && curl -sf http://127.0.0.1:8000/health"),
+        "{}",
+        c["ready_1"]
+    );
     let bench = &c["run"];
     for want in [
         "--base-url http://127.0.0.1:8000",

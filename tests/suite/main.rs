@@ -27,5 +27,6 @@ mod secrets;
 mod shell_props;
 mod slo_world;
 mod tools_output;
+mod topology;
 mod transport_guards;
 mod vllm_world;

@@ -1,6 +1,6 @@
 //! Transport counters, GPU memory and the wrong-interface guard, end to end: std/vllm's
 //! `transport_counters` reads the decode node's sysfs byte counters (the engine emulator
-//! keeps them in the kernel's layout under `sysfs_root`) around a disaggregated pattern
+//! keeps them in the kernel's layout under the node's `sys/`, NIXL_SYSFS_ROOT) around a disaggregated pattern
 //! declared over EFA, and its `gpu_memory` asks nvidia-smi (the stand-in in
 //! tests/support/vllm_world/bin, fed by the emulator) after it. A healthy run records the
 //! figures; KV that crossed TCP instead (NIXL_EMULATOR_KV_FAULT=tcp_fallback) fails the pattern.
@@ -34,7 +34,7 @@ fn campaign(hf: &Path) -> String {
     let u_layer = "  layer \"U\" {\n    mode = unified\n    id   = \"w-u-{prompt}\"\n  }\n";
     assert!(CAMPAIGN.contains(u_layer) && CAMPAIGN.contains(TCP_LAYER));
     CAMPAIGN
-        .replace("hf_home = \"HF_HOME_DIR\",", &format!("hf_home = \"{}\", sysfs_root = \"sys\",", hf.display()))
+        .replace("hf_home = \"HF_HOME_DIR\",", &format!("hf_home = \"{}\",", hf.display()))
         .replace(u_layer, "")
         .replace(TCP_LAYER, EFA_LAYER)
         .replace("factor prompt      = [64, 512]", "factor prompt      = [64]")
@@ -49,6 +49,7 @@ fn run(name: &str, fault: &str) -> (std::process::Output, PathBuf, String) {
     let env = [
         ("NIXL_EMULATOR_KV_FAULT", fault),
         ("NIXL_EMULATOR_SYSFS_ROOT", "sys"),
+        ("NIXL_SYSFS_ROOT", "sys"),
         ("NIXL_FAKE_GPU_DIR", "gpus"),
         ("NIXL_EMULATOR_KV_BYTES_PER_TOKEN", "57344"),
     ];

@@ -70,7 +70,7 @@ fn rendered_vllm_lines(example: &str) -> Vec<(String, String)> {
     let mut seen = BTreeSet::new();
     let mut out = vec![];
     for campaign in &loaded.campaigns {
-        let vars = nixl::design::render::RenderVars::new(&["10.0.1.11", "10.0.1.12"], "/here")
+        let vars = nixl::design::render::RenderVars::new(&["10.0.1.11", "10.0.1.12", "10.0.1.13"], "/here")
             .with_model(campaign.design.model.as_ref());
         for p in campaign.design.patterns.iter().filter(|p| p.category == nixl::design::Category::E2e) {
             let c = nixl::design::commands::for_pattern(&loaded.check.model, campaign, p, &vars).expect("renders");
@@ -91,7 +91,7 @@ fn rendered_vllm_lines(example: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-fn every_vllm_command_rendered_for_phases_1_to_3_parses_with_vllms_own_parser() {
+fn every_vllm_command_rendered_for_phases_1_to_3_and_xpyd_parses_with_vllms_own_parser() {
     let Some(venv) = venv() else { return };
     let mut lines = rendered_vllm_lines("phase1.nixl");
     lines.extend(rendered_vllm_lines("phase2.nixl"));
@@ -101,6 +101,13 @@ fn every_vllm_command_rendered_for_phases_1_to_3_parses_with_vllms_own_parser() 
             && rates.iter().any(|(_, l)| l.contains("--request-rate inf "))
     );
     lines.extend(rates);
+    // xPyD: per-role TP reaches each role's own command line.
+    let xpyd = rendered_vllm_lines("xpyd.nixl");
+    let with = |role: &str, flag: &str| xpyd.iter().any(|(id, l)| id.ends_with(role) && l.contains(flag));
+    assert!(with(":prefill", "--tensor-parallel-size 2 ") && with(":decode", "--tensor-parallel-size 2 "), "{xpyd:#?}");
+    assert!(with(":prefill", "--port 8101 ") && with(":decode", "--port 8201 "), "second servers of a role: {xpyd:#?}");
+    assert!(with(":unified", "--tensor-parallel-size 4 "), "{xpyd:#?}");
+    lines.extend(xpyd);
     let serve = lines.iter().filter(|(_, l)| l.contains("vllm serve ")).count();
     let bench = lines.len() - serve;
     eprintln!("{serve} distinct vllm serve and {bench} distinct vllm bench serve commands");
@@ -510,4 +517,101 @@ fn an_analysis_runs_the_method_it_declares_not_one_whose_name_ends_its_id() {
     assert!(compare["metrics"].get("bimodal").is_none(), "{compare}");
     assert!(dip["metrics"].get("bimodal").is_some(), "{dip}");
     assert_eq!(compare["settings"]["analysis"], "efa-vs-unified");
+}
+
+/// xPyD on this machine: three local nodes (the stack declares two, nixl adds the third
+/// for the largest launch), std/vllm's templates, the emulator and the real client.
+const XPYD: &str = r#"
+import "std/aws"
+import "std/models"
+import "std/vllm"
+
+stack "world" {
+  region        = "us-east-1"
+  zones         = ["us-east-1a"]
+  instance_type = "g6e.12xlarge"
+  node "node1" {}
+  node "node2" {}
+}
+
+experiment world {
+  prefix = "w"
+  model  = qwen2_5_7b
+  server = vllm {
+    tp = 1, max_model_len = 1024, port = 18170, prefill_port = 18170, decode_port = 18175,
+    proxy_port = 18179, health_timeout = 60s, hf_home = "HF_HOME_DIR",
+  }
+  bench = vllm_bench { warmup = 1, iterations = 2, max_tokens = 16 }
+
+  factor prompt      = [64]
+  factor concurrency = [2]
+
+  duration = 20s
+  startup  = 5s
+
+  layer "U2" {
+    mode     = unified
+    replicas = 2
+    id       = "w-u2-{prompt}"
+  }
+  layer "2P1D" {
+    mode          = disaggregated
+    transport     = tcp
+    prefill_nodes = 2
+    id            = "w-2p1d-{prompt}"
+  }
+  layer "1P2D" {
+    mode         = disaggregated
+    transport    = tcp
+    decode_nodes = 2
+    id           = "w-1p2d-{prompt}"
+  }
+}
+"#;
+
+/// Completions a server's log shows it answered (uvicorn's access lines).
+fn completions_served(log: &Path) -> usize {
+    std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains("POST /v1/completions")).count()
+}
+
+#[test]
+fn a_local_xpyd_campaign_fans_requests_out_over_every_prefill_decode_and_replica_server() {
+    let Some(venv) = venv() else { return };
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("vllm-world-xpyd");
+    let hf = dir.join("hf");
+    std::fs::write(dir.join("world.nixl"), XPYD.replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
+    let plan = nixl().current_dir(&dir).args(["plan", "world.nixl"]).output().unwrap();
+    let p = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(p.contains("+ nodes node1, node2, node3") && p.contains("2P:1D, TP 1/1 on 3 nodes, 3 GPUs"), "{p}");
+    let out = world_apply(&dir, &venv, &[]);
+    let nodes = dir.join(".nixl/world/local/nodes");
+    // Served per server, read before destroy removes the node directories. Each launch's
+    // logs are overwritten by the next launch that starts the same role on the node.
+    let served = |node: &str, log: &str| completions_served(&nodes.join(node).join(log));
+    let after = (served("node1", "vllm-prefill.log"), served("node2", "vllm-decode.log"), served("node3", "vllm-decode.log"));
+    // Logs no later launch overwrote: U2's two replicas, 2P:1D's second prefill server.
+    let replicas = (served("node1", "vllm-unified.log"), served("node2", "vllm-unified.log"));
+    let second_prefill = served("node2", "vllm-prefill.log");
+    eprintln!("served: last launch {after:?}, replicas {replicas:?}, second prefill {second_prefill}");
+    let _ = nixl().current_dir(&dir).args(["destroy", "world.nixl", "--provider", "local", "--auto-approve"]).output();
+    assert!(out.status.success(), "{}", text(&out));
+    let results = dir.join(".nixl/results/world");
+    let raws: Vec<String> = std::fs::read_dir(&results)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".raw."))
+        .collect();
+    for id in ["w-u2-64", "w-2p1d-64", "w-1p2d-64"] {
+        assert!(raws.iter().any(|n| n.starts_with(&format!("{id}."))), "{id} has no result: {raws:?}");
+    }
+    // The last launch (1P:2D): the one prefill server took every request, the two decode
+    // servers shared them round-robin (1 warm-up + 4 measured, plus the client's ready check).
+    let (prefill, decode_a, decode_b) = after;
+    assert!(prefill >= 5, "prefill served {prefill}");
+    assert!(decode_a >= 2 && decode_b >= 2, "decode servers served {decode_a} and {decode_b}");
+    assert!((decode_a as i64 - decode_b as i64).abs() <= 1, "not round-robin: {decode_a} and {decode_b}");
+    assert!(replicas.0 >= 2 && replicas.1 >= 2, "unified replicas served {replicas:?}");
+    assert!(second_prefill >= 2, "2P:1D's second prefill server served {second_prefill}");
 }
