@@ -77,6 +77,11 @@ pub fn load(path: &Path) -> Loaded {
     finish(check::check_path(path))
 }
 
+/// [`load`], with files read and parsed through `loader`.
+pub fn load_with(path: &Path, loader: &dyn check::imports::Loader) -> Loaded {
+    finish(check::check_path_with(path, loader))
+}
+
 pub fn load_text(name: &str, text: &str, loader: &dyn check::imports::Loader) -> Loaded {
     finish(check::check_text(name, text, loader))
 }

@@ -15,6 +15,7 @@ pub mod secret;
 pub mod shell;
 pub mod slo;
 pub mod symbols;
+pub mod tree_cache;
 pub mod until;
 pub mod value;
 
@@ -45,7 +46,12 @@ impl CheckOutput {
 
 /// Checks a file on disk and everything it imports.
 pub fn check_path(path: &Path) -> CheckOutput {
-    finish(imports::load(path, &imports::FsLoader))
+    check_path_with(path, &imports::FsLoader)
+}
+
+/// Checks a file on disk, read and parsed through `loader` (the command line caches trees).
+pub fn check_path_with(path: &Path, loader: &dyn Loader) -> CheckOutput {
+    finish(imports::load(path, loader))
 }
 
 /// Checks an in-memory text (an editor buffer); imports are read through `loader`.

@@ -85,7 +85,7 @@ pub fn files_or_default(files: &[PathBuf]) -> Result<Vec<PathBuf>, ExitCode> {
 
 /// A file loaded and checked; diagnostics printed on stderr. Err when any is an error.
 pub fn load(file: &Path, format: Format) -> Result<Loaded, ExitCode> {
-    let loaded = nixl::pipeline::load(file);
+    let loaded = nixl::pipeline::load_with(file, &nixl::check::tree_cache::CachingLoader::from_env());
     if output::diagnostics(&loaded.check.diagnostics, &loaded.check.sources, format) {
         return Err(ExitCode::from(1));
     }

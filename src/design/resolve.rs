@@ -25,6 +25,9 @@ pub struct Resolver<'c> {
     kv: Option<f64>,
     /// The patterns an analysis's hash covers.
     design: &'c super::Design,
+    /// Every scheduled run's layer, id and hash, computed once for the first analysis:
+    /// each analysis's hash covers those of its input layers.
+    run_hashes: std::sync::OnceLock<Vec<(u32, &'c str, String)>>,
 }
 
 impl<'c> Resolver<'c> {
@@ -41,6 +44,7 @@ impl<'c> Resolver<'c> {
             derived: exp.layers.iter().map(|l| derived_of(exp, l)).collect(),
             kv: super::experiment_model(model, exp).map(|m| m.kv_bytes_per_token() as f64),
             design: &campaign.design,
+            run_hashes: std::sync::OnceLock::new(),
         }
     }
 
@@ -65,12 +69,14 @@ impl<'c> Resolver<'c> {
             return crate::state::content_digest(&own);
         }
         let own = crate::state::content_hash(&own);
-        let inputs: Vec<(&str, String)> = self
-            .design
-            .scheduled()
-            .filter(|q| q.category != super::Category::Analysis)
-            .filter(|q| self.design.layers.get(q.layer as usize).is_some_and(|l| p.inputs.contains(&l.name)))
-            .map(|q| (q.id.as_str(), self.hash(q)))
+        let runs = self.run_hashes.get_or_init(|| {
+            let runs = self.design.scheduled().filter(|q| q.category != super::Category::Analysis);
+            runs.map(|q| (q.layer, q.id.as_str(), self.hash(q))).collect()
+        });
+        let inputs: Vec<(&str, &str)> = runs
+            .iter()
+            .filter(|(layer, ..)| self.design.layers.get(*layer as usize).is_some_and(|l| p.inputs.contains(&l.name)))
+            .map(|(_, id, hash)| (*id, hash.as_str()))
             .collect();
         crate::state::content_digest(&(own, inputs))
     }

@@ -29,4 +29,5 @@ mod slo_world;
 mod tools_output;
 mod topology;
 mod transport_guards;
+mod tree_cache;
 mod vllm_world;
