@@ -82,17 +82,37 @@ pub fn load_with(path: &Path, loader: &dyn check::imports::Loader) -> Loaded {
     finish(check::check_path_with(path, loader))
 }
 
+/// [`load_with`] for a command about one experiment (None: the file's own, the last one
+/// declared). Every experiment is resolved, but only that one's commands are rendered for
+/// the check that vLLM and the shell accept them (`design::accepts`), the largest part of
+/// resolving: planning phase 2 need not render phase 1's. `nixl check` renders them all.
+pub fn load_for(path: &Path, loader: &dyn check::imports::Loader, experiment: Option<&str>) -> Loaded {
+    finish_rendering(check::check_path_with(path, loader), Some(experiment))
+}
+
 pub fn load_text(name: &str, text: &str, loader: &dyn check::imports::Loader) -> Loaded {
     finish(check::check_text(name, text, loader))
 }
 
-fn finish(mut check: CheckOutput) -> Loaded {
+fn finish(check: CheckOutput) -> Loaded {
+    finish_rendering(check, None)
+}
+
+/// Resolves the experiments; `rendered` names the one whose commands are rendered (None:
+/// all of them; Some(None): the last one resolved, the file's own).
+fn finish_rendering(mut check: CheckOutput, rendered: Option<Option<&str>>) -> Loaded {
     let mut campaigns: Vec<Campaign> = vec![];
     // Experiments untouched by the errors found so far are resolved too, so their own mistakes show at once.
     let experiments = check::isolate::expandable(&check);
     if !experiments.is_empty() {
+        let chosen = match rendered {
+            None => None,
+            Some(Some(name)) => Some(name),
+            Some(None) => experiments.last().map(String::as_str),
+        };
         for name in &experiments {
-            let (c, diags) = design::campaign::resolve(&check.model, name);
+            let render = chosen.is_none_or(|c| c == name.as_str());
+            let (c, diags) = design::campaign::resolve_with(&check.model, name, render);
             campaigns.extend(c);
             check.diagnostics.extend(diags);
         }

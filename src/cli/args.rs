@@ -51,7 +51,10 @@ impl Opened {
 /// The steps every campaign command starts with; diagnostics and errors are printed.
 pub fn open(a: &FileArgs, format: Format) -> Result<Opened, ExitCode> {
     let file = file_or_default(a.file.as_deref())?;
-    let loaded = load(&file, format)?;
+    let loaded = nixl::pipeline::load_for(&file, &nixl::check::tree_cache::CachingLoader::from_env(), a.experiment.as_deref());
+    if output::diagnostics(&loaded.check.diagnostics, &loaded.check.sources, format) {
+        return Err(ExitCode::from(1));
+    }
     let name = campaign(&loaded, a.experiment.as_deref())?.name().to_string();
     let index = loaded.campaigns.iter().position(|c| c.name() == name).unwrap_or_default();
     Ok(Opened { file, loaded, index })

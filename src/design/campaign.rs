@@ -40,6 +40,12 @@ impl Campaign {
 /// Resolves one experiment: merge, expand, name lookups, schedule. Every problem
 /// found is returned; the campaign is None only when the experiment cannot be merged.
 pub fn resolve(model: &Model, name: &str) -> (Option<Campaign>, Vec<Diagnostic>) {
+    resolve_with(model, name, true)
+}
+
+/// [`resolve`], rendering every command for the acceptance check (`accepts.rs`) only when
+/// `render` is true: a command about another experiment does not run these commands.
+pub fn resolve_with(model: &Model, name: &str, render: bool) -> (Option<Campaign>, Vec<Diagnostic>) {
     let mut diags = vec![];
     let Some(mut experiment) = super::merge::merged(model, name, &mut diags) else {
         return (None, diags);
@@ -55,7 +61,7 @@ pub fn resolve(model: &Model, name: &str) -> (Option<Campaign>, Vec<Diagnostic>)
     let schedule = order(&experiment, &design, &mut diags);
     let mut campaign = Campaign { experiment, design, stack, setup, server, bench, schedule };
     grow_to_largest_launch(model, &mut campaign);
-    if !diags.iter().any(Diagnostic::is_error) {
+    if render && !diags.iter().any(Diagnostic::is_error) {
         super::accepts::check(model, &campaign, &mut diags);
     }
     (Some(campaign), diags)

@@ -1,5 +1,6 @@
 //! The command line's cache of parsed trees (check/tree_cache.rs): a warm run prints what a
 //! cold one does, spans included; damaged entries and files with syntax errors are parsed.
+//! Also: a command about one experiment renders only its commands (pipeline::load_for).
 
 use crate::support::{nixl, root, scratch};
 use std::path::Path;
@@ -60,4 +61,60 @@ fn diagnostics_from_cached_files_point_where_a_parse_would_and_syntax_errors_are
     assert_eq!(first.0, Some(1));
     assert_eq!(entries(&cache).len(), 2, "a file with a syntax error is not cached");
     assert_eq!(run(&cache, &["check", "bad.nixl"], &dir), first);
+}
+
+/// Two experiments; `broken`'s server reads a name nothing defines, so rendering its start
+/// command fails (E0606), while `fine` renders.
+const TWO_EXPERIMENTS: &str = r#"server broken_server {
+  port          = 18100
+  start_unified = "serve {model_path} --port {port}"
+  health        = "true"
+}
+
+server fine_server {
+  port          = 18100
+  start_unified = "serve --port {port}"
+  health        = "true"
+}
+
+bench b {
+  run = "client --port {port} --concurrency {concurrency} --out {out}"
+}
+
+experiment broken {
+  server = broken_server
+  bench  = b
+  factor concurrency = [1]
+  layer "U" {
+    mode = unified
+    id   = "broken-{concurrency}"
+  }
+}
+
+experiment fine {
+  server = fine_server
+  bench  = b
+  factor concurrency = [1]
+  layer "U" {
+    mode = unified
+    id   = "fine-{concurrency}"
+  }
+}
+"#;
+
+#[test]
+fn a_plan_renders_the_commands_of_the_experiment_it_plans_and_check_renders_all() {
+    let dir = scratch("render-one-experiment");
+    std::fs::write(dir.join("two.nixl"), TWO_EXPERIMENTS).unwrap();
+    let off = Path::new("");
+    let check = run(off, &["check", "two.nixl"], &dir);
+    assert_eq!(check.0, Some(1), "{}", check.2);
+    assert!(check.2.contains("E0606") && check.2.contains("model_path"), "{}", check.2);
+    // `fine` is the file's own experiment (the last); its plan does not run `broken`'s commands.
+    let fine = run(off, &["plan", "two.nixl"], &dir);
+    assert_eq!(fine.0, Some(0), "{}", fine.2);
+    assert!(fine.1.contains("fine-1") && !fine.2.contains("E0606"), "{}\n{}", fine.1, fine.2);
+    let broken = run(off, &["plan", "two.nixl", "--experiment", "broken"], &dir);
+    assert_eq!(broken.0, Some(1), "{}", broken.2);
+    assert!(broken.2.contains("E0606") && broken.2.contains("model_path"), "{}", broken.2);
 }
