@@ -109,11 +109,12 @@ pub async fn run_on_sets<P: Provider>(
     let wanted: BTreeSet<usize> = (0..plan.actions.len()).filter(|&i| runs(&plan.actions[i])).collect();
     let to_run = || wanted.iter().map(|&i| &plan.actions[i]);
     sink.begin(to_run().filter(|a| a.kind == Kind::Pattern).count(), to_run().map(|a| a.duration).sum(), plan.groups.len());
-    let work = Work::of(plan, &wanted, sets.len());
+    let work = Work::of(&plan.actions, &wanted, sets.len());
     let new = |p, s| Exec::new(p, sink, model, campaign, plan, s, opts, &secrets);
 
     // 1. The stack, and set 1's nodes and setup.
     let mut shared = new(&sets[0], state);
+    shared.counter.1 = work.shared.len();
     shared.restore_infra();
     shared.refresh_nodes(plan).await?;
     shared.walk(&plan.actions, &work.shared).await?;
@@ -230,12 +231,12 @@ struct Work<'p> {
 }
 
 impl<'p> Work<'p> {
-    fn of(plan: &'p Plan, wanted: &BTreeSet<usize>, sets: usize) -> Work<'p> {
-        let mut w = Work { actions: &plan.actions, shared: BTreeSet::new(), units: vec![vec![]; sets], after: BTreeSet::new() };
+    fn of(actions: &'p [Action], wanted: &BTreeSet<usize>, sets: usize) -> Work<'p> {
+        let mut w = Work { actions, shared: BTreeSet::new(), units: vec![vec![]; sets], after: BTreeSet::new() };
         // A unit is keyed by its launch number, or by the step's own index.
         let mut keyed: Vec<BTreeMap<(u32, usize), Unit>> = vec![BTreeMap::new(); sets];
         for &i in wanted {
-            let a = &plan.actions[i];
+            let a = &actions[i];
             match (a.set, a.kind) {
                 (Some(s), _) if (s as usize) <= sets => {
                     let key = a.launch.map_or((u32::MAX, i), |n| (n, 0));
@@ -266,4 +267,50 @@ fn merge(total: &mut Outcome, part: Outcome) {
     total.failed.extend(part.failed);
     total.launches += part.launches;
     total.interrupted |= part.interrupted;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Deps;
+
+    fn action(id: ActionId, kind: Kind, launch: Option<u32>, set: Option<u32>, deps: &[usize]) -> Action {
+        let mut a = Action::new(id, kind, String::new(), String::new(), 1.0, Deps::from_slice(deps));
+        (a.launch, a.set) = (launch, set);
+        a
+    }
+
+    #[test]
+    fn work_splits_into_shared_infrastructure_each_sets_launches_and_steps_and_the_analyses_after() {
+        let p = |s: &str| ActionId::Pattern(s.into());
+        let actions = vec![
+            action(ActionId::Stack, Kind::Stack, None, None, &[]),
+            action(ActionId::Nodes, Kind::Nodes, None, None, &[0]),
+            action(ActionId::Service("etcd".into()), Kind::Service, None, None, &[1]),
+            action(p("step"), Kind::Step, None, Some(2), &[1, 2]),
+            action(ActionId::ServerStart(1), Kind::ServerStart, Some(1), Some(1), &[1]),
+            action(p("a"), Kind::Pattern, Some(1), Some(1), &[4]),
+            action(ActionId::ServerStop(1), Kind::ServerStop, Some(1), Some(1), &[5]),
+            action(ActionId::ServerStart(2), Kind::ServerStart, Some(2), Some(2), &[1]),
+            action(p("b"), Kind::Pattern, Some(2), Some(2), &[7]),
+            action(ActionId::ServerStop(2), Kind::ServerStop, Some(2), Some(2), &[8]),
+            action(p("analysis"), Kind::Analysis, None, None, &[5, 8]),
+        ];
+        let wanted: BTreeSet<usize> = (0..actions.len()).collect();
+        let w = Work::of(&actions, &wanted, 3);
+        assert_eq!(w.shared, [0, 1].into());
+        // Set 2 runs its step, then launch 2, each a unit in plan order; set 3 has nothing.
+        assert_eq!(w.units, vec![vec![vec![4, 5, 6]], vec![vec![3], vec![7, 8, 9]], vec![]]);
+        assert_eq!(w.after, [10].into());
+    }
+
+    #[tokio::test]
+    async fn a_set_without_nodes_hands_its_units_over_and_the_others_take_them_once_all_are_prepared() {
+        let h = Handover::new(2);
+        h.prepared(1, vec![]);
+        h.prepared(2, vec![vec![7, 8], vec![3]]);
+        assert_eq!(h.next().await, Some((2, vec![7, 8])));
+        assert_eq!(h.next().await, Some((2, vec![3])));
+        assert_eq!(h.next().await, None);
+    }
 }
