@@ -212,4 +212,20 @@ fn sigkill_at_ten_random_points_with_sets_half_done_keeps_every_result_once() {
     let again = apply(&dir).0;
     assert!(text(&again).contains("Nothing to do."), "{}", text(&again));
     destroy(&dir);
+    // Destroy stops what the killed applies left running on every set's nodes.
+    let left = || standins_of(&dir);
+    let started = Instant::now();
+    while !left().is_empty() && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(left(), Vec::<String>::new(), "stand-ins still running after destroy");
+}
+
+/// Processes started from this campaign's directory (the stand-in servers), by command line.
+fn standins_of(dir: &Path) -> Vec<String> {
+    let mine = dir.display().to_string();
+    let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    let lines = procs.filter_map(|p| std::fs::read(p.path().join("cmdline")).ok());
+    let lines = lines.map(|c| String::from_utf8_lossy(&c).replace('\0', " "));
+    lines.filter(|l| l.contains(&mine) && l.contains("standin_server")).collect()
 }
