@@ -25,7 +25,7 @@ impl LocalProvider {
     }
 
     /// The same place for node set `set`: set 1's nodes are the campaign's own
-    /// (`nodes/<name>`), set s > 1 has its own directories (`nodes/set-<s>/<name>`).
+    /// (`nodes/<name>`), set s > 1 has its own directories (`sets/<s>/<name>`).
     pub fn node_set(&self, set: u32) -> LocalProvider {
         LocalProvider { root: self.root.clone(), here: self.here.clone(), set: set.max(1) }
     }
@@ -33,14 +33,18 @@ impl LocalProvider {
     fn node_dir(&self, name: &str) -> PathBuf {
         match self.set {
             1 => self.root.join("nodes").join(name),
-            s => self.root.join("nodes").join(format!("set-{s}")).join(name),
+            s => self.other_sets().join(s.to_string()).join(name),
         }
     }
 
-    /// The directories of the nodes of sets beyond the first (`nodes/set-<s>/<name>`).
-    fn other_set_dirs(&self) -> Vec<PathBuf> {
-        let sets = std::fs::read_dir(self.root.join("nodes")).into_iter().flatten().flatten();
-        let sets = sets.filter(|e| e.file_name().to_string_lossy().starts_with("set-") && e.path().is_dir());
+    /// Where the nodes of sets beyond the first live, one directory per set.
+    fn other_sets(&self) -> PathBuf {
+        self.root.join("sets")
+    }
+
+    /// Every node directory of the sets beyond the first: what destroy stops and removes.
+    fn other_set_nodes(&self) -> Vec<PathBuf> {
+        let sets = std::fs::read_dir(self.other_sets()).into_iter().flatten().flatten().filter(|e| e.path().is_dir());
         sets.flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten()).map(|e| e.path()).collect()
     }
 }
@@ -146,7 +150,7 @@ impl Provider for LocalProvider {
     async fn destroy_nodes(&self, _stack: &Stack, nodes: &[NodeInfo]) -> Result<(), ProviderError> {
         // Stop what the campaign left running: every pid file under the node directories,
         // those of the other node sets (`parallel`) included.
-        let others = self.other_set_dirs().into_iter().map(|dir| NodeInfo {
+        let others = self.other_set_nodes().into_iter().map(|dir| NodeInfo {
             name: dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
             id: dir.display().to_string(),
             private_ip: "127.0.0.1".into(),
@@ -164,11 +168,14 @@ impl Provider for LocalProvider {
             )
             .await;
         }
-        match tokio::fs::remove_dir_all(self.root.join("nodes")).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(e)),
+        for dir in [self.root.join("nodes"), self.other_sets()] {
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
         }
+        Ok(())
     }
 
     async fn destroy(&self, stack: &Stack, _info: Option<&StackInfo>, nodes: &[NodeInfo]) -> Result<(), ProviderError> {

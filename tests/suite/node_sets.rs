@@ -123,9 +123,9 @@ fn a_set_whose_nodes_cannot_be_created_leaves_its_launch_to_the_others() {
     let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = campaign("sets-refused", 3);
     // A file where set 3's node directories go: creating its nodes fails, as a refused set would.
-    let nodes = dir.join(".nixl/demo/local/nodes");
-    std::fs::create_dir_all(&nodes).unwrap();
-    std::fs::write(nodes.join("set-3"), "not a directory").unwrap();
+    let sets = dir.join(".nixl/demo/local/sets");
+    std::fs::create_dir_all(&sets).unwrap();
+    std::fs::write(sets.join("3"), "not a directory").unwrap();
     let (out, _) = apply(&dir);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
