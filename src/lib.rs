@@ -11,6 +11,7 @@ pub mod check;
 pub mod config;
 pub mod design;
 pub mod diagnostics;
+pub mod join;
 pub mod lsp;
 pub mod pipeline;
 pub mod plan;

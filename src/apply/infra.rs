@@ -30,7 +30,7 @@ impl<P: Provider> Exec<'_, P> {
         self.nodes = nodes;
     }
 
-    fn stack_decl(&self) -> Result<crate::check::model::Stack, ActionError> {
+    pub(super) fn stack_decl(&self) -> Result<crate::check::model::Stack, ActionError> {
         self.campaign.stack.clone().ok_or_else(|| ActionError::NoNode("the experiment has no stack to run on".into()))
     }
 
@@ -130,6 +130,37 @@ impl<P: Provider> Exec<'_, P> {
                 Err(e) => self.log(&format!("       {node}: failed: {e}")),
             }
             self.settle(a, started, result.map(|_| ()))?;
+        }
+        Ok(())
+    }
+}
+
+impl<P: Provider> Exec<'_, P> {
+    /// A node set beyond the first (`parallel`): creates its own nodes and runs every setup
+    /// step on them. Nothing of it is recorded: the state's nodes and setup are set 1's, and
+    /// steps that skip when their condition holds make a second run on the same nodes cheap.
+    pub(super) async fn prepare_own_nodes(&mut self) -> Result<(), ActionError> {
+        let st = self.stack_decl()?;
+        let info = self.stack_info.clone().unwrap_or_default();
+        let nodes = self.provider.ensure_nodes(&st, &info, &[]).await?;
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        self.log(&format!("created its nodes {}", names.join(", ")));
+        self.set_nodes(nodes);
+        let steps = self.campaign.setup.iter().flat_map(|s| &s.steps);
+        for step in steps {
+            let on: Vec<NodeInfo> =
+                self.nodes.iter().filter(|n| step.nodes.is_empty() || step.nodes.contains(&n.name)).cloned().collect();
+            let body = script::setup_script(step);
+            let timeout = Duration::from_secs_f64(step.timeout.max(1.0));
+            let secrets = self.secrets.for_step(step);
+            let outs = match secrets.is_empty() {
+                false => self.provider.run_with_secrets(&st, &on, &body, timeout, &secrets).await?,
+                true => self.provider.run(&on, &body, timeout).await?,
+            };
+            if let Some(o) = outs.iter().find(|o| o.exit_code != 0) {
+                return Err(ActionError::Command { node: o.node.clone(), exit_code: o.exit_code, tail: o.tail(20) });
+            }
+            self.log(&format!("setup {} on {}", step.id, on.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")));
         }
         Ok(())
     }

@@ -40,11 +40,13 @@ impl<P: Provider> Exec<'_, P> {
         }
         let out = self.out_path(a);
         let extra = [("out", Value::Str(out.clone())), ("id", Value::Str(a.id.to_string()))];
-        let script = commands::bench(self.model, self.campaign, &settings, &self.vars, &extra)?;
+        // Commands reach this node set's servers; the result keeps the declared settings.
+        let here = self.on_this_set(&settings);
+        let script = commands::bench(self.model, self.campaign, &here, &self.vars, &extra)?;
         let n1 = self.nth_node(script.node)?;
         let timeout = Duration::from_secs_f64((p.duration * 3.0).max(60.0));
         // The servers' and nodes' counters around the run (`probes.rs`).
-        let probes = self.probes(&settings)?;
+        let probes = self.probes(&here)?;
         let before = self.snapshot(&probes).await?;
         self.run_on(&n1, &script.body, timeout).await?;
         let after = self.snapshot(&probes).await?;
@@ -89,7 +91,8 @@ impl<P: Provider> Exec<'_, P> {
             settings.insert("request_rate".into(), Value::num(rate));
         }
         let extra = [("out", Value::Str(format!("results/{}.warmup.out", a.id))), ("id", Value::Str(a.id.to_string()))];
-        let Ok(script) = commands::bench(self.model, self.campaign, &settings, &self.vars, &extra) else { return };
+        let here = self.on_this_set(&settings);
+        let Ok(script) = commands::bench(self.model, self.campaign, &here, &self.vars, &extra) else { return };
         let Ok(node) = self.nth_node(script.node) else { return };
         let timeout = Duration::from_secs_f64((p.duration * 3.0).max(60.0));
         match self.run_on(&node, &script.body, timeout).await {

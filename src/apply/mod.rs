@@ -6,6 +6,7 @@
 mod errors;
 mod infra;
 mod measure;
+mod node_sets;
 mod post;
 mod probes;
 mod provenance;
@@ -16,6 +17,7 @@ mod server;
 
 pub use errors::{diagnostic, secret_diagnostics, unsupported, ActionError, ApplyError, ToolOutputError};
 pub use infra::{recorded_nodes, recorded_stack};
+pub use node_sets::run_on_sets;
 pub use post::FIRED_LOG;
 pub use refresh::observe;
 pub use secrets::{Secrets, REDACTED};
@@ -86,6 +88,10 @@ struct Exec<'a, P: Provider> {
     secrets: &'a Secrets,
     /// The request rate the saturation search gave the probe about to run.
     probe_rate: Option<f64>,
+    /// The node set this walk runs on (`parallel` > 1); its lines say so.
+    set: Option<u32>,
+    /// The state the node sets share, when several walk at once: each record goes into it.
+    ledger: Option<&'a node_sets::Ledger>,
 }
 
 /// Runs the plan (already limited to its targets), then what rules added. The state is saved after every action.
@@ -101,29 +107,7 @@ pub async fn run<P: Provider>(
     // Before anything is created: a secret that cannot be read stops apply here, naming it.
     let secrets = Secrets::read(provider, campaign, plan).await?;
     let provider = &secrets::Redacting { inner: provider, secrets: &secrets };
-    let mut ex = Exec {
-        provider,
-        sink,
-        model,
-        campaign,
-        resolver: Resolver::new(model, campaign),
-        state,
-        opts,
-        store: Store::new(&opts.results_dir),
-        nodes: vec![],
-        stack_info: None,
-        vars: RenderVars::new(&[], &opts.here.display().to_string()).with_model(campaign.design.model.as_ref()),
-        failed: BTreeMap::new(),
-        outcome: Outcome::default(),
-        kv: campaign.design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64),
-        post: post::Post::new(model, campaign, opts),
-        counter: (0, 0),
-        last_launch: plan.actions.iter().filter_map(|a| a.launch).max().unwrap_or(0),
-        provenance: None,
-        launch: None,
-        secrets: &secrets,
-        probe_rate: None,
-    };
+    let mut ex = Exec::new(provider, sink, model, campaign, plan, state, opts, &secrets);
     ex.restore_infra();
     ex.refresh_nodes(plan).await?;
     // The plan is already limited to `--target` and marks `--replace` as changed.
@@ -141,13 +125,57 @@ pub async fn run<P: Provider>(
     Ok(ex.outcome)
 }
 
+impl<'a, P: Provider> Exec<'a, P> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        provider: &'a P,
+        sink: &'a dyn Sink,
+        model: &'a Model,
+        campaign: &'a Campaign,
+        plan: &Plan,
+        state: State,
+        opts: &'a Options,
+        secrets: &'a Secrets,
+    ) -> Exec<'a, P> {
+        Exec {
+            provider,
+            sink,
+            model,
+            campaign,
+            resolver: Resolver::new(model, campaign),
+            state,
+            opts,
+            store: Store::new(&opts.results_dir),
+            nodes: vec![],
+            stack_info: None,
+            vars: RenderVars::new(&[], &opts.here.display().to_string()).with_model(campaign.design.model.as_ref()),
+            failed: BTreeMap::new(),
+            outcome: Outcome::default(),
+            kv: campaign.design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64),
+            post: post::Post::new(model, campaign, opts),
+            counter: (0, 0),
+            last_launch: plan.actions.iter().filter_map(|a| a.launch).max().unwrap_or(0),
+            provenance: None,
+            launch: None,
+            secrets,
+            probe_rate: None,
+            set: None,
+            ledger: None,
+        }
+    }
+}
+
 impl<P: Provider> Exec<'_, P> {
     fn interrupted(&self) -> bool {
         self.opts.interrupted.load(Ordering::SeqCst)
     }
 
+    /// One line of the apply's output; a node set's lines start with its number.
     fn log(&self, msg: &str) {
-        self.sink.line(msg);
+        match self.set {
+            Some(set) => self.sink.line(&format!("set {set}: {msg}")),
+            None => self.sink.line(msg),
+        }
     }
 
     /// Runs the wanted actions in order. Setup steps of one id run on every node
@@ -339,9 +367,15 @@ impl<P: Provider> Exec<'_, P> {
             finished_at: Some(crate::state::lock::now_rfc3339()),
             seconds: Some(started.elapsed().as_secs_f64()),
             error,
+            set: self.set,
         };
+        if let Some(ledger) = self.ledger {
+            ledger.record(&self.opts.state_path, &a.id, rec.clone())?;
+        }
         self.state.actions.insert(a.id.clone(), rec);
-        self.state.save(&self.opts.state_path)?;
+        if self.ledger.is_none() {
+            self.state.save(&self.opts.state_path)?;
+        }
         Ok(())
     }
 }

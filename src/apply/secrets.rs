@@ -155,6 +155,10 @@ impl<P: Provider> Provider for Redacting<'_, P> {
         self.inner.name()
     }
 
+    fn port_shift(&self) -> u32 {
+        self.inner.port_shift()
+    }
+
     fn attach(&self, info: &StackInfo) {
         self.inner.attach(info)
     }

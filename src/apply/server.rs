@@ -23,9 +23,27 @@ impl<P: Provider> Exec<'_, P> {
         Ok(o)
     }
 
-    /// The settings of a launch's first pattern: what its server commands are rendered with.
+    /// The settings of a launch's first pattern: what its server commands are rendered with
+    /// (on this node set's ports).
     fn launch_settings(&self, group: Option<u32>) -> BTreeMap<String, Value> {
-        self.campaign.design.patterns.iter().find(|p| p.group == group).map(|p| self.resolver.settings(p)).unwrap_or_default()
+        let first = self.campaign.design.patterns.iter().find(|p| p.group == group);
+        first.map(|p| self.on_this_set(&self.resolver.settings(p))).unwrap_or_default()
+    }
+
+    /// Settings as this node set's commands use them: every server port moved up by the
+    /// provider's `port_shift` (local node sets share one machine); unchanged elsewhere.
+    pub(super) fn on_this_set(&self, settings: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+        let shift = self.provider.port_shift();
+        let mut here = settings.clone();
+        if shift == 0 {
+            return here;
+        }
+        for name in commands::PORT_SETTINGS {
+            if let Some(p) = here.get(name).and_then(Value::as_f64) {
+                here.insert(name.to_string(), Value::num(p + f64::from(shift)));
+            }
+        }
+        here
     }
 
     pub(super) async fn server_start(&mut self, a: &Action) -> Result<(), ActionError> {

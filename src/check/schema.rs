@@ -277,7 +277,7 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("duration", Lazy, "estimated time of one pattern"),
             opt("startup", Lazy, "estimated server start-up time of a restart group"),
             opt("order", Lazy, "restart groups in a pinned order"),
-            opt("parallel", PosInt, "node sets the campaign is spread over (default 1): `nixl plan` shows the schedule per set, makespan and cost; apply runs one set for now"),
+            opt("parallel", PosInt, "node sets the campaign is spread over (default 1): `nixl plan` shows the schedule per set, makespan and cost; apply runs the sets at once on the local provider, one set on AWS for now"),
             opt("mlflow", Record, "MLflow settings: experiment, timestamp_suffix, tracking_uri"),
             opt("description", Str, "what the experiment is for"),
             opt("hand_estimate", Quantity(Unit::Duration), "an earlier hand-made estimate, shown beside the computed one"),

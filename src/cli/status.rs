@@ -80,11 +80,12 @@ pub fn run(a: &Args) -> ExitCode {
         rows.push(row);
     }
     let remaining = p.plan.estimate.wall_seconds;
+    let by_set = done_by_set(&state);
     if a.json {
-        let v = serde_json::json!({ "experiment": p.plan.experiment, "layers": rows, "seconds_used": used, "seconds_remaining_estimate": remaining });
+        let v = serde_json::json!({ "experiment": p.plan.experiment, "layers": rows, "seconds_used": used, "seconds_remaining_estimate": remaining, "done_by_set": by_set });
         output::out(&(serde_json::to_string_pretty(&v).expect("status serialises") + "\n"));
     } else {
-        output::out(&text(&p.plan, &rows, used, remaining));
+        output::out(&(text(&p.plan, &rows, used, remaining) + &sets_line(&by_set)));
     }
     ExitCode::SUCCESS
 }
@@ -116,6 +117,26 @@ fn text(plan: &Plan, rows: &[LayerStatus], used: f64, remaining: f64) -> String 
         fmt_duration(remaining)
     );
     s
+}
+
+/// How many done patterns and steps each node set ran (`parallel`), from the records.
+fn done_by_set(state: &State) -> std::collections::BTreeMap<u32, usize> {
+    let mut by = std::collections::BTreeMap::new();
+    for r in state.actions.values().filter(|r| r.status == Status::Done) {
+        if let Some(set) = r.set {
+            *by.entry(set).or_insert(0) += 1;
+        }
+    }
+    by
+}
+
+/// "Node sets: set 1 ran 4, set 2 ran 3" when the campaign ran on several sets; else nothing.
+fn sets_line(by_set: &std::collections::BTreeMap<u32, usize>) -> String {
+    if by_set.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = by_set.iter().map(|(set, n)| format!("set {set} ran {n}")).collect();
+    format!("Node sets: {} (patterns and steps done, by the set they ran on).\n", each.join(", "))
 }
 
 /// One line for an error: its first, and when that only introduces what follows

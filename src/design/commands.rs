@@ -104,6 +104,9 @@ fn render_one(
     }
 }
 
+/// The settings that hold a server's port (each role's base; `topology.rs` counts up from it).
+pub const PORT_SETTINGS: [&str; 4] = ["port", "prefill_port", "decode_port", "proxy_port"];
+
 /// The mode a launch serves in, from its settings.
 pub fn mode_of(settings: &BTreeMap<String, Value>) -> Mode {
     match settings.get("mode").and_then(Value::as_str).and_then(Mode::from_symbol) {

@@ -237,7 +237,7 @@ fn layout_line(l: &crate::design::topology::LaunchLayout) -> String {
 fn write_sets(s: &mut dyn Write, sets: &Sets, e: &super::Estimate) {
     let _ = writeln!(
         s,
-        "Spread over {} node sets (planned; apply runs one set for now). Each set creates its own {} nodes and runs the setup (~{}), then:",
+        "Spread over {} node sets (apply runs them at once with --provider local; on AWS one set for now). Each set creates its own {} nodes and runs the setup (~{}), then:",
         sets.parallel,
         e.nodes,
         fmt_duration(sets.prepare_seconds)

@@ -12,15 +12,40 @@ pub struct LocalProvider {
     root: PathBuf,
     /// The directory of the .nixl file, exported as NIXL_HERE for stand-in scripts.
     here: PathBuf,
+    /// The node set these nodes belong to (`parallel = k`), 1-based.
+    set: u32,
 }
+
+/// How far apart the ports of two local node sets are: every set shares 127.0.0.1.
+pub const PORT_STRIDE: u32 = 1000;
 
 impl LocalProvider {
     pub fn new(root: &Path, here: &Path) -> LocalProvider {
-        LocalProvider { root: root.to_path_buf(), here: here.to_path_buf() }
+        LocalProvider { root: root.to_path_buf(), here: here.to_path_buf(), set: 1 }
+    }
+
+    /// The same place for node set `set`: set 1's nodes are the campaign's own
+    /// (`nodes/<name>`), set s > 1 has its own directories (`sets/<s>/<name>`).
+    pub fn node_set(&self, set: u32) -> LocalProvider {
+        LocalProvider { root: self.root.clone(), here: self.here.clone(), set: set.max(1) }
     }
 
     fn node_dir(&self, name: &str) -> PathBuf {
-        self.root.join("nodes").join(name)
+        match self.set {
+            1 => self.root.join("nodes").join(name),
+            s => self.other_sets().join(s.to_string()).join(name),
+        }
+    }
+
+    /// Where the nodes of sets beyond the first live, one directory per set.
+    fn other_sets(&self) -> PathBuf {
+        self.root.join("sets")
+    }
+
+    /// Every node directory of the sets beyond the first: what destroy stops and removes.
+    fn other_set_nodes(&self) -> Vec<PathBuf> {
+        let sets = std::fs::read_dir(self.other_sets()).into_iter().flatten().flatten().filter(|e| e.path().is_dir());
+        sets.flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten()).map(|e| e.path()).collect()
     }
 }
 
@@ -39,6 +64,11 @@ impl Provider for LocalProvider {
 
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    /// Set s listens `(s - 1) * PORT_STRIDE` ports up, so sets on this one machine never collide.
+    fn port_shift(&self) -> u32 {
+        (self.set - 1) * PORT_STRIDE
     }
 
     async fn ensure_stack(&self, stack: &Stack) -> Result<StackInfo, ProviderError> {
@@ -75,7 +105,7 @@ impl Provider for LocalProvider {
 
     async fn run(&self, nodes: &[NodeInfo], script: &str, timeout: Duration) -> Result<Vec<CommandOutput>, ProviderError> {
         let runs = nodes.iter().map(|n| run_one(n, script, timeout, &self.here, &[]));
-        let results = futures_join(runs).await;
+        let results = crate::join::join_all(runs).await;
         results.into_iter().collect()
     }
 
@@ -89,7 +119,7 @@ impl Provider for LocalProvider {
         secrets: &[SecretEnv],
     ) -> Result<Vec<CommandOutput>, ProviderError> {
         let runs = nodes.iter().map(|n| run_one(n, script, timeout, &self.here, secrets));
-        futures_join(runs).await.into_iter().collect()
+        crate::join::join_all(runs).await.into_iter().collect()
     }
 
     async fn read_parameter(&self, name: &str) -> Result<String, ProviderError> {
@@ -118,10 +148,19 @@ impl Provider for LocalProvider {
     }
 
     async fn destroy_nodes(&self, _stack: &Stack, nodes: &[NodeInfo]) -> Result<(), ProviderError> {
-        // Stop what the campaign left running: every pid file under the node directories.
-        for n in nodes {
+        // Stop what the campaign left running: every pid file under the node directories,
+        // those of the other node sets (`parallel`) included.
+        let others = self.other_set_nodes().into_iter().map(|dir| NodeInfo {
+            name: dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            id: dir.display().to_string(),
+            private_ip: "127.0.0.1".into(),
+            zone: None,
+            instance_type: None,
+            image: None,
+        });
+        for n in nodes.iter().cloned().chain(others) {
             let _ = run_one(
-                n,
+                &n,
                 "for f in *.pid; do [ -f \"$f\" ] && kill $(cat \"$f\") 2>/dev/null; rm -f \"$f\"; done; true",
                 Duration::from_secs(30),
                 &self.here,
@@ -129,11 +168,14 @@ impl Provider for LocalProvider {
             )
             .await;
         }
-        match tokio::fs::remove_dir_all(self.root.join("nodes")).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(e)),
+        for dir in [self.root.join("nodes"), self.other_sets()] {
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
         }
+        Ok(())
     }
 
     async fn destroy(&self, stack: &Stack, _info: Option<&StackInfo>, nodes: &[NodeInfo]) -> Result<(), ProviderError> {
@@ -144,33 +186,6 @@ impl Provider for LocalProvider {
             Err(e) => Err(io(e)),
         }
     }
-}
-
-/// Runs the futures concurrently on the current task and collects their results in order.
-async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futs.collect();
-    let mut out = Vec::with_capacity(handles.len());
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = handles.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if done[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => done[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.extend(done.into_iter().map(|d| d.expect("every future finished")));
-    out
 }
 
 async fn run_one(

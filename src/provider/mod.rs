@@ -200,6 +200,12 @@ pub enum NodeState {
 pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
 
+    /// How many ports up this node set's servers listen: 0 where each set has its own
+    /// machines; the local provider's sets share one machine, so each gets its own range.
+    fn port_shift(&self) -> u32 {
+        0
+    }
+
     /// Tells the provider the stack's outputs recorded by an earlier apply.
     fn attach(&self, _info: &StackInfo) {}
 

@@ -44,6 +44,9 @@ pub struct ActionRecord {
     pub seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The node set it ran on, when the campaign ran on several (`parallel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -17,6 +17,7 @@ mod local;
 mod lsp;
 mod lsp_process;
 mod mlflow;
+mod node_sets;
 mod plan;
 mod props;
 mod replicates;

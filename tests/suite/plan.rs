@@ -16,7 +16,7 @@ fn plan_with(example: &str, experiment: &str, state: &State) -> (Plan, Option<St
 }
 
 fn record(hash: &str) -> ActionRecord {
-    ActionRecord { hash: hash.into(), status: Status::Done, finished_at: None, seconds: None, error: None }
+    ActionRecord { hash: hash.into(), status: Status::Done, finished_at: None, seconds: None, error: None, set: None }
 }
 
 /// A state in which every other pattern, and all infrastructure and setup, is done.
