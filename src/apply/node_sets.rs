@@ -34,8 +34,9 @@ impl Ledger {
         state.save(path)
     }
 
-    fn into_state(self) -> State {
-        self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+    /// The state as the sets left it (a copy: the sets' executors may still borrow the ledger).
+    fn state(&self) -> State {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -142,7 +143,7 @@ pub async fn run_on_sets<P: Provider>(
     }
 
     // 3. What runs here after the node work: analyses.
-    let mut last = new(&sets[0], ledger.into_state());
+    let mut last = new(&sets[0], ledger.state());
     (last.stack_info, last.failed) = (base.stack_info.clone(), failed);
     last.set_nodes(base.nodes);
     last.walk(&plan.actions, &work.after).await?;
