@@ -5,6 +5,7 @@
 
 mod errors;
 mod infra;
+mod kept;
 mod measure;
 mod post;
 mod probes;
@@ -86,6 +87,8 @@ struct Exec<'a, P: Provider> {
     secrets: &'a Secrets,
     /// The request rate the saturation search gave the probe about to run.
     probe_rate: Option<f64>,
+    /// The group of the next launch the walk will start, set before a stop (what it may keep running).
+    next_launch: Option<u32>,
 }
 
 /// Runs the plan (already limited to its targets), then what rules added. The state is saved after every action.
@@ -123,6 +126,7 @@ pub async fn run<P: Provider>(
         launch: None,
         secrets: &secrets,
         probe_rate: None,
+        next_launch: None,
     };
     ex.restore_infra();
     ex.refresh_nodes(plan).await?;
@@ -202,6 +206,11 @@ impl<P: Provider> Exec<'_, P> {
                     self.warm_up(a).await;
                 }
             }
+            if a.kind == Kind::ServerStop {
+                let next = (i + 1..actions.len()).filter(|j| wanted.contains(j)).map(|j| &actions[j]);
+                self.next_launch =
+                    next.take_while(|x| x.kind != Kind::ServerStop).find(|x| x.kind == Kind::ServerStart).and_then(|x| x.group);
+            }
             let ok = self.execute(a).await?;
             self.process_results().await;
             match a.kind {
@@ -217,8 +226,11 @@ impl<P: Provider> Exec<'_, P> {
                 let _ = self.stop_servers().await;
             }
         }
-        if server_up {
+        // Servers kept for a launch that did not start are stopped, unless apply was
+        // interrupted: then the state records them for the next apply to check.
+        if server_up || (self.state.kept_servers.is_some() && !self.outcome.interrupted) {
             let _ = self.stop_servers().await;
+            self.state.save(&self.opts.state_path)?;
         }
         Ok(())
     }
@@ -278,7 +290,10 @@ impl<P: Provider> Exec<'_, P> {
             Kind::Upload => Ok(()),
             Kind::Service => self.service(a).await,
             Kind::ServerStart => self.server_start(a).await,
-            Kind::ServerStop => self.stop_servers().await,
+            Kind::ServerStop => {
+                let next = self.next_launch.take();
+                self.stop_launch(a.group, next).await
+            }
             Kind::Pattern => self.pattern(a, started).await,
             Kind::Step => self.step(a, started).await,
             Kind::Analysis => self.analysis(a, started),
@@ -303,6 +318,10 @@ impl<P: Provider> Exec<'_, P> {
             }
             Kind::ServerStop => self.launch = None,
             _ => {}
+        }
+        // Which servers are kept running is in the state the moment it changes.
+        if matches!(a.kind, Kind::ServerStart | Kind::ServerStop) {
+            self.state.save(&self.opts.state_path)?;
         }
         self.settle(a, started, result)
     }

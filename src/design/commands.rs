@@ -12,7 +12,7 @@ use crate::check::value::Value;
 use crate::check::Model;
 use crate::diagnostics::Diagnostic;
 use crate::syntax::ast::{Expr, ExprKind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One script and the node (index in the stack's node list) it runs on.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -170,6 +170,16 @@ fn layout_vars(settings: &BTreeMap<String, Value>, vars: &RenderVars, topo: &Top
     out
 }
 
+/// Every role, for a launch that starts all its servers.
+pub fn all_roles() -> BTreeSet<Role> {
+    Role::ALL.into_iter().collect()
+}
+
+/// A launch's servers of the given roles, in start order.
+fn servers_of(campaign: &Campaign, topo: &Topology, roles: &BTreeSet<Role>) -> Vec<Server> {
+    topo.servers(campaign.server.contains_key("start_proxy")).into_iter().filter(|s| roles.contains(&s.role)).collect()
+}
+
 /// A launch's start scripts, one per server (`Topology::servers`), each on its node.
 pub fn server_start(
     model: &Model,
@@ -177,10 +187,21 @@ pub fn server_start(
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
+    server_start_of(model, campaign, settings, vars, &all_roles())
+}
+
+/// The start scripts of a launch's servers of `roles` only (the others keep running).
+pub fn server_start_of(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    roles: &BTreeSet<Role>,
+) -> Result<Vec<Script>, Box<Diagnostic>> {
     let topo = Topology::of(settings);
     let kv = kv_of(campaign);
     let mut out: Vec<Script> = vec![];
-    for server in topo.servers(campaign.server.contains_key("start_proxy")) {
+    for server in servers_of(campaign, &topo, roles) {
         let scope = server_scope(model, campaign, settings, vars, &topo, server);
         let body = render_one(&campaign.server, "server", &server.role.start_key(), &scope, kv)?;
         // The node's first script marks the launch; a second mark would hide the first's pid file.
@@ -202,22 +223,50 @@ pub fn server_ready(
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
+    server_ready_of(model, campaign, settings, vars, &all_roles())
+}
+
+/// The readiness watches of a launch's servers of `roles` only.
+pub fn server_ready_of(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    roles: &BTreeSet<Role>,
+) -> Result<Vec<Script>, Box<Diagnostic>> {
     let timeout = settings.get("health_timeout").and_then(Value::as_f64).unwrap_or(600.0).ceil() as u64;
-    let topo = Topology::of(settings);
     let mut checks: Vec<(usize, Vec<String>)> = vec![];
-    for server in topo.servers(campaign.server.contains_key("start_proxy")) {
-        let scope = server_scope(model, campaign, settings, vars, &topo, server);
-        let health = render_one(&campaign.server, "server", "health", &scope, kv_of(campaign))?;
-        match checks.iter_mut().find(|(n, _)| *n == server.node) {
+    for (_, script) in server_health(model, campaign, settings, vars, roles)? {
+        let (node, health) = (script.node, script.body);
+        match checks.iter_mut().find(|(n, _)| *n == node) {
             Some((_, hs)) if hs.contains(&health) => {}
             Some((_, hs)) => hs.push(health),
-            None => checks.push((server.node, vec![health])),
+            None => checks.push((node, vec![health])),
         }
     }
     Ok(checks
         .into_iter()
         .map(|(node, hs)| Script { node, role: "ready".into(), body: watch_script(&hs.join(" && "), timeout) })
         .collect())
+}
+
+/// One `health` check per server of `roles` (rendered with its `node_role` and port), on
+/// its node: how apply checks that servers kept from the launch before are still up.
+pub fn server_health(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    roles: &BTreeSet<Role>,
+) -> Result<Vec<(Role, Script)>, Box<Diagnostic>> {
+    let topo = Topology::of(settings);
+    let mut out = vec![];
+    for server in servers_of(campaign, &topo, roles) {
+        let scope = server_scope(model, campaign, settings, vars, &topo, server);
+        let body = render_one(&campaign.server, "server", "health", &scope, kv_of(campaign))?;
+        out.push((server.role, Script { node: server.node, role: "health".into(), body }));
+    }
+    Ok(out)
 }
 
 /// The first decode server's metrics read, for a disaggregated pattern whose server
@@ -323,10 +372,18 @@ done"#
     )
 }
 
-/// The stop script, the same on every node.
-pub fn server_stop(model: &Model, campaign: &Campaign, vars: &RenderVars) -> Result<Option<String>, Box<Diagnostic>> {
+/// The stop script, the same on every node: of one role's servers (`node_role` is the
+/// role), or with `role` None of every server on the node (`node_role = "all"`).
+pub fn server_stop(
+    model: &Model,
+    campaign: &Campaign,
+    vars: &RenderVars,
+    role: Option<Role>,
+) -> Result<Option<String>, Box<Diagnostic>> {
     let Some(e) = campaign.server.get("stop") else { return Ok(None) };
-    let scope = scope_of(model, campaign, &BTreeMap::new(), &vars.vars);
+    let mut v = vars.vars.clone();
+    v.insert("node_role".into(), Value::Str(role.map_or("all", Role::as_str).into()));
+    let scope = scope_of(model, campaign, &BTreeMap::new(), &v);
     render::template(e, &scope, kv_of(campaign)).map(Some)
 }
 
@@ -401,7 +458,7 @@ pub fn for_pattern(
         scripts.extend(server_start(model, campaign, &settings, vars)?);
         scripts.extend(server_ready(model, campaign, &settings, vars)?);
         scripts.push(bench(model, campaign, &settings, vars, &[("out", Value::Str(out)), ("id", Value::Str(p.id.clone()))])?);
-        if let Some(body) = server_stop(model, campaign, vars)? {
+        if let Some(body) = server_stop(model, campaign, vars, None)? {
             scripts.extend((0..campaign.stack.as_ref().map_or(2, |s| s.nodes.len())).map(|node| Script {
                 node,
                 role: "stop".into(),

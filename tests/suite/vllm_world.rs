@@ -615,3 +615,92 @@ fn a_local_xpyd_campaign_fans_requests_out_over_every_prefill_decode_and_replica
     assert!(replicas.0 >= 2 && replicas.1 >= 2, "unified replicas served {replicas:?}");
     assert!(second_prefill >= 2, "2P:1D's second prefill server served {second_prefill}");
 }
+
+/// 1P:1D with decode TP as a factor: the second launch changes only the decode servers.
+const DECODE_TP: &str = r#"
+import "std/aws"
+import "std/models"
+import "std/vllm"
+
+stack "world" {
+  region        = "us-east-1"
+  zones         = ["us-east-1a"]
+  instance_type = "g6e.12xlarge"
+  node "node1" {}
+  node "node2" {}
+}
+
+experiment world {
+  prefix = "w"
+  model  = qwen2_5_7b
+  server = vllm {
+    tp = 1, max_model_len = 1024, port = 18170, prefill_port = 18170, decode_port = 18175,
+    proxy_port = 18179, health_timeout = 60s, hf_home = "HF_HOME_DIR",
+  }
+  bench = vllm_bench { warmup = 1, iterations = 2, max_tokens = 16 }
+
+  factor prompt      = [64]
+  factor concurrency = [2]
+  factor decode_tp   = [1, 2]
+
+  duration = 20s
+  startup  = 5s
+
+  layer "TCP" {
+    mode      = disaggregated
+    transport = tcp
+    id        = "w-dtp{decode_tp}-{prompt}"
+  }
+}
+"#;
+
+/// Lines of a server log that start its API server (one per process the log belongs to).
+fn api_server_starts(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("Starting vLLM API server")).count()
+}
+
+#[test]
+fn a_decode_tp_change_restarts_only_the_decode_server_and_the_prefill_server_survives() {
+    let Some(venv) = venv() else { return };
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("vllm-world-decode-tp");
+    let hf = dir.join("hf");
+    std::fs::write(dir.join("world.nixl"), DECODE_TP.replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
+    let plan = nixl().current_dir(&dir).args(["plan", "world.nixl"]).output().unwrap();
+    let p = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(p.contains("restarts decode (decode_tp 1 -> 2); prefill, proxy keep running"), "{p}");
+    let out = world_apply(&dir, &venv, &[]);
+    let nodes = dir.join(".nixl/world/local/nodes");
+    let read = |node: &str, log: &str| std::fs::read_to_string(nodes.join(node).join(log)).unwrap_or_default();
+    let (prefill, decode) = (read("node1", "vllm-prefill.log"), read("node2", "vllm-decode.log"));
+    let served = |node: &str, log: &str| completions_served(&nodes.join(node).join(log));
+    let (by_prefill, by_decode) = (served("node1", "vllm-prefill.log"), served("node2", "vllm-decode.log"));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".nixl/world/state.json")).unwrap_or_default()).unwrap_or_default();
+    let _ = nixl().current_dir(&dir).args(["destroy", "world.nixl", "--provider", "local", "--auto-approve"]).output();
+    let o = text(&out);
+    assert!(out.status.success(), "{o}");
+    assert!(o.contains("kept running for the next launch: prefill, proxy"), "{o}");
+    assert!(o.contains("kept from the launch before, healthy: prefill, proxy"), "{o}");
+    // One prefill process served both launches; the decode log is the second launch's own.
+    assert_eq!(api_server_starts(&prefill), 1, "the prefill server was restarted:\n{prefill}");
+    assert_eq!(api_server_starts(&decode), 1, "{decode}");
+    let args = decode.lines().find(|l| l.contains("non-default args:")).unwrap_or_default();
+    assert!(args.contains("'tensor_parallel_size': 2"), "the decode server was not restarted with TP 2: {args}");
+    assert!(by_prefill >= 2 * by_decode.saturating_sub(1) && by_decode >= 5, "prefill {by_prefill}, decode {by_decode}");
+    assert!(by_prefill > by_decode + 3, "the prefill server served only one launch: {by_prefill} vs {by_decode}");
+    // Every server stopped at the end: nothing is recorded as kept.
+    assert!(state.get("kept_servers").is_none(), "{state}");
+    let raws: Vec<String> = std::fs::read_dir(dir.join(".nixl/results/world"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".raw."))
+        .collect();
+    for id in ["w-dtp1-64", "w-dtp2-64"] {
+        let raw = raws.iter().find(|n| n.starts_with(&format!("{id}."))).unwrap_or_else(|| panic!("{id}: {raws:?}"));
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(".nixl/results/world").join(raw)).unwrap()).unwrap();
+        assert_eq!((v["completed"].as_u64(), v["failed"].as_u64()), (Some(4), Some(0)), "{raw}");
+    }
+}
