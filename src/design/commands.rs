@@ -413,7 +413,8 @@ pub fn tool(tool: &Tool, p: &Pattern, vars: &BTreeMap<String, Value>, kv: Option
 
 /// Everything apply sends for one pattern, in order, with what it needs first:
 /// for an E2E pattern its launch's server starts and readiness watches, the
-/// benchmark and the stop; for a tool step, the setup steps that install the
+/// telemetry reads around the benchmark (`metrics`, `transport_counters`, `gpu_memory`),
+/// the benchmark and the stop; for a tool step, the setup steps that install the
 /// tool, its scripts and the node whose output holds the result.
 #[derive(Debug, serde::Serialize)]
 pub struct PatternCommands {
@@ -457,7 +458,9 @@ pub fn for_pattern(
     } else if p.group.is_some() {
         scripts.extend(server_start(model, campaign, &settings, vars)?);
         scripts.extend(server_ready(model, campaign, &settings, vars)?);
+        scripts.extend(telemetry_reads(model, campaign, &settings, vars, false)?);
         scripts.push(bench(model, campaign, &settings, vars, &[("out", Value::Str(out)), ("id", Value::Str(p.id.clone()))])?);
+        scripts.extend(telemetry_reads(model, campaign, &settings, vars, true)?);
         if let Some(body) = server_stop(model, campaign, vars, None)? {
             scripts.extend((0..campaign.stack.as_ref().map_or(2, |s| s.nodes.len())).map(|node| Script {
                 node,
@@ -467,6 +470,24 @@ pub fn for_pattern(
         }
     }
     Ok(PatternCommands { pattern: p.id.clone(), launch, needs_setup, needs_services, scripts, reads })
+}
+
+/// The telemetry reads apply takes around a pattern's benchmark, as apply's `probes.rs`
+/// takes them: the server metrics and transport counters before the run, and again after
+/// it with the GPU memory; each labelled with when it runs.
+fn telemetry_reads(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    after: bool,
+) -> Result<Vec<Script>, Box<Diagnostic>> {
+    let mut reads = vec![server_metrics(model, campaign, settings, vars)?, transport_counters(model, campaign, settings, vars)?];
+    if after {
+        reads.push(gpu_memory(model, campaign, settings, vars)?);
+    }
+    let when = if after { "after the benchmark" } else { "before the benchmark" };
+    Ok(reads.into_iter().flatten().map(|s| Script { role: format!("{} ({when})", s.role), ..s }).collect())
 }
 
 fn tool_scripts(t: &Tool, p: &Pattern, vars: &BTreeMap<String, Value>, kv: Option<f64>) -> Result<Vec<Script>, Box<Diagnostic>> {
