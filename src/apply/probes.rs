@@ -1,6 +1,6 @@
-//! The reads of the nodes around one E2E pattern: the decode server's Prometheus metrics
-//! and the decode node's transport counters before and after the benchmark (disaggregated
-//! patterns), the server node's GPU memory after it, and what they become: telemetry
+//! The reads of the nodes around one E2E pattern: every decode server's Prometheus metrics
+//! and every decode node's transport counters before and after the benchmark (disaggregated
+//! patterns, summed over the decode servers), the server node's GPU memory after it, and what they become: telemetry
 //! metrics, compared with the catalogue, and the guards' reasons when the run was not the
 //! disaggregated measurement declared.
 
@@ -16,8 +16,9 @@ use std::time::Duration;
 /// The read commands a pattern's settings call for (None: the server definition has none,
 /// or the mode needs none).
 pub(super) struct Probes {
-    metrics: Option<Script>,
-    counters: Option<Script>,
+    /// One per decode server (node): their outputs are read as one, each name summed.
+    metrics: Vec<Script>,
+    counters: Vec<Script>,
     gpu: Option<Script>,
 }
 
@@ -40,7 +41,21 @@ impl<P: Provider> Exec<'_, P> {
 
     /// The cumulative reads (metrics, counters), taken before and again after the run.
     pub(super) async fn snapshot(&self, p: &Probes) -> Result<Snapshot, ActionError> {
-        Ok(Snapshot { metrics: self.read(&p.metrics).await?, counters: self.read(&p.counters).await? })
+        Ok(Snapshot { metrics: self.read_all(&p.metrics).await?, counters: self.read_all(&p.counters).await? })
+    }
+
+    /// The outputs of reads on several servers, one after the other (None without reads).
+    async fn read_all(&self, scripts: &[Script]) -> Result<Option<String>, ActionError> {
+        let mut out: Option<String> = None;
+        for s in scripts {
+            let text = self.read(&Some(s.clone())).await?.unwrap_or_default();
+            let all = out.get_or_insert_with(String::new);
+            all.push_str(&text);
+            if !all.ends_with('\n') {
+                all.push('\n');
+            }
+        }
+        Ok(out)
     }
 
     /// The GPU memory figures after the run (none without a `gpu_memory` command or nvidia-smi).

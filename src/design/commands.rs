@@ -269,27 +269,28 @@ pub fn server_health(
     Ok(out)
 }
 
-/// The first decode server's metrics read, for a disaggregated pattern whose server
-/// definition has a `metrics` command (rendered with `node_role = "decode"`); None
-/// otherwise. A failed read fails the script (`pipefail`), so a filter cannot hide it.
+/// Every decode server's metrics read, for a disaggregated pattern whose server
+/// definition has a `metrics` command (rendered with `node_role = "decode"` and the
+/// server's port); empty otherwise. Apply sums the reads (`results::telemetry::sample`
+/// adds every line of a name), so the KV figures and guards are over all decode servers.
 pub fn server_metrics(
     model: &Model,
     campaign: &Campaign,
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
-) -> Result<Option<Script>, Box<Diagnostic>> {
-    decode_read(model, campaign, settings, vars, "metrics")
+) -> Result<Vec<Script>, Box<Diagnostic>> {
+    decode_reads(model, campaign, settings, vars, "metrics")
 }
 
-/// The decode node's EFA and network-interface byte counters, read like `server_metrics`
-/// from the server definition's `transport_counters` command.
+/// Every decode node's EFA and network-interface byte counters, read like `server_metrics`
+/// from the server definition's `transport_counters` command and summed the same way.
 pub fn transport_counters(
     model: &Model,
     campaign: &Campaign,
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
-) -> Result<Option<Script>, Box<Diagnostic>> {
-    decode_read(model, campaign, settings, vars, "transport_counters")
+) -> Result<Vec<Script>, Box<Diagnostic>> {
+    decode_reads(model, campaign, settings, vars, "transport_counters")
 }
 
 /// The server definition's `gpu_memory` command, on the node whose GPUs hold the KV
@@ -307,19 +308,38 @@ pub fn gpu_memory(
     first_server_read(model, campaign, settings, vars, role, "gpu_memory")
 }
 
-/// A read on the first decode server's node of a disaggregated pattern, from the server
-/// template `key`; None for a unified pattern or a definition without the command.
-fn decode_read(
+/// A read on every decode server's node of a disaggregated pattern, from the server
+/// template `key`; empty for a unified pattern or a definition without the command.
+fn decode_reads(
     model: &Model,
     campaign: &Campaign,
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
     key: &str,
-) -> Result<Option<Script>, Box<Diagnostic>> {
-    if mode_of(settings) != Mode::Disaggregated {
-        return Ok(None);
+) -> Result<Vec<Script>, Box<Diagnostic>> {
+    if mode_of(settings) != Mode::Disaggregated || !campaign.server.contains_key(key) {
+        return Ok(vec![]);
     }
-    first_server_read(model, campaign, settings, vars, Role::Decode, key)
+    let topo = Topology::of(settings);
+    let decode = topo.servers(false).into_iter().filter(|s| s.role == Role::Decode);
+    decode.map(|server| server_read(model, campaign, settings, vars, &topo, server, key)).collect()
+}
+
+/// The server template `key` rendered for one server (its scope: the role's TP, address
+/// and port), on that server's node. A failed read fails the script (`pipefail`), so a
+/// filter cannot hide it.
+fn server_read(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    topo: &Topology,
+    server: Server,
+    key: &str,
+) -> Result<Script, Box<Diagnostic>> {
+    let scope = server_scope(model, campaign, settings, vars, topo, server);
+    let body = render_one(&campaign.server, "server", key, &scope, kv_of(campaign))?;
+    Ok(Script { node: server.node, role: key.into(), body: format!("set -o pipefail\n{body}") })
 }
 
 /// The server template `key` rendered for the first server of `role` (its scope: the
@@ -338,9 +358,7 @@ fn first_server_read(
     }
     let topo = Topology::of(settings);
     let Some(server) = topo.servers(false).into_iter().find(|s| s.role == role) else { return Ok(None) };
-    let scope = server_scope(model, campaign, settings, vars, &topo, server);
-    let body = render_one(&campaign.server, "server", key, &scope, kv_of(campaign))?;
-    Ok(Some(Script { node: server.node, role: key.into(), body: format!("set -o pipefail\n{body}") }))
+    server_read(model, campaign, settings, vars, &topo, server, key).map(Some)
 }
 
 /// The readiness watch of one node (see `server_ready`).
@@ -482,12 +500,13 @@ fn telemetry_reads(
     vars: &RenderVars,
     after: bool,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
-    let mut reads = vec![server_metrics(model, campaign, settings, vars)?, transport_counters(model, campaign, settings, vars)?];
+    let mut reads = server_metrics(model, campaign, settings, vars)?;
+    reads.extend(transport_counters(model, campaign, settings, vars)?);
     if after {
-        reads.push(gpu_memory(model, campaign, settings, vars)?);
+        reads.extend(gpu_memory(model, campaign, settings, vars)?);
     }
     let when = if after { "after the benchmark" } else { "before the benchmark" };
-    Ok(reads.into_iter().flatten().map(|s| Script { role: format!("{} ({when})", s.role), ..s }).collect())
+    Ok(reads.into_iter().map(|s| Script { role: format!("{} ({when})", s.role), ..s }).collect())
 }
 
 fn tool_scripts(t: &Tool, p: &Pattern, vars: &BTreeMap<String, Value>, kv: Option<f64>) -> Result<Vec<Script>, Box<Diagnostic>> {

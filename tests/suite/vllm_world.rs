@@ -740,7 +740,8 @@ fn servers_kept_across_an_interruption_are_checked_on_resume_and_started_again_w
     let mut seen = vec![];
     for line in lines.by_ref() {
         let line = line.unwrap();
-        let stopping = line.contains("stop server, verify GPU memory is free");
+        // The walk announces it as "[n/total] + stop server, ..." (the plan above lists it too).
+        let stopping = line.starts_with('[') && line.contains("stop server, verify GPU memory is free");
         seen.push(line);
         if stopping {
             assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
