@@ -20,6 +20,8 @@ pub(super) struct Probes {
     metrics: Vec<Script>,
     counters: Vec<Script>,
     gpu: Option<Script>,
+    /// Each prefill and decode server node's GPU memory, summed per role.
+    role_gpu: Vec<(crate::design::topology::Role, Script)>,
 }
 
 /// The outputs of the reads taken at one moment.
@@ -36,6 +38,7 @@ impl<P: Provider> Exec<'_, P> {
             metrics: commands::server_metrics(m, c, s, v)?,
             counters: commands::transport_counters(m, c, s, v)?,
             gpu: commands::gpu_memory(m, c, s, v)?,
+            role_gpu: commands::role_gpu_memory(m, c, s, v)?,
         })
     }
 
@@ -63,7 +66,17 @@ impl<P: Provider> Exec<'_, P> {
         let Some(s) = &p.gpu else { return Ok(BTreeMap::new()) };
         let node = self.nth_node(s.node)?;
         let text = self.read(&p.gpu).await?.unwrap_or_default();
-        gpu_memory::parse(&text).map_err(|error| ActionError::GpuMemory { node: node.name, error })
+        let mut out = gpu_memory::parse(&text).map_err(|error| ActionError::GpuMemory { node: node.name, error })?;
+        for role in [crate::design::topology::Role::Prefill, crate::design::topology::Role::Decode] {
+            let mut per_node = vec![];
+            for (_, s) in p.role_gpu.iter().filter(|(r, _)| *r == role) {
+                let node = self.nth_node(s.node)?;
+                let text = self.read(&Some(s.clone())).await?.unwrap_or_default();
+                per_node.push(gpu_memory::parse(&text).map_err(|error| ActionError::GpuMemory { node: node.name, error })?);
+            }
+            out.extend(gpu_memory::role_totals(role.as_str(), &per_node));
+        }
+        Ok(out)
     }
 
     /// The telemetry metrics of a run, or every guard's reason when it was not the

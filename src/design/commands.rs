@@ -308,6 +308,22 @@ pub fn gpu_memory(
     first_server_read(model, campaign, settings, vars, role, "gpu_memory")
 }
 
+/// The `gpu_memory` read on every prefill and every decode server's node of a disaggregated
+/// pattern, with the role each node serves (apply records each role's sum); empty otherwise.
+pub fn role_gpu_memory(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+) -> Result<Vec<(Role, Script)>, Box<Diagnostic>> {
+    if mode_of(settings) != Mode::Disaggregated || !campaign.server.contains_key("gpu_memory") {
+        return Ok(vec![]);
+    }
+    let topo = Topology::of(settings);
+    let servers = topo.servers(false).into_iter().filter(|s| matches!(s.role, Role::Prefill | Role::Decode));
+    servers.map(|s| Ok((s.role, server_read(model, campaign, settings, vars, &topo, s, "gpu_memory")?))).collect()
+}
+
 /// A read on every decode server's node of a disaggregated pattern, from the server
 /// template `key`; empty for a unified pattern or a definition without the command.
 fn decode_reads(
@@ -504,6 +520,8 @@ fn telemetry_reads(
     reads.extend(transport_counters(model, campaign, settings, vars)?);
     if after {
         reads.extend(gpu_memory(model, campaign, settings, vars)?);
+        let per_role = role_gpu_memory(model, campaign, settings, vars)?;
+        reads.extend(per_role.into_iter().map(|(role, s)| Script { role: format!("{} of {}", s.role, role.as_str()), ..s }));
     }
     let when = if after { "after the benchmark" } else { "before the benchmark" };
     Ok(reads.into_iter().map(|s| Script { role: format!("{} ({when})", s.role), ..s }).collect())

@@ -88,7 +88,8 @@ fn with_two_decode_servers_the_kv_figures_are_the_sum_over_both() {
         .replace("    transport = tcp\n", "    transport = tcp\n    decode_nodes = 2\n");
     assert!(text_1p2d.contains("decode_nodes = 2") && text_1p2d.contains("18179"));
     std::fs::write(dir.join("world.nixl"), text_1p2d).unwrap();
-    let out = world_apply(&dir, &venv, &[]);
+    // Each node records its servers' GPU memory in its own directory (the nvidia-smi stand-in).
+    let out = world_apply(&dir, &venv, &[("NIXL_FAKE_GPU_DIR", "gpus")]);
     let nodes = dir.join(".nixl/world/local/nodes");
     let by_decode = (served(&nodes.join("node2/vllm-decode.log")), served(&nodes.join("node3/vllm-decode.log")));
     let _ = nixl().current_dir(&dir).args(["destroy", "world.nixl", "--provider", "local", "--auto-approve"]).output();
@@ -104,4 +105,10 @@ fn with_two_decode_servers_the_kv_figures_are_the_sum_over_both() {
     assert_eq!(transfers, (by_decode.0 + by_decode.1) as f64, "{m} against served {by_decode:?}");
     assert_eq!(m["kv_bytes"].as_f64(), Some(transfers * per_request), "{m}");
     assert_eq!(m["decode_prefill_tokens"].as_f64(), Some(transfers), "{m}");
+    // GPU memory per role: both decode nodes' servers (0.9 of one 46068 MiB GPU each), the
+    // one prefill node's; `gpu_memory_used_mib` stays the first decode node's, as for 1P:1D.
+    let one = (0.9f64 * 46068.0).floor();
+    assert_eq!(m["decode_gpu_memory_used_mib"].as_f64(), Some(2.0 * one), "{m}");
+    assert_eq!(m["prefill_gpu_memory_used_mib"].as_f64(), Some(one), "{m}");
+    assert_eq!(m["gpu_memory_used_mib"].as_f64(), Some(one), "{m}");
 }

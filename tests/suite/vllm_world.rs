@@ -736,11 +736,11 @@ fn servers_kept_across_an_interruption_are_checked_on_resume_and_started_again_w
 
     // Ctrl-C while the first launch's stop runs: the walk ends before the second launch.
     let mut child = world_apply_spawn(&dir, &venv, &[]);
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The walk's progress is on stderr; the plan (which lists the stop too) on stdout.
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = vec![];
     for line in lines.by_ref() {
         let line = line.unwrap();
-        // The walk announces it as "[n/total] + stop server, ..." (the plan above lists it too).
         let stopping = line.starts_with('[') && line.contains("stop server, verify GPU memory is free");
         seen.push(line);
         if stopping {
@@ -750,7 +750,7 @@ fn servers_kept_across_an_interruption_are_checked_on_resume_and_started_again_w
     }
     seen.extend(lines.map_while(Result::ok));
     let first = child.wait_with_output().unwrap();
-    let first_text = format!("{}\n{}", seen.join("\n"), String::from_utf8_lossy(&first.stderr));
+    let first_text = format!("{}\n{}", String::from_utf8_lossy(&first.stdout), seen.join("\n"));
     let kept = read_state()["kept_servers"].clone();
     let roles: Vec<&str> =
         kept["servers"].as_array().map(|s| s.iter().filter_map(|x| x[0].as_str()).collect()).unwrap_or_default();
