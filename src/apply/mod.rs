@@ -5,6 +5,7 @@
 
 mod errors;
 mod infra;
+mod kept;
 mod measure;
 mod node_sets;
 mod post;
@@ -92,6 +93,8 @@ struct Exec<'a, P: Provider> {
     set: Option<u32>,
     /// The state the node sets share, when several walk at once: each record goes into it.
     ledger: Option<&'a node_sets::Ledger>,
+    /// The group of the next launch the walk will start, set before a stop (what it may keep running).
+    next_launch: Option<u32>,
 }
 
 /// Runs the plan (already limited to its targets), then what rules added. The state is saved after every action.
@@ -161,6 +164,7 @@ impl<'a, P: Provider> Exec<'a, P> {
             probe_rate: None,
             set: None,
             ledger: None,
+            next_launch: None,
         }
     }
 }
@@ -230,6 +234,11 @@ impl<P: Provider> Exec<'_, P> {
                     self.warm_up(a).await;
                 }
             }
+            if a.kind == Kind::ServerStop {
+                let next = (i + 1..actions.len()).filter(|j| wanted.contains(j)).map(|j| &actions[j]);
+                self.next_launch =
+                    next.take_while(|x| x.kind != Kind::ServerStop).find(|x| x.kind == Kind::ServerStart).and_then(|x| x.group);
+            }
             let ok = self.execute(a).await?;
             self.process_results().await;
             match a.kind {
@@ -245,8 +254,11 @@ impl<P: Provider> Exec<'_, P> {
                 let _ = self.stop_servers().await;
             }
         }
-        if server_up {
+        // Servers kept for a launch that did not start are stopped, unless apply was
+        // interrupted: then the state records them for the next apply to check.
+        if server_up || (self.state.kept_servers.is_some() && !self.outcome.interrupted) {
             let _ = self.stop_servers().await;
+            self.state.save(&self.opts.state_path)?;
         }
         Ok(())
     }
@@ -306,7 +318,10 @@ impl<P: Provider> Exec<'_, P> {
             Kind::Upload => Ok(()),
             Kind::Service => self.service(a).await,
             Kind::ServerStart => self.server_start(a).await,
-            Kind::ServerStop => self.stop_servers().await,
+            Kind::ServerStop => {
+                let next = self.next_launch.take();
+                self.stop_launch(a.group, next).await
+            }
             Kind::Pattern => self.pattern(a, started).await,
             Kind::Step => self.step(a, started).await,
             Kind::Analysis => self.analysis(a, started),
@@ -331,6 +346,10 @@ impl<P: Provider> Exec<'_, P> {
             }
             Kind::ServerStop => self.launch = None,
             _ => {}
+        }
+        // Which servers are kept running is in the state the moment it changes.
+        if matches!(a.kind, Kind::ServerStart | Kind::ServerStop) {
+            self.state.save(&self.opts.state_path)?;
         }
         self.settle(a, started, result)
     }

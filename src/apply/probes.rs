@@ -1,6 +1,6 @@
-//! The reads of the nodes around one E2E pattern: the decode server's Prometheus metrics
-//! and the decode node's transport counters before and after the benchmark (disaggregated
-//! patterns), the server node's GPU memory after it, and what they become: telemetry
+//! The reads of the nodes around one E2E pattern: every decode server's Prometheus metrics
+//! and every decode node's transport counters before and after the benchmark (disaggregated
+//! patterns, summed over the decode servers), the server node's GPU memory after it, and what they become: telemetry
 //! metrics, compared with the catalogue, and the guards' reasons when the run was not the
 //! disaggregated measurement declared.
 
@@ -16,9 +16,12 @@ use std::time::Duration;
 /// The read commands a pattern's settings call for (None: the server definition has none,
 /// or the mode needs none).
 pub(super) struct Probes {
-    metrics: Option<Script>,
-    counters: Option<Script>,
+    /// One per decode server (node): their outputs are read as one, each name summed.
+    metrics: Vec<Script>,
+    counters: Vec<Script>,
     gpu: Option<Script>,
+    /// Each prefill and decode server node's GPU memory, summed per role.
+    role_gpu: Vec<(crate::design::topology::Role, Script)>,
 }
 
 /// The outputs of the reads taken at one moment.
@@ -35,12 +38,27 @@ impl<P: Provider> Exec<'_, P> {
             metrics: commands::server_metrics(m, c, s, v)?,
             counters: commands::transport_counters(m, c, s, v)?,
             gpu: commands::gpu_memory(m, c, s, v)?,
+            role_gpu: commands::role_gpu_memory(m, c, s, v)?,
         })
     }
 
     /// The cumulative reads (metrics, counters), taken before and again after the run.
     pub(super) async fn snapshot(&self, p: &Probes) -> Result<Snapshot, ActionError> {
-        Ok(Snapshot { metrics: self.read(&p.metrics).await?, counters: self.read(&p.counters).await? })
+        Ok(Snapshot { metrics: self.read_all(&p.metrics).await?, counters: self.read_all(&p.counters).await? })
+    }
+
+    /// The outputs of reads on several servers, one after the other (None without reads).
+    async fn read_all(&self, scripts: &[Script]) -> Result<Option<String>, ActionError> {
+        let mut out: Option<String> = None;
+        for s in scripts {
+            let text = self.read(&Some(s.clone())).await?.unwrap_or_default();
+            let all = out.get_or_insert_with(String::new);
+            all.push_str(&text);
+            if !all.ends_with('\n') {
+                all.push('\n');
+            }
+        }
+        Ok(out)
     }
 
     /// The GPU memory figures after the run (none without a `gpu_memory` command or nvidia-smi).
@@ -48,7 +66,17 @@ impl<P: Provider> Exec<'_, P> {
         let Some(s) = &p.gpu else { return Ok(BTreeMap::new()) };
         let node = self.nth_node(s.node)?;
         let text = self.read(&p.gpu).await?.unwrap_or_default();
-        gpu_memory::parse(&text).map_err(|error| ActionError::GpuMemory { node: node.name, error })
+        let mut out = gpu_memory::parse(&text).map_err(|error| ActionError::GpuMemory { node: node.name, error })?;
+        for role in [crate::design::topology::Role::Prefill, crate::design::topology::Role::Decode] {
+            let mut per_node = vec![];
+            for (_, s) in p.role_gpu.iter().filter(|(r, _)| *r == role) {
+                let node = self.nth_node(s.node)?;
+                let text = self.read(&Some(s.clone())).await?.unwrap_or_default();
+                per_node.push(gpu_memory::parse(&text).map_err(|error| ActionError::GpuMemory { node: node.name, error })?);
+            }
+            out.extend(gpu_memory::role_totals(role.as_str(), &per_node));
+        }
+        Ok(out)
     }
 
     /// The telemetry metrics of a run, or every guard's reason when it was not the

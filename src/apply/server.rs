@@ -1,12 +1,14 @@
 //! The executor's server actions: start a launch's servers (unified, or
-//! prefill, decode and proxy), wait for health, stop them; start a service a tool needs.
+//! prefill, decode and proxy; only those not kept from the launch before, `kept.rs`), wait
+//! for health, stop them; start a service a tool needs.
 
 use super::{ActionError, Exec};
 use crate::check::value::Value;
 use crate::design::commands;
+use crate::design::topology::Role;
 use crate::plan::Action;
 use crate::provider::{CommandOutput, NodeInfo, Provider};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,7 @@ impl<P: Provider> Exec<'_, P> {
 
     /// The settings of a launch's first pattern: what its server commands are rendered with
     /// (on this node set's ports).
-    fn launch_settings(&self, group: Option<u32>) -> BTreeMap<String, Value> {
+    pub(super) fn launch_settings(&self, group: Option<u32>) -> BTreeMap<String, Value> {
         let first = self.campaign.design.patterns.iter().find(|p| p.group == group);
         first.map(|p| self.on_this_set(&self.resolver.settings(p))).unwrap_or_default()
     }
@@ -49,13 +51,16 @@ impl<P: Provider> Exec<'_, P> {
     pub(super) async fn server_start(&mut self, a: &Action) -> Result<(), ActionError> {
         let settings = self.launch_settings(a.group);
         let (model, campaign) = (self.model, self.campaign);
-        for script in commands::server_start(model, campaign, &settings, &self.vars)? {
+        // Servers kept from the launch before and healthy are not started again.
+        let up = self.roles_already_up(a.group, &settings).await?;
+        let roles: BTreeSet<Role> = commands::all_roles().difference(&up).copied().collect();
+        for script in commands::server_start_of(model, campaign, &settings, &self.vars, &roles)? {
             let node = self.nth_node(script.node)?;
             self.run_on(&node, &script.body, Duration::from_secs(120)).await?;
         }
         // One command per server node waits on the node itself: health, live processes,
         // fatal log lines. The first to fail ends the launch with its log tail.
-        let ready = commands::server_ready(model, campaign, &settings, &self.vars)?;
+        let ready = commands::server_ready_of(model, campaign, &settings, &self.vars, &roles)?;
         let limit = settings.get("health_timeout").and_then(Value::as_f64).unwrap_or(600.0);
         let wait = Duration::from_secs_f64(limit + 60.0);
         let this = &*self;
@@ -102,7 +107,8 @@ impl<P: Provider> Exec<'_, P> {
 
     /// Stops every server on every node and checks GPU memory is free (the `stop` command).
     pub(super) async fn stop_servers(&mut self) -> Result<(), ActionError> {
-        let Some(body) = commands::server_stop(self.model, self.campaign, &self.vars)? else { return Ok(()) };
+        self.state.kept_servers = None;
+        let Some(body) = commands::server_stop(self.model, self.campaign, &self.vars, None)? else { return Ok(()) };
         let outs = self.provider.run(&self.nodes, &body, Duration::from_secs(180)).await?;
         match outs.iter().find(|o| o.exit_code != 0) {
             Some(o) => Err(ActionError::Command { node: o.node.clone(), exit_code: o.exit_code, tail: o.tail(10) }),

@@ -440,7 +440,7 @@ fn render_server(
 ) {
     let r = commands::server_start(model, campaign, settings, vars)
         .and_then(|_| commands::server_ready(model, campaign, settings, vars))
-        .and_then(|_| commands::server_stop(model, campaign, vars));
+        .and_then(|_| commands::server_stop(model, campaign, vars, None));
     if let Err(d) = r {
         diags.push(render_error(campaign, p, "server commands", *d));
     }

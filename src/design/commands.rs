@@ -12,7 +12,7 @@ use crate::check::value::Value;
 use crate::check::Model;
 use crate::diagnostics::Diagnostic;
 use crate::syntax::ast::{Expr, ExprKind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One script and the node (index in the stack's node list) it runs on.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -173,6 +173,16 @@ fn layout_vars(settings: &BTreeMap<String, Value>, vars: &RenderVars, topo: &Top
     out
 }
 
+/// Every role, for a launch that starts all its servers.
+pub fn all_roles() -> BTreeSet<Role> {
+    Role::ALL.into_iter().collect()
+}
+
+/// A launch's servers of the given roles, in start order.
+fn servers_of(campaign: &Campaign, topo: &Topology, roles: &BTreeSet<Role>) -> Vec<Server> {
+    topo.servers(campaign.server.contains_key("start_proxy")).into_iter().filter(|s| roles.contains(&s.role)).collect()
+}
+
 /// A launch's start scripts, one per server (`Topology::servers`), each on its node.
 pub fn server_start(
     model: &Model,
@@ -180,10 +190,21 @@ pub fn server_start(
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
+    server_start_of(model, campaign, settings, vars, &all_roles())
+}
+
+/// The start scripts of a launch's servers of `roles` only (the others keep running).
+pub fn server_start_of(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    roles: &BTreeSet<Role>,
+) -> Result<Vec<Script>, Box<Diagnostic>> {
     let topo = Topology::of(settings);
     let kv = kv_of(campaign);
     let mut out: Vec<Script> = vec![];
-    for server in topo.servers(campaign.server.contains_key("start_proxy")) {
+    for server in servers_of(campaign, &topo, roles) {
         let scope = server_scope(model, campaign, settings, vars, &topo, server);
         let body = render_one(&campaign.server, "server", &server.role.start_key(), &scope, kv)?;
         // The node's first script marks the launch; a second mark would hide the first's pid file.
@@ -205,16 +226,25 @@ pub fn server_ready(
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
+    server_ready_of(model, campaign, settings, vars, &all_roles())
+}
+
+/// The readiness watches of a launch's servers of `roles` only.
+pub fn server_ready_of(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    roles: &BTreeSet<Role>,
+) -> Result<Vec<Script>, Box<Diagnostic>> {
     let timeout = settings.get("health_timeout").and_then(Value::as_f64).unwrap_or(600.0).ceil() as u64;
-    let topo = Topology::of(settings);
     let mut checks: Vec<(usize, Vec<String>)> = vec![];
-    for server in topo.servers(campaign.server.contains_key("start_proxy")) {
-        let scope = server_scope(model, campaign, settings, vars, &topo, server);
-        let health = render_one(&campaign.server, "server", "health", &scope, kv_of(campaign))?;
-        match checks.iter_mut().find(|(n, _)| *n == server.node) {
+    for (_, script) in server_health(model, campaign, settings, vars, roles)? {
+        let (node, health) = (script.node, script.body);
+        match checks.iter_mut().find(|(n, _)| *n == node) {
             Some((_, hs)) if hs.contains(&health) => {}
             Some((_, hs)) => hs.push(health),
-            None => checks.push((server.node, vec![health])),
+            None => checks.push((node, vec![health])),
         }
     }
     Ok(checks
@@ -223,27 +253,47 @@ pub fn server_ready(
         .collect())
 }
 
-/// The first decode server's metrics read, for a disaggregated pattern whose server
-/// definition has a `metrics` command (rendered with `node_role = "decode"`); None
-/// otherwise. A failed read fails the script (`pipefail`), so a filter cannot hide it.
+/// One `health` check per server of `roles` (rendered with its `node_role` and port), on
+/// its node: how apply checks that servers kept from the launch before are still up.
+pub fn server_health(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    roles: &BTreeSet<Role>,
+) -> Result<Vec<(Role, Script)>, Box<Diagnostic>> {
+    let topo = Topology::of(settings);
+    let mut out = vec![];
+    for server in servers_of(campaign, &topo, roles) {
+        let scope = server_scope(model, campaign, settings, vars, &topo, server);
+        let body = render_one(&campaign.server, "server", "health", &scope, kv_of(campaign))?;
+        out.push((server.role, Script { node: server.node, role: "health".into(), body }));
+    }
+    Ok(out)
+}
+
+/// Every decode server's metrics read, for a disaggregated pattern whose server
+/// definition has a `metrics` command (rendered with `node_role = "decode"` and the
+/// server's port); empty otherwise. Apply sums the reads (`results::telemetry::sample`
+/// adds every line of a name), so the KV figures and guards are over all decode servers.
 pub fn server_metrics(
     model: &Model,
     campaign: &Campaign,
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
-) -> Result<Option<Script>, Box<Diagnostic>> {
-    decode_read(model, campaign, settings, vars, "metrics")
+) -> Result<Vec<Script>, Box<Diagnostic>> {
+    decode_reads(model, campaign, settings, vars, "metrics")
 }
 
-/// The decode node's EFA and network-interface byte counters, read like `server_metrics`
-/// from the server definition's `transport_counters` command.
+/// Every decode node's EFA and network-interface byte counters, read like `server_metrics`
+/// from the server definition's `transport_counters` command and summed the same way.
 pub fn transport_counters(
     model: &Model,
     campaign: &Campaign,
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
-) -> Result<Option<Script>, Box<Diagnostic>> {
-    decode_read(model, campaign, settings, vars, "transport_counters")
+) -> Result<Vec<Script>, Box<Diagnostic>> {
+    decode_reads(model, campaign, settings, vars, "transport_counters")
 }
 
 /// The server definition's `gpu_memory` command, on the node whose GPUs hold the KV
@@ -261,19 +311,54 @@ pub fn gpu_memory(
     first_server_read(model, campaign, settings, vars, role, "gpu_memory")
 }
 
-/// A read on the first decode server's node of a disaggregated pattern, from the server
-/// template `key`; None for a unified pattern or a definition without the command.
-fn decode_read(
+/// The `gpu_memory` read on every prefill and every decode server's node of a disaggregated
+/// pattern, with the role each node serves (apply records each role's sum); empty otherwise.
+pub fn role_gpu_memory(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+) -> Result<Vec<(Role, Script)>, Box<Diagnostic>> {
+    if mode_of(settings) != Mode::Disaggregated || !campaign.server.contains_key("gpu_memory") {
+        return Ok(vec![]);
+    }
+    let topo = Topology::of(settings);
+    let servers = topo.servers(false).into_iter().filter(|s| matches!(s.role, Role::Prefill | Role::Decode));
+    servers.map(|s| Ok((s.role, server_read(model, campaign, settings, vars, &topo, s, "gpu_memory")?))).collect()
+}
+
+/// A read on every decode server's node of a disaggregated pattern, from the server
+/// template `key`; empty for a unified pattern or a definition without the command.
+fn decode_reads(
     model: &Model,
     campaign: &Campaign,
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
     key: &str,
-) -> Result<Option<Script>, Box<Diagnostic>> {
-    if mode_of(settings) != Mode::Disaggregated {
-        return Ok(None);
+) -> Result<Vec<Script>, Box<Diagnostic>> {
+    if mode_of(settings) != Mode::Disaggregated || !campaign.server.contains_key(key) {
+        return Ok(vec![]);
     }
-    first_server_read(model, campaign, settings, vars, Role::Decode, key)
+    let topo = Topology::of(settings);
+    let decode = topo.servers(false).into_iter().filter(|s| s.role == Role::Decode);
+    decode.map(|server| server_read(model, campaign, settings, vars, &topo, server, key)).collect()
+}
+
+/// The server template `key` rendered for one server (its scope: the role's TP, address
+/// and port), on that server's node. A failed read fails the script (`pipefail`), so a
+/// filter cannot hide it.
+fn server_read(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    topo: &Topology,
+    server: Server,
+    key: &str,
+) -> Result<Script, Box<Diagnostic>> {
+    let scope = server_scope(model, campaign, settings, vars, topo, server);
+    let body = render_one(&campaign.server, "server", key, &scope, kv_of(campaign))?;
+    Ok(Script { node: server.node, role: key.into(), body: format!("set -o pipefail\n{body}") })
 }
 
 /// The server template `key` rendered for the first server of `role` (its scope: the
@@ -292,9 +377,7 @@ fn first_server_read(
     }
     let topo = Topology::of(settings);
     let Some(server) = topo.servers(false).into_iter().find(|s| s.role == role) else { return Ok(None) };
-    let scope = server_scope(model, campaign, settings, vars, &topo, server);
-    let body = render_one(&campaign.server, "server", key, &scope, kv_of(campaign))?;
-    Ok(Some(Script { node: server.node, role: key.into(), body: format!("set -o pipefail\n{body}") }))
+    server_read(model, campaign, settings, vars, &topo, server, key).map(Some)
 }
 
 /// The readiness watch of one node (see `server_ready`).
@@ -326,10 +409,18 @@ done"#
     )
 }
 
-/// The stop script, the same on every node.
-pub fn server_stop(model: &Model, campaign: &Campaign, vars: &RenderVars) -> Result<Option<String>, Box<Diagnostic>> {
+/// The stop script, the same on every node: of one role's servers (`node_role` is the
+/// role), or with `role` None of every server on the node (`node_role = "all"`).
+pub fn server_stop(
+    model: &Model,
+    campaign: &Campaign,
+    vars: &RenderVars,
+    role: Option<Role>,
+) -> Result<Option<String>, Box<Diagnostic>> {
     let Some(e) = campaign.server.get("stop") else { return Ok(None) };
-    let scope = scope_of(model, campaign, &BTreeMap::new(), &vars.vars);
+    let mut v = vars.vars.clone();
+    v.insert("node_role".into(), Value::Str(role.map_or("all", Role::as_str).into()));
+    let scope = scope_of(model, campaign, &BTreeMap::new(), &v);
     render::template(e, &scope, kv_of(campaign)).map(Some)
 }
 
@@ -359,7 +450,8 @@ pub fn tool(tool: &Tool, p: &Pattern, vars: &BTreeMap<String, Value>, kv: Option
 
 /// Everything apply sends for one pattern, in order, with what it needs first:
 /// for an E2E pattern its launch's server starts and readiness watches, the
-/// benchmark and the stop; for a tool step, the setup steps that install the
+/// telemetry reads around the benchmark (`metrics`, `transport_counters`, `gpu_memory`),
+/// the benchmark and the stop; for a tool step, the setup steps that install the
 /// tool, its scripts and the node whose output holds the result.
 #[derive(Debug, serde::Serialize)]
 pub struct PatternCommands {
@@ -403,8 +495,10 @@ pub fn for_pattern(
     } else if p.group.is_some() {
         scripts.extend(server_start(model, campaign, &settings, vars)?);
         scripts.extend(server_ready(model, campaign, &settings, vars)?);
+        scripts.extend(telemetry_reads(model, campaign, &settings, vars, false)?);
         scripts.push(bench(model, campaign, &settings, vars, &[("out", Value::Str(out)), ("id", Value::Str(p.id.clone()))])?);
-        if let Some(body) = server_stop(model, campaign, vars)? {
+        scripts.extend(telemetry_reads(model, campaign, &settings, vars, true)?);
+        if let Some(body) = server_stop(model, campaign, vars, None)? {
             scripts.extend((0..campaign.stack.as_ref().map_or(2, |s| s.nodes.len())).map(|node| Script {
                 node,
                 role: "stop".into(),
@@ -413,6 +507,27 @@ pub fn for_pattern(
         }
     }
     Ok(PatternCommands { pattern: p.id.clone(), launch, needs_setup, needs_services, scripts, reads })
+}
+
+/// The telemetry reads apply takes around a pattern's benchmark, as apply's `probes.rs`
+/// takes them: the server metrics and transport counters before the run, and again after
+/// it with the GPU memory; each labelled with when it runs.
+fn telemetry_reads(
+    model: &Model,
+    campaign: &Campaign,
+    settings: &BTreeMap<String, Value>,
+    vars: &RenderVars,
+    after: bool,
+) -> Result<Vec<Script>, Box<Diagnostic>> {
+    let mut reads = server_metrics(model, campaign, settings, vars)?;
+    reads.extend(transport_counters(model, campaign, settings, vars)?);
+    if after {
+        reads.extend(gpu_memory(model, campaign, settings, vars)?);
+        let per_role = role_gpu_memory(model, campaign, settings, vars)?;
+        reads.extend(per_role.into_iter().map(|(role, s)| Script { role: format!("{} of {}", s.role, role.as_str()), ..s }));
+    }
+    let when = if after { "after the benchmark" } else { "before the benchmark" };
+    Ok(reads.into_iter().map(|s| Script { role: format!("{} ({when})", s.role), ..s }).collect())
 }
 
 fn tool_scripts(t: &Tool, p: &Pattern, vars: &BTreeMap<String, Value>, kv: Option<f64>) -> Result<Vec<Script>, Box<Diagnostic>> {

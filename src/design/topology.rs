@@ -256,41 +256,70 @@ pub fn launch_layouts(model: &Model, campaign: &Campaign) -> BTreeMap<u32, Launc
         let Some(p) = launch.patterns.first().and_then(|&i| campaign.design.patterns.get(i)) else { continue };
         let settings = resolver.settings(p);
         let topo = Topology::of(&settings);
-        let present: BTreeSet<Role> = topo.servers(campaign.server.contains_key("start_proxy")).iter().map(|s| s.role).collect();
+        let present = roles_present(campaign, &topo);
         let key = &campaign.design.groups[launch.group as usize];
         let (restarts, changed) = match &previous {
             None => (present.clone(), vec![]),
             Some(before) => {
-                let mut roles = BTreeSet::new();
-                let mut changed = vec![];
-                for (name, value) in &key.values {
-                    let old = before.get(name).cloned().unwrap_or(Value::None);
-                    if old.display() != value.display() {
-                        roles.extend(roles_changed_by(name, &reads));
-                        let (was, is) = match previous_topo.as_ref().and_then(|t| t.effective(name).zip(topo.effective(name))) {
-                            Some((a, b)) => (a, b),
-                            None => (old.display(), value.display()),
-                        };
-                        changed.push(format!("{name} {was} -> {is}"));
-                    }
-                }
-                (roles.intersection(&present).copied().collect(), changed)
+                let changed_names = changed_settings(before, key);
+                let changed = changed_names
+                    .iter()
+                    .map(|name| {
+                        let old = before.get(name).cloned().unwrap_or(Value::None).display();
+                        let new = key.values.iter().find(|(n, _)| n == name).map_or(String::new(), |(_, v)| v.display());
+                        let (was, is) = previous_topo
+                            .as_ref()
+                            .and_then(|t| t.effective(name).zip(topo.effective(name)))
+                            .unwrap_or((old, new));
+                        format!("{name} {was} -> {is}")
+                    })
+                    .collect();
+                (roles_to_start(before, key, &reads, &present), changed)
             }
         };
         let keeps = present.difference(&restarts).copied().collect();
         let restarts = restarts.into_iter().collect();
         let layout =
             LaunchLayout { servers: topo.label(), nodes: topo.nodes(), gpus: topo.gpus(per_node), restarts, keeps, changed };
-        previous = Some(key.values.iter().cloned().collect());
+        previous = Some(key_values(key));
         previous_topo = Some(topo);
         out.insert(launch.number, layout);
     }
     out
 }
 
+/// A restart key's values by name: what `roles_to_start` compares a next launch's key with.
+pub fn key_values(key: &super::RestartKey) -> BTreeMap<String, Value> {
+    key.values.iter().cloned().collect()
+}
+
+/// The settings of a restart key whose values differ from `before` (another launch's key values).
+fn changed_settings(before: &BTreeMap<String, Value>, key: &super::RestartKey) -> Vec<String> {
+    let differs = |name: &String, value: &Value| before.get(name).unwrap_or(&Value::None).display() != value.display();
+    key.values.iter().filter(|(n, v)| differs(n, v)).map(|(n, _)| n.clone()).collect()
+}
+
+/// The roles a launch of restart key `key`, whose servers are `present`, must start when
+/// the servers of a launch with key values `before` are up: those its changed settings need.
+/// The other roles it has keep running.
+pub fn roles_to_start(
+    before: &BTreeMap<String, Value>,
+    key: &super::RestartKey,
+    reads: &BTreeMap<Role, BTreeSet<String>>,
+    present: &BTreeSet<Role>,
+) -> BTreeSet<Role> {
+    let roles: BTreeSet<Role> = changed_settings(before, key).iter().flat_map(|n| roles_changed_by(n, reads)).collect();
+    roles.intersection(present).copied().collect()
+}
+
+/// The roles of a launch's servers.
+pub fn roles_present(campaign: &Campaign, topo: &Topology) -> BTreeSet<Role> {
+    topo.servers(campaign.server.contains_key("start_proxy")).iter().map(|s| s.role).collect()
+}
+
 /// The names each role's start command reads (its `start_<role>` template, and the `args`
 /// table's names where it renders `{serve_args}`).
-fn start_reads(server: &super::Templates) -> BTreeMap<Role, BTreeSet<String>> {
+pub fn start_reads(server: &super::Templates) -> BTreeMap<Role, BTreeSet<String>> {
     let args: BTreeSet<String> =
         server.get("args").map(|e| super::accepts::names_read(&[("args".to_string(), e.clone())].into())).unwrap_or_default();
     let mut out = BTreeMap::new();
@@ -314,7 +343,8 @@ pub fn roles_changed_by(name: &str, reads: &BTreeMap<Role, BTreeSet<String>>) ->
     match name {
         "prefill_tp" => set(&[Role::Prefill]),
         "decode_tp" => set(&[Role::Decode]),
-        "prefill_nodes" => set(&[Role::Prefill, Role::Proxy]),
+        // Decode servers follow the prefill servers' nodes, so they move too.
+        "prefill_nodes" => set(&[Role::Prefill, Role::Decode, Role::Proxy]),
         "decode_nodes" => set(&[Role::Decode, Role::Proxy]),
         "replicas" => set(&[Role::Unified, Role::Proxy]),
         "mode" => set(&Role::ALL),
@@ -374,7 +404,8 @@ mod tests {
         let reads: BTreeMap<Role, BTreeSet<String>> =
             [(Role::Prefill, ["transport".to_string()].into()), (Role::Decode, ["transport".to_string()].into())].into();
         assert_eq!(roles_changed_by("decode_tp", &reads), [Role::Decode].into());
-        assert_eq!(roles_changed_by("prefill_nodes", &reads), [Role::Prefill, Role::Proxy].into());
+        assert_eq!(roles_changed_by("prefill_nodes", &reads), [Role::Prefill, Role::Decode, Role::Proxy].into());
+        assert_eq!(roles_changed_by("decode_nodes", &reads), [Role::Decode, Role::Proxy].into());
         assert_eq!(roles_changed_by("transport", &reads), [Role::Prefill, Role::Decode].into());
         assert_eq!(roles_changed_by("something_else", &reads).len(), 4);
     }

@@ -183,10 +183,8 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
             }
         }
         if plan.groups.iter().any(|g| g.layout.as_ref().is_some_and(|l| !l.keeps.is_empty())) {
-            let _ = writeln!(
-                s,
-                "  The roles named are what each change needs; apply still stops and starts every server of a launch."
-            );
+            let _ =
+                writeln!(s, "  Apply stops and starts only the roles named; the servers kept running are checked healthy first.");
         }
         let _ = writeln!(
             s,

@@ -40,18 +40,44 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, f64>, Unreadable> {
     Ok(out)
 }
 
-/// The unit of a GPU memory metric.
+/// The unit of a GPU memory metric (also with a role's prefix: `prefill_gpu_memory_used_mib`).
 pub fn unit(metric: &str) -> Option<&'static str> {
     Some(match metric {
         "gpu_memory_used_mib" | "gpu_memory_total_mib" => "MiB",
         "gpu_memory_used_share" => "fraction",
+        "prefill_gpu_memory_used_mib" | "prefill_gpu_memory_total_mib" => "MiB",
+        "decode_gpu_memory_used_mib" | "decode_gpu_memory_total_mib" => "MiB",
         _ => return None,
     })
+}
+
+/// One role's GPU memory over its servers' nodes: the used and total MiB of each node's
+/// read (`parse`) added up, as `{role}_gpu_memory_used_mib` and `{role}_gpu_memory_total_mib`.
+pub fn role_totals(role: &str, per_node: &[BTreeMap<String, f64>]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for what in ["used", "total"] {
+        let name = format!("gpu_memory_{what}_mib");
+        let values: Vec<f64> = per_node.iter().filter_map(|m| m.get(&name).copied()).collect();
+        if !values.is_empty() {
+            out.insert(format!("{role}_{name}"), values.iter().sum());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_role_adds_up_its_nodes_and_skips_a_node_without_nvidia_smi() {
+        let node =
+            |used: f64| BTreeMap::from([("gpu_memory_used_mib".to_string(), used), ("gpu_memory_total_mib".to_string(), 100.0)]);
+        let m = role_totals("decode", &[node(40.0), node(2.0), BTreeMap::new()]);
+        assert_eq!(m["decode_gpu_memory_used_mib"], 42.0);
+        assert_eq!(m["decode_gpu_memory_total_mib"], 200.0);
+        assert_eq!(unit("decode_gpu_memory_used_mib"), Some("MiB"));
+    }
 
     #[test]
     fn four_l40s_with_one_serving() {

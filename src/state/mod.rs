@@ -31,6 +31,18 @@ pub struct State {
     /// another provider's apply is refused, so local figures never pass for AWS ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// Servers a launch's stop left running for the next launch, which changes only other
+    /// roles: after an interruption, the next apply checks them and restarts any that are down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_servers: Option<KeptServers>,
+}
+
+/// The servers left running between two launches: each one's role and node index, and the
+/// restart key values of the launch that started them (what the next launch's key is compared with).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KeptServers {
+    pub servers: Vec<(crate::design::topology::Role, usize)>,
+    pub key: Vec<(String, crate::check::value::Value)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

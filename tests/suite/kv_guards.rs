@@ -72,3 +72,43 @@ fn kv_telemetry_is_recorded_and_each_kv_fault_fails_its_pattern_with_the_reason(
     let t = text(&out);
     assert!(t.contains("re-did the prefill") && !t.contains("no KV bytes"), "{t}");
 }
+
+/// Completions a server's log shows it answered (uvicorn's access lines).
+fn served(log: &Path) -> u64 {
+    std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains("POST /v1/completions")).count() as u64
+}
+
+#[test]
+fn with_two_decode_servers_the_kv_figures_are_the_sum_over_both() {
+    let Some(venv) = venv() else { return };
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("kv-guards-1p2d");
+    let text_1p2d = campaign(&dir.join("hf"))
+        .replace("proxy_port = 18172", "proxy_port = 18179")
+        .replace("    transport = tcp\n", "    transport = tcp\n    decode_nodes = 2\n");
+    assert!(text_1p2d.contains("decode_nodes = 2") && text_1p2d.contains("18179"));
+    std::fs::write(dir.join("world.nixl"), text_1p2d).unwrap();
+    // Each node records its servers' GPU memory in its own directory (the nvidia-smi stand-in).
+    let out = world_apply(&dir, &venv, &[("NIXL_FAKE_GPU_DIR", "gpus")]);
+    let nodes = dir.join(".nixl/world/local/nodes");
+    let by_decode = (served(&nodes.join("node2/vllm-decode.log")), served(&nodes.join("node3/vllm-decode.log")));
+    let _ = nixl().current_dir(&dir).args(["destroy", "world.nixl", "--provider", "local", "--auto-approve"]).output();
+    assert!(out.status.success(), "{}", text(&out));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".nixl/results/world/w-tcp-64.json")).unwrap()).unwrap();
+    let m = &rec["metrics"];
+    let per_request = 64.0 * 262144.0;
+    // Each decode server took about half the requests; each request moved one prompt's KV,
+    // so the pattern's figures are the two servers' together, not the first one's.
+    assert!(by_decode.0 >= 2 && by_decode.1 >= 2, "served {by_decode:?}");
+    let transfers = m["kv_transfers"].as_f64().unwrap();
+    assert_eq!(transfers, (by_decode.0 + by_decode.1) as f64, "{m} against served {by_decode:?}");
+    assert_eq!(m["kv_bytes"].as_f64(), Some(transfers * per_request), "{m}");
+    assert_eq!(m["decode_prefill_tokens"].as_f64(), Some(transfers), "{m}");
+    // GPU memory per role: both decode nodes' servers (0.9 of one 46068 MiB GPU each), the
+    // one prefill node's; `gpu_memory_used_mib` stays the first decode node's, as for 1P:1D.
+    let one = (0.9f64 * 46068.0).floor();
+    assert_eq!(m["decode_gpu_memory_used_mib"].as_f64(), Some(2.0 * one), "{m}");
+    assert_eq!(m["prefill_gpu_memory_used_mib"].as_f64(), Some(one), "{m}");
+    assert_eq!(m["gpu_memory_used_mib"].as_f64(), Some(one), "{m}");
+}

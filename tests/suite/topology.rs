@@ -104,3 +104,24 @@ fn layouts_the_server_or_the_stack_cannot_run_are_e0607_on_the_setting() {
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("prefill_nodes"), "{t}");
 }
+
+#[test]
+fn show_commands_lists_the_telemetry_reads_around_the_benchmark() {
+    let t = stdout(&["show", "examples/xpyd.nixl", "xp-1p1d-4k-c4", "--commands"]);
+    let at = |heading: &str| t.find(&format!("\n## {heading}\n")).unwrap_or_else(|| panic!("no `## {heading}` in:\n{t}"));
+    let order = [
+        at("ready on node2"),
+        at("metrics (before the benchmark) on node2"),
+        at("transport_counters (before the benchmark) on node2"),
+        at("bench on node1"),
+        at("metrics (after the benchmark) on node2"),
+        at("transport_counters (after the benchmark) on node2"),
+        at("gpu_memory (after the benchmark) on node2"),
+        at("stop on node1"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order {order:?}:\n{t}");
+    assert!(t.contains("curl -sf http://127.0.0.1:8200/metrics"), "the decode server's own port:\n{t}");
+    // A unified pattern has no KV transfer to read; its GPU memory is read on its server's node.
+    let u = stdout(&["show", "examples/xpyd.nixl", "xp-u2-4k-c4", "--commands"]);
+    assert!(!u.contains("## metrics") && u.contains("## gpu_memory (after the benchmark) on node1"), "{u}");
+}

@@ -89,6 +89,10 @@ fn efa_counters_and_gpu_memory_are_recorded_and_kv_over_tcp_fails_an_efa_pattern
     assert_eq!(f("gpu_memory_used_mib"), (0.9f64 * 46068.0).floor(), "{m}");
     assert_eq!(f("gpu_memory_total_mib"), 4.0 * 46068.0, "{m}");
     assert!((f("gpu_memory_used_share") - 41461.0 / 184272.0).abs() < 1e-15, "{m}");
+    // Per role, each node read on its own: the prefill node's server holds as much as the decode's.
+    assert_eq!((f("prefill_gpu_memory_used_mib"), f("decode_gpu_memory_used_mib")), (41461.0, 41461.0), "{m}");
+    assert_eq!(f("prefill_gpu_memory_total_mib"), 4.0 * 46068.0, "{m}");
+    assert_eq!(rec["units"]["decode_gpu_memory_used_mib"], "MiB");
     assert_eq!(rec["units"]["efa_bytes"], "bytes");
     assert_eq!(rec["units"]["gpu_memory_used_mib"], "MiB");
     assert_eq!(rec["units"]["kv_fabric_share"], "fraction");

@@ -615,3 +615,194 @@ fn a_local_xpyd_campaign_fans_requests_out_over_every_prefill_decode_and_replica
     assert!(replicas.0 >= 2 && replicas.1 >= 2, "unified replicas served {replicas:?}");
     assert!(second_prefill >= 2, "2P:1D's second prefill server served {second_prefill}");
 }
+
+/// 1P:1D with decode TP as a factor: the second launch changes only the decode servers.
+const DECODE_TP: &str = r#"
+import "std/aws"
+import "std/models"
+import "std/vllm"
+
+stack "world" {
+  region        = "us-east-1"
+  zones         = ["us-east-1a"]
+  instance_type = "g6e.12xlarge"
+  node "node1" {}
+  node "node2" {}
+}
+
+experiment world {
+  prefix = "w"
+  model  = qwen2_5_7b
+  server = vllm {
+    tp = 1, max_model_len = 1024, port = 18170, prefill_port = 18170, decode_port = 18175,
+    proxy_port = 18179, health_timeout = 60s, hf_home = "HF_HOME_DIR",
+  }
+  bench = vllm_bench { warmup = 1, iterations = 2, max_tokens = 16 }
+
+  factor prompt      = [64]
+  factor concurrency = [2]
+  factor decode_tp   = [1, 2]
+
+  duration = 20s
+  startup  = 5s
+
+  layer "TCP" {
+    mode      = disaggregated
+    transport = tcp
+    id        = "w-dtp{decode_tp}-{prompt}"
+  }
+}
+"#;
+
+/// Lines of a server log that start its API server (one per process the log belongs to).
+fn api_server_starts(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("Starting vLLM API server")).count()
+}
+
+#[test]
+fn a_decode_tp_change_restarts_only_the_decode_server_and_the_prefill_server_survives() {
+    let Some(venv) = venv() else { return };
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("vllm-world-decode-tp");
+    let hf = dir.join("hf");
+    std::fs::write(dir.join("world.nixl"), DECODE_TP.replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
+    let plan = nixl().current_dir(&dir).args(["plan", "world.nixl"]).output().unwrap();
+    let p = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(p.contains("restarts decode (decode_tp 1 -> 2); prefill, proxy keep running"), "{p}");
+    let out = world_apply(&dir, &venv, &[]);
+    let nodes = dir.join(".nixl/world/local/nodes");
+    let read = |node: &str, log: &str| std::fs::read_to_string(nodes.join(node).join(log)).unwrap_or_default();
+    let (prefill, decode) = (read("node1", "vllm-prefill.log"), read("node2", "vllm-decode.log"));
+    let served = |node: &str, log: &str| completions_served(&nodes.join(node).join(log));
+    let (by_prefill, by_decode) = (served("node1", "vllm-prefill.log"), served("node2", "vllm-decode.log"));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".nixl/world/state.json")).unwrap_or_default()).unwrap_or_default();
+    let _ = nixl().current_dir(&dir).args(["destroy", "world.nixl", "--provider", "local", "--auto-approve"]).output();
+    let o = text(&out);
+    assert!(out.status.success(), "{o}");
+    assert!(o.contains("kept running for the next launch: prefill, proxy"), "{o}");
+    assert!(o.contains("kept from the launch before, healthy: prefill, proxy"), "{o}");
+    // One prefill process served both launches; the decode log is the second launch's own.
+    assert_eq!(api_server_starts(&prefill), 1, "the prefill server was restarted:\n{prefill}");
+    assert_eq!(api_server_starts(&decode), 1, "{decode}");
+    let args = decode.lines().find(|l| l.contains("non-default args:")).unwrap_or_default();
+    assert!(args.contains("'tensor_parallel_size': 2"), "the decode server was not restarted with TP 2: {args}");
+    assert!(by_prefill >= 2 * by_decode.saturating_sub(1) && by_decode >= 5, "prefill {by_prefill}, decode {by_decode}");
+    assert!(by_prefill > by_decode + 3, "the prefill server served only one launch: {by_prefill} vs {by_decode}");
+    // Every server stopped at the end: nothing is recorded as kept.
+    assert!(state.get("kept_servers").is_none(), "{state}");
+    let raws: Vec<String> = std::fs::read_dir(dir.join(".nixl/results/world"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".raw."))
+        .collect();
+    for id in ["w-dtp1-64", "w-dtp2-64"] {
+        let raw = raws.iter().find(|n| n.starts_with(&format!("{id}."))).unwrap_or_else(|| panic!("{id}: {raws:?}"));
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(".nixl/results/world").join(raw)).unwrap()).unwrap();
+        assert_eq!((v["completed"].as_u64(), v["failed"].as_u64()), (Some(4), Some(0)), "{raw}");
+    }
+}
+
+/// `nixl apply` on world.nixl as `world_apply` runs it, spawned with its output piped.
+fn world_apply_spawn(dir: &Path, venv: &Path, extra: &[&str]) -> std::process::Child {
+    let path =
+        format!("{}:{}:{}", world().join("bin").display(), venv.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let mut c = nixl();
+    c.current_dir(dir)
+        .args(["apply", "world.nixl", "--provider", "local", "--auto-approve"])
+        .args(extra)
+        .env("PATH", path)
+        .env("NIXL_VLLM_VENV", venv)
+        .env("NIXL_TEST_TOKENIZER", tokenizer(venv))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c.spawn().unwrap()
+}
+
+#[test]
+fn servers_kept_across_an_interruption_are_checked_on_resume_and_started_again_when_down() {
+    use std::io::BufRead;
+    let Some(venv) = venv() else { return };
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("vllm-world-kept-resume");
+    let hf = dir.join("hf");
+    std::fs::write(dir.join("world.nixl"), DECODE_TP.replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
+    let state_path = dir.join(".nixl/world/state.json");
+    let read_state = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap() };
+    let nodes = dir.join(".nixl/world/local/nodes");
+    let prefill_log = || std::fs::read_to_string(nodes.join("node1/vllm-prefill.log")).unwrap_or_default();
+
+    // Ctrl-C while the first launch's stop runs: the walk ends before the second launch.
+    let mut child = world_apply_spawn(&dir, &venv, &[]);
+    // The walk's progress is on stderr; the plan (which lists the stop too) on stdout.
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = vec![];
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let stopping = line.starts_with('[') && line.contains("stop server, verify GPU memory is free");
+        seen.push(line);
+        if stopping {
+            assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+            break;
+        }
+    }
+    seen.extend(lines.map_while(Result::ok));
+    let first = child.wait_with_output().unwrap();
+    let first_text = format!("{}\n{}", String::from_utf8_lossy(&first.stdout), seen.join("\n"));
+    let kept = read_state()["kept_servers"].clone();
+    let roles: Vec<&str> =
+        kept["servers"].as_array().map(|s| s.iter().filter_map(|x| x[0].as_str()).collect()).unwrap_or_default();
+
+    // Resume: the kept prefill server and proxy are healthy and kept; decode starts with TP 2.
+    let resumed = world_apply(&dir, &venv, &[]);
+    let starts_after_resume = api_server_starts(&prefill_log());
+    let resumed_state = read_state();
+
+    // The record of kept servers written back, with those servers gone: a resume that
+    // finds them down starts them again (the second launch's pattern run once more).
+    std::fs::write(&state_path, {
+        let mut s = resumed_state.clone();
+        s["kept_servers"] = kept.clone();
+        serde_json::to_vec_pretty(&s).unwrap()
+    })
+    .unwrap();
+    let replaced = {
+        let path = format!(
+            "{}:{}:{}",
+            world().join("bin").display(),
+            venv.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        nixl()
+            .current_dir(&dir)
+            .args(["apply", "world.nixl", "--provider", "local", "--auto-approve", "--replace", "w-dtp2-64"])
+            .env("PATH", path)
+            .env("NIXL_VLLM_VENV", &venv)
+            .env("NIXL_TEST_TOKENIZER", tokenizer(&venv))
+            .output()
+            .unwrap()
+    };
+    let starts_after_replace = api_server_starts(&prefill_log());
+    let final_state = read_state();
+    let _ = nixl().current_dir(&dir).args(["destroy", "world.nixl", "--provider", "local", "--auto-approve"]).output();
+
+    assert!(first_text.contains("Apply interrupted"), "{first_text}");
+    assert!(first_text.contains("kept running for the next launch: prefill, proxy"), "{first_text}");
+    assert_eq!(roles, ["prefill", "proxy"], "the state records the kept servers: {kept}");
+    let r = text(&resumed);
+    assert!(resumed.status.success(), "{r}");
+    assert!(r.contains("kept from the launch before, healthy: prefill, proxy"), "{r}");
+    assert_eq!(starts_after_resume, 1, "the kept prefill server was started again on resume");
+    assert!(resumed_state.get("kept_servers").is_none(), "{resumed_state}");
+    let t = text(&replaced);
+    assert!(replaced.status.success(), "{t}");
+    assert!(t.contains("a kept prefill server is not healthy: starting it again"), "{t}");
+    assert!(t.contains("a kept proxy server is not healthy: starting it again"), "{t}");
+    assert_eq!(starts_after_replace, 1, "a fresh prefill log: the server was started again");
+    assert!(final_state.get("kept_servers").is_none(), "{final_state}");
+    for id in ["w-dtp1-64", "w-dtp2-64"] {
+        assert_eq!(final_state["actions"][id]["status"], "done", "{id}: {final_state}");
+    }
+}
