@@ -3,11 +3,12 @@
 //! each ending in a stored result with its raw output beside it.
 
 use super::{ActionError, Exec, ToolOutputError};
+use crate::address::ActionId;
 use crate::check::model::Tool;
 use crate::check::value::{Eval, Value};
 use crate::design::commands;
 use crate::design::Pattern;
-use crate::plan::{Action, Kind};
+use crate::plan::{Action, Change, Kind};
 use crate::provider::Provider;
 use crate::results::tools::{self, TAIL_LINES};
 use crate::results::{gpu_memory, telemetry};
@@ -26,12 +27,28 @@ impl<P: Provider> Exec<'_, P> {
             .ok_or_else(|| ActionError::NotDeclared(a.id.clone()))
     }
 
+    /// Whether a pattern the plan runs for the first time already has its result: an apply
+    /// killed after saving it and before recording the action. That result, with this hash
+    /// and saved since the current nodes were created, is the measurement; running again
+    /// would replace it. A replaced pattern (`-/+`) runs.
+    fn saved_before_an_interruption(&self, a: &Action) -> bool {
+        let (Some(id), Change::Create) = (a.id.pattern(), a.change) else { return false };
+        let Some(rec) = self.store.get(id) else { return false };
+        let nodes_since = self.state.actions.get(&ActionId::Nodes).and_then(|n| n.finished_at.clone());
+        rec.hash == a.hash.to_string() && nodes_since.is_some_and(|t| rec.finished_at >= t)
+    }
+
     /// Where a command writes its output on the node: one file per action and hash.
     fn out_path(&self, a: &Action) -> String {
         format!("results/{}.{}.out", a.id, a.hash.short())
     }
 
     pub(super) async fn pattern(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {
+        if self.saved_before_an_interruption(a) {
+            self.probe_rate = None;
+            self.log("       its result was saved before an interruption: kept, not run again");
+            return Ok(());
+        }
         self.read_provenance().await;
         let p = self.pattern_of(a)?;
         let mut settings = self.resolver.settings(&p);

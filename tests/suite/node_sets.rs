@@ -229,3 +229,29 @@ fn standins_of(dir: &Path) -> Vec<String> {
     let lines = lines.map(|c| String::from_utf8_lossy(&c).replace('\0', " "));
     lines.filter(|l| l.contains(&mine) && l.contains("standin_server")).collect()
 }
+
+/// The window a SIGKILL can hit on every set: the result saved, the action not yet recorded.
+/// The next apply keeps that result instead of measuring again (and replacing it).
+#[test]
+fn a_result_saved_before_its_action_was_recorded_is_kept_not_measured_again() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = campaign("saved-unrecorded", 1);
+    let (out, _) = apply(&dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = "demo-tcp-4k-c4";
+    let result = dir.join(format!(".nixl/results/demo/{id}.json"));
+    let bytes = std::fs::read(&result).unwrap();
+    // As a kill between the two writes leaves it: the result, but no record of the action.
+    let path = dir.join(".nixl/demo/state.json");
+    let mut s = state(&dir);
+    s["actions"].as_object_mut().unwrap().remove(id).expect("the pattern was recorded");
+    std::fs::write(&path, serde_json::to_vec_pretty(&s).unwrap()).unwrap();
+    let (again, _) = apply(&dir);
+    let t = text(&again);
+    assert!(again.status.success(), "{t}");
+    assert!(t.contains("its result was saved before an interruption: kept, not run again"), "{t}");
+    assert_eq!(std::fs::read(&result).unwrap(), bytes, "the result was measured again");
+    assert_eq!(state(&dir)["actions"][id]["status"], "done");
+    assert!(!dir.join(".nixl/results/demo/superseded").exists(), "nothing was superseded");
+    destroy(&dir);
+}
