@@ -35,7 +35,7 @@ impl<P: Provider> Exec<'_, P> {
         let (Some(id), Change::Create) = (a.id.pattern(), a.change) else { return false };
         let Some(rec) = self.store.get(id) else { return false };
         let nodes_since = self.state.actions.get(&ActionId::Nodes).and_then(|n| n.finished_at.clone());
-        rec.hash == a.hash.to_string() && nodes_since.is_some_and(|t| rec.finished_at >= t)
+        a.hash == rec.hash && nodes_since.is_some_and(|t| rec.finished_at >= t)
     }
 
     /// Where a command writes its output on the node: one file per action and hash.
