@@ -96,7 +96,7 @@ pub fn load_text(name: &str, text: &str, loader: &dyn Loader) -> Loaded {
         stack: vec![],
         root: project_root(Path::new(name)),
     };
-    l.visit_text(name.to_string(), text.to_string(), Path::new(name).parent().map(Path::to_path_buf));
+    l.visit_text(name.to_string(), text.to_string(), Path::new(name).parent().map(Path::to_path_buf), false);
     Loaded { sources: l.sources, files: l.files, diagnostics: l.diagnostics }
 }
 
@@ -168,7 +168,7 @@ impl Loading<'_> {
                 return;
             }
         };
-        self.visit_text(key, text, path.parent().map(Path::to_path_buf));
+        self.visit_text(key, text, path.parent().map(Path::to_path_buf), false);
     }
 
     fn report_unreadable(&mut self, d: Diagnostic, from: Option<Span>, key: &str) {
@@ -183,11 +183,12 @@ impl Loading<'_> {
         }
     }
 
-    fn visit_text(&mut self, key: String, text: String, dir: Option<PathBuf>) {
+    /// Loads one file's text; a standard library module (`std`) is decoded from the tree
+    /// built at compile time rather than parsed.
+    fn visit_text(&mut self, key: String, text: String, dir: Option<PathBuf>, std: bool) {
         let id = self.sources.add(key.clone(), text.clone());
         self.done.insert(key.clone(), id);
-        let is_std = dir.is_none() && STDLIB.iter().any(|(k, _)| *k == key);
-        let file = match is_std.then(|| stdlib_tree(&key, id)).flatten() {
+        let file = match std.then(|| stdlib_tree(&key, id)).flatten() {
             Some(tree) => tree,
             None => {
                 let (file, diags) = self.loader.parse(id, &text);
@@ -265,7 +266,7 @@ impl Loading<'_> {
         }
         self.stack.push((importer.to_string(), Some(target.span)));
         match std_text {
-            Some(text) => self.visit_text(key, text.to_string(), None),
+            Some(text) => self.visit_text(key, text.to_string(), None, true),
             None => self.visit_path(Path::new(&key), Some(target.span)),
         }
         self.stack.pop();

@@ -519,9 +519,9 @@ fn an_analysis_runs_the_method_it_declares_not_one_whose_name_ends_its_id() {
     assert_eq!(compare["settings"]["analysis"], "efa-vs-unified");
 }
 
-/// xPyD on this machine: three local nodes (the stack declares two, nixl adds the third
-/// for the largest launch), std/vllm's templates, the emulator and the real client.
-const XPYD: &str = r#"
+/// The two-node world both layout campaigns below start with: the stack, std/vllm on the
+/// emulator's ports, one prompt and one concurrency; `world_with` appends the rest of the experiment and its `}`.
+const TWO_NODE_WORLD: &str = r#"
 import "std/aws"
 import "std/models"
 import "std/vllm"
@@ -545,7 +545,15 @@ experiment world {
 
   factor prompt      = [64]
   factor concurrency = [2]
+"#;
 
+fn world_with(body: &str) -> String {
+    format!("{TWO_NODE_WORLD}{body}")
+}
+
+/// xPyD on this machine: three local nodes (the stack declares two, nixl adds the third
+/// for the largest launch), std/vllm's templates, the emulator and the real client.
+const XPYD: &str = r#"
   duration = 20s
   startup  = 5s
 
@@ -580,7 +588,7 @@ fn a_local_xpyd_campaign_fans_requests_out_over_every_prefill_decode_and_replica
     let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch("vllm-world-xpyd");
     let hf = dir.join("hf");
-    std::fs::write(dir.join("world.nixl"), XPYD.replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
+    std::fs::write(dir.join("world.nixl"), world_with(XPYD).replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
     let plan = nixl().current_dir(&dir).args(["plan", "world.nixl"]).output().unwrap();
     let p = String::from_utf8_lossy(&plan.stdout).to_string();
     assert!(p.contains("+ nodes node1, node2, node3") && p.contains("2P:1D, TP 1/1 on 3 nodes, 3 GPUs"), "{p}");
@@ -617,31 +625,7 @@ fn a_local_xpyd_campaign_fans_requests_out_over_every_prefill_decode_and_replica
 }
 
 /// 1P:1D with decode TP as a factor: the second launch changes only the decode servers.
-const DECODE_TP: &str = r#"
-import "std/aws"
-import "std/models"
-import "std/vllm"
-
-stack "world" {
-  region        = "us-east-1"
-  zones         = ["us-east-1a"]
-  instance_type = "g6e.12xlarge"
-  node "node1" {}
-  node "node2" {}
-}
-
-experiment world {
-  prefix = "w"
-  model  = qwen2_5_7b
-  server = vllm {
-    tp = 1, max_model_len = 1024, port = 18170, prefill_port = 18170, decode_port = 18175,
-    proxy_port = 18179, health_timeout = 60s, hf_home = "HF_HOME_DIR",
-  }
-  bench = vllm_bench { warmup = 1, iterations = 2, max_tokens = 16 }
-
-  factor prompt      = [64]
-  factor concurrency = [2]
-  factor decode_tp   = [1, 2]
+const DECODE_TP: &str = r#"  factor decode_tp   = [1, 2]
 
   duration = 20s
   startup  = 5s
@@ -665,7 +649,7 @@ fn a_decode_tp_change_restarts_only_the_decode_server_and_the_prefill_server_sur
     let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch("vllm-world-decode-tp");
     let hf = dir.join("hf");
-    std::fs::write(dir.join("world.nixl"), DECODE_TP.replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
+    std::fs::write(dir.join("world.nixl"), world_with(DECODE_TP).replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
     let plan = nixl().current_dir(&dir).args(["plan", "world.nixl"]).output().unwrap();
     let p = String::from_utf8_lossy(&plan.stdout).to_string();
     assert!(p.contains("restarts decode (decode_tp 1 -> 2); prefill, proxy keep running"), "{p}");
@@ -728,7 +712,7 @@ fn servers_kept_across_an_interruption_are_checked_on_resume_and_started_again_w
     let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch("vllm-world-kept-resume");
     let hf = dir.join("hf");
-    std::fs::write(dir.join("world.nixl"), DECODE_TP.replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
+    std::fs::write(dir.join("world.nixl"), world_with(DECODE_TP).replace("HF_HOME_DIR", hf.to_str().unwrap())).unwrap();
     let state_path = dir.join(".nixl/world/state.json");
     let read_state = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap() };
     let nodes = dir.join(".nixl/world/local/nodes");
