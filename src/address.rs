@@ -18,13 +18,13 @@ pub enum ActionId {
     /// million patterns stay as small as a string).
     Setup(Box<SetupAddress>),
     /// A service a tool needs (etcd): `service.<name>`.
-    Service(String),
+    Service(Box<str>),
     /// Server launch N (1-based, in run order): `server.<N>.start`.
     ServerStart(u32),
     /// The stop after launch N: `server.<N>.stop`.
     ServerStop(u32),
     /// A pattern, step or analysis, by its id: `p2-efa-12k-c1`.
-    Pattern(String),
+    Pattern(Box<str>),
 }
 
 /// The node and step of a setup action.
@@ -101,10 +101,10 @@ impl FromStr for ActionId {
             ["nodes"] => ActionId::Nodes,
             ["upload"] => ActionId::Upload,
             ["setup", node, step] => ActionId::setup(node, step),
-            ["service", name] => ActionId::Service(name.to_string()),
+            ["service", name] => ActionId::Service((*name).into()),
             ["server", n, "start"] if n.parse::<u32>().is_ok() => ActionId::ServerStart(n.parse().unwrap_or(0)),
             ["server", n, "stop"] if n.parse::<u32>().is_ok() => ActionId::ServerStop(n.parse().unwrap_or(0)),
-            _ => ActionId::Pattern(s.to_string()),
+            _ => ActionId::Pattern(s.into()),
         })
     }
 }

@@ -88,7 +88,7 @@ impl<P: Provider> Exec<'_, P> {
     /// One setup step on several nodes at once (one provider call), each node's outcome settled on its own.
     pub(super) async fn setup(&mut self, batch: &[&Action]) -> Result<(), ApplyError> {
         let Some(step_id) = batch.first().and_then(|a| a.id.setup_step()) else { return Ok(()) };
-        let names: Vec<String> = batch.iter().filter_map(|a| a.node.clone()).collect();
+        let names: Vec<String> = batch.iter().filter_map(|a| a.node.as_deref().map(str::to_string)).collect();
         let n = self.number(batch.len());
         self.log(&format!("{n} setup {step_id} on {}", names.join(", ")));
         let step = self.campaign.setup.as_ref().and_then(|s| s.steps.iter().find(|x| x.id == step_id)).cloned();
@@ -123,7 +123,7 @@ impl<P: Provider> Exec<'_, P> {
             }
         };
         for (a, result) in batch.iter().zip(results) {
-            let node = a.node.clone().unwrap_or_default();
+            let node = a.node.as_deref().unwrap_or_default().to_string();
             match &result {
                 Ok(true) => self.log(&format!("       {node}: skipped (condition holds)")),
                 Ok(false) => {}

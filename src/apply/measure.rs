@@ -121,7 +121,7 @@ impl<P: Provider> Exec<'_, P> {
     /// A saturation probe's verdict on its layer's search `metric` (what the search and the
     /// report read back); None for other patterns or when a figure it needs is missing.
     fn probe_passed(&self, p: &Pattern, settings: &BTreeMap<String, Value>, m: &BTreeMap<String, f64>) -> Option<bool> {
-        p.values.get("probe")?;
+        p.values().get("probe")?;
         let search = self.campaign.experiment.layers.get(p.layer as usize)?.saturation.as_ref()?;
         search.passes(settings.get("request_rate").and_then(Value::as_f64)?, m)
     }
@@ -138,12 +138,8 @@ impl<P: Provider> Exec<'_, P> {
     pub(super) async fn step(&mut self, a: &Action, started: Instant) -> Result<(), ActionError> {
         self.read_provenance().await;
         let p = self.pattern_of(a)?;
-        let tool = p
-            .tool
-            .as_deref()
-            .and_then(|t| self.model.tools.get(t))
-            .cloned()
-            .ok_or_else(|| ActionError::NotDeclared(a.id.clone()))?;
+        let tool =
+            p.tool().and_then(|t| self.model.tools.get(t)).cloned().ok_or_else(|| ActionError::NotDeclared(a.id.clone()))?;
         let out = self.out_path(a);
         let n1 = self.nth_node(0)?;
         let vars = self.vars.with(&[
@@ -191,12 +187,12 @@ impl<P: Provider> Exec<'_, P> {
         let decl = layer
             .analyses
             .iter()
-            .find(|x| p.analysis.as_deref() == Some(x.name.as_str()))
+            .find(|x| p.analysis() == Some(x.name.as_str()))
             .ok_or_else(|| ActionError::NotDeclared(a.id.clone()))?;
         let scope = crate::design::expand_base_scope(self.model, exp);
         let method = Eval { scope: &scope, kv_bytes_per_token: None }.eval(&decl.method)?;
         let results = self.store.all();
-        let outcome = crate::results::analysis::run(&method, &p.inputs, &results).map_err(ActionError::Analysis)?;
+        let outcome = crate::results::analysis::run(&method, p.inputs(), &results).map_err(ActionError::Analysis)?;
         // The figures the analysis declares must be there, as for a tool.
         let missing: Vec<String> = decl.metrics.iter().filter(|m| !outcome.metrics.contains_key(*m)).cloned().collect();
         if !missing.is_empty() {
@@ -209,7 +205,7 @@ impl<P: Provider> Exec<'_, P> {
         settings.insert("analysis".into(), Value::Str(decl.name.clone()));
         // What it computed, from what: shown with the result (an MLflow run's params).
         settings.insert("method".into(), Value::Str(crate::results::analysis::method_text(&method)));
-        settings.insert("inputs".into(), Value::Str(p.inputs.join(", ")));
+        settings.insert("inputs".into(), Value::Str(p.inputs().join(", ")));
         let mut rec = self.result_record(a, &settings, (outcome.metrics, BTreeMap::new()), BTreeMap::new(), started);
         rec.intervals = outcome.intervals;
         rec.tests = outcome.tests;

@@ -157,7 +157,7 @@ impl<'a, P: Provider> Exec<'a, P> {
             kv: campaign.design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64),
             post: post::Post::new(model, campaign, opts),
             counter: (0, 0),
-            last_launch: plan.actions.iter().filter_map(|a| a.launch).max().unwrap_or(0),
+            last_launch: plan.actions.iter().filter_map(|a| a.launch.get()).max().unwrap_or(0),
             provenance: None,
             launch: None,
             secrets,
@@ -236,8 +236,10 @@ impl<P: Provider> Exec<'_, P> {
             }
             if a.kind == Kind::ServerStop {
                 let next = (i + 1..actions.len()).filter(|j| wanted.contains(j)).map(|j| &actions[j]);
-                self.next_launch =
-                    next.take_while(|x| x.kind != Kind::ServerStop).find(|x| x.kind == Kind::ServerStart).and_then(|x| x.group);
+                self.next_launch = next
+                    .take_while(|x| x.kind != Kind::ServerStop)
+                    .find(|x| x.kind == Kind::ServerStart)
+                    .and_then(|x| x.group.get());
             }
             let ok = self.execute(a).await?;
             self.process_results().await;
@@ -303,8 +305,8 @@ impl<P: Provider> Exec<'_, P> {
 
     /// Runs one action: announce it, do it, then [`Exec::settle`] the outcome.
     async fn execute(&mut self, a: &Action) -> Result<bool, ApplyError> {
-        let key = a.group.and_then(|g| self.campaign.design.groups.get(g as usize)).map(|k| k.label());
-        self.sink.starting(a.launch.zip(key.as_deref()));
+        let key = a.group.get().and_then(|g| self.campaign.design.groups.get(g as usize)).map(|k| k.label());
+        self.sink.starting(a.launch.get().zip(key.as_deref()));
         let n = self.number(1);
         let symbol = if a.change == Change::Replace { "-/+" } else { "+" };
         match a.kind {
@@ -320,7 +322,7 @@ impl<P: Provider> Exec<'_, P> {
             Kind::ServerStart => self.server_start(a).await,
             Kind::ServerStop => {
                 let next = self.next_launch.take();
-                self.stop_launch(a.group, next).await
+                self.stop_launch(a.group.get(), next).await
             }
             Kind::Pattern => self.pattern(a, started).await,
             Kind::Step => self.step(a, started).await,
@@ -339,7 +341,7 @@ impl<P: Provider> Exec<'_, P> {
         match a.kind {
             Kind::ServerStart => {
                 self.launch = result.is_ok().then(|| crate::results::LaunchStart {
-                    number: a.launch.unwrap_or(0),
+                    number: a.launch.get().unwrap_or(0),
                     startup_seconds: started.elapsed().as_secs_f64(),
                     up_at: crate::state::lock::now_rfc3339(),
                 })

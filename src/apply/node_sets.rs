@@ -216,7 +216,7 @@ async fn walk_unit<P: Provider>(
 }
 
 fn describe(a: &Action) -> String {
-    match a.launch {
+    match a.launch.get() {
         Some(n) => format!("launch {n}"),
         None => format!("step {}", a.id),
     }
@@ -238,9 +238,9 @@ impl<'p> Work<'p> {
         let mut keyed: Vec<BTreeMap<(u32, usize), Unit>> = vec![BTreeMap::new(); sets];
         for &i in wanted {
             let a = &actions[i];
-            match (a.set, a.kind) {
+            match (a.set.get(), a.kind) {
                 (Some(s), _) if (s as usize) <= sets => {
-                    let key = a.launch.map_or((u32::MAX, i), |n| (n, 0));
+                    let key = a.launch.get().map_or((u32::MAX, i), |n| (n, 0));
                     keyed[s as usize - 1].entry(key).or_default().push(i);
                 }
                 (_, Kind::Stack | Kind::Nodes | Kind::Upload | Kind::Setup) => {
@@ -277,7 +277,7 @@ mod tests {
 
     fn action(id: ActionId, kind: Kind, launch: Option<u32>, set: Option<u32>, deps: &[usize]) -> Action {
         let mut a = Action::new(id, kind, String::new(), String::new(), 1.0, Deps::from_slice(deps));
-        (a.launch, a.set) = (launch, set);
+        (a.launch, a.set) = (launch.into(), set.into());
         a
     }
 

@@ -136,7 +136,7 @@ impl<P: Provider> Exec<'_, P> {
 
     fn done_with_same_hash(&self, id: &str) -> bool {
         let Some(p) = self.campaign.design.pattern(id) else { return true };
-        self.state.is_done(&ActionId::Pattern(id.to_string()), &self.resolver.hash(p))
+        self.state.is_done(&ActionId::Pattern(id.into()), &self.resolver.hash(p))
     }
 
     fn note_fired(&self, f: &Fired) {
@@ -185,7 +185,7 @@ impl<P: Provider> Exec<'_, P> {
 
     /// A step with the services its tool needs started first (etcd for NIXLBench).
     fn with_services(&self, step: Action) -> Vec<Action> {
-        let tool = self.campaign.design.pattern(step.id.pattern().unwrap_or("")).and_then(|p| p.tool.as_deref());
+        let tool = self.campaign.design.pattern(step.id.pattern().unwrap_or("")).and_then(|p| p.tool());
         let needs = tool.and_then(|t| self.model.tools.get(t)).map(|t| t.needs.clone()).unwrap_or_default();
         let mut actions: Vec<Action> = needs.iter().map(|s| Action::service(s)).collect();
         let mut step = step;
@@ -205,14 +205,14 @@ impl<P: Provider> Exec<'_, P> {
         let hash = crate::state::content_hash(&key);
         let mut start =
             Action::new(ActionId::ServerStart(n), Kind::ServerStart, format!("start server: {key}"), hash.clone(), 0.0, vec![]);
-        start.group = group;
-        start.launch = Some(n);
+        start.group = group.into();
+        start.launch = n.into();
         let mut actions = vec![start];
         for mut p in patterns {
             p.deps = smallvec::smallvec![actions.len() - 1];
             p.needs = smallvec::smallvec![0];
-            p.group = group;
-            p.launch = Some(n);
+            p.group = group.into();
+            p.launch = n.into();
             actions.push(p);
         }
         let mut stop = Action::new(
@@ -224,8 +224,8 @@ impl<P: Provider> Exec<'_, P> {
             vec![actions.len() - 1],
         );
         stop.needs = smallvec::smallvec![0];
-        stop.group = group;
-        stop.launch = Some(n);
+        stop.group = group.into();
+        stop.launch = n.into();
         actions.push(stop);
         actions
     }

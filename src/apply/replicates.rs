@@ -13,7 +13,7 @@ impl<P: Provider> Exec<'_, P> {
     pub(super) fn probe(&self, a: &Action) -> Option<Result<f64, String>> {
         let design = &self.campaign.design;
         let p = design.pattern(a.id.pattern()?)?;
-        let Some(Value::Num(k, _)) = p.values.get("probe") else { return None };
+        let Some(Value::Num(k, _)) = p.values().get("probe") else { return None };
         let search = self.campaign.experiment.layers.get(p.layer as usize)?.saturation.as_ref()?;
         let base = p.id.strip_suffix(&format!("-probe{:02}", *k as u32))?;
         let mut runs = vec![];
@@ -52,7 +52,7 @@ impl<P: Provider> Exec<'_, P> {
         }
         let design = &self.campaign.design;
         let p = design.pattern(a.id.pattern()?)?;
-        let Some(Value::Num(k, _)) = p.values.get("replicate") else { return None };
+        let Some(Value::Num(k, _)) = p.values().get("replicate") else { return None };
         let layer = self.campaign.experiment.layers.get(p.layer as usize)?;
         let (until, n) = (layer.until.as_ref()?, layer.replicates?);
         let base = p.id.strip_suffix(&format!("-rep{}", *k as u32))?;
@@ -60,7 +60,7 @@ impl<P: Provider> Exec<'_, P> {
         // is an older measurement that runs again.
         let values: Vec<f64> = (1..=n)
             .map(|j| format!("{base}-rep{j}"))
-            .filter(|id| id != &p.id)
+            .filter(|id| **id != *p.id)
             .filter_map(|id| {
                 let sibling = design.pattern(&id)?;
                 let rec = self.store.get(&id)?;

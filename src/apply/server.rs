@@ -49,10 +49,10 @@ impl<P: Provider> Exec<'_, P> {
     }
 
     pub(super) async fn server_start(&mut self, a: &Action) -> Result<(), ActionError> {
-        let settings = self.launch_settings(a.group);
+        let settings = self.launch_settings(a.group.get());
         let (model, campaign) = (self.model, self.campaign);
         // Servers kept from the launch before and healthy are not started again.
-        let up = self.roles_already_up(a.group, &settings).await?;
+        let up = self.roles_already_up(a.group.get(), &settings).await?;
         let roles: BTreeSet<Role> = commands::all_roles().difference(&up).copied().collect();
         for script in commands::server_start_of(model, campaign, &settings, &self.vars, &roles)? {
             let node = self.nth_node(script.node)?;
@@ -118,14 +118,14 @@ impl<P: Provider> Exec<'_, P> {
 
     pub(super) async fn service(&mut self, a: &Action) -> Result<(), ActionError> {
         let crate::address::ActionId::Service(name) = &a.id else { return Err(ActionError::NotDeclared(a.id.clone())) };
-        let s = self.model.services.get(name).ok_or_else(|| ActionError::NotDeclared(a.id.clone()))?.clone();
+        let s = self.model.services.get(&**name).ok_or_else(|| ActionError::NotDeclared(a.id.clone()))?.clone();
         let n1 = self.nth_node(0)?;
         self.run_on(&n1, &s.run.join("\n"), Duration::from_secs(300)).await?;
         if let Some(h) = &s.health {
             let started = Instant::now();
             while self.run_on(&n1, h, Duration::from_secs(30)).await.is_err() {
                 if started.elapsed() > Duration::from_secs(SERVICE_HEALTH_SECONDS) {
-                    return Err(ActionError::ServiceUnhealthy { name: name.clone(), seconds: SERVICE_HEALTH_SECONDS });
+                    return Err(ActionError::ServiceUnhealthy { name: name.to_string(), seconds: SERVICE_HEALTH_SECONDS });
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

@@ -367,7 +367,7 @@ pub fn check_ids(model: &Model, designs: &[&Design]) -> Vec<Diagnostic> {
     let mut diags = vec![];
     for d in designs {
         let Some(exp) = model.experiments.iter().find(|e| e.name == d.experiment) else { continue };
-        let ids: BTreeSet<&str> = d.patterns.iter().map(|p| p.id.as_str()).collect();
+        let ids: BTreeSet<&str> = d.patterns.iter().map(|p| &*p.id).collect();
         for r in &exp.rules {
             let items: Vec<&Expr> = match &r.action.kind {
                 ExprKind::List(items) => items.iter().collect(),

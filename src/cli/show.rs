@@ -61,7 +61,7 @@ pub fn run(a: &Args) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let Some(p) = design.pattern(id) else {
-        let ids = design.patterns.iter().map(|p| p.id.as_str());
+        let ids = design.patterns.iter().map(|p| &*p.id);
         let hint = nixl::diagnostics::did_you_mean(id, ids).unwrap_or_else(|| "`nixl show FILE` lists the pattern ids".into());
         output::err(&format!("error: experiment `{}` has no pattern `{id}`\n  = help: {hint}\n", campaign.name()));
         return ExitCode::from(1);

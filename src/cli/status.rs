@@ -72,7 +72,7 @@ pub fn run(a: &Args) -> ExitCode {
                 (_, Some(r)) if r.status == Status::Failed => {
                     row.failed += 1;
                     let first = summary_line(r.error.as_deref().unwrap_or(""));
-                    row.errors.push((pat.id.clone(), first));
+                    row.errors.push((pat.id.to_string(), first));
                 }
                 _ => row.pending += 1,
             }

@@ -101,7 +101,7 @@ pub fn check(model: &Model, campaign: &Campaign, diags: &mut Vec<Diagnostic>) {
         }
         let key: Vec<String> = bench_names.iter().map(|n| settings.get(n).map(Value::display).unwrap_or_default()).collect();
         if rendered_bench.insert(key) {
-            let extra = [("out", Value::Str("results/x.json".into())), ("id", Value::Str(p.id.clone()))];
+            let extra = [("out", Value::Str("results/x.json".into())), ("id", Value::Str(p.id.to_string()))];
             if let Err(d) = commands::bench(model, campaign, &settings.all(), &vars, &extra) {
                 diags.push(render_error(campaign, p, "bench `run`", *d));
             }
@@ -244,7 +244,7 @@ impl ContextReport {
         let o = &mut self.over[i];
         o.patterns += 1;
         if need > o.need {
-            (o.need, o.id, o.prompt, o.output) = (need, p.id.clone(), prompt as u64, output as u64);
+            (o.need, o.id, o.prompt, o.output) = (need, p.id.to_string(), prompt as u64, output as u64);
         }
     }
 
@@ -422,8 +422,8 @@ fn hardware_e2e(
 /// any step whose `backend` parameter says so, whatever the tool's name.
 fn hardware_steps(model: &Model, campaign: &Campaign, reported: &mut HashSet<u32>, diags: &mut Vec<Diagnostic>) {
     let Some(instance) = without_rdma(model, campaign) else { return };
-    for p in campaign.design.scheduled().filter(|p| p.tool.is_some()) {
-        let libfabric = p.values.get("backend").and_then(Value::as_str) == Some("libfabric");
+    for p in campaign.design.scheduled().filter(|p| p.tool().is_some()) {
+        let libfabric = p.values().get("backend").and_then(Value::as_str) == Some("libfabric");
         if libfabric && reported.insert(p.layer) {
             diags.push(libfabric_error(p, p.span, instance));
         }

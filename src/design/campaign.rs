@@ -181,7 +181,7 @@ fn reserved_ids(design: &Design, diags: &mut Vec<Diagnostic>) {
             );
             continue;
         }
-        if crate::address::ActionId::from(p.id.as_str()).pattern().is_none() {
+        if crate::address::ActionId::from(&*p.id).pattern().is_none() {
             diags.push(
                 Diagnostic::error(
                     Code::Domain,

@@ -441,7 +441,7 @@ pub fn bench(
 
 /// A tool step's scripts: `run` on the first node, or `server` on the first and `client` on the second.
 pub fn tool(tool: &Tool, p: &Pattern, vars: &BTreeMap<String, Value>, kv: Option<f64>) -> Result<Vec<Script>, Box<Diagnostic>> {
-    let cmds = render::tool_commands(tool, &p.values, vars, kv)?;
+    let cmds = render::tool_commands(tool, p.values(), vars, kv)?;
     Ok(cmds
         .into_iter()
         .map(|(role, body)| Script { node: usize::from(role == "client"), role, body: format!("mkdir -p results\n{body}") })
@@ -481,7 +481,7 @@ pub fn for_pattern(
     let mut needs_setup = vec![];
     let mut needs_services = vec![];
     let mut reads = 0;
-    if let Some(tool) = p.tool.as_deref().and_then(|t| model.tools.get(t)) {
+    if let Some(tool) = p.tool().and_then(|t| model.tools.get(t)) {
         let steps = campaign.setup.iter().flat_map(|s| s.steps.iter());
         needs_setup = steps.filter(|s| s.provides.iter().any(|x| x == &tool.name)).map(|s| s.id.clone()).collect();
         needs_services = tool.needs.clone();
@@ -496,7 +496,7 @@ pub fn for_pattern(
         scripts.extend(server_start(model, campaign, &settings, vars)?);
         scripts.extend(server_ready(model, campaign, &settings, vars)?);
         scripts.extend(telemetry_reads(model, campaign, &settings, vars, false)?);
-        scripts.push(bench(model, campaign, &settings, vars, &[("out", Value::Str(out)), ("id", Value::Str(p.id.clone()))])?);
+        scripts.push(bench(model, campaign, &settings, vars, &[("out", Value::Str(out)), ("id", Value::Str(p.id.to_string()))])?);
         scripts.extend(telemetry_reads(model, campaign, &settings, vars, true)?);
         if let Some(body) = server_stop(model, campaign, vars, None)? {
             scripts.extend((0..campaign.stack.as_ref().map_or(2, |s| s.nodes.len())).map(|node| Script {
@@ -506,7 +506,7 @@ pub fn for_pattern(
             }));
         }
     }
-    Ok(PatternCommands { pattern: p.id.clone(), launch, needs_setup, needs_services, scripts, reads })
+    Ok(PatternCommands { pattern: p.id.to_string(), launch, needs_setup, needs_services, scripts, reads })
 }
 
 /// The telemetry reads apply takes around a pattern's benchmark, as apply's `probes.rs`

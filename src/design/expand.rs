@@ -303,7 +303,7 @@ impl std::hash::Hasher for Fnv {
 fn check_duplicate_ids(cx: &mut Ctx, patterns: &[Pattern]) {
     let mut seen: HashMap<&str, (usize, usize, usize), BuildFnv> = HashMap::with_capacity_and_hasher(patterns.len(), BuildFnv);
     for (i, p) in patterns.iter().enumerate() {
-        let e = seen.entry(p.id.as_str()).or_insert((i, i, 0));
+        let e = seen.entry(&*p.id).or_insert((i, i, 0));
         e.2 += 1;
         if e.2 == 2 {
             e.1 = i;

@@ -120,36 +120,108 @@ impl RestartKey {
 /// A pattern's level index per factor: inline for up to four factors (no allocation per pattern).
 pub type Levels = smallvec::SmallVec<[u32; 4]>;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct Pattern {
-    pub id: String,
+    pub id: Box<str>,
     pub layer: u32,
     pub category: Category,
     /// Factor level indices (factorial patterns).
     pub levels: Levels,
-    /// Extra-pattern or step values that are not factor levels.
-    pub values: BTreeMap<String, Value>,
     /// Restart group index; None for patterns that need no server.
     pub group: Option<u32>,
     pub duration: f64,
     /// Total KV-cache bytes of the prompt.
     pub kv_bytes: Option<f64>,
     pub adhoc: bool,
-    // Boxed strings and slices: most patterns have none of these, and a million patterns
-    // should not carry three empty Vecs' worth of headers each.
+    pub span: Span,
+    /// What few patterns have (values beyond factor levels, a tool, an analysis), in one box:
+    /// a million factorial patterns carry one null pointer each, not 72 bytes of empty fields.
+    pub(crate) extra: Option<Box<PatternExtra>>,
+}
+
+/// The rarely set parts of a [`Pattern`].
+#[derive(Clone, Debug, Default)]
+pub struct PatternExtra {
+    /// Extra-pattern or step values that are not factor levels (and a replicate's or probe's number).
+    pub values: BTreeMap<String, Value>,
     /// The tool of a step pattern.
     pub tool: Option<Box<str>>,
     /// The analysis (by its declared name) an analysis pattern computes.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub analysis: Option<Box<str>>,
     /// Layers an analysis reads.
     pub inputs: Box<[String]>,
-    pub span: Span,
+}
+
+impl PatternExtra {
+    /// Boxed, or nothing when every part is empty.
+    pub fn boxed(self) -> Option<Box<PatternExtra>> {
+        let empty = self.values.is_empty() && self.tool.is_none() && self.analysis.is_none() && self.inputs.is_empty();
+        (!empty).then(|| Box::new(self))
+    }
+}
+
+static NO_VALUES: BTreeMap<String, Value> = BTreeMap::new();
+
+impl Pattern {
+    pub fn values(&self) -> &BTreeMap<String, Value> {
+        self.extra.as_ref().map_or(&NO_VALUES, |e| &e.values)
+    }
+    pub fn values_mut(&mut self) -> &mut BTreeMap<String, Value> {
+        &mut self.extra.get_or_insert_with(Box::default).values
+    }
+    pub fn tool(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.tool.as_deref())
+    }
+    pub fn analysis(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.analysis.as_deref())
+    }
+    pub fn inputs(&self) -> &[String] {
+        self.extra.as_ref().map_or(&[], |e| &e.inputs)
+    }
+}
+
+/// `nixl show --json` writes a pattern as it always has: every field at the top level.
+impl Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            id: &'a str,
+            layer: u32,
+            category: Category,
+            levels: &'a Levels,
+            values: &'a BTreeMap<String, Value>,
+            group: Option<u32>,
+            duration: f64,
+            kv_bytes: Option<f64>,
+            adhoc: bool,
+            tool: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            analysis: Option<&'a str>,
+            inputs: &'a [String],
+            span: Span,
+        }
+        Json {
+            id: &self.id,
+            layer: self.layer,
+            category: self.category,
+            levels: &self.levels,
+            values: self.values(),
+            group: self.group,
+            duration: self.duration,
+            kv_bytes: self.kv_bytes,
+            adhoc: self.adhoc,
+            tool: self.tool(),
+            analysis: self.analysis(),
+            inputs: self.inputs(),
+            span: self.span,
+        }
+        .serialize(s)
+    }
 }
 
 impl Design {
     pub fn factor_value(&self, p: &Pattern, name: &str) -> Option<Value> {
-        if let Some(v) = p.values.get(name) {
+        if let Some(v) = p.values().get(name) {
             return Some(v.clone());
         }
         let i = self.factors.iter().position(|f| f.name == name)?;
@@ -159,7 +231,7 @@ impl Design {
         self.patterns.iter().filter(|p| !p.adhoc)
     }
     pub fn pattern(&self, id: &str) -> Option<&Pattern> {
-        self.patterns.iter().find(|p| p.id == id)
+        self.patterns.iter().find(|p| *p.id == *id)
     }
 }
 

@@ -5,7 +5,7 @@
 use super::context::{explain, Ctx, DEFAULT_DURATION, DEFAULT_STARTUP};
 use super::memo::{deps, Memo};
 use super::scope::PointScope;
-use super::{Category, Levels, Pattern, RestartKey};
+use super::{Category, Levels, Pattern, PatternExtra, RestartKey};
 use crate::check::model::{Derived, Experiment, Layer};
 use crate::check::value::{Scope, Value};
 use crate::diagnostics::{Code, Diagnostic, Span};
@@ -54,19 +54,16 @@ pub(super) fn make_pattern(
     let kv = prompt_tokens(cx, &scope, &levels).and_then(|t| cx.kv.map(|k| t * k));
     if let (Some((group, _)), Some(duration)) = (cached_group, cached_duration) {
         return Some(Pattern {
-            id,
+            id: id.into(),
             layer: li as u32,
             category: Category::E2e,
             levels,
-            values: BTreeMap::new(),
             group: Some(group),
             duration,
             kv_bytes: kv,
             adhoc: layer.adhoc,
-            tool: None,
-            analysis: None,
-            inputs: Box::default(),
             span,
+            extra: None,
         });
     }
     let key = match &exp.restart_on {
@@ -138,19 +135,16 @@ pub(super) fn make_pattern(
     extra.remove("id");
     extra.remove("layer");
     Some(Pattern {
-        id,
+        id: id.into(),
         layer: li as u32,
         category: Category::E2e,
         levels,
-        values: extra,
         group: Some(group),
         duration,
         kv_bytes: kv,
         adhoc: layer.adhoc,
-        tool: None,
-        analysis: None,
-        inputs: Box::default(),
         span,
+        extra: PatternExtra { values: extra, ..PatternExtra::default() }.boxed(),
     })
 }
 

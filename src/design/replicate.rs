@@ -41,8 +41,8 @@ fn copies(
         };
         for k in 1..=n {
             let mut r = p.clone();
-            r.id = name(&p.id, k);
-            r.values.insert(key.into(), Value::num(k as f64));
+            r.id = name(&p.id, k).into();
+            r.values_mut().insert(key.into(), Value::num(k as f64));
             out.push(r);
         }
     }

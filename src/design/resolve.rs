@@ -64,18 +64,18 @@ impl<'c> Resolver<'c> {
 
     /// The 16 bytes [`Resolver::hash`] writes as hex: what the planner keeps for each pattern.
     pub fn digest(&self, p: &Pattern) -> [u8; 16] {
-        let own = (&self.common_hash, &p.id, self.own_settings(p), &p.tool, &p.inputs);
+        let own = (&self.common_hash, &p.id, self.own_settings(p), &p.tool(), p.inputs());
         if p.category != super::Category::Analysis {
             return crate::state::content_digest(&own);
         }
         let own = crate::state::content_hash(&own);
         let runs = self.run_hashes.get_or_init(|| {
             let runs = self.design.scheduled().filter(|q| q.category != super::Category::Analysis);
-            runs.map(|q| (q.layer, q.id.as_str(), self.hash(q))).collect()
+            runs.map(|q| (q.layer, &*q.id, self.hash(q))).collect()
         });
         let inputs: Vec<(&str, &str)> = runs
             .iter()
-            .filter(|(layer, ..)| self.design.layers.get(*layer as usize).is_some_and(|l| p.inputs.contains(&l.name)))
+            .filter(|(layer, ..)| self.design.layers.get(*layer as usize).is_some_and(|l| p.inputs().contains(&l.name)))
             .map(|(_, id, hash)| (*id, hash.as_str()))
             .collect();
         crate::state::content_digest(&(own, inputs))
@@ -89,8 +89,8 @@ impl<'c> Resolver<'c> {
         let Some(layer) = exp.layers.get(p.layer as usize) else { return out };
         out.insert("layer".into(), Value::Str(layer.name.clone()));
         if p.category != super::Category::E2e {
-            out.extend(p.values.iter().map(|(k, v)| (k.clone(), v.clone())));
-            if let Some(t) = &p.tool {
+            out.extend(p.values().iter().map(|(k, v)| (k.clone(), v.clone())));
+            if let Some(t) = p.tool() {
                 out.insert("tool".into(), Value::Str(t.to_string()));
             }
             return out;
@@ -102,7 +102,7 @@ impl<'c> Resolver<'c> {
             .map(|(i, l)| exp.factors[i].levels.get(*l as usize).cloned().unwrap_or(Value::None))
             .collect();
         let derived = &self.derived[p.layer as usize];
-        let mut overrides = p.values.clone();
+        let mut overrides = p.values().clone();
         overrides.insert("layer".into(), Value::Str(layer.name.clone()));
         let scope =
             PointScope::new(&overrides, &self.names, &values, &self.fixed[p.layer as usize], derived, &self.base, self.kv);

@@ -124,7 +124,7 @@ pub fn within_group(d: &Design, members: &mut [usize]) {
 /// A saturation search's probes run in their order (each rate depends on the ones before):
 /// the shuffle may move them among the other patterns, not among themselves.
 fn keep_probes_in_order(d: &Design, members: &mut [usize]) {
-    let slots: Vec<usize> = (0..members.len()).filter(|&i| d.patterns[members[i]].values.contains_key("probe")).collect();
+    let slots: Vec<usize> = (0..members.len()).filter(|&i| d.patterns[members[i]].values().contains_key("probe")).collect();
     let mut probes: Vec<usize> = slots.iter().map(|&i| members[i]).collect();
     probes.sort_by(|&a, &b| d.patterns[a].id.cmp(&d.patterns[b].id));
     for (slot, p) in slots.into_iter().zip(probes) {
@@ -163,7 +163,7 @@ pub fn pinned(d: &Design, items: &[String]) -> Schedule {
             let p = &d.patterns[i];
             let hit = match layer {
                 Some(li) => p.layer as usize == li,
-                None => &p.id == item,
+                None => *p.id == **item,
             };
             if hit && !taken[i] {
                 taken[i] = true;

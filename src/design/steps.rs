@@ -3,7 +3,7 @@
 
 use super::context::{derived_of, explain, fixed_of, Ctx, Odometer, DEFAULT_ANALYSIS};
 use super::pattern::make_pattern;
-use super::{Category, LayerInfo, Levels, Pattern};
+use super::{Category, LayerInfo, Levels, Pattern, PatternExtra};
 use crate::check::model::Layer;
 use crate::check::value::{values_equal, Layered, Value};
 use crate::diagnostics::{did_you_mean, Code, Diagnostic, OrHelp, Span};
@@ -127,19 +127,16 @@ pub(super) fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec
             params.remove("tool");
             let kv = params.get("tokens").and_then(Value::as_f64).and_then(|t| cx.kv.map(|k| t * k));
             made.push(Pattern {
-                id,
+                id: id.into(),
                 layer: li as u32,
                 category: Category::LowLevel,
                 levels: Levels::new(),
-                values: params,
                 group: None,
                 duration: tool.duration,
                 kv_bytes: kv,
                 adhoc: layer.adhoc,
-                tool: Some(name.as_str().into()),
-                analysis: None,
-                inputs: Box::default(),
                 span,
+                extra: PatternExtra { values: params, tool: Some(name.as_str().into()), ..PatternExtra::default() }.boxed(),
             });
             odo.advance();
         }
@@ -162,7 +159,7 @@ pub(super) fn expand_steps(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut Vec
             }
         };
         let before = made.len();
-        made.retain(|p| names.iter().any(|n| Some(n.as_str()) == p.tool.as_deref() || *n == p.id));
+        made.retain(|p| names.iter().any(|n| Some(n.as_str()) == p.tool() || **n == *p.id));
         removed.push(("not kept by this experiment".to_string(), before - made.len()));
     }
     cx.base = base;
@@ -206,19 +203,21 @@ pub(super) fn expand_analyses(cx: &mut Ctx, li: usize, layer: &Layer, out: &mut 
             None => format!("{}-analysis-{}", cx.exp.prefix, a.name),
         };
         out.push(Pattern {
-            id,
+            id: id.into(),
             layer: li as u32,
             category: Category::Analysis,
             levels: Levels::new(),
-            values: BTreeMap::new(),
             group: None,
             duration: a.duration.unwrap_or(DEFAULT_ANALYSIS),
             kv_bytes: None,
             adhoc: layer.adhoc,
-            tool: None,
-            analysis: Some(a.name.as_str().into()),
-            inputs: a.inputs.iter().map(|(s, _)| s.clone()).collect(),
             span: a.span,
+            extra: PatternExtra {
+                analysis: Some(a.name.as_str().into()),
+                inputs: a.inputs.iter().map(|(s, _)| s.clone()).collect(),
+                ..PatternExtra::default()
+            }
+            .boxed(),
         });
     }
     LayerInfo {
@@ -282,8 +281,8 @@ pub(super) fn apply_schedules(cx: &mut Ctx, out: &mut [Pattern]) {
             continue;
         };
         for (id, span) in schedule {
-            if !out.iter().any(|p| p.layer as usize == li && &p.id == id) {
-                let ids: Vec<&str> = out.iter().filter(|p| p.layer as usize == li).map(|p| p.id.as_str()).collect();
+            if !out.iter().any(|p| p.layer as usize == li && *p.id == **id) {
+                let ids: Vec<&str> = out.iter().filter(|p| p.layer as usize == li).map(|p| &*p.id).collect();
                 let mut d = Diagnostic::error(
                     Code::UnknownReference,
                     *span,
@@ -296,7 +295,7 @@ pub(super) fn apply_schedules(cx: &mut Ctx, out: &mut [Pattern]) {
             }
         }
         for p in out.iter_mut().filter(|p| p.layer as usize == li) {
-            p.adhoc = !schedule.iter().any(|(id, _)| *id == p.id);
+            p.adhoc = !schedule.iter().any(|(id, _)| **id == *p.id);
         }
     }
 }

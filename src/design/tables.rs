@@ -158,7 +158,7 @@ pub fn write_description(s: &mut String, d: &Design, p: &Pattern) {
     match p.category {
         Category::E2e => {
             for (i, f) in d.factors.iter().enumerate() {
-                let v = match p.values.get(&f.name) {
+                let v = match p.values().get(&f.name) {
                     Some(v) => v,
                     None => match p.levels.get(i) {
                         Some(l) => &f.levels[*l as usize],
@@ -170,7 +170,7 @@ pub fn write_description(s: &mut String, d: &Design, p: &Pattern) {
                 s.push('=');
                 v.write_display(s);
             }
-            for (k, v) in &p.values {
+            for (k, v) in p.values() {
                 if !d.factors.iter().any(|f| &f.name == k) {
                     sep(s);
                     let _ = write!(s, "{k}={}", v.display());
@@ -178,14 +178,14 @@ pub fn write_description(s: &mut String, d: &Design, p: &Pattern) {
             }
         }
         Category::Baseline | Category::LowLevel => {
-            if let Some(t) = &p.tool {
+            if let Some(t) = p.tool() {
                 sep(s);
                 let _ = write!(s, "tool={t}");
             }
         }
         Category::Analysis => {
             sep(s);
-            let _ = write!(s, "reads {}", p.inputs.join(", "));
+            let _ = write!(s, "reads {}", p.inputs().join(", "));
         }
     }
     if let Some(kv) = p.kv_bytes {
@@ -212,7 +212,7 @@ pub fn estimability_notes(exp: &Experiment, layers: &[LayerInfo], patterns: &[Pa
         let mut any = false;
         let mut seen: Vec<Vec<bool>> = sizes.iter().map(|n| vec![false; *n]).collect();
         let mut crossed: Vec<Vec<bool>> = pairs.iter().map(|(a, b)| vec![false; sizes[*a] * sizes[*b]]).collect();
-        for p in patterns.iter().filter(|p| p.layer as usize == li && p.values.is_empty() && !p.levels.is_empty()) {
+        for p in patterns.iter().filter(|p| p.layer as usize == li && p.values().is_empty() && !p.levels.is_empty()) {
             any = true;
             for &f in &varying {
                 seen[f][p.levels[f] as usize] = true;

@@ -16,9 +16,9 @@ impl Serialize for Action {
         st.serialize_field("needs", &self.needs)?;
         st.serialize_field("change", &self.change)?;
         optional(&mut st, "layer", self.layer.as_deref())?;
-        optional(&mut st, "group", self.group)?;
-        optional(&mut st, "launch", self.launch)?;
-        optional(&mut st, "set", self.set)?;
+        optional(&mut st, "group", self.group.get())?;
+        optional(&mut st, "launch", self.launch.get())?;
+        optional(&mut st, "set", self.set.get())?;
         optional(&mut st, "node", self.node.as_deref())?;
         optional(&mut st, "detail", Some(&*self.detail).filter(|d| !d.is_empty()))?;
         st.end()

@@ -4,14 +4,13 @@
 //! Everything on the nodes runs one at a time (two benchmarks on the same
 //! nodes perturb each other's figures); analyses run locally as soon as their inputs exist.
 
-use super::{Action, ActionId, ContentHash, Deps, Kind};
+use super::{Action, ActionId, ContentHash, Deps, Kind, OptU32, ThinStr};
 use crate::check::model::Stack;
 use crate::check::Model;
 use crate::design::{Campaign, Category, Design, Resolver};
 use crate::state::{content_hash, State, Status};
 use smallvec::smallvec;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 const STACK_SECONDS: f64 = 240.0;
 const NODES_SECONDS: f64 = 180.0;
@@ -26,13 +25,14 @@ struct Builder<'c> {
     campaign: &'c Campaign,
     resolver: Resolver<'c>,
     actions: Vec<Action>,
-    /// Pattern index in the design to its action (`NONE` when not in the plan).
-    of_pattern: Vec<usize>,
+    /// Pattern index in the design to its action (`NONE` when not in the plan). Indices are
+    /// u32 here and in `pending`: two such lists per pattern are part of planning's peak memory.
+    of_pattern: Vec<u32>,
     /// Layer names, one shared allocation each.
-    layers: Vec<Arc<str>>,
+    layers: Vec<ThinStr>,
     /// Pattern actions (action index, pattern index) whose hash and description are filled
     /// in at the end, on every core.
-    pending: Vec<(usize, usize)>,
+    pending: Vec<(u32, u32)>,
     /// What the nodes must have finished before any measurement: setup ends and the upload.
     ready: Vec<usize>,
     /// The last measurement action(s): the next one waits for them.
@@ -69,16 +69,16 @@ pub fn graph(model: &Model, campaign: &Campaign, state: &State, wanted: &[String
 /// Each pattern action's content hash and description. Resolving every setting of a pattern
 /// is most of planning a large campaign, so a million patterns are shared among the cores
 /// (each thread fills its own slice of the actions; the result is the same).
-fn fill_patterns(resolver: &Resolver, design: &Design, actions: &mut [Action], pending: &[(usize, usize)]) {
-    let fill = |a: &mut Action, i: usize| {
-        let p = &design.patterns[i];
+fn fill_patterns(resolver: &Resolver, design: &Design, actions: &mut [Action], pending: &[(u32, u32)]) {
+    let fill = |a: &mut Action, i: u32| {
+        let p = &design.patterns[i as usize];
         a.hash = ContentHash::Hex(resolver.digest(p));
         a.detail = crate::design::tables::describe(design, p).into();
     };
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(16);
     if threads < 2 || pending.len() < 4096 {
         for &(k, i) in pending {
-            fill(&mut actions[k], i);
+            fill(&mut actions[k as usize], i);
         }
         return;
     }
@@ -86,12 +86,12 @@ fn fill_patterns(resolver: &Resolver, design: &Design, actions: &mut [Action], p
     std::thread::scope(|s| {
         let (mut rest, mut offset) = (actions, 0);
         for chunk in pending.chunks(pending.len().div_ceil(threads)) {
-            let end = chunk[chunk.len() - 1].0 + 1;
+            let end = chunk[chunk.len() - 1].0 as usize + 1;
             let (mine, tail) = rest.split_at_mut(end - offset);
             let (base, fill) = (offset, &fill);
             s.spawn(move || {
                 for &(k, i) in chunk {
-                    fill(&mut mine[k - base], i);
+                    fill(&mut mine[k as usize - base], i);
                 }
             });
             (rest, offset) = (tail, end);
@@ -99,10 +99,10 @@ fn fill_patterns(resolver: &Resolver, design: &Design, actions: &mut [Action], p
     });
 }
 
-const NONE: usize = usize::MAX;
+const NONE: u32 = u32::MAX;
 
-fn layer_names(design: &Design) -> Vec<Arc<str>> {
-    design.layers.iter().map(|l| Arc::from(l.name.as_str())).collect()
+fn layer_names(design: &Design) -> Vec<ThinStr> {
+    design.layers.iter().map(|l| ThinStr::from(l.name.as_str())).collect()
 }
 
 /// What a node is launched as: everything but the zones it may be placed in, and how its root
@@ -133,7 +133,7 @@ fn machine(st: &Stack) -> impl serde::Serialize + '_ {
 
 /// The action of one pattern, outside a plan (rules run ad-hoc patterns this way).
 pub fn single(model: &Model, campaign: &Campaign, id: &str) -> Option<Action> {
-    let i = campaign.design.patterns.iter().position(|p| p.id == id)?;
+    let i = campaign.design.patterns.iter().position(|p| *p.id == *id)?;
     let resolver = Resolver::new(model, campaign);
     Some(pattern(&resolver, &campaign.design, &layer_names(&campaign.design), i, Deps::new()))
 }
@@ -144,16 +144,16 @@ impl Action {
         Action {
             id,
             kind,
-            label: label.into(),
+            label: (!label.is_empty()).then(|| label.into()),
             hash: ContentHash::new(&hash),
             duration,
             needs: deps.clone(),
             deps,
             change: super::Change::Create,
             layer: None,
-            group: None,
-            launch: None,
-            set: None,
+            group: OptU32::NONE,
+            launch: OptU32::NONE,
+            set: OptU32::NONE,
             node: None,
             detail: Box::default(),
         }
@@ -173,7 +173,7 @@ impl Action {
 }
 
 /// A pattern, step or analysis action without its hash and description (`fill_patterns`).
-fn pattern_shell(design: &Design, layers: &[Arc<str>], i: usize, deps: Deps) -> Action {
+fn pattern_shell(design: &Design, layers: &[ThinStr], i: usize, deps: Deps) -> Action {
     let p = &design.patterns[i];
     let kind = match p.category {
         Category::E2e => Kind::Pattern,
@@ -188,9 +188,9 @@ fn pattern_shell(design: &Design, layers: &[Arc<str>], i: usize, deps: Deps) -> 
 
 /// A pattern, step or analysis action; its hash covers every resolved setting,
 /// so a changed setting runs it again.
-fn pattern(resolver: &Resolver, design: &Design, layers: &[Arc<str>], i: usize, deps: Deps) -> Action {
+fn pattern(resolver: &Resolver, design: &Design, layers: &[ThinStr], i: usize, deps: Deps) -> Action {
     let mut a = pattern_shell(design, layers, i, deps);
-    fill_patterns(resolver, design, std::slice::from_mut(&mut a), &[(0, i)]);
+    fill_patterns(resolver, design, std::slice::from_mut(&mut a), &[(0, i as u32)]);
     a
 }
 
@@ -203,8 +203,8 @@ impl Builder<'_> {
     fn push_pattern(&mut self, i: usize, deps: Deps) -> usize {
         let a = pattern_shell(&self.campaign.design, &self.layers, i, deps);
         let k = self.push(a);
-        self.pending.push((k, i));
-        self.of_pattern[i] = k;
+        self.pending.push((k as u32, i as u32));
+        self.of_pattern[i] = k as u32;
         k
     }
 
@@ -258,7 +258,7 @@ impl Builder<'_> {
                 let hash = content_hash(&(&step.run, &step.skip_if, &step.env));
                 let mut a =
                     Action::new(id, Kind::Setup, format!("{} on {}", step.id, n.name), hash, SETUP_STEP_SECONDS, vec![prev]);
-                a.node = Some(n.name.clone());
+                a.node = Some(n.name.as_str().into());
                 a.detail = step.name.as_str().into();
                 prev = self.push(a);
             }
@@ -273,7 +273,7 @@ impl Builder<'_> {
         let d = &self.campaign.design;
         let ran =
             |i: usize| state.actions.get(&ActionId::Pattern(d.patterns[i].id.clone())).is_some_and(|r| r.status == Status::Done);
-        let named = |i: usize| wanted.contains(&d.patterns[i].id);
+        let named = |i: usize| wanted.iter().any(|w| **w == *d.patterns[i].id);
         (0..d.patterns.len()).filter(|&i| d.patterns[i].category == cat && (!d.patterns[i].adhoc || ran(i) || named(i))).collect()
     }
 
@@ -321,8 +321,8 @@ impl Builder<'_> {
             let stop_i = self.push(stop);
             self.actions[stop_i].needs = smallvec![start_i];
             for a in &mut self.actions[start_i..=stop_i] {
-                a.group = Some(g);
-                a.launch = Some(launch.number);
+                a.group = g.into();
+                a.launch = launch.number.into();
             }
             self.tail = vec![stop_i];
         }
@@ -334,7 +334,7 @@ impl Builder<'_> {
         for i in self.steps_of(Category::LowLevel, state, wanted) {
             let mut deps = self.tail.clone();
             let mut needs = self.ready.clone();
-            let tool = self.campaign.design.patterns[i].tool.as_deref().and_then(|t| self.model.tools.get(t));
+            let tool = self.campaign.design.patterns[i].tool().and_then(|t| self.model.tools.get(t));
             for s in tool.map(|t| t.needs.clone()).unwrap_or_default() {
                 let si = match services.get(&s) {
                     Some(&si) => si,
@@ -342,7 +342,7 @@ impl Builder<'_> {
                         let hash = self.model.services.get(&s).map(|x| content_hash(&x.run)).unwrap_or_default();
                         let label = format!("start service {s}");
                         let a = Action::new(
-                            ActionId::Service(s.clone()),
+                            ActionId::Service(s.as_str().into()),
                             Kind::Service,
                             label,
                             hash,
@@ -372,8 +372,8 @@ impl Builder<'_> {
                 .of_pattern
                 .iter()
                 .enumerate()
-                .filter(|&(pi, &a)| a != NONE && p.inputs.iter().any(|l| d.layers[d.patterns[pi].layer as usize].name == *l))
-                .map(|(_, &a)| a)
+                .filter(|&(pi, &a)| a != NONE && p.inputs().iter().any(|l| d.layers[d.patterns[pi].layer as usize].name == *l))
+                .map(|(_, &a)| a as usize)
                 .collect();
             let a = self.push_pattern(i, deps);
             self.actions[a].needs = Deps::new();

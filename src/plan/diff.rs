@@ -139,13 +139,13 @@ pub fn prune_transients(actions: &mut Vec<Action>) {
     // One pass for what each transient is needed by: a million actions stay linear.
     let pending = |a: &&Action| a.change != Change::NoOp;
     let launches: HashSet<u32> =
-        actions.iter().filter(pending).filter(|a| a.kind == Kind::Pattern).filter_map(|a| a.launch).collect();
+        actions.iter().filter(pending).filter(|a| a.kind == Kind::Pattern).filter_map(|a| a.launch.get()).collect();
     let services: HashSet<usize> =
         actions.iter().filter(pending).filter(|a| a.kind == Kind::Step).flat_map(|a| a.deps.iter().copied()).collect();
     let upload = actions.iter().filter(pending).any(|a| matches!(a.kind, Kind::Setup | Kind::Pattern | Kind::Step));
     let keep: Vec<bool> = (0..actions.len())
         .map(|i| match actions[i].kind {
-            Kind::ServerStart | Kind::ServerStop => actions[i].launch.is_some_and(|l| launches.contains(&l)),
+            Kind::ServerStart | Kind::ServerStop => actions[i].launch.get().is_some_and(|l| launches.contains(&l)),
             Kind::Service => services.contains(&i),
             Kind::Upload => upload,
             _ => true,
@@ -249,7 +249,7 @@ pub fn summarise(actions: &[Action], campaign: &Campaign) -> (Summary, Vec<Group
     // Patterns still to run and their estimate, per launch, in one pass.
     let mut work: std::collections::HashMap<u32, (usize, f64)> = std::collections::HashMap::new();
     for a in actions.iter().filter(|x| x.kind == Kind::Pattern && x.change != Change::NoOp) {
-        let w = work.entry(a.launch.unwrap_or(0)).or_default();
+        let w = work.entry(a.launch.get().unwrap_or(0)).or_default();
         w.0 += 1;
         w.1 += a.duration;
     }
@@ -257,10 +257,10 @@ pub fn summarise(actions: &[Action], campaign: &Campaign) -> (Summary, Vec<Group
         .iter()
         .filter(|a| a.kind == Kind::ServerStart)
         .map(|start| {
-            let (patterns, measure) = work.get(&start.launch.unwrap_or(0)).copied().unwrap_or_default();
-            let group = start.group.unwrap_or(0);
+            let (patterns, measure) = work.get(&start.launch.get().unwrap_or(0)).copied().unwrap_or_default();
+            let group = start.group.get().unwrap_or(0);
             GroupSummary {
-                launch: start.launch.unwrap_or(0),
+                launch: start.launch.get().unwrap_or(0),
                 group,
                 key: design.groups.get(group as usize).map(|k| k.label()).unwrap_or_default(),
                 patterns,

@@ -5,9 +5,13 @@
 mod action_json;
 mod actions;
 mod content_hash;
+mod opt_u32;
+mod thin_str;
 pub use actions::machine_spec;
 pub use content_hash::ContentHash;
 pub use diff::{node_replacement, NodeReplacement};
+pub use opt_u32::OptU32;
+pub use thin_str::ThinStr;
 mod diff;
 pub mod parallel;
 pub mod refresh;
@@ -88,7 +92,7 @@ pub struct Action {
     pub id: ActionId,
     pub kind: Kind,
     /// Empty for a pattern, step or analysis, whose label is its id: read through `label()`.
-    label: Box<str>,
+    label: Option<ThinStr>,
     /// Content hash of what the action does.
     pub hash: ContentHash,
     /// Estimated seconds.
@@ -102,18 +106,18 @@ pub struct Action {
     pub change: Change,
     /// Shared by every action of the layer (one allocation, not one per pattern).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layer: Option<std::sync::Arc<str>>,
+    pub layer: Option<ThinStr>,
     /// The restart group (index into the design's restart keys).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<u32>,
+    #[serde(default, skip_serializing_if = "OptU32::is_none")]
+    pub group: OptU32,
     /// The server launch this action belongs to, numbered as everywhere else.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub launch: Option<u32>,
+    #[serde(default, skip_serializing_if = "OptU32::is_none")]
+    pub launch: OptU32,
     /// The node set it runs on, when the experiment declares `parallel` > 1 (1-based).
+    #[serde(default, skip_serializing_if = "OptU32::is_none")]
+    pub set: OptU32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub set: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
+    pub node: Option<ThinStr>,
     /// One-line description of the pattern's factors or the step's tool.
     #[serde(default)]
     pub detail: Box<str>,
@@ -122,9 +126,10 @@ pub struct Action {
 impl Action {
     /// What the plan text and the apply log call the action: a pattern by its id.
     pub fn label(&self) -> &str {
-        match (&self.id, self.label.is_empty()) {
-            (ActionId::Pattern(id), true) => id,
-            _ => &self.label,
+        match (&self.id, &self.label) {
+            (_, Some(label)) => label,
+            (ActionId::Pattern(id), None) => id,
+            _ => "",
         }
     }
 }
@@ -343,7 +348,7 @@ pub fn build(inputs: &Inputs) -> Result<Plan, PlanError> {
         groups,
         estimate,
         summary,
-        adhoc: campaign.design.patterns.iter().filter(|p| p.adhoc).map(|p| p.id.clone()).collect(),
+        adhoc: campaign.design.patterns.iter().filter(|p| p.adhoc).map(|p| p.id.to_string()).collect(),
         notes: campaign.design.notes.clone(),
         targets: inputs.targets.to_vec(),
         refresh: None,
@@ -359,7 +364,7 @@ pub fn build(inputs: &Inputs) -> Result<Plan, PlanError> {
                     .patterns
                     .iter()
                     .filter(|p| campaign.design.layers.get(p.layer as usize).is_some_and(|x| x.name == l.name))
-                    .filter(|p| p.values.get("probe").and_then(|v| v.as_f64()) == Some(1.0))
+                    .filter(|p| p.values().get("probe").and_then(|v| v.as_f64()) == Some(1.0))
                     .count();
                 Some(SaturationBound {
                     layer: l.name.clone(),
@@ -460,6 +465,16 @@ mod tests {
 
     fn action(id: &str, duration: f64, deps: &[usize]) -> Action {
         Action::new(ActionId::Pattern(id.into()), Kind::Pattern, String::new(), String::new(), duration, deps.to_vec())
+    }
+
+    #[test]
+    fn a_pattern_and_its_action_stay_small() {
+        // Planning holds one of each per pattern: with their ids and descriptions, a million
+        // patterns plan in under 400 MB (benches/cli.rs). A field added here should be boxed
+        // or packed unless every pattern has it.
+        assert!(std::mem::size_of::<Action>() <= 160, "an action takes {} bytes", std::mem::size_of::<Action>());
+        let pattern = std::mem::size_of::<crate::design::Pattern>();
+        assert!(pattern <= 104, "a pattern takes {pattern} bytes");
     }
 
     #[test]

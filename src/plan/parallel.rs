@@ -98,7 +98,7 @@ fn work(actions: &[Action], pinned: u32) -> Work {
     let mut of_launch: BTreeMap<u32, usize> = BTreeMap::new();
     let mut of_service: BTreeMap<usize, usize> = BTreeMap::new();
     for (i, a) in actions.iter().enumerate().filter(|(_, a)| runs(a)) {
-        match (a.kind, a.launch) {
+        match (a.kind, a.launch.get()) {
             (Kind::ServerStart | Kind::Pattern | Kind::ServerStop, Some(n)) => {
                 let key = if n <= pinned { 1 } else { n };
                 let job = *of_launch.entry(key).or_insert_with(|| {
@@ -208,13 +208,13 @@ fn mark(actions: &mut [Action], w: &Work, chosen: &sets::Assignment) {
         for &j in jobs {
             match &w.units[j] {
                 Unit::Launches(l) => set_of_launch.extend(l.iter().map(|&n| (n, s as u32 + 1))),
-                Unit::Step(i) => actions[*i].set = Some(s as u32 + 1),
+                Unit::Step(i) => actions[*i].set = (s as u32 + 1).into(),
             }
         }
     }
     for a in actions.iter_mut().filter(|a| runs(a)) {
-        if let Some(set) = a.launch.and_then(|n| set_of_launch.get(&n)) {
-            a.set = Some(*set);
+        if let Some(set) = a.launch.get().and_then(|n| set_of_launch.get(&n)) {
+            a.set = (*set).into();
         }
     }
 }
@@ -226,7 +226,7 @@ mod tests {
 
     fn action(id: ActionId, kind: Kind, seconds: f64, launch: Option<u32>, deps: &[usize]) -> Action {
         let mut a = Action::new(id, kind, String::new(), String::new(), seconds, Deps::from_slice(deps));
-        a.launch = launch;
+        a.launch = launch.into();
         a
     }
 
@@ -274,7 +274,7 @@ mod tests {
         assert!((one.cost_usd - one.wall_seconds / 3600.0 * 2.0 * 10.0).abs() < 1e-9);
         assert_eq!(s.by_k.len(), 8);
         // The actions know their set.
-        assert_eq!((a[3].set, a[5].set, a[7].set, a[9].set), (Some(1), Some(1), Some(2), Some(2)));
-        assert_eq!(a[0].set, None);
+        assert_eq!((a[3].set.get(), a[5].set.get(), a[7].set.get(), a[9].set.get()), (Some(1), Some(1), Some(2), Some(2)));
+        assert_eq!(a[0].set.get(), None);
     }
 }

@@ -35,7 +35,7 @@ impl Target {
     pub fn parse(given: &str, actions: &[Action]) -> Result<Target, UnknownTarget> {
         let launch = given.strip_prefix("group:").or_else(|| given.strip_prefix("launch:"));
         if let Some(n) = launch {
-            let last = actions.iter().filter_map(|a| a.launch).max().unwrap_or(0);
+            let last = actions.iter().filter_map(|a| a.launch.get()).max().unwrap_or(0);
             return match n.parse::<u32>() {
                 Ok(n) if (1..=last).contains(&n) => Ok(Target::Launch(n)),
                 _ => Err(UnknownTarget {
@@ -75,7 +75,7 @@ impl Target {
         match self {
             Target::Action(id) => &a.id == id,
             Target::Layer(l) => a.layer.as_deref() == Some(l),
-            Target::Launch(n) => a.launch == Some(*n),
+            Target::Launch(n) => a.launch.get() == Some(*n),
         }
     }
 }
@@ -94,7 +94,7 @@ pub fn selection(actions: &[Action], targets: &[Target]) -> Vec<bool> {
         .iter()
         .enumerate()
         .filter(|(_, a)| a.kind == Kind::ServerStop)
-        .filter_map(|(i, a)| a.launch.map(|l| (l, i)))
+        .filter_map(|(i, a)| a.launch.get().map(|l| (l, i)))
         .collect();
     let mut out = vec![false; actions.len()];
     while let Some(i) = stack.pop() {
@@ -103,7 +103,7 @@ pub fn selection(actions: &[Action], targets: &[Target]) -> Vec<bool> {
             let only_order = |d: &usize| actions[i].kind == Kind::ServerStart && actions[*d].kind == Kind::ServerStop;
             stack.extend(actions[i].needs.iter().filter(|d| !only_order(d)).copied());
             if actions[i].kind == Kind::Pattern {
-                stack.extend(actions[i].launch.and_then(|l| stops.get(&l)).copied());
+                stack.extend(actions[i].launch.get().and_then(|l| stops.get(&l)).copied());
             }
         }
     }

@@ -93,7 +93,7 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
         }
         if a.kind == Kind::Setup {
             // One line per node: the step list is long and identical across nodes.
-            let node = a.node.clone().unwrap_or_default();
+            let node = a.node.as_deref().unwrap_or_default().to_string();
             if !setup_nodes.contains(&node) {
                 let steps: Vec<_> = plan
                     .actions
@@ -325,7 +325,7 @@ pub fn dot(plan: &Plan) -> String {
     while i < plan.actions.len() {
         let a = &plan.actions[i];
         if a.kind == Kind::ServerStart {
-            let launch = a.launch.unwrap_or(0);
+            let launch = a.launch.get().unwrap_or(0);
             let key = plan.groups.iter().find(|g| g.launch == launch).map(|g| g.key.as_str()).unwrap_or("");
             let _ = writeln!(s, "  subgraph cluster_{launch} {{\n    label={};", q(&format!("launch {launch}: {key}")));
             while i < plan.actions.len() {

@@ -39,7 +39,7 @@ impl Pricing {
         for launch in &campaign.schedule.segments {
             let startup = design.startup.get(launch.group as usize).copied().unwrap_or(0.0);
             for &i in &launch.patterns {
-                planned.insert(design.patterns[i].id.clone(), (launch.number, startup));
+                planned.insert(design.patterns[i].id.to_string(), (launch.number, startup));
             }
         }
         Pricing {

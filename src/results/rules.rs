@@ -121,7 +121,7 @@ pub fn scheduled(model: &crate::check::Model, campaign: &crate::design::Campaign
         .design
         .scheduled()
         .map(|p| Scheduled {
-            id: p.id.clone(),
+            id: p.id.to_string(),
             layer: campaign.design.layers.get(p.layer as usize).map(|l| l.name.clone()).unwrap_or_default(),
             hash: resolver.hash(p),
             settings: resolver
@@ -130,7 +130,7 @@ pub fn scheduled(model: &crate::check::Model, campaign: &crate::design::Campaign
                 .filter(|(_, v)| !matches!(v, Value::Ref { .. }))
                 .map(|(k, v)| (k.clone(), super::setting_text(v)))
                 .collect(),
-            analysis: p.analysis.as_deref().map(str::to_string),
+            analysis: p.analysis().map(str::to_string),
         })
         .collect()
 }
@@ -392,9 +392,9 @@ impl Ctx<'_> {
                     .design
                     .patterns
                     .iter()
-                    .filter(|p| p.adhoc && p.tool.as_deref() == Some(tool.as_str()))
-                    .filter(|p| filters.iter().all(|(k, v)| p.values.get(k).is_some_and(|x| &x.interpolated() == v)))
-                    .map(|p| p.id.clone())
+                    .filter(|p| p.adhoc && p.tool() == Some(tool.as_str()))
+                    .filter(|p| filters.iter().all(|(k, v)| p.values().get(k).is_some_and(|x| &x.interpolated() == v)))
+                    .map(|p| p.id.to_string())
                     .collect())
             }
             ExprKind::List(items) => items.iter().map(|x| self.word(x)).collect(),

@@ -63,7 +63,7 @@ fn ours_e2e(loaded: &Loaded, d: &Design) -> Vec<E2e> {
             let s = r.settings(p);
             let text = |k: &str| s.get(k).map(Value::interpolated).unwrap_or_else(|| "none".into());
             E2e {
-                id: p.id.clone(),
+                id: p.id.to_string(),
                 layer: d.layers[p.layer as usize].name.clone(),
                 mode: text("mode"),
                 transport: text("transport"),
@@ -108,7 +108,7 @@ fn phase1_yields_exactly_the_128_reference_patterns() {
     assert_eq!(ours_e2e(&loaded, d), want);
     let mut ours: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in d.scheduled() {
-        ours.entry(d.layers[p.layer as usize].name.clone()).or_default().push(p.id.clone());
+        ours.entry(d.layers[p.layer as usize].name.clone()).or_default().push(p.id.to_string());
     }
     for v in ours.values_mut() {
         v.sort();
@@ -139,14 +139,15 @@ fn phase2_yields_the_37_reference_e2e_patterns_and_51_in_all() {
     );
     assert_eq!(d.scheduled().count(), 51);
     // The rest of phase 1's low-level patterns stay an ad-hoc pool, with phase 2 ids.
-    let adhoc: Vec<&str> = d.patterns.iter().filter(|p| p.adhoc).map(|p| p.id.as_str()).collect();
+    let adhoc: Vec<&str> = d.patterns.iter().filter(|p| p.adhoc).map(|p| &*p.id).collect();
     assert_eq!(adhoc.len(), 36);
     let reference_ll = &ids_by_layer(&reference, true)["L5-LowLevel"];
     for p in d.patterns.iter().filter(|p| p.category == Category::LowLevel) {
-        assert!(reference_ll.contains(&p.id), "{} is not a phase-2 low-level id", p.id);
+        assert!(reference_ll.contains(&p.id.to_string()), "{} is not a phase-2 low-level id", p.id);
     }
     let reference_analysis = &ids_by_layer(&reference, true)["L4-Analysis"];
-    let ours_analysis: Vec<String> = d.scheduled().filter(|p| p.category == Category::Analysis).map(|p| p.id.clone()).collect();
+    let ours_analysis: Vec<String> =
+        d.scheduled().filter(|p| p.category == Category::Analysis).map(|p| p.id.to_string()).collect();
     assert_eq!(&ours_analysis, reference_analysis);
 }
 
@@ -564,17 +565,17 @@ fn compare_low_level(example: &str, experiment: &str, reference: &str) -> (Vec<S
     let d = &campaign.design;
     let r = Resolver::new(&loaded.check.model, campaign);
     let model = &loaded.check.model.models[&d.model.as_ref().unwrap().name];
-    let tools: Vec<&nixl::design::Pattern> = d.patterns.iter().filter(|p| p.tool.is_some()).collect();
+    let tools: Vec<&nixl::design::Pattern> = d.patterns.iter().filter(|p| p.tool().is_some()).collect();
     let (mut done, mut wrong) = (vec![], vec![]);
     for seed in seed_runs(&json(reference), model) {
         // Phase 1 keeps the seed's ids; the low-level example has its own, so it is found by parameters.
         let found: Vec<&&nixl::design::Pattern> = tools
             .iter()
-            .filter(|p| p.tool.as_deref() == Some(seed.tool.as_str()))
+            .filter(|p| p.tool() == Some(seed.tool.as_str()))
             .filter(|p| {
                 let s = r.settings(p);
                 if experiment == "phase1" {
-                    p.id == seed.id
+                    *p.id == *seed.id
                 } else {
                     seed.keys.iter().all(|(k, v)| ours_param(p, &s, k) == *v)
                 }
@@ -634,11 +635,11 @@ fn tool_scripts(example: &str, pattern: &str) -> BTreeMap<String, String> {
     let campaign = loaded.campaigns.last().unwrap();
     let design = &campaign.design;
     let p = design.pattern(pattern).unwrap_or_else(|| panic!("{pattern} in {example}"));
-    let tool = &loaded.check.model.tools[&**p.tool.as_ref().unwrap()];
+    let tool = &loaded.check.model.tools[p.tool().unwrap()];
     let render = nixl::design::render::RenderVars::new(&["10.0.1.11", "10.0.1.12"], "/here")
         .with(&[("out", Value::Str("out.txt".into()))]);
     let kv = design.model.as_ref().map(|m| m.kv_bytes_per_token() as f64);
-    nixl::design::render::tool_commands(tool, &p.values, &render, kv)
+    nixl::design::render::tool_commands(tool, p.values(), &render, kv)
         .unwrap_or_else(|d| panic!("{pattern}: {}", d.message))
         .into_iter()
         .collect()
@@ -650,8 +651,16 @@ fn every_tool_run_checks_for_its_program_first() {
     // fails at once (exit 127) and names the setup step that installs the program.
     for example in ["phase1.nixl", "phase2.nixl", "low-level.nixl"] {
         let loaded = load(example);
-        let ids: Vec<String> =
-            loaded.campaigns.last().unwrap().design.patterns.iter().filter(|p| p.tool.is_some()).map(|p| p.id.clone()).collect();
+        let ids: Vec<String> = loaded
+            .campaigns
+            .last()
+            .unwrap()
+            .design
+            .patterns
+            .iter()
+            .filter(|p| p.tool().is_some())
+            .map(|p| p.id.to_string())
+            .collect();
         assert!(!ids.is_empty());
         for id in ids {
             for (role, script) in tool_scripts(example, &id) {
@@ -691,7 +700,7 @@ fn nixlbench_runs_get_the_servers_environment_and_only_ucx_backends_on_g6e() {
     for (example, experiment) in [("phase1.nixl", "phase1"), ("phase2.nixl", "phase2")] {
         let loaded = load(example);
         let d = loaded.design(Some(experiment)).unwrap();
-        for p in d.scheduled().filter(|p| p.tool.is_some()) {
+        for p in d.scheduled().filter(|p| p.tool().is_some()) {
             for (role, script) in tool_scripts(example, &p.id) {
                 assert!(!script.contains("LIBFABRIC") && !script.contains("FI_PROVIDER"), "{example} {} {role}", p.id);
             }

@@ -567,7 +567,7 @@ fn nixl_show_says_how_an_optimal_design_was_found() {
         .replace("-{backend}", "");
     std::fs::write(&path, text).unwrap();
     let loaded = nixl::pipeline::load(&path);
-    let first = loaded.campaigns[0].design.patterns[0].id.clone();
+    let first = loaded.campaigns[0].design.patterns[0].id.to_string();
     let out = crate::support::nixl().arg("show").arg(&path).arg(&first).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
@@ -588,9 +588,9 @@ fn a_power_in_a_term_list_is_the_product_it_stands_for() {
         let loaded = nixl::pipeline::load_text("t.nixl", &text, &crate::props::NoFiles);
         assert!(!loaded.check.has_errors(), "{:?}", loaded.check.diagnostics);
         let e = loaded.campaign(Some("e")).unwrap();
-        let ids: Vec<String> = e.design.scheduled().map(|p| p.id.clone()).collect();
+        let ids: Vec<String> = e.design.scheduled().map(|p| p.id.to_string()).collect();
         let f = loaded.campaign(Some("f")).unwrap();
-        (ids, f.design.patterns[0].id.clone())
+        (ids, f.design.patterns[0].id.to_string())
     };
     let (pow, n) = design("prompt, concurrency, prompt*concurrency, log(prompt)^2");
     let (product, _) = design("prompt, concurrency, prompt*concurrency, log(prompt)*log(prompt)");

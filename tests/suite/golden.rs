@@ -104,7 +104,7 @@ fn golden_levels_beyond_65536_give_distinct_patterns() {
     let errors: Vec<&str> = loaded.check.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.message.as_str()).collect();
     assert!(errors.is_empty(), "{:?}", &errors[..errors.len().min(3)]);
     assert_eq!(loaded.campaigns[0].design.patterns.len(), 70_000);
-    assert_eq!(loaded.campaigns[0].design.patterns[65_536].id, "e-65537");
+    assert_eq!(loaded.campaigns[0].design.patterns[65_536].id.as_ref(), "e-65537");
 }
 
 /// The eight mistakes of a new user's first file, all in one run, each with its code and place.

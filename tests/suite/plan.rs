@@ -304,9 +304,13 @@ fn phase1_spread_over_node_sets_stays_near_its_bound() {
     let steps: usize = sets.schedule.iter().map(|s| s.steps.len()).sum();
     assert_eq!(steps, plan.actions.iter().filter(|a| a.kind == Kind::Step).count());
     for a in plan.actions.iter().filter(|a| matches!(a.kind, Kind::Pattern | Kind::Step)) {
-        let set = a.set.expect("a node action has its set") as usize;
+        let set = a.set.get().expect("a node action has its set") as usize;
         let listed = &sets.schedule[set - 1];
-        assert!(listed.steps.contains(&a.id.to_string()) || a.launch.is_some_and(|n| listed.launches.contains(&n)), "{}", a.id);
+        assert!(
+            listed.steps.contains(&a.id.to_string()) || a.launch.get().is_some_and(|n| listed.launches.contains(&n)),
+            "{}",
+            a.id
+        );
     }
     assert_eq!(sets.by_k.len(), 8);
     // One set is the estimate's critical path but for etcd, which the graph starts beside the

@@ -165,10 +165,10 @@ proptest! {
         let mut current: (Option<u32>, Option<u32>, Option<u32>) = (None, None, None);
         for a in &plan.actions {
             match a.kind {
-                nixl::plan::Kind::ServerStart => current = (a.group, a.launch, a.id.launch()),
+                nixl::plan::Kind::ServerStart => current = (a.group.get(), a.launch.get(), a.id.launch()),
                 nixl::plan::Kind::Pattern => {
-                    prop_assert_eq!((a.group, a.launch), (current.0, current.1));
-                    prop_assert_eq!(a.launch, current.2);
+                    prop_assert_eq!((a.group.get(), a.launch.get()), (current.0, current.1));
+                    prop_assert_eq!(a.launch.get(), current.2);
                 }
                 nixl::plan::Kind::ServerStop => current = (None, None, None),
                 _ => {}

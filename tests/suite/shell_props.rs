@@ -207,7 +207,7 @@ proptest! {
         let bin = stub_python(&dir);
         let work = dir.join("node");
         std::fs::create_dir_all(&work).unwrap();
-        for p in c.design.patterns.iter().filter(|p| p.group.is_some() || p.tool.is_some()) {
+        for p in c.design.patterns.iter().filter(|p| p.group.is_some() || p.tool().is_some()) {
             let cmds = nixl::design::commands::for_pattern(&loaded.check.model, c, p, &vars).unwrap();
             for s in &cmds.scripts {
                 prop_assert!(parses(&s.body), "{}", s.body);
