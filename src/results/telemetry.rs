@@ -70,6 +70,10 @@ pub fn deltas(before: &str, after: &str, completed: u64) -> BTreeMap<String, f64
     if completed > 0 {
         put("kv_transfer_ms_per_request", seconds.map(|s| s * 1000.0 / completed as f64));
     }
+    // One READ's mean duration: each decode rank READs its share of a request's KV at once, so
+    // this is the wait for a request's KV at any TP, where the sum over the ranks grows with TP.
+    let transfers = d(TRANSFERS, None);
+    put("kv_read_ms", seconds.zip(transfers).filter(|(_, n)| *n > 0.0).map(|(s, n)| s * 1000.0 / n));
     put("kv_gb_s", bytes.zip(seconds).filter(|(_, s)| *s > 0.0).map(|(b, s)| b / s / 1e9));
     put("kv_bytes_per_token", bytes.zip(external).filter(|(_, t)| *t > 0.0).map(|(b, t)| b / t));
     put("decode_prefill_tokens", local);
@@ -167,7 +171,7 @@ pub fn unit(metric: &str) -> Option<&'static str> {
         "kv_bytes" | "kv_bytes_per_token" | "efa_bytes" | "tcp_bytes" => "bytes",
         "kv_fabric_share" | "kv_bytes_per_token_ratio" => "fraction",
         "kv_transfers" | "kv_failed_transfers" => "transfers",
-        "kv_transfer_ms_per_request" => "ms",
+        "kv_transfer_ms_per_request" | "kv_read_ms" => "ms",
         "kv_gb_s" => "GB/s",
         "decode_prefill_tokens" | "decode_prompt_tokens" | "prefill_prompt_tokens" | "prefill_cached_tokens" => "tokens",
         "prefill_requests" | "prefill_kv_expired_requests" => "requests",
@@ -201,6 +205,7 @@ mod tests {
         assert_eq!(m["kv_bytes"], 4.0 * 64.0 * 65536.0);
         assert_eq!(m["kv_transfers"], 4.0);
         assert!((m["kv_transfer_ms_per_request"] - 5.0).abs() < 1e-9);
+        assert!((m["kv_read_ms"] - 5.0).abs() < 1e-9, "0.02 s over 4 READs");
         assert!((m["kv_gb_s"] - 4.0 * 64.0 * 65536.0 / 0.02 / 1e9).abs() < 1e-9);
         assert_eq!(m["decode_prefill_tokens"], 4.0);
         assert_eq!(m["decode_prompt_tokens"], 256.0);

@@ -170,6 +170,10 @@ fn at_a_decode_tp_above_the_kv_heads_the_bytes_per_token_are_compared_with_every
     // Against the two ranks' heads together, not the model's one head: 64/63, as at TP 1
     // (63 of the 64 tokens counted as transferred), where the model's KV alone gives twice that.
     assert!((f("kv_bytes_per_token_ratio") - 64.0 / 63.0).abs() < 1e-12, "{m}");
+    // Each READ takes the emulator's pull time of 64 tokens (0.001 ms a token), whatever the TP;
+    // the time summed over the ranks per request is twice that and more (warm-ups included).
+    assert!((f("kv_read_ms") - 0.064).abs() < 1e-9, "{m}");
+    assert!(f("kv_transfer_ms_per_request") >= 2.0 * 0.064, "{m}");
 }
 
 /// Completions a server's log shows it answered (uvicorn's access lines).
