@@ -64,6 +64,16 @@ impl LlmModel {
     pub fn kv_bytes_per_token(&self) -> u64 {
         2 * self.layers as u64 * self.kv_heads as u64 * self.head_dim as u64 * self.dtype_bytes() as u64
     }
+    /// The KV bytes per token held over all `tp` ranks of one server: each rank holds
+    /// `max(1, kv_heads / tp)` heads (vLLM's `ModelConfig.get_num_kv_heads`, integer division),
+    /// so above `kv_heads` ranks the heads are replicated and the ranks together hold more
+    /// than [`Self::kv_bytes_per_token`]. What NixlConnector reads per token, summed over a
+    /// decode server's ranks: each rank reads its own heads.
+    pub fn kv_bytes_per_token_over_ranks(&self, tp: u32) -> u64 {
+        let tp = tp.max(1);
+        let per_rank = (self.kv_heads / tp).max(1) as u64;
+        self.kv_bytes_per_token() / self.kv_heads.max(1) as u64 * per_rank * tp as u64
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -304,4 +314,39 @@ pub struct RuleDecl {
     pub action: Expr,
     pub reason: Option<String>,
     pub span: Span,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(kv_heads: u32) -> LlmModel {
+        LlmModel {
+            name: "m".into(),
+            hf_id: "m".into(),
+            layers: 28,
+            kv_heads,
+            head_dim: 128,
+            dtype: Dtype::Bf16,
+            max_position_embeddings: 32768,
+            params: 0.0,
+            span: Span::default(),
+        }
+    }
+
+    #[test]
+    fn kv_over_ranks_is_the_model_s_until_the_heads_are_replicated() {
+        // Qwen2.5-7B: 4 KV heads, 57,344 B per token.
+        let m = model(4);
+        assert_eq!(m.kv_bytes_per_token(), 57_344);
+        // 1, 2 or 4 ranks split the 4 heads: together they hold the model's KV.
+        for tp in [1, 2, 4] {
+            assert_eq!(m.kv_bytes_per_token_over_ranks(tp), 57_344, "tp {tp}");
+        }
+        // 8 ranks hold one head each (vLLM replicates): twice the model's KV over the ranks.
+        assert_eq!(m.kv_bytes_per_token_over_ranks(8), 2 * 57_344);
+        assert_eq!(model(8).kv_bytes_per_token_over_ranks(8), model(8).kv_bytes_per_token());
+        assert_eq!(model(2).kv_bytes_per_token_over_ranks(4), 2 * model(2).kv_bytes_per_token());
+        assert_eq!(m.kv_bytes_per_token_over_ranks(0), 57_344, "a TP of 0 is taken as 1");
+    }
 }

@@ -272,28 +272,31 @@ pub fn server_health(
     Ok(out)
 }
 
-/// Every decode server's metrics read, for a disaggregated pattern whose server
-/// definition has a `metrics` command (rendered with `node_role = "decode"` and the
-/// server's port); empty otherwise. Apply sums the reads (`results::telemetry::sample`
-/// adds every line of a name), so the KV figures and guards are over all decode servers.
+/// Every server's metrics read of `role` (prefill or decode), for a disaggregated pattern
+/// whose server definition has a `metrics` command (rendered with that `node_role` and the
+/// server's port); empty otherwise. Apply sums each role's reads (`results::telemetry::sample`
+/// adds every line of a name), so the KV figures and guards are over all servers of a role.
 pub fn server_metrics(
     model: &Model,
     campaign: &Campaign,
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
+    role: Role,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
-    decode_reads(model, campaign, settings, vars, "metrics")
+    role_reads(model, campaign, settings, vars, role, "metrics")
 }
 
-/// Every decode node's EFA and network-interface byte counters, read like `server_metrics`
-/// from the server definition's `transport_counters` command and summed the same way.
+/// The EFA and network-interface byte counters of every node serving `role` (prefill or
+/// decode), read like `server_metrics` from the server definition's `transport_counters`
+/// command and summed the same way: the KV leaves the prefill nodes and enters the decode ones.
 pub fn transport_counters(
     model: &Model,
     campaign: &Campaign,
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
+    role: Role,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
-    decode_reads(model, campaign, settings, vars, "transport_counters")
+    role_reads(model, campaign, settings, vars, role, "transport_counters")
 }
 
 /// The server definition's `gpu_memory` command, on the node whose GPUs hold the KV
@@ -327,21 +330,22 @@ pub fn role_gpu_memory(
     servers.map(|s| Ok((s.role, server_read(model, campaign, settings, vars, &topo, s, "gpu_memory")?))).collect()
 }
 
-/// A read on every decode server's node of a disaggregated pattern, from the server
+/// A read on every `role` server's node of a disaggregated pattern, from the server
 /// template `key`; empty for a unified pattern or a definition without the command.
-fn decode_reads(
+fn role_reads(
     model: &Model,
     campaign: &Campaign,
     settings: &BTreeMap<String, Value>,
     vars: &RenderVars,
+    role: Role,
     key: &str,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
     if mode_of(settings) != Mode::Disaggregated || !campaign.server.contains_key(key) {
         return Ok(vec![]);
     }
     let topo = Topology::of(settings);
-    let decode = topo.servers(false).into_iter().filter(|s| s.role == Role::Decode);
-    decode.map(|server| server_read(model, campaign, settings, vars, &topo, server, key)).collect()
+    let servers = topo.servers(false).into_iter().filter(|s| s.role == role);
+    servers.map(|server| server_read(model, campaign, settings, vars, &topo, server, key)).collect()
 }
 
 /// The server template `key` rendered for one server (its scope: the role's TP, address
@@ -519,8 +523,12 @@ fn telemetry_reads(
     vars: &RenderVars,
     after: bool,
 ) -> Result<Vec<Script>, Box<Diagnostic>> {
-    let mut reads = server_metrics(model, campaign, settings, vars)?;
-    reads.extend(transport_counters(model, campaign, settings, vars)?);
+    let mut reads = vec![];
+    for role in [Role::Decode, Role::Prefill] {
+        let of_role = server_metrics(model, campaign, settings, vars, role)?.into_iter();
+        let of_role = of_role.chain(transport_counters(model, campaign, settings, vars, role)?);
+        reads.extend(of_role.map(|s| Script { role: format!("{} of {}", s.role, role.as_str()), ..s }));
+    }
     if after {
         reads.extend(gpu_memory(model, campaign, settings, vars)?);
         let per_role = role_gpu_memory(model, campaign, settings, vars)?;

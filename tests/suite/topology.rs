@@ -111,16 +111,27 @@ fn show_commands_lists_the_telemetry_reads_around_the_benchmark() {
     let at = |heading: &str| t.find(&format!("\n## {heading}\n")).unwrap_or_else(|| panic!("no `## {heading}` in:\n{t}"));
     let order = [
         at("ready on node2"),
-        at("metrics (before the benchmark) on node2"),
-        at("transport_counters (before the benchmark) on node2"),
+        at("metrics of decode (before the benchmark) on node2"),
+        at("transport_counters of decode (before the benchmark) on node2"),
+        at("metrics of prefill (before the benchmark) on node1"),
+        at("transport_counters of prefill (before the benchmark) on node1"),
         at("bench on node1"),
-        at("metrics (after the benchmark) on node2"),
-        at("transport_counters (after the benchmark) on node2"),
+        at("metrics of decode (after the benchmark) on node2"),
+        at("transport_counters of decode (after the benchmark) on node2"),
+        at("metrics of prefill (after the benchmark) on node1"),
+        at("transport_counters of prefill (after the benchmark) on node1"),
         at("gpu_memory (after the benchmark) on node2"),
         at("stop on node1"),
     ];
     assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order {order:?}:\n{t}");
-    assert!(t.contains("curl -sf http://127.0.0.1:8200/metrics"), "the decode server's own port:\n{t}");
+    // Each server's read on its own port: the decode server's, and the prefill server's,
+    // keeping the prefill side's counters (KV released unread, finished requests).
+    let read = |heading: &str| t[at(heading)..].lines().nth(3).unwrap_or_default().to_string();
+    let decode = read("metrics of decode (before the benchmark) on node2");
+    let prefill = read("metrics of prefill (before the benchmark) on node1");
+    assert!(decode.starts_with("curl -sf http://127.0.0.1:8200/metrics"), "the decode server's own port:\n{t}");
+    assert!(prefill.starts_with("curl -sf http://127.0.0.1:8100/metrics"), "the prefill server's own port:\n{t}");
+    assert!(prefill.contains("kv_expired_reqs") && prefill.contains("request_success_total"), "{prefill}");
     // A unified pattern has no KV transfer to read; its GPU memory is read on its server's node.
     let u = stdout(&["show", "examples/xpyd.nixl", "xp-u2-4k-c4", "--commands"]);
     assert!(!u.contains("## metrics") && u.contains("## gpu_memory (after the benchmark) on node1"), "{u}");

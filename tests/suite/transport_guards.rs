@@ -1,9 +1,11 @@
 //! Transport counters, GPU memory and the wrong-interface guard, end to end: std/vllm's
-//! `transport_counters` reads the decode node's sysfs byte counters (the engine emulator
-//! keeps them in the kernel's layout under the node's `sys/`, NIXL_SYSFS_ROOT) around a disaggregated pattern
-//! declared over EFA, and its `gpu_memory` asks nvidia-smi (the stand-in in
-//! tests/support/vllm_world/bin, fed by the emulator) after it. A healthy run records the
-//! figures; KV that crossed TCP instead (NIXL_EMULATOR_KV_FAULT=tcp_fallback) fails the pattern.
+//! `transport_counters` reads the decode and the prefill nodes' sysfs byte counters (the
+//! engine emulator keeps them in the kernel's layout under the node's `sys/`,
+//! NIXL_SYSFS_ROOT; with its side channel on, the prefill node sends each READ's bytes)
+//! around a disaggregated pattern declared over EFA, and its `gpu_memory` asks nvidia-smi
+//! (the stand-in in tests/support/vllm_world/bin, fed by the emulator) after it. A healthy
+//! run records the figures of both ends; KV that crossed TCP instead
+//! (NIXL_EMULATOR_KV_FAULT=tcp_fallback) fails the pattern, the reason naming both ends.
 
 use crate::local::{text, PORTS};
 use crate::support::{nixl, scratch};
@@ -52,6 +54,9 @@ fn run(name: &str, fault: &str) -> (std::process::Output, PathBuf, String) {
         ("NIXL_SYSFS_ROOT", "sys"),
         ("NIXL_FAKE_GPU_DIR", "gpus"),
         ("NIXL_EMULATOR_KV_BYTES_PER_TOKEN", "57344"),
+        ("NIXL_EMULATOR_KV_HEADS", "4"),
+        ("NIXL_EMULATOR_SIDE_CHANNEL", "1"),
+        ("VLLM_NIXL_SIDE_CHANNEL_PORT", "18177"),
     ];
     let out = world_apply(&dir, &venv, &env);
     let efa_rx = dir.join(".nixl/world/local/nodes/node2/sys/class/infiniband/rdmap0s31/ports/1/hw_counters/rx_bytes");
@@ -81,6 +86,10 @@ fn efa_counters_and_gpu_memory_are_recorded_and_kv_over_tcp_fails_an_efa_pattern
     assert_eq!(f("efa_bytes"), f("kv_bytes"), "{m}");
     // The ENI carried the completion requests' bodies: some bytes, far fewer than the KV.
     assert!(f("tcp_bytes") > 0.0 && f("tcp_bytes") < f("kv_bytes") / 10.0, "{m}");
+    // The prefill node sent every byte the decode node read on its own EFA device.
+    assert_eq!(f("prefill_efa_bytes"), f("kv_bytes"), "{m}");
+    assert!(f("prefill_tcp_bytes") > 0.0 && f("prefill_tcp_bytes") < f("kv_bytes") / 10.0, "{m}");
+    assert_eq!(rec["units"]["prefill_efa_bytes"], "bytes");
     // g6e.12xlarge's 100 Gbps is 12.5 GB/s.
     assert!((f("kv_fabric_share") - f("kv_gb_s") / 12.5).abs() < 1e-12, "{m}");
     // 64 tokens' KV per request, 63 of them counted as transferred (the consumer computes the last).
@@ -103,7 +112,12 @@ fn efa_counters_and_gpu_memory_are_recorded_and_kv_over_tcp_fails_an_efa_pattern
     let (out, dir, _) = run("transport-guards-tcp-fallback", "tcp_fallback");
     assert!(!out.status.success(), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains("transport = efa was declared, but the KV went over TCP: the EFA counters moved 0 bytes"), "{t}");
+    // Both ends show it: the decode node received the KV, the prefill node sent it, over TCP.
+    assert!(
+        t.contains("transport = efa was declared, but the KV went over TCP: on the decode nodes the EFA counters moved 0 bytes"),
+        "{t}"
+    );
+    assert!(t.contains("; on the prefill nodes the EFA counters moved 0 bytes while the TCP interfaces carried"), "{t}");
     assert!(!t.contains("no KV bytes"), "the KV did move: {t}");
     assert!(!dir.join(".nixl/results/world/w-efa-64.json").exists(), "a guarded run is no result");
     let state = std::fs::read_to_string(dir.join(".nixl/world/state.json")).unwrap();

@@ -15,8 +15,9 @@ serves, on --host/--port:
                           bound but not listening, so connections are refused, as
                           with the real server while its engine starts.
   GET  /v1/models, /version, /metrics (a few vllm:* counters, prompt tokens by
-                          source, and with NixlConnector its histograms of bytes
-                          and transfer time and its failed-transfer counter)
+                          source, finished requests, and with NixlConnector its
+                          histograms of bytes and transfer time and its failed-transfer,
+                          failed-notification and expired-KV counters)
   POST /v1/completions    streaming (SSE, one chunk per output token, the usage
                           chunk when stream_options.include_usage, `data: [DONE]`)
                           and non-streaming; vLLM 0.16's validation of prompt and
@@ -49,10 +50,21 @@ Disaggregation (--kv-transfer-config with kv_connector NixlConnector):
     VLLM_NIXL_SIDE_CHANNEL_HOST/PORT, defaults localhost/5600).
   kv_consumer/kv_both: a request with do_remote_prefill and the remote_* keys skips
     local prefill (KV "pulled"). With NIXL_EMULATOR_SIDE_CHANNEL=1 the producer
-    listens on its side channel and the consumer really connects to remote_host:
-    remote_port; a failed handshake logs NixlConnector's failure line and, per
-    kv_load_failure_policy (default "recompute"), recomputes the prefill locally
-    or fails the request.
+    listens on its side channel (only the producer: the consumer's listener is never
+    dialled here) and the consumer really connects to remote_host:remote_port for each
+    READ, saying how many bytes it reads; a failed handshake logs NixlConnector's
+    failure line and, per kv_load_failure_policy (default "recompute"), recomputes the
+    prefill locally or fails the request.
+  KV bytes moved: every consumer rank READs its own KV heads, max(1, kv_heads // tp) of
+    NIXL_EMULATOR_KV_HEADS (8), and the ranks' records are summed as vLLM's executor sums
+    them: vllm:nixl_bytes_transferred grows by tp x the rank's share of
+    NIXL_EMULATOR_KV_BYTES_PER_TOKEN per pulled token (the whole model's KV until the
+    heads are replicated), with max(tp, the producer's tp_size) transfers per request.
+  Expired KV (producer, with the side channel): a request whose KV no consumer read within
+    VLLM_NIXL_ABORT_REQUEST_TIMEOUT seconds (480) is released at the next request or
+    /metrics read, logging NixlConnector's "Releasing expired KV blocks" warning and
+    counting vllm:nixl_num_kv_expired_reqs_total. A READ leaves the producer's node on
+    the same device it reaches the consumer's (tx bytes in the sysfs counters below).
 
 Start-up checks as vLLM does them: --max-model-len above the model's derived
 length (NIXL_EMULATOR_MAX_POSITION_EMBEDDINGS, default 32768, times a yarn factor
@@ -89,6 +101,11 @@ Fault injection (environment):
   NIXL_EMULATOR_KV_FAULT=tcp_fallback      the KV moves, but over the node's TCP interface
                                   whatever the transport asked for (UCX's silent fallback
                                   when its srd transport does not come up).
+  NIXL_EMULATOR_KV_FAULT=side_channel_down  a producer does not listen on its side channel
+                                  (as when VLLM_NIXL_SIDE_CHANNEL_HOST names an address the
+                                  decode node cannot reach): with NIXL_EMULATOR_SIDE_CHANNEL=1
+                                  every consumer handshake fails, the consumer recomputes, and
+                                  the producer's KV expires unread.
   NIXL_EMULATOR_FAIL_MODE=http500 makes every injected failure an HTTP 500 JSON
                                   response, streamed or not.
   NIXL_EMULATOR_FAIL_AFTER_TOKENS=k  streamed failures come after k tokens (0).
@@ -105,6 +122,8 @@ The node's counters (what /sys and nvidia-smi show on a GPU node):
                                   the transport is EFA's (UCX_TLS naming srd, or NIXL's
                                   LIBFABRIC backend with FI_PROVIDER=efa), on the ENI
                                   otherwise; every request's body is received on the ENI.
+                                  With the side channel, the producer's node sends the KV
+                                  (tx) on its own KV device the same way.
   NIXL_FAKE_GPU_DIR=dir           while up, record this server's GPU memory in dir/<pid>
                                   ("<tp> <MiB per GPU>": --gpu-memory-utilization x
                                   NIXL_FAKE_GPU_MIB, default 46068, an L40S), read by the
@@ -255,7 +274,7 @@ class Engine:
         self.counters = dict(prompt_tokens=0, generation_tokens=0, prefix_queries=0, prefix_hits=0,
                              success=0, failed=0, local_compute=0, local_cache_hit=0,
                              external_kv_transfer=0, nixl_bytes=0.0, nixl_xfers=0, nixl_xfer_s=0.0,
-                             nixl_failed=0)
+                             nixl_failed=0, nixl_failed_notifications=0, nixl_kv_expired=0)
         self.interval = dict(prompt_tokens=0, generation_tokens=0, prefix_queries=0, prefix_hits=0)
         self.next_slot = 0.0  # NIXL_EMULATOR_CAPACITY_RPS admission
         self.kv = None
@@ -268,7 +287,10 @@ class Engine:
             self.engine_id = self.kv.get("engine_id") or str(uuid.uuid4())
         self.side_host = os.environ.get("VLLM_NIXL_SIDE_CHANNEL_HOST", "localhost")
         self.side_port = int(os.environ.get("VLLM_NIXL_SIDE_CHANNEL_PORT", "5600"))
-        self.sent = {}  # producer: remote_request_id -> (engine_id, blocks)
+        self.sent = {}  # producer: remote_request_id -> blocks
+        # producer, with the side channel: remote_request_id -> when its KV expires unread
+        # (finished + VLLM_NIXL_ABORT_REQUEST_TIMEOUT), until a consumer reads it
+        self.unread = {}
         self.max_model_len = None
 
     @property
@@ -307,6 +329,35 @@ class Engine:
         if self.prefix_caching:
             with self.lock:
                 self.cache.update(hashes)
+
+    def expire_unread(self):
+        """Producer: releases the KV no consumer read in time, as NixlConnector's worker does
+        at each step (nixl_connector.py get_finished), counting vllm:nixl_num_kv_expired_reqs."""
+        now = time.time()
+        with self.lock:
+            expired = [rid for rid, at in self.unread.items() if at <= now]
+            for rid in expired:
+                del self.unread[rid]
+                self.sent.pop(rid, None)
+                self.counters["nixl_kv_expired"] += 1
+        for rid in expired:
+            vlog("WARNING", "nixl_connector.py:1976",
+                 "Releasing expired KV blocks for request %s which were retrieved by %d decode worker(s) within %d "
+                 "seconds." % (rid, 0, abort_timeout()), proc="Worker_TP0", pid=WORKER_PID)
+
+
+def abort_timeout():
+    """VLLM_NIXL_ABORT_REQUEST_TIMEOUT, an int as vllm/envs.py reads it (480)."""
+    return int(os.environ.get("VLLM_NIXL_ABORT_REQUEST_TIMEOUT", "480"))
+
+
+def kv_bytes_over_ranks(tokens, tp):
+    """The KV bytes of `tokens` over a server's `tp` ranks: each rank holds max(1, kv_heads // tp)
+    heads (vLLM's ModelConfig.get_num_kv_heads), so above kv_heads ranks heads are replicated."""
+    whole = env_float("NIXL_EMULATOR_KV_BYTES_PER_TOKEN", 262144.0)
+    heads = max(int(env_float("NIXL_EMULATOR_KV_HEADS", 8)), 1)
+    tp = max(tp, 1)
+    return tokens * whole / heads * max(1, heads // tp) * tp
 
 
 ENGINE = None
@@ -525,22 +576,30 @@ def side_channel_server():
             with conn:
                 try:
                     req = json.loads(conn.makefile().readline() or "{}")
-                    ok = req.get("engine_id") == ENGINE.engine_id and req.get("request_id") in ENGINE.sent
+                    rid = req.get("request_id")
+                    with ENGINE.lock:
+                        ok = req.get("engine_id") == ENGINE.engine_id and rid in ENGINE.sent
+                        if ok:
+                            # Read, so not expired: NixlConnector's notification frees the blocks.
+                            ENGINE.unread.pop(rid, None)
+                    if ok:
+                        # The consumer's READ leaves this node on the KV transport's device.
+                        count_bytes(kv_interface(), "tx", float(req.get("bytes") or 0))
                     conn.sendall((json.dumps({"ok": ok, "engine_id": ENGINE.engine_id}) + "\n").encode())
                 except (OSError, ValueError):
                     pass
     threading.Thread(target=serve, daemon=True).start()
 
 
-def pull_kv(params, rid):
-    """Consumer side. Returns True when the KV 'transfer' succeeded."""
+def pull_kv(params, rid, nbytes):
+    """Consumer side: READs `nbytes` of KV. Returns True when the KV 'transfer' succeeded."""
     if os.environ.get("NIXL_EMULATOR_SIDE_CHANNEL") != "1":
         return True
     host, port = params.get("remote_host"), params.get("remote_port")
     try:
         with socket.create_connection((host, int(port)), timeout=5) as s:
             s.sendall((json.dumps({"engine_id": params.get("remote_engine_id"),
-                                   "request_id": params.get("remote_request_id")}) + "\n").encode())
+                                   "request_id": params.get("remote_request_id"), "bytes": nbytes}) + "\n").encode())
             reply = json.loads(s.makefile().readline() or "{}")
         if reply.get("ok"):
             return True
@@ -646,6 +705,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def completions(self, req):
         E = ENGINE
+        E.expire_unread()
         model = req.get("model")
         if model is not None and model not in E.served_all:
             return self.send_body(404, error_body(f"The model `{model}` does not exist.", "NotFoundError", 404,
@@ -734,19 +794,23 @@ class Handler(BaseHTTPRequestHandler):
             new = len(toks) - cached
             source["local_cache_hit"] += cached
             if remote:
-                if pull_kv(kvp, rid):
+                # Every rank READs its own heads of the blocks (from tp_size / tp producer ranks
+                # each when the producer has more); the executor sums the ranks' transfer records
+                # (KVOutputAggregator), so the bytes are all ranks' and each READ is one transfer.
+                pulled = kv_bytes_over_ranks(new, E.tp)
+                if pull_kv(kvp, rid, pulled):
                     pull_ms = env_float("NIXL_EMULATOR_KV_PULL_MS_PER_TOKEN", 0.001) * new
                     ttft += ms(pull_ms)
                     # As NixlConnector: every token but the last comes from the producer; the
                     # last is computed here for the forward pass.
                     source["external_kv_transfer"] += max(new - 1, 0)
                     source["local_compute"] += min(new, 1)
-                    pulled = new * env_float("NIXL_EMULATOR_KV_BYTES_PER_TOKEN", 262144.0) / max(E.tp, 1)
+                    reads = max(E.tp, int(kvp.get("tp_size") or 1))
                     count_bytes(kv_interface(), "rx", pulled)
                     with E.lock:
                         E.counters["nixl_bytes"] += pulled
-                        E.counters["nixl_xfers"] += 1
-                        E.counters["nixl_xfer_s"] += pull_ms / 1000.0
+                        E.counters["nixl_xfers"] += reads
+                        E.counters["nixl_xfer_s"] += reads * pull_ms / 1000.0
                     if fault == "recompute":
                         source["local_compute"] += new
                         ttft += ms(per_tok * new)
@@ -840,7 +904,10 @@ class Handler(BaseHTTPRequestHandler):
                     blocks.extend(range(E.next_block, E.next_block + nb))
                     E.next_block += nb
             rid0 = rid + "-0"
-            E.sent[rid0] = blocks
+            with E.lock:
+                E.sent[rid0] = blocks
+                if os.environ.get("NIXL_EMULATOR_SIDE_CHANNEL") == "1":
+                    E.unread[rid0] = time.time() + abort_timeout()
             kv_out = {"do_remote_prefill": True, "do_remote_decode": False, "remote_block_ids": blocks,
                       "remote_engine_id": E.engine_id, "remote_request_id": rid0, "remote_host": E.side_host,
                       "remote_port": E.side_port, "tp_size": E.tp}
@@ -930,6 +997,7 @@ def record_gpu_memory(args):
 
 def metrics_text():
     E = ENGINE
+    E.expire_unread()
     lab = f'engine="0",model_name="{E.served}"'
     c = E.counters
     rows = [
@@ -958,8 +1026,11 @@ def metrics_text():
             out.append(f'{name}_bucket{{{lab},le="+Inf"}} {float(count)}')
             out.append(f"{name}_count{{{lab}}} {float(count)}")
             out.append(f"{name}_sum{{{lab}}} {float(total)}")
-        out.append("# TYPE vllm:nixl_num_failed_transfers_total counter")
-        out.append(f"vllm:nixl_num_failed_transfers_total{{{lab}}} {float(c['nixl_failed'])}")
+        for name, key in (("vllm:nixl_num_failed_transfers_total", "nixl_failed"),
+                          ("vllm:nixl_num_failed_notifications_total", "nixl_failed_notifications"),
+                          ("vllm:nixl_num_kv_expired_reqs_total", "nixl_kv_expired")):
+            out.append(f"# TYPE {name} counter")
+            out.append(f"{name}{{{lab}}} {float(c[key])}")
     return "\n".join(out) + "\n"
 
 
@@ -1091,7 +1162,8 @@ pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig
         vlog("INFO", "nixl_connector.py:861", "Initializing NIXL wrapper", proc="Worker_TP0", pid=WORKER_PID)
         vlog("INFO", "nixl_connector.py:862", f"Initializing NIXL worker {E.engine_id}", proc="Worker_TP0",
              pid=WORKER_PID)
-        if os.environ.get("NIXL_EMULATOR_SIDE_CHANNEL") == "1":
+        if os.environ.get("NIXL_EMULATOR_SIDE_CHANNEL") == "1" and E.is_producer() \
+                and os.environ.get("NIXL_EMULATOR_KV_FAULT") != "side_channel_down":
             side_channel_server()
 
     crash_after = env_float("NIXL_EMULATOR_CRASH_AFTER", -1)
