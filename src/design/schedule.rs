@@ -13,7 +13,6 @@ use std::cmp::Ordering;
 #[derive(Clone, Debug, Default)]
 pub struct Schedule {
     pub groups: Vec<u32>,
-    pub patterns: Vec<usize>,
     /// The server launches along the order: the one numbering of launches that
     /// the plan text, the plan JSON, `nixl show` and `--target launch:N` share.
     pub segments: Vec<Launch>,
@@ -43,7 +42,13 @@ impl Schedule {
                 _ => segments.push(Launch { number: segments.len() as u32 + 1, group: g, patterns: vec![i] }),
             }
         }
-        Schedule { groups, launches: segments.len(), min_launches, segments, patterns, pinned_launches: 0 }
+        // The order is kept once, in the launches: a flat copy would be 8 more bytes a pattern.
+        Schedule { groups, launches: segments.len(), min_launches, segments, pinned_launches: 0 }
+    }
+
+    /// The scheduled patterns (by index in the design) in run order.
+    pub fn order(&self) -> impl Iterator<Item = &usize> {
+        self.segments.iter().flat_map(|l| &l.patterns)
     }
 
     /// The launch that runs a pattern (by index in the design).
@@ -159,7 +164,7 @@ pub fn pinned(d: &Design, items: &[String]) -> Schedule {
     let mut taken = vec![false; d.patterns.len()];
     for item in items {
         let layer = d.layers.iter().position(|l| &l.name == item);
-        for &i in &default.patterns {
+        for &i in default.order() {
             let p = &d.patterns[i];
             let hit = match layer {
                 Some(li) => p.layer as usize == li,
@@ -172,7 +177,7 @@ pub fn pinned(d: &Design, items: &[String]) -> Schedule {
         }
     }
     let pinned_patterns = order.len();
-    for &i in &default.patterns {
+    for &i in default.order() {
         if !taken[i] {
             taken[i] = true;
             order.push(i);
