@@ -16,7 +16,7 @@ mod replicates;
 mod secrets;
 mod server;
 
-pub use errors::{diagnostic, secret_diagnostics, unsupported, ActionError, ApplyError, ToolOutputError};
+pub use errors::{diagnostic, secret_diagnostics, ActionError, ApplyError, ToolOutputError};
 pub use infra::{recorded_nodes, recorded_stack};
 pub use node_sets::run_on_sets;
 pub use post::FIRED_LOG;

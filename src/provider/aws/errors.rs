@@ -60,7 +60,7 @@ const NOT_FOUND: &[&str] = &[
     "InvalidPlacementGroup.Unknown",
     "ParameterNotFound",
 ];
-const ALREADY_EXISTS: &[&str] = &["AlreadyExistsException", "BucketAlreadyOwnedByYou"];
+const ALREADY_EXISTS: &[&str] = &["AlreadyExistsException", "BucketAlreadyOwnedByYou", "InvalidPlacementGroup.Duplicate"];
 
 /// An EC2 On-Demand vCPU quota in Service Quotas (service code `ec2`).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -5,6 +5,7 @@
 //! that do not offer the type are skipped up front. Nodes that exist are found by tag and kept in place.
 
 use super::errors::{classify, jitter, with_retry};
+use super::node_sets::{self, Sets, SET_TAG};
 use super::template::{self, STACK_TAG};
 use super::{AwsProvider, Waiting};
 use crate::check::model::Stack;
@@ -29,6 +30,8 @@ pub struct Found {
     pub private_ip: String,
     pub state: String,
     pub image: String,
+    /// The node set's tag (`node_sets`): None for set 1's nodes.
+    pub set: Option<String>,
 }
 
 pub async fn ensure(
@@ -77,7 +80,10 @@ async fn keep(p: &AwsProvider, stack: &Stack, found: Vec<Found>) -> Result<Vec<N
 
 async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) -> Result<Vec<NodeInfo>, ProviderError> {
     let ami = resolve_ami(p, stack).await?;
-    let group = placement_group(p, stack, info).await?;
+    let group = match p.set {
+        1 => placement_group(p, stack, info).await?,
+        s => node_sets::ensure_group(p, stack, s).await?,
+    };
     let offered = offerings(p, &stack.instance_types).await?;
     let mut attempts: Vec<Attempt> = vec![];
     let mut round = 1;
@@ -106,7 +112,7 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
                 return Err(ProviderError::Interrupted);
             }
             let (zone, ty) = queue.remove(0);
-            say!(p, "  launching {} x {ty} in {zone}", stack.nodes.len());
+            say!(p, "  launching {} x {ty} in {zone}{}", stack.nodes.len(), for_set(p.set));
             match launch(p, stack, info, &Launch { ami: &ami, group: &group, zone: &zone, ty: &ty }).await {
                 Ok(nodes) => {
                     let failed = attempts.iter().filter(|a| a.reason != NOT_OFFERED).count();
@@ -208,11 +214,14 @@ async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>
         nic = nic.groups(g);
     }
     let placement = Placement::builder().availability_zone(zone).group_name(l.group);
-    let tags = TagSpecification::builder()
-        .resource_type(ResourceType::Instance)
-        .tags(Tag::builder().key(STACK_TAG).value(&stack.name).build())
-        .tags(Tag::builder().key("Name").value(format!("{}-node", stack.name)).build())
-        .build();
+    let tags = node_sets::set_tags(p.set).into_iter().fold(
+        TagSpecification::builder()
+            .resource_type(ResourceType::Instance)
+            .tags(Tag::builder().key(STACK_TAG).value(&stack.name).build())
+            .tags(Tag::builder().key("Name").value(format!("{}-node", stack.name)).build()),
+        |spec, t| spec.tags(t),
+    );
+    let tags = tags.build();
     let vol_tags = TagSpecification::builder()
         .resource_type(ResourceType::Volume)
         .tags(Tag::builder().key(STACK_TAG).value(&stack.name).build())
@@ -251,7 +260,7 @@ async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>
             p.ec2
                 .create_tags()
                 .resources(id)
-                .tags(Tag::builder().key("Name").value(format!("{}-{}", stack.name, node.name)).build())
+                .tags(Tag::builder().key("Name").value(instance_name(stack, p.set, &node.name)).build())
                 .tags(Tag::builder().key("nixl:node").value(&node.name).build())
                 .send()
                 .await
@@ -354,8 +363,13 @@ fn name_nodes(stack: &Stack, mut found: Vec<Found>) -> Vec<NodeInfo> {
         .collect()
 }
 
-/// Instances of the stack that are not terminated (optionally in one zone).
+/// Instances of this node set's that are not terminated (optionally in one zone).
 pub async fn find(p: &AwsProvider, stack: &str, zone: Option<&str>) -> Result<Vec<Found>, ProviderError> {
+    find_in(p, stack, zone, Sets::One(p.set)).await
+}
+
+/// Instances of the stack's node sets `sets` that are not terminated (optionally in one zone).
+pub async fn find_in(p: &AwsProvider, stack: &str, zone: Option<&str>, sets: Sets) -> Result<Vec<Found>, ProviderError> {
     let states = ["pending", "running", "stopping", "stopped"];
     let out = with_retry(&*p.sink, "DescribeInstances", || async {
         let mut req =
@@ -368,10 +382,30 @@ pub async fn find(p: &AwsProvider, stack: &str, zone: Option<&str>) -> Result<Ve
         if let Some(z) = zone {
             req = req.filters(Filter::builder().name("availability-zone").values(z).build());
         }
+        if let Some(f) = sets.filter() {
+            req = req.filters(f);
+        }
         req.send().await.map_err(|e| classify(&e, "", ""))
     })
     .await?;
-    Ok(describe_found(out.reservations().iter().flat_map(|r| r.instances())))
+    let found = describe_found(out.reservations().iter().flat_map(|r| r.instances()));
+    Ok(found.into_iter().filter(|f| sets.holds(f.set.as_deref())).collect())
+}
+
+/// " for node set s" in progress lines, for sets beyond the first.
+fn for_set(set: u32) -> String {
+    match set {
+        1 => String::new(),
+        s => format!(" for node set {s}"),
+    }
+}
+
+/// The Name tag of an instance: `<stack>-<node>`, `<stack>-set<s>-<node>` beyond set 1.
+fn instance_name(stack: &Stack, set: u32, node: &str) -> String {
+    match set {
+        1 => format!("{}-{node}", stack.name),
+        s => format!("{}-set{s}-{node}", stack.name),
+    }
 }
 
 fn describe_found<'a>(instances: impl Iterator<Item = &'a aws_sdk_ec2::types::Instance>) -> Vec<Found> {
@@ -388,6 +422,7 @@ fn describe_found<'a>(instances: impl Iterator<Item = &'a aws_sdk_ec2::types::In
             private_ip: i.private_ip_address().unwrap_or_default().into(),
             state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
             image: i.image_id().unwrap_or_default().into(),
+            set: i.tags().iter().find(|t| t.key() == Some(SET_TAG)).and_then(|t| t.value()).map(String::from),
         })
         .collect()
 }
