@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 /// The demo's patterns, baseline step and analysis: what a finished campaign keeps.
-const RESULTS: usize = 8;
+pub const RESULTS: usize = 8;
 
 /// The local demo on an AWS stack in `zones`, spread over `parallel` node sets; every port a
 /// server listens on is raised by the agent's NODE_PORT_OFFSET (all instances share 127.0.0.1),
 /// and each node's readiness check asks its own servers.
-fn campaign(name: &str, zones: &[&str], parallel: u32) -> PathBuf {
+pub fn campaign(name: &str, zones: &[&str], parallel: u32) -> PathBuf {
     let dir = copy_examples(name);
     let file = dir.join("local-demo.nixl");
     let mut s = std::fs::read_to_string(&file).unwrap();
@@ -52,19 +52,19 @@ fn campaign(name: &str, zones: &[&str], parallel: u32) -> PathBuf {
     dir
 }
 
-fn run(dir: &Path, proxy: &Proxy, args: &[&str]) -> Output {
+pub fn run(dir: &Path, proxy: &Proxy, args: &[&str]) -> Output {
     aws_cmd(dir, proxy, args).output().unwrap()
 }
 
-const APPLY: &[&str] = &["apply", "local-demo.nixl", "--provider", "aws", "--auto-approve"];
-const DESTROY: &[&str] = &["destroy", "local-demo.nixl", "--provider", "aws", "--auto-approve"];
+pub const APPLY: &[&str] = &["apply", "local-demo.nixl", "--provider", "aws", "--auto-approve"];
+pub const DESTROY: &[&str] = &["destroy", "local-demo.nixl", "--provider", "aws", "--auto-approve"];
 
-fn state(dir: &Path) -> serde_json::Value {
+pub fn state(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join(".nixl/demo/state.json")).unwrap()).unwrap()
 }
 
 /// Result records in the store, by pattern id.
-fn records(dir: &Path) -> BTreeMap<String, usize> {
+pub fn records(dir: &Path) -> BTreeMap<String, usize> {
     let mut by_id = BTreeMap::new();
     for e in std::fs::read_dir(dir.join(".nixl/results/demo")).into_iter().flatten().flatten() {
         if let Some(id) = e.file_name().to_string_lossy().strip_suffix(".json") {

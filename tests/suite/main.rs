@@ -9,6 +9,7 @@ mod aws;
 mod aws_refresh;
 mod aws_secrets;
 mod aws_sets;
+mod aws_spot;
 mod cli;
 mod conformance;
 mod designs;

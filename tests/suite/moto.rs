@@ -64,6 +64,9 @@ pub struct Faults {
     /// After this many launches went through, RunInstances fails with InsufficientInstanceCapacity
     /// in every zone (capacity that runs out while node sets launch).
     pub capacity_after: Option<usize>,
+    /// Spot requests (RunInstances with InstanceMarketOptions.MarketType=spot) fail with
+    /// InsufficientInstanceCapacity in every zone; on-demand ones go through.
+    pub no_spot: bool,
     /// Launches that went through so far (for `capacity_after`).
     pub launched: usize,
     /// Zones the capacity message suggests ("... choosing us-east-1c").
@@ -217,7 +220,8 @@ impl Proxy {
         }
         if action == "RunInstances" {
             let zone = field(body, "Placement.AvailabilityZone").unwrap_or_default();
-            let ran_out = f.capacity_after.is_some_and(|n| f.launched >= n);
+            let ran_out = f.capacity_after.is_some_and(|n| f.launched >= n)
+                || (f.no_spot && body.contains("InstanceMarketOptions.MarketType=spot"));
             let refused = f.capacity_zones.iter().find(|z| body.contains(&format!("Placement.AvailabilityZone={z}"))).cloned();
             if let Some(z) = refused.or(ran_out.then_some(zone)) {
                 let ty = field(body, "InstanceType").unwrap_or_default();

@@ -15,6 +15,8 @@ const CAPACITY: &[&str] = &[
     "InsufficientCapacityOnHost",
     "InsufficientHostCapacity",
     "InsufficientReservedInstanceCapacity",
+    // A spot request whose price is below the zone's spot price: another zone may be cheaper.
+    "SpotMaxPriceTooLow",
 ];
 const QUOTA: &[&str] = &[
     "VcpuLimitExceeded",

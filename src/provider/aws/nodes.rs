@@ -8,13 +8,13 @@ use super::errors::{classify, jitter, with_retry};
 use super::node_sets::{self, Sets, SET_TAG};
 use super::template::{self, STACK_TAG};
 use super::{AwsProvider, Waiting};
-use crate::check::model::Stack;
+use crate::check::model::{Market, Stack};
 use crate::provider::{attempt_table, Attempt, NodeInfo, ProviderError, StackInfo, NOT_OFFERED};
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, CapacityReservationSpecification, CapacityReservationTarget, EbsBlockDevice, Filter, HttpTokensState,
-    IamInstanceProfileSpecification, InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest,
+    IamInstanceProfileSpecification, InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest,
     InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, LocationType, MarketType, Placement, ResourceType,
-    Tag, TagSpecification, VolumeType,
+    SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, VolumeType,
 };
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -88,15 +88,18 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
     let mut attempts: Vec<Attempt> = vec![];
     let mut round = 1;
     loop {
-        // Each type is tried zone by zone before the next type: the first type is the one the user prefers.
-        let mut queue: Vec<(String, String)> = vec![];
-        for t in &stack.instance_types {
-            for z in &stack.zones {
-                if offered.contains(&(z.clone(), t.clone())) {
-                    queue.push((z.clone(), t.clone()));
-                } else if round == 1 {
-                    say!(p, "  skipping {z}: it does not offer {t}");
-                    attempts.push(Attempt { zone: z.clone(), instance_type: t.clone(), reason: NOT_OFFERED.into() });
+        // Each market in the stack's order, in it each type zone by zone before the next type:
+        // the first market and type are the ones the user prefers.
+        let mut queue: Vec<Candidate> = vec![];
+        for &market in &stack.markets {
+            for t in &stack.instance_types {
+                for z in &stack.zones {
+                    if offered.contains(&(z.clone(), t.clone())) {
+                        queue.push((z.clone(), t.clone(), market));
+                    } else if round == 1 && market == stack.markets[0] {
+                        say!(p, "  skipping {z}: it does not offer {t}");
+                        attempts.push(Attempt { zone: z.clone(), instance_type: t.clone(), reason: NOT_OFFERED.into() });
+                    }
                 }
             }
         }
@@ -111,9 +114,9 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
             if p.opts.interrupted() {
                 return Err(ProviderError::Interrupted);
             }
-            let (zone, ty) = queue.remove(0);
-            say!(p, "  launching {} x {ty} in {zone}{}", stack.nodes.len(), for_set(p.set));
-            match launch(p, stack, info, &Launch { ami: &ami, group: &group, zone: &zone, ty: &ty }).await {
+            let (zone, ty, market) = queue.remove(0);
+            say!(p, "  launching {} x {ty}{} in {zone}{}", stack.nodes.len(), on_market(stack, market), for_set(p.set));
+            match launch(p, stack, info, &Launch { ami: &ami, group: &group, zone: &zone, ty: &ty, market }).await {
                 Ok(nodes) => {
                     let failed = attempts.iter().filter(|a| a.reason != NOT_OFFERED).count();
                     if failed > 0 {
@@ -129,7 +132,13 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
                     if !partial.is_empty() {
                         terminate(p, &partial).await?;
                     }
-                    prefer_suggested(&mut queue, &ty, &super::suggested_zones(&message));
+                    prefer_suggested(&mut queue, &ty, market, &super::suggested_zones(&message));
+                }
+                // The account's spot quota: no spot anywhere, the next market may launch.
+                Err(ProviderError::Quota { message, .. }) if market == Market::Spot && stack.markets.len() > 1 => {
+                    say!(p, "  no spot for {ty}: {message}; trying the next market");
+                    attempts.push(Attempt { zone: zone.clone(), instance_type: ty.clone(), reason: first_sentence(&message) });
+                    queue.retain(|c| c.2 != Market::Spot);
                 }
                 Err(other) => return Err(other),
             }
@@ -149,10 +158,22 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
     }
 }
 
-/// Moves the zones an error message suggests to the front, for the same type, in its order.
-fn prefer_suggested(queue: &mut Vec<(String, String)>, ty: &str, zones: &[String]) {
+/// A zone, an instance type and a market to launch in.
+type Candidate = (String, String, Market);
+
+/// " (spot)" or " (on demand)" in progress lines, when the stack names a market other than on demand.
+fn on_market(stack: &Stack, market: Market) -> &'static str {
+    match (market, stack.markets.as_slice()) {
+        (Market::OnDemand, [Market::OnDemand]) => "",
+        (Market::OnDemand, _) => " (on demand)",
+        (Market::Spot, _) => " (spot)",
+    }
+}
+
+/// Moves the zones an error message suggests to the front, for the same type and market, in its order.
+fn prefer_suggested(queue: &mut Vec<Candidate>, ty: &str, market: Market, zones: &[String]) {
     for z in zones.iter().rev() {
-        if let Some(pos) = queue.iter().position(|(qz, qt)| qz == z && qt == ty) {
+        if let Some(pos) = queue.iter().position(|(qz, qt, qm)| qz == z && qt == ty && *qm == market) {
             let item = queue.remove(pos);
             queue.insert(0, item);
         }
@@ -196,6 +217,7 @@ struct Launch<'a> {
     group: &'a str,
     zone: &'a str,
     ty: &'a str,
+    market: Market,
 }
 
 async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>) -> Result<Vec<NodeInfo>, ProviderError> {
@@ -251,6 +273,16 @@ async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>
     }
     if stack.capacity_block {
         req = req.instance_market_options(InstanceMarketOptionsRequest::builder().market_type(MarketType::CapacityBlock).build());
+    }
+    if l.market == Market::Spot {
+        // A one-time request that ends with the instance: an interrupted node is replaced by apply.
+        let spot = SpotMarketOptions::builder()
+            .spot_instance_type(SpotInstanceType::OneTime)
+            .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+            .build();
+        req = req.instance_market_options(
+            InstanceMarketOptionsRequest::builder().market_type(MarketType::Spot).spot_options(spot).build(),
+        );
     }
     let mut ids = run_instances(p, stack, req, zone, ty).await?;
     ids.sort();
@@ -692,9 +724,9 @@ mod tests {
 
     #[test]
     fn suggested_zones_move_to_the_front_for_the_same_type() {
-        let q = |z: &str, t: &str| (z.to_string(), t.to_string());
+        let q = |z: &str, t: &str| (z.to_string(), t.to_string(), Market::OnDemand);
         let mut queue = vec![q("b", "x"), q("c", "x"), q("d", "x"), q("a", "y"), q("d", "y")];
-        prefer_suggested(&mut queue, "x", &["d".into(), "c".into()]);
+        prefer_suggested(&mut queue, "x", Market::OnDemand, &["d".into(), "c".into()]);
         assert_eq!(queue, vec![q("d", "x"), q("c", "x"), q("b", "x"), q("a", "y"), q("d", "y")]);
     }
 }
