@@ -60,7 +60,8 @@ fn a_spot_node_terminated_mid_launch_is_replaced_and_only_the_launchs_remaining_
     // The output goes to files: a pipe nobody reads while apply runs could fill and block it.
     let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
     let child = crate::aws::aws_cmd(&dir, &proxy, APPLY).stdout(log("apply.out")).stderr(log("apply.err")).spawn().unwrap();
-    // Once the unified launch's first pattern is recorded, EC2 takes node2 back.
+    // Once the unified launch's first pattern is recorded, EC2 takes node1 back: the node that
+    // serves and benchmarks, so the pattern running there dies with it.
     let deadline = Instant::now() + Duration::from_secs(300);
     let first = loop {
         assert!(Instant::now() < deadline, "no unified pattern finished");
@@ -75,16 +76,17 @@ fn a_spot_node_terminated_mid_launch_is_replaced_and_only_the_launchs_remaining_
         std::thread::sleep(Duration::from_millis(50));
     };
     let before = node_ids(&dir);
-    let node2 = state(&dir)["resources"]["node.node2"]["id"].as_str().unwrap().to_string();
+    let node1 = state(&dir)["resources"]["node.node1"]["id"].as_str().unwrap().to_string();
+    // Through the proxy, so the agent stand-in knows the machine is gone (what ran there dies).
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&moto_conf(&moto).await);
-        ec2.terminate_instances().instance_ids(&node2).send().await.unwrap();
+        let conf = moto_conf(&moto).await.into_builder().endpoint_url(proxy.url()).build();
+        aws_sdk_ec2::Client::new(&conf).terminate_instances().instance_ids(&node1).send().await.unwrap();
     });
     let status = child.wait_with_output().unwrap().status;
     let t = std::fs::read_to_string(dir.join("apply.out")).unwrap() + &std::fs::read_to_string(dir.join("apply.err")).unwrap();
     agent.stop_servers();
     assert!(status.success(), "{t}");
-    assert!(t.contains(&format!("spot interruption: node2 ({node2}) no longer run(s)")), "{t}");
+    assert!(t.contains(&format!("spot interruption: node1 ({node1}) no longer run(s)")), "{t}");
     assert!(t.contains("starting launch 1 again on the new nodes"), "{t}");
 
     // Spot was asked for, twice: the first pair, then the pair that replaced it.
@@ -101,7 +103,7 @@ fn a_spot_node_terminated_mid_launch_is_replaced_and_only_the_launchs_remaining_
     let found = records(&dir);
     assert_eq!(found.len(), RESULTS, "{found:?}");
     assert!(found.values().all(|&n| n == 1), "{found:?}");
-    let (old, new) = (measured_on(&agent, &before_node1(&before, &node2)), measured_on(&agent, &after[0]));
+    let (old, new) = (measured_on(&agent, &node1), measured_on(&agent, &after[0]));
     println!("measured on the interrupted pair: {old:?}; on the new pair: {new:?}");
     assert!(old.contains(&first), "{old:?}");
     assert!(old.iter().all(|id| !new.contains(id)), "a pattern ran twice: {old:?} / {new:?}");
@@ -112,11 +114,6 @@ fn a_spot_node_terminated_mid_launch_is_replaced_and_only_the_launchs_remaining_
     let out = crate::aws_sets::run(&dir, &proxy, DESTROY);
     assert!(out.status.success(), "{}", text(&out));
     assert!(world(&moto).running.is_empty());
-}
-
-/// node1 of the first pair: the recorded ids other than node2's.
-fn before_node1(before: &[String], node2: &str) -> String {
-    before.iter().find(|id| *id != node2).unwrap().clone()
 }
 
 /// No spot capacity in any zone: the stack's next market, on demand, launches the nodes.
@@ -141,4 +138,27 @@ fn without_spot_capacity_the_nodes_launch_on_demand_as_the_stack_lists_next() {
     assert!(plan.contains("(on-demand price: the catalogue states no `spot_price` for this type)"), "{plan}");
     let out = crate::aws_sets::run(&dir, &proxy, DESTROY);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// A stack that prefers spot is estimated at the catalogue's `spot_price` for its type, and the
+/// plan says which price it used.
+#[test]
+fn the_estimate_prices_spot_nodes_at_the_catalogues_spot_price() {
+    let dir = crate::local::copy_examples("spot-estimate");
+    let file = dir.join("local-demo.nixl");
+    let lab = "instance \"g6e.12xlarge-lab\" {\n  gpu        = \"NVIDIA L40S\"\n  gpus       = 4\n  gpu_memory = 48GB\n  efa        = true\n  price      = $10.49\n  spot_price = $4.20\n  volume     = 200GB\n}\n\nstack \"local-demo\" {";
+    let s = std::fs::read_to_string(&file).unwrap().replace("stack \"local-demo\" {", lab).replace(
+        "  instance_type = \"g6e.12xlarge\"\n",
+        "  instance_type = \"g6e.12xlarge-lab\"\n  market        = [spot, on_demand]\n",
+    );
+    std::fs::write(&file, &s).unwrap();
+    let out = crate::support::nixl().current_dir(&dir).args(["plan", "local-demo.nixl"]).output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let estimate = t.lines().find(|l| l.starts_with("Estimate:")).unwrap_or_default();
+    assert!(estimate.contains("at $4.20/h per node") && estimate.ends_with("(spot price from the catalogue)."), "{t}");
+    let out = crate::support::nixl().current_dir(&dir).args(["plan", "local-demo.nixl", "--json"]).output().unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["estimate"]["price_basis"], "spot");
+    assert_eq!(plan["estimate"]["price_per_node_hour"], 4.2);
 }

@@ -178,6 +178,9 @@ impl Proxy {
                     if action == "SendCommand" {
                         self.hand_to_agent(&resp, &body_text);
                     }
+                    if action == "TerminateInstances" {
+                        self.tell_agent_terminated(&body_text);
+                    }
                     let _ = out.write_all(&resp);
                 }
             }
@@ -245,6 +248,16 @@ impl Proxy {
         if let (Some(tail), "GetCommandInvocation") = (long_output, action) {
             return ("answered", Reply::Answer(self.long_invocation(body, &tail)));
         }
+        if let (Some(agent), "SendCommand") = (&agent, action) {
+            if let Some(id) = agent.refuses(body) {
+                let msg = format!("Instances [[{id}]] not in a valid state for account 123456789012");
+                let body = serde_json::json!({"__type": "InvalidInstanceId", "message": msg}).to_string();
+                return (
+                    "refused",
+                    Reply::Answer(response(400, "application/x-amz-json-1.1", "x-amzn-ErrorType: InvalidInstanceId\r\n", &body)),
+                );
+            }
+        }
         if let (Some(agent), "GetCommandInvocation") = (&agent, action) {
             if let Some(v) = agent.invocation(body) {
                 return ("answered", Reply::Answer(json_ok(&v)));
@@ -286,6 +299,16 @@ impl Proxy {
         if let Some(id) = v["Command"]["CommandId"].as_str() {
             agent.start(id, request);
         }
+    }
+
+    /// Tells the agent which instances a TerminateInstances call (its form) ended.
+    fn tell_agent_terminated(&self, form: &str) {
+        let Some(agent) = self.faults.lock().unwrap().agent.clone() else { return };
+        let ids: Vec<String> = form
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("InstanceId.")?.split_once('=').map(|(_, v)| v.to_string()))
+            .collect();
+        agent.terminate(&ids);
     }
 
     /// A failed invocation whose output overflowed SSM's inline limit, as SSM reports it:
