@@ -168,3 +168,49 @@ fn a_node_set_that_gets_no_capacity_leaves_its_launch_to_the_other_set() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(world(&moto).running.is_empty());
 }
+
+/// Apply killed (SIGKILL) once set 2 has recorded a result: the next apply finds both sets'
+/// nodes by their tags and keeps them (no new launch), runs only what has no result, and every
+/// result is kept exactly once.
+#[test]
+fn after_a_sigkill_with_sets_half_done_apply_keeps_both_sets_nodes_and_every_result_once() {
+    let _g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let dir = campaign("aws-sets-resume", &["us-east-1a"], 2);
+    let agent = Agent::new(&dir.join("instances"), moto.port);
+    proxy.faults.lock().unwrap().agent = Some(agent.clone());
+    let mut child = crate::aws::aws_cmd(&dir, &proxy, APPLY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let set2_done = || -> bool {
+        let Ok(b) = std::fs::read(dir.join(".nixl/demo/state.json")) else { return false };
+        let s: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+        s["actions"].as_object().is_some_and(|a| a.values().any(|r| r["set"] == 2 && r["status"] == "done"))
+    };
+    while !set2_done() {
+        assert!(std::time::Instant::now() < deadline, "set 2 recorded nothing");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = records(&dir).len();
+    assert!(before < RESULTS, "killed after the campaign ended: {before} results");
+    assert_eq!(proxy.calls("RunInstances").len(), 2);
+
+    let out = run(&dir, &proxy, APPLY);
+    let t = text(&out);
+    agent.stop_servers();
+    assert!(out.status.success(), "{t}");
+    assert_eq!(proxy.calls("RunInstances").len(), 2, "both sets kept their nodes: {t}");
+    assert_eq!(world(&moto).running.len(), 4);
+    let found = records(&dir);
+    assert_eq!(found.len(), RESULTS, "{found:?}");
+    assert!(found.values().all(|&n| n == 1), "{found:?}");
+    let out = run(&dir, &proxy, DESTROY);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(world(&moto).running.is_empty());
+}
