@@ -314,23 +314,3 @@ fn provider_diagnostic(e: &ProviderError, st: &Stack, message: String) -> Diagno
         ),
     }
 }
-
-/// The local provider runs `parallel` > 1 (its node sets share this machine); AWS runs one
-/// node set still: such a campaign is planned (the plan shows its schedule over the sets) but
-/// refused there, at the attribute, before anything is created.
-pub fn unsupported(campaign: &Campaign, provider: &str) -> Option<Diagnostic> {
-    let e = &campaign.experiment;
-    let span = e.parallel_span.filter(|_| e.parallel > 1 && provider != "local")?;
-    Some(
-        Diagnostic::error(
-            Code::ApplyUnsupported,
-            span,
-            format!("apply on {provider} cannot spread a campaign over {} node sets yet", e.parallel),
-        )
-        .label("declared here")
-        .help(
-            "plan shows the schedule; `--provider local` runs the sets, on this machine; on AWS apply runs one node set \
-             for now (remove `parallel` or set it to 1 to apply)",
-        ),
-    )
-}

@@ -66,9 +66,7 @@ impl<P: Provider> Exec<'_, P> {
             self.set_nodes(vec![]);
         }
         let nodes = self.provider.ensure_nodes(&st, &info, &self.nodes).await?;
-        let spec = crate::plan::machine_spec(&st);
-        self.state.infra.nodes =
-            nodes.iter().map(|n| NodeRecord { spec: Some(spec.clone()), ..node_record(n, &a.hash.to_string()) }).collect();
+        self.state.infra.nodes = node_records(&nodes, &a.hash.to_string(), &st);
         self.set_nodes(nodes);
         Ok(())
     }
@@ -175,6 +173,12 @@ fn node_info(r: &NodeRecord) -> NodeInfo {
         instance_type: r.instance_type.clone(),
         image: r.image.clone(),
     }
+}
+
+/// The state's records of nodes the stack `st` launched (the nodes action's hash, the machine spec).
+pub(super) fn node_records(nodes: &[NodeInfo], hash: &str, st: &crate::check::model::Stack) -> Vec<NodeRecord> {
+    let spec = crate::plan::machine_spec(st);
+    nodes.iter().map(|n| NodeRecord { spec: Some(spec.clone()), ..node_record(n, hash) }).collect()
 }
 
 fn node_record(n: &NodeInfo, hash: &str) -> NodeRecord {

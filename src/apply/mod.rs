@@ -15,8 +15,9 @@ mod refresh;
 mod replicates;
 mod secrets;
 mod server;
+mod spot;
 
-pub use errors::{diagnostic, secret_diagnostics, unsupported, ActionError, ApplyError, ToolOutputError};
+pub use errors::{diagnostic, secret_diagnostics, ActionError, ApplyError, ToolOutputError};
 pub use infra::{recorded_nodes, recorded_stack};
 pub use node_sets::run_on_sets;
 pub use post::FIRED_LOG;
@@ -241,7 +242,16 @@ impl<P: Provider> Exec<'_, P> {
                     .find(|x| x.kind == Kind::ServerStart)
                     .and_then(|x| x.group.get());
             }
-            let ok = self.execute(a).await?;
+            if matches!(a.kind, Kind::Pattern | Kind::Step) && a.launch.is_some() {
+                self.recover_interruption(actions, a).await?;
+            }
+            let mut ok = self.execute(a).await?;
+            // A pattern that failed because its node was taken back runs once more, on new nodes.
+            if !ok && a.kind == Kind::Pattern && self.recover_interruption(actions, a).await? {
+                self.outcome.failed.retain(|(id, _)| id != &a.id);
+                self.failed.remove(&a.id);
+                ok = self.execute(a).await?;
+            }
             self.process_results().await;
             match a.kind {
                 Kind::ServerStart => {

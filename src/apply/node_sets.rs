@@ -34,6 +34,13 @@ impl Ledger {
         state.save(path)
     }
 
+    /// Set 1's nodes, re-provisioned after a spot interruption (`spot.rs`): recorded and saved at once.
+    pub(super) fn replace_nodes(&self, path: &Path, nodes: Vec<crate::state::NodeRecord>) -> Result<(), StateError> {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        state.infra.nodes = nodes;
+        state.save(path)
+    }
+
     /// The state as the sets left it (a copy: the sets' executors may still borrow the ledger).
     fn state(&self) -> State {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -106,6 +106,7 @@ pub fn build(g: &Globals, files: &[(FileId, ast::File)], model: &mut Model, diag
                     efa_bandwidth: cx.num(b, "efa_bandwidth"),
                     rdma: cx.bool(b, "rdma").unwrap_or(false),
                     price_per_hour: cx.num(b, "price").unwrap_or(0.0),
+                    spot_price_per_hour: cx.num(b, "spot_price"),
                     volume: cx.num(b, "volume").unwrap_or(0.0),
                     name: name.clone(),
                     span,
@@ -365,6 +366,13 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
             }
         }
     }
+    if let (Some(reason), true) = (capacity_bound(cx, b), markets(cx, b).contains(&Market::Spot)) {
+        cx.diags.push(
+            Diagnostic::error(Code::Domain, cx.span_of(b, "market"), format!("spot nodes cannot launch into {reason}"))
+                .label("spot declared here")
+                .help("EC2 launches reserved capacity on demand only: remove `spot` from `market`, or the reservation"),
+        );
+    }
     let volume = cx
         .num(b, "volume")
         .unwrap_or_else(|| instance_types.first().and_then(|t| model.instances.get(t)).map(|i| i.volume).unwrap_or(200e9));
@@ -388,6 +396,7 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
         versioned,
         capacity_reservation: cx.str(b, "capacity_reservation"),
         capacity_block: cx.bool(b, "capacity_block").unwrap_or(false),
+        markets: markets(cx, b),
         setup: attrs(b).get("setup").and_then(|e| e.as_name()).map(|i| i.name.clone()),
         retry_interval: cx.num(b, "retry_interval").unwrap_or(30.0),
         instance_types,
@@ -448,5 +457,31 @@ fn ssh_cidr(cx: &mut Ctx, b: &Block, has_reason: bool) -> Option<Cidr> {
             cx.diags.push(refuse(message, help));
             None
         }
+    }
+}
+
+/// The stack's markets in order of preference (`market = spot`, `market = [spot, on_demand]`),
+/// on demand when it names none (its errors are the checker's).
+fn markets(cx: &mut Ctx, b: &Block) -> Vec<Market> {
+    let named = match cx.str(b, "market") {
+        Some(one) => vec![one],
+        None => cx.strs(b, "market"),
+    };
+    let mut markets: Vec<Market> = named.iter().filter_map(|m| Market::from_symbol(m)).collect();
+    markets.dedup();
+    if markets.is_empty() {
+        markets.push(Market::OnDemand);
+    }
+    markets
+}
+
+/// The reserved capacity a stack launches into, if any: spot cannot use it.
+fn capacity_bound(cx: &mut Ctx, b: &Block) -> Option<&'static str> {
+    if cx.str(b, "capacity_reservation").is_some() {
+        Some("a capacity reservation (`capacity_reservation`)")
+    } else if cx.bool(b, "capacity_block") == Some(true) {
+        Some("a capacity block (`capacity_block`)")
+    } else {
+        None
     }
 }

@@ -391,7 +391,7 @@ fn check_type(ty: Ty, name: &str, e: &ast::Expr, g: &Globals, diags: &mut Vec<Di
         }
     }
     // An enumeration literal stands for itself even where a definition shares its name.
-    if let (Ty::Sym(allowed), Some(id)) = (ty, e.as_name()) {
+    if let (Ty::Sym(allowed) | Ty::SymList(allowed), Some(id)) = (ty, e.as_name()) {
         if allowed.contains(&id.name.as_str()) {
             return;
         }
@@ -434,7 +434,14 @@ fn check_type(ty: Ty, name: &str, e: &ast::Expr, g: &Globals, diags: &mut Vec<Di
             }
             true
         }
-        (Ty::Sym(allowed), Value::Sym(s) | Value::Str(s)) => {
+        (Ty::SymList(allowed), Value::List(items)) => {
+            let syms: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            if syms.len() == items.len() {
+                symbol_list(name, allowed, &syms, e.span, diags);
+            }
+            syms.len() == items.len() && !syms.is_empty()
+        }
+        (Ty::Sym(allowed) | Ty::SymList(allowed), Value::Sym(s) | Value::Str(s)) => {
             if !allowed.contains(&s.as_str()) {
                 let mut d = Diagnostic::error(
                     Code::Domain,
@@ -462,6 +469,7 @@ fn check_type(ty: Ty, name: &str, e: &ast::Expr, g: &Globals, diags: &mut Vec<Di
             Ty::Num => "a number".to_string(),
             Ty::Quantity(u) => u.describe().to_string(),
             Ty::Sym(a) => format!("one of {}", a.join(", ")),
+            Ty::SymList(a) => format!("one of {}, or a non-empty list of them", a.join(", ")),
             Ty::StrList => "a list of strings".to_string(),
             Ty::Commands => "a string or a list of strings".to_string(),
             Ty::Record => "a record `{ name = value }`".to_string(),
@@ -472,6 +480,29 @@ fn check_type(ty: Ty, name: &str, e: &ast::Expr, g: &Globals, diags: &mut Vec<Di
             d = d.help("write a whole number without a unit or decimals, such as 2");
         }
         diags.push(d);
+    }
+}
+
+/// Each symbol of a list (`market = [spot, on_demand]`) allowed, and none twice: a list is an
+/// order of preference, so a repeat is a mistake.
+fn symbol_list(name: &str, allowed: &[&str], syms: &[&str], span: Span, diags: &mut Vec<Diagnostic>) {
+    for (i, s) in syms.iter().enumerate() {
+        if !allowed.contains(s) {
+            let mut d = Diagnostic::error(
+                Code::Domain,
+                span,
+                format!("`{name}` lists `{s}`, which is not one of {}", allowed.join(", ")),
+            );
+            if let Some(h) = did_you_mean(s, allowed.iter().copied()) {
+                d = d.help(h);
+            }
+            diags.push(d);
+        } else if syms[..i].contains(s) {
+            diags.push(
+                Diagnostic::error(Code::Domain, span, format!("`{name}` lists `{s}` twice"))
+                    .help("the list is an order of preference: name each once"),
+            );
+        }
     }
 }
 

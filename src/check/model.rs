@@ -3,7 +3,7 @@
 //! stay as expressions (with spans) for the design engine to evaluate.
 
 pub use super::secret::{SecretRef, SecretSource};
-pub use super::symbols::{Dtype, Mode, Placement, ToolKind, ToolParser, Transport};
+pub use super::symbols::{Dtype, Market, Mode, Placement, ToolKind, ToolParser, Transport};
 use super::value::Value;
 use crate::diagnostics::Span;
 use crate::syntax::ast::Expr;
@@ -38,6 +38,8 @@ pub struct Instance {
     pub efa_bandwidth: Option<f64>,
     pub rdma: bool,
     pub price_per_hour: f64,
+    /// The spot price per hour the catalogue states, if any (the estimate's, for a stack that prefers spot).
+    pub spot_price_per_hour: Option<f64>,
     pub volume: f64,
     pub span: Span,
 }
@@ -173,6 +175,8 @@ pub struct Stack {
     pub versioned: bool,
     pub capacity_reservation: Option<String>,
     pub capacity_block: bool,
+    /// The markets to launch in, tried in order (`market = [spot, on_demand]`); default on demand.
+    pub markets: Vec<Market>,
     pub setup: Option<String>,
     pub retry_interval: f64,
     pub nodes: Vec<Node>,

@@ -15,6 +15,8 @@ pub enum Ty {
     Quantity(Unit),
     /// One of the listed enumeration literals.
     Sym(&'static [&'static str]),
+    /// One of the listed enumeration literals, or a list of them in order of preference.
+    SymList(&'static [&'static str]),
     StrList,
     /// A string or a list of strings (commands).
     Commands,
@@ -59,6 +61,7 @@ pub const MODES: &[&str] = super::symbols::Mode::NAMES;
 pub const TRANSPORTS: &[&str] = super::symbols::Transport::NAMES;
 pub const DTYPES: &[&str] = super::symbols::Dtype::NAMES;
 pub const PLACEMENTS: &[&str] = super::symbols::Placement::NAMES;
+pub const MARKETS: &[&str] = super::symbols::Market::NAMES;
 pub const TOOL_KINDS: &[&str] = super::symbols::ToolKind::NAMES;
 pub const TOOL_PARSERS: &[&str] = super::symbols::ToolParser::NAMES;
 pub const BUFFER_DEVICES: &[&str] = &["cuda", "cpu"];
@@ -82,6 +85,7 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("efa_bandwidth", Quantity(Unit::Bandwidth), "EFA network bandwidth"),
             opt("rdma", Bool, "EFA hardware RDMA read/write"),
             req("price", Quantity(Unit::Money), "on-demand price per hour (us-east-1)"),
+            opt("spot_price", Quantity(Unit::Money), "spot price per hour the estimate uses when the stack prefers spot (a figure you enter: spot prices move)"),
             req("volume", Quantity(Unit::Bytes), "recommended root volume"),
             opt("vcpus", PosInt, "vCPUs"),
             opt("memory", Quantity(Unit::Bytes), "host memory"),
@@ -234,6 +238,7 @@ pub const BLOCKS: &[BlockSchema] = &[
             opt("kms_key", Str, "KMS key (id, ARN or alias) encrypting the nodes' volumes (default: the account's EBS key)"),
             opt("capacity_reservation", Str, "capacity reservation id"),
             opt("capacity_block", Bool, "launch into a capacity block"),
+            opt("market", SymList(MARKETS), "spot or on_demand, or a list tried in order, e.g. [spot, on_demand] (default on_demand)"),
             opt("setup", Ref("setup"), "setup run on every node"),
             opt("retry_interval", Quantity(Unit::Duration), "pause between rounds with --retry-until-up (default 30s)"),
         ],

@@ -45,6 +45,11 @@ symbols!(
 );
 
 symbols!(
+    /// How EC2 sells the nodes: spot (interruptible, cheaper) or on demand.
+    Market { Spot = "spot", OnDemand = "on_demand" }
+);
+
+symbols!(
     /// The KV cache's data type.
     Dtype { Bf16 = "bf16", Fp16 = "fp16", Fp32 = "fp32", Fp8 = "fp8" }
 );

@@ -247,6 +247,8 @@ pub const SYMBOLS: &[&str] = &[
     "cluster",
     "spread",
     "partition",
+    "spot",
+    "on_demand",
     "bf16",
     "fp16",
     "fp32",

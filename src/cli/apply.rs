@@ -139,9 +139,6 @@ pub fn run(a: &Args) -> ExitCode {
     };
     // Before "Nothing to do": what another provider did is not done here.
     let kind = provider_kind(a.acting.provider, &args::config(&file));
-    if let Err(code) = refuse_unsupported(&loaded, &plan, kind, a.format) {
-        return code;
-    }
     let state_path = args::state_path(&file, &plan.experiment, a.campaign.state.as_deref());
     if let Err(e) = State::load(&state_path).and_then(|mut s| s.claim(kind.name(), &state_path)) {
         return output::fail(&e.to_string());
@@ -204,7 +201,14 @@ pub fn run(a: &Args) -> ExitCode {
                     ..AwsOptions::from_config(&config.aws)
                 };
                 let p = AwsProvider::new(&region, aws_opts, sink.clone()).await.map_err(Failure::Provider)?;
-                nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await.map_err(Failure::Apply)
+                match plan.sets.as_ref().map(|s| s.parallel) {
+                    Some(k) if k > 1 => {
+                        let sets: Vec<AwsProvider> = (1..=k).map(|s| p.node_set(s)).collect();
+                        nixl::apply::run_on_sets(&sets, &*sink, model, campaign, &plan, state, &opts).await
+                    }
+                    _ => nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await,
+                }
+                .map_err(Failure::Apply)
             }
         }
     });
@@ -217,14 +221,6 @@ pub fn run(a: &Args) -> ExitCode {
         }
         Err(e) => output::fail(&e.to_string()),
     }
-}
-
-/// What the planner handles but this provider's apply cannot do yet (`parallel` > 1 on AWS), at its attribute.
-fn refuse_unsupported(loaded: &nixl::pipeline::Loaded, plan: &Plan, kind: ProviderKind, format: Format) -> Result<(), ExitCode> {
-    let Ok(campaign) = loaded.campaign(Some(&plan.experiment)) else { return Ok(()) };
-    let Some(d) = nixl::apply::unsupported(campaign, kind.name()) else { return Ok(()) };
-    output::diagnostics(std::slice::from_ref(&d), &loaded.check.sources, format);
-    Err(output::fail(&d.message))
 }
 
 /// Why apply stopped before its summary: the provider could not start (no credentials), or the

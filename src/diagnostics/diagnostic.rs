@@ -147,8 +147,6 @@ pub enum Code {
     CloudRefused,
     /// A secret apply cannot read: an unset environment variable, a missing SSM parameter.
     SecretUnreadable,
-    /// A declaration the planner handles but apply cannot perform yet (`parallel` > 1).
-    ApplyUnsupported,
 }
 
 impl Code {
@@ -192,11 +190,11 @@ impl Code {
             Topology => 607,
             CloudRefused => 502,
             SecretUnreadable => 503,
-            ApplyUnsupported => 504,
         }
     }
-    /// Codes only apply reports: the cloud says no, or apply cannot do yet what the file plans.
-    pub const RUNTIME: [Code; 4] = [Code::NoCapacity, Code::CloudRefused, Code::SecretUnreadable, Code::ApplyUnsupported];
+    /// Codes only apply reports: the cloud says no, or a secret cannot be read. (E0504, `parallel`
+    /// > 1 refused on AWS, is retired: apply runs node sets there too; the number is not reused.)
+    pub const RUNTIME: [Code; 3] = [Code::NoCapacity, Code::CloudRefused, Code::SecretUnreadable];
 
     /// Every code a file can cause, each with an invalid input under tests/golden/invalid.
     pub const ALL: [Code; 34] = {

@@ -256,7 +256,7 @@ fn values(a: Option<&Analysis>, cx: &Context, out: &mut Vec<CompletionItem>) {
     let attr = cx.attr().unwrap_or("");
     let ty = schema::block(cx.block()).and_then(|s| s.attrs.iter().find(|x| x.name == attr)).map(|x| x.ty);
     match ty {
-        Some(Ty::Sym(allowed)) => {
+        Some(Ty::Sym(allowed) | Ty::SymList(allowed)) => {
             for s in allowed {
                 out.push(item(s, K::ENUM_MEMBER, format!("value of `{attr}`")));
             }

@@ -161,6 +161,29 @@ pub struct Estimate {
     pub nodes: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hand_estimate_seconds: Option<f64>,
+    /// Which price `price_per_node_hour` is: on demand (left out of the JSON), or spot (the
+    /// stack's first market).
+    #[serde(default, skip_serializing_if = "PriceBasis::is_on_demand")]
+    pub price_basis: PriceBasis,
+}
+
+impl PriceBasis {
+    fn is_on_demand(&self) -> bool {
+        *self == PriceBasis::OnDemand
+    }
+}
+
+/// Where the estimate's price per node-hour comes from.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceBasis {
+    /// The catalogue's on-demand `price`.
+    #[default]
+    OnDemand,
+    /// The catalogue's `spot_price`: the stack's first market is spot.
+    Spot,
+    /// The stack's first market is spot, but the catalogue states no `spot_price` for the type.
+    SpotWithoutPrice,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -398,11 +421,16 @@ pub fn build_refreshed(inputs: &Inputs, refresh: refresh::Refresh) -> Result<Pla
 fn estimate(model: &Model, campaign: &Campaign, actions: &[Action]) -> Estimate {
     let stack = campaign.stack.as_ref();
     let wall = critical_path(actions);
-    let price = stack
-        .and_then(|s| s.instance_types.first())
-        .and_then(|t| model.instances.get(t))
-        .map(|i| i.price_per_hour)
-        .unwrap_or(0.0);
+    let instance = stack.and_then(|s| s.instance_types.first()).and_then(|t| model.instances.get(t));
+    let spot_first = stack.and_then(|s| s.markets.first()) == Some(&crate::check::model::Market::Spot);
+    let (price, price_basis) = match (instance, spot_first) {
+        (Some(i), true) => match i.spot_price_per_hour {
+            Some(spot) => (spot, PriceBasis::Spot),
+            None => (i.price_per_hour, PriceBasis::SpotWithoutPrice),
+        },
+        (Some(i), false) => (i.price_per_hour, PriceBasis::OnDemand),
+        (None, _) => (0.0, PriceBasis::OnDemand),
+    };
     let nodes = stack.map(|s| s.nodes.len()).unwrap_or(0);
     let node_hours = wall / 3600.0 * nodes as f64;
     Estimate {
@@ -412,6 +440,7 @@ fn estimate(model: &Model, campaign: &Campaign, actions: &[Action]) -> Estimate 
         cost_usd: node_hours * price,
         nodes,
         hand_estimate_seconds: campaign.experiment.hand_estimate,
+        price_basis,
     }
 }
 

@@ -200,6 +200,13 @@ pub fn write_text(s: &mut dyn Write, plan: &Plan, reduction: Option<&str>, color
     if e.nodes > 0 {
         let _ =
             write!(s, ", {:.1} node-hours at {}/h per node = {}", e.node_hours, money(e.price_per_node_hour), money(e.cost_usd));
+        let _ = match e.price_basis {
+            crate::plan::PriceBasis::OnDemand => Ok(()),
+            crate::plan::PriceBasis::Spot => write!(s, " (spot price from the catalogue)"),
+            crate::plan::PriceBasis::SpotWithoutPrice => {
+                write!(s, " (on-demand price: the catalogue states no `spot_price` for this type)")
+            }
+        };
     }
     let _ = writeln!(s, ".");
     if let Some(h) = e.hand_estimate_seconds {

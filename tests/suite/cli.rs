@@ -235,31 +235,3 @@ fn imports_stay_inside_the_project() {
     let out = nixl().arg("check").arg(inner.join("a.nixl")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
-
-/// Apply on AWS runs one node set: `parallel = 3` is planned but refused at the attribute, with
-/// E0504, exit 1, before anything is created (no state, no stack). The local provider runs
-/// the sets (`node_sets.rs`).
-#[test]
-fn apply_on_aws_refuses_more_than_one_node_set_at_the_attribute() {
-    let dir = scratch("apply-parallel");
-    let text = std::fs::read_to_string(root().join("tests/golden/plan/parallel3.nixl")).unwrap();
-    let file = dir.join("parallel3.nixl");
-    std::fs::write(&file, text).unwrap();
-    let out = nixl()
-        .args(["apply", "--provider", "aws", "--auto-approve", "--format", "plain"])
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(":23:14: error[nixl::E0504]: apply on aws cannot spread a campaign over 3 node sets yet"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("`--provider local` runs the sets"), "{stderr}");
-    // The plan it shows has the schedule; nothing was created.
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Spread over 3 node sets"));
-    assert!(!dir.join(".nixl").join("parallel3").join("state.json").exists());
-    assert!(!dir.join(".nixl").join("parallel3").join("local").exists());
-}

@@ -61,6 +61,14 @@ impl Moto {
 pub struct Faults {
     /// RunInstances in these zones fails with InsufficientInstanceCapacity.
     pub capacity_zones: HashSet<String>,
+    /// After this many launches went through, RunInstances fails with InsufficientInstanceCapacity
+    /// in every zone (capacity that runs out while node sets launch).
+    pub capacity_after: Option<usize>,
+    /// Spot requests (RunInstances with InstanceMarketOptions.MarketType=spot) fail with
+    /// InsufficientInstanceCapacity in every zone; on-demand ones go through.
+    pub no_spot: bool,
+    /// Launches that went through so far (for `capacity_after`).
+    pub launched: usize,
     /// Zones the capacity message suggests ("... choosing us-east-1c").
     pub suggest: Vec<String>,
     /// RunInstances fails with VcpuLimitExceeded (an account quota) in every zone.
@@ -83,6 +91,8 @@ pub struct Faults {
     pub ssm_offline: bool,
     /// The stack's placement group is gone (deleted outside nixl).
     pub placement_group_missing: bool,
+    /// Runs SSM commands on the instances (moto only records them): `ssm_agent.rs`.
+    pub agent: Option<Arc<crate::ssm_agent::Agent>>,
     /// Commands "fail" with exit code 3 and more output than SSM keeps inline: the
     /// inline part is cut, the whole of it is in the bucket, ending with this line.
     pub long_output: Option<String>,
@@ -99,19 +109,24 @@ pub struct Logged {
     pub outcome: String,
 }
 
+/// A placement group created through EC2: its strategy and tags (key, value).
+pub type Group = (String, Vec<(String, String)>);
+
 #[derive(Clone)]
 pub struct Proxy {
     pub port: u16,
     upstream: u16,
     pub faults: Arc<Mutex<Faults>>,
     pub log: Arc<Mutex<Vec<Logged>>>,
+    /// Placement groups created through EC2 (node sets beyond the first): name, strategy, tags.
+    pub groups: Arc<Mutex<HashMap<String, Group>>>,
 }
 
 impl Proxy {
     pub fn start(upstream: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let p = Proxy { port, upstream, faults: Arc::default(), log: Arc::default() };
+        let p = Proxy { port, upstream, faults: Arc::default(), log: Arc::default(), groups: Arc::default() };
         let q = p.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -143,7 +158,7 @@ impl Proxy {
         self.log.lock().unwrap().push(Logged {
             service: service.clone(),
             action: action.clone(),
-            body: body_text,
+            body: body_text.clone(),
             at: Instant::now(),
             outcome: outcome.to_string(),
         });
@@ -160,6 +175,12 @@ impl Proxy {
             Reply::Forward => {
                 if let Some(resp) = forward(&head, &body, upstream) {
                     let resp = if action == "DescribeStacks" { with_placement_group_output(resp) } else { resp };
+                    if action == "SendCommand" {
+                        self.hand_to_agent(&resp, &body_text);
+                    }
+                    if action == "TerminateInstances" {
+                        self.tell_agent_terminated(&body_text);
+                    }
                     let _ = out.write_all(&resp);
                 }
             }
@@ -201,22 +222,46 @@ impl Proxy {
             return ("quota", Reply::Answer(ec2_error(400, "VcpuLimitExceeded", msg)));
         }
         if action == "RunInstances" {
-            if let Some(z) = f.capacity_zones.iter().find(|z| body.contains(&format!("Placement.AvailabilityZone={z}"))) {
+            let zone = field(body, "Placement.AvailabilityZone").unwrap_or_default();
+            let ran_out = f.capacity_after.is_some_and(|n| f.launched >= n)
+                || (f.no_spot && body.contains("InstanceMarketOptions.MarketType=spot"));
+            let refused = f.capacity_zones.iter().find(|z| body.contains(&format!("Placement.AvailabilityZone={z}"))).cloned();
+            if let Some(z) = refused.or(ran_out.then_some(zone)) {
                 let ty = field(body, "InstanceType").unwrap_or_default();
                 let hint = if f.suggest.is_empty() { String::new() } else { format!(" or choosing {}.", f.suggest.join(", ")) };
                 let msg = format!("We currently do not have sufficient {ty} capacity in the Availability Zone you requested ({z}). Our system will be working on provisioning additional capacity. You can currently get {ty} capacity by not specifying an Availability Zone in your request{hint}");
                 return ("capacity", Reply::Answer(ec2_error(500, "InsufficientInstanceCapacity", &msg)));
             }
+            f.launched += 1;
         }
         let long_output = f.long_output.clone();
+        let agent = f.agent.clone();
         let ssm_offline = f.ssm_offline;
         let pg_missing = f.placement_group_missing;
         drop(f);
         if action == "DescribePlacementGroups" {
-            return ("answered", Reply::Answer(placement_groups(body, pg_missing)));
+            return ("answered", Reply::Answer(self.placement_groups(body, pg_missing)));
+        }
+        if action == "CreatePlacementGroup" || action == "DeletePlacementGroup" {
+            return ("answered", Reply::Answer(self.change_placement_group(action, body)));
         }
         if let (Some(tail), "GetCommandInvocation") = (long_output, action) {
             return ("answered", Reply::Answer(self.long_invocation(body, &tail)));
+        }
+        if let (Some(agent), "SendCommand") = (&agent, action) {
+            if let Some(id) = agent.refuses(body) {
+                let msg = format!("Instances [[{id}]] not in a valid state for account 123456789012");
+                let body = serde_json::json!({"__type": "InvalidInstanceId", "message": msg}).to_string();
+                return (
+                    "refused",
+                    Reply::Answer(response(400, "application/x-amz-json-1.1", "x-amzn-ErrorType: InvalidInstanceId\r\n", &body)),
+                );
+            }
+        }
+        if let (Some(agent), "GetCommandInvocation") = (&agent, action) {
+            if let Some(v) = agent.invocation(body) {
+                return ("answered", Reply::Answer(json_ok(&v)));
+            }
         }
         if action == "DescribeInstanceInformation" {
             // moto has no SSM inventory: every instance asked about is online.
@@ -246,6 +291,26 @@ impl Proxy {
 }
 
 impl Proxy {
+    /// Hands a command moto accepted (its answer names the command id) to the agent, if there is one.
+    fn hand_to_agent(&self, resp: &[u8], request: &str) {
+        let Some(agent) = self.faults.lock().unwrap().agent.clone() else { return };
+        let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") else { return };
+        let v: serde_json::Value = serde_json::from_slice(&resp[split + 4..]).unwrap_or_default();
+        if let Some(id) = v["Command"]["CommandId"].as_str() {
+            agent.start(id, request);
+        }
+    }
+
+    /// Tells the agent which instances a TerminateInstances call (its form) ended.
+    fn tell_agent_terminated(&self, form: &str) {
+        let Some(agent) = self.faults.lock().unwrap().agent.clone() else { return };
+        let ids: Vec<String> = form
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("InstanceId.")?.split_once('=').map(|(_, v)| v.to_string()))
+            .collect();
+        agent.terminate(&ids);
+    }
+
     /// A failed invocation whose output overflowed SSM's inline limit, as SSM reports it:
     /// the first 24,000 characters inline, the whole output in the command's S3 location.
     fn long_invocation(&self, body: &str, tail: &str) -> Vec<u8> {
@@ -452,21 +517,69 @@ fn bad_credentials(service: &str) -> Vec<u8> {
     }
 }
 
-/// EC2's answer to DescribePlacementGroups for the names asked: each a cluster group, or
-/// InvalidPlacementGroup.Unknown when the group is made missing.
-fn placement_groups(body: &str, missing: bool) -> Vec<u8> {
-    let names: Vec<&str> =
-        body.split('&').filter_map(|kv| kv.strip_prefix("GroupName.")?.split_once('=').map(|(_, v)| v)).collect();
-    if missing {
-        let name = names.first().copied().unwrap_or("");
-        return ec2_error(400, "InvalidPlacementGroup.Unknown", &format!("The Placement Group '{name}' is unknown."));
+impl Proxy {
+    /// EC2's answer to DescribePlacementGroups. By name: the stack's own (a cluster group, unless
+    /// made missing) and those created through EC2; any other name is
+    /// InvalidPlacementGroup.Unknown. By tag filter: the created ones that carry the tag.
+    fn placement_groups(&self, body: &str, missing: bool) -> Vec<u8> {
+        let names: Vec<&str> =
+            body.split('&').filter_map(|kv| kv.strip_prefix("GroupName.")?.split_once('=').map(|(_, v)| v)).collect();
+        let created = self.groups.lock().unwrap().clone();
+        let mut found: Vec<(String, Group)> = vec![];
+        for n in &names {
+            match created.get(*n) {
+                Some(g) => found.push((n.to_string(), g.clone())),
+                None if *n == PLACEMENT_GROUP && !missing => found.push((n.to_string(), ("cluster".into(), vec![]))),
+                None => {
+                    return ec2_error(400, "InvalidPlacementGroup.Unknown", &format!("The Placement Group '{n}' is unknown."))
+                }
+            }
+        }
+        if names.is_empty() {
+            let key = field(body, "Filter.1.Name").and_then(|k| k.strip_prefix("tag:").map(String::from));
+            let value = field(body, "Filter.1.Value.1");
+            for (n, g) in created {
+                if g.1.iter().any(|(k, v)| Some(k) == key.as_ref() && Some(v) == value.as_ref()) {
+                    found.push((n, g));
+                }
+            }
+        }
+        let items: String = found
+            .iter()
+            .map(|(n, (strategy, tags))| {
+                let tags: String =
+                    tags.iter().map(|(k, v)| format!("<item><key>{k}</key><value>{v}</value></item>")).collect();
+                format!("<item><groupName>{n}</groupName><strategy>{strategy}</strategy><state>available</state><groupId>pg-0123456789abcdef0</groupId><tagSet>{tags}</tagSet></item>")
+            })
+            .collect();
+        let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribePlacementGroupsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>proxy-0004</requestId><placementGroupSet>{items}</placementGroupSet></DescribePlacementGroupsResponse>");
+        response(200, "text/xml", "", &body)
     }
-    let items: String = names
-        .iter()
-        .map(|n| format!("<item><groupName>{n}</groupName><strategy>cluster</strategy><state>available</state><groupId>pg-0123456789abcdef0</groupId></item>"))
-        .collect();
-    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribePlacementGroupsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>proxy-0004</requestId><placementGroupSet>{items}</placementGroupSet></DescribePlacementGroupsResponse>");
-    response(200, "text/xml", "", &body)
+
+    /// CreatePlacementGroup (with its tags) and DeletePlacementGroup, as EC2 answers them.
+    fn change_placement_group(&self, action: &str, body: &str) -> Vec<u8> {
+        let name = field(body, "GroupName").unwrap_or_default();
+        let mut groups = self.groups.lock().unwrap();
+        if action == "DeletePlacementGroup" {
+            if groups.remove(&name).is_none() {
+                return ec2_error(400, "InvalidPlacementGroup.Unknown", &format!("The Placement Group '{name}' is unknown."));
+            }
+            let ok = "<DeletePlacementGroupResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>proxy-0005</requestId><return>true</return></DeletePlacementGroupResponse>";
+            return response(200, "text/xml", "", ok);
+        }
+        if groups.contains_key(&name) || name == PLACEMENT_GROUP {
+            return ec2_error(400, "InvalidPlacementGroup.Duplicate", &format!("The Placement Group '{name}' already exists."));
+        }
+        let tags: Vec<(String, String)> = (1..)
+            .map_while(|i| {
+                let k = field(body, &format!("TagSpecification.1.Tag.{i}.Key"))?;
+                Some((k, field(body, &format!("TagSpecification.1.Tag.{i}.Value")).unwrap_or_default()))
+            })
+            .collect();
+        groups.insert(name.clone(), (field(body, "Strategy").unwrap_or_default(), tags));
+        let ok = format!("<CreatePlacementGroupResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>proxy-0006</requestId><placementGroup><groupName>{name}</groupName></placementGroup></CreatePlacementGroupResponse>");
+        response(200, "text/xml", "", &ok)
+    }
 }
 
 /// Adds the placement group output CloudFormation would report to moto's DescribeStacks answer.

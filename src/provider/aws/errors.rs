@@ -15,6 +15,8 @@ const CAPACITY: &[&str] = &[
     "InsufficientCapacityOnHost",
     "InsufficientHostCapacity",
     "InsufficientReservedInstanceCapacity",
+    // A spot request whose price is below the zone's spot price: another zone may be cheaper.
+    "SpotMaxPriceTooLow",
 ];
 const QUOTA: &[&str] = &[
     "VcpuLimitExceeded",
@@ -60,7 +62,7 @@ const NOT_FOUND: &[&str] = &[
     "InvalidPlacementGroup.Unknown",
     "ParameterNotFound",
 ];
-const ALREADY_EXISTS: &[&str] = &["AlreadyExistsException", "BucketAlreadyOwnedByYou"];
+const ALREADY_EXISTS: &[&str] = &["AlreadyExistsException", "BucketAlreadyOwnedByYou", "InvalidPlacementGroup.Duplicate"];
 
 /// An EC2 On-Demand vCPU quota in Service Quotas (service code `ec2`).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -11,6 +11,7 @@ macro_rules! say {
 
 mod errors;
 pub mod iam;
+mod node_sets;
 mod nodes;
 pub mod secrets;
 mod ssm;
@@ -152,6 +153,8 @@ pub struct AwsProvider {
     stored: Mutex<HashSet<String>>,
     /// Where progress lines go (the CLI's terminal view).
     sink: std::sync::Arc<dyn crate::progress::Sink>,
+    /// The node set these nodes belong to (`parallel = k`), 1-based (`node_sets`).
+    set: u32,
 }
 
 impl AwsProvider {
@@ -196,7 +199,25 @@ impl AwsProvider {
             uploaded: Mutex::new(HashSet::new()),
             stored: Mutex::new(HashSet::new()),
             sink,
+            set: 1,
         })
+    }
+
+    /// The same clients for node set `set` (`parallel = k`): set 1's nodes are the campaign's
+    /// own; set s > 1 launches its own nodes, tagged with its number, in its own placement group.
+    pub fn node_set(&self, set: u32) -> AwsProvider {
+        AwsProvider {
+            cfn: self.cfn.clone(),
+            ec2: self.ec2.clone(),
+            ssm: self.ssm.clone(),
+            s3: self.s3.clone(),
+            opts: self.opts.clone(),
+            info: Mutex::new(self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+            uploaded: Mutex::new(HashSet::new()),
+            stored: Mutex::new(HashSet::new()),
+            sink: self.sink.clone(),
+            set: set.max(1),
+        }
     }
 
     fn bucket(&self) -> Result<String, ProviderError> {
@@ -563,7 +584,7 @@ impl Provider for AwsProvider {
     }
 
     async fn destroy_nodes(&self, stack: &Stack, known: &[NodeInfo]) -> Result<(), ProviderError> {
-        let left = self.remove_nodes(stack, known).await;
+        let left = self.remove_nodes(stack, known, node_sets::Sets::One(self.set)).await;
         if left.is_empty() {
             Ok(())
         } else {
@@ -574,7 +595,12 @@ impl Provider for AwsProvider {
     /// Best effort, in order (nodes, bucket, secrets, stack): a step that fails is listed and the next
     /// is still tried; "not found" counts as gone. What is left is the error.
     async fn destroy(&self, stack: &Stack, info: Option<&StackInfo>, known: &[NodeInfo]) -> Result<(), ProviderError> {
-        let mut left = self.remove_nodes(stack, known).await;
+        let mut left = self.remove_nodes(stack, known, node_sets::Sets::All).await;
+        match node_sets::delete_groups(self, stack).await {
+            Ok(names) if !names.is_empty() => say!(self, "  deleted the node sets' placement groups {}", names.join(", ")),
+            Ok(_) => {}
+            Err(e) => left.push(Leftover { what: "placement groups of the node sets".into(), reason: e.to_string() }),
+        }
         let current = match self.describe(&stack.name).await {
             Ok(c) => c,
             Err(e) => {
@@ -613,12 +639,12 @@ impl Provider for AwsProvider {
 }
 
 impl AwsProvider {
-    /// Terminates the stack's nodes: those tagged with its name (whether the state lists them
-    /// or not) and those the state lists (whether tagged or not); ids EC2 no longer knows are
-    /// gone already. Returns what could not be terminated.
-    async fn remove_nodes(&self, stack: &Stack, known: &[NodeInfo]) -> Vec<Leftover> {
+    /// Terminates the nodes of the stack's node sets `sets`: those tagged with its name (whether
+    /// the state lists them or not) and those the state lists (whether tagged or not); ids EC2 no
+    /// longer knows are gone already. Returns what could not be terminated.
+    async fn remove_nodes(&self, stack: &Stack, known: &[NodeInfo], sets: node_sets::Sets) -> Vec<Leftover> {
         let mut left = vec![];
-        let mut ids: Vec<String> = match nodes::find(self, &stack.name, None).await {
+        let mut ids: Vec<String> = match nodes::find_in(self, &stack.name, None, sets).await {
             Ok(found) => found.into_iter().map(|i| i.id).collect(),
             Err(e) => {
                 let what = format!("instances tagged {}={}", template::STACK_TAG, stack.name);

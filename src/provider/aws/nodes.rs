@@ -5,15 +5,16 @@
 //! that do not offer the type are skipped up front. Nodes that exist are found by tag and kept in place.
 
 use super::errors::{classify, jitter, with_retry};
+use super::node_sets::{self, Sets, SET_TAG};
 use super::template::{self, STACK_TAG};
 use super::{AwsProvider, Waiting};
-use crate::check::model::Stack;
+use crate::check::model::{Market, Stack};
 use crate::provider::{attempt_table, Attempt, NodeInfo, ProviderError, StackInfo, NOT_OFFERED};
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, CapacityReservationSpecification, CapacityReservationTarget, EbsBlockDevice, Filter, HttpTokensState,
-    IamInstanceProfileSpecification, InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest,
+    IamInstanceProfileSpecification, InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest,
     InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, LocationType, MarketType, Placement, ResourceType,
-    Tag, TagSpecification, VolumeType,
+    SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, VolumeType,
 };
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -29,6 +30,8 @@ pub struct Found {
     pub private_ip: String,
     pub state: String,
     pub image: String,
+    /// The node set's tag (`node_sets`): None for set 1's nodes.
+    pub set: Option<String>,
 }
 
 pub async fn ensure(
@@ -77,20 +80,26 @@ async fn keep(p: &AwsProvider, stack: &Stack, found: Vec<Found>) -> Result<Vec<N
 
 async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) -> Result<Vec<NodeInfo>, ProviderError> {
     let ami = resolve_ami(p, stack).await?;
-    let group = placement_group(p, stack, info).await?;
+    let group = match p.set {
+        1 => placement_group(p, stack, info).await?,
+        s => node_sets::ensure_group(p, stack, s).await?,
+    };
     let offered = offerings(p, &stack.instance_types).await?;
     let mut attempts: Vec<Attempt> = vec![];
     let mut round = 1;
     loop {
-        // Each type is tried zone by zone before the next type: the first type is the one the user prefers.
-        let mut queue: Vec<(String, String)> = vec![];
-        for t in &stack.instance_types {
-            for z in &stack.zones {
-                if offered.contains(&(z.clone(), t.clone())) {
-                    queue.push((z.clone(), t.clone()));
-                } else if round == 1 {
-                    say!(p, "  skipping {z}: it does not offer {t}");
-                    attempts.push(Attempt { zone: z.clone(), instance_type: t.clone(), reason: NOT_OFFERED.into() });
+        // Each market in the stack's order, in it each type zone by zone before the next type:
+        // the first market and type are the ones the user prefers.
+        let mut queue: Vec<Candidate> = vec![];
+        for &market in &stack.markets {
+            for t in &stack.instance_types {
+                for z in &stack.zones {
+                    if offered.contains(&(z.clone(), t.clone())) {
+                        queue.push((z.clone(), t.clone(), market));
+                    } else if round == 1 && market == stack.markets[0] {
+                        say!(p, "  skipping {z}: it does not offer {t}");
+                        attempts.push(Attempt { zone: z.clone(), instance_type: t.clone(), reason: NOT_OFFERED.into() });
+                    }
                 }
             }
         }
@@ -105,9 +114,9 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
             if p.opts.interrupted() {
                 return Err(ProviderError::Interrupted);
             }
-            let (zone, ty) = queue.remove(0);
-            say!(p, "  launching {} x {ty} in {zone}", stack.nodes.len());
-            match launch(p, stack, info, &Launch { ami: &ami, group: &group, zone: &zone, ty: &ty }).await {
+            let (zone, ty, market) = queue.remove(0);
+            say!(p, "  launching {} x {ty}{} in {zone}{}", stack.nodes.len(), on_market(stack, market), for_set(p.set));
+            match launch(p, stack, info, &Launch { ami: &ami, group: &group, zone: &zone, ty: &ty, market }).await {
                 Ok(nodes) => {
                     let failed = attempts.iter().filter(|a| a.reason != NOT_OFFERED).count();
                     if failed > 0 {
@@ -123,7 +132,13 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
                     if !partial.is_empty() {
                         terminate(p, &partial).await?;
                     }
-                    prefer_suggested(&mut queue, &ty, &super::suggested_zones(&message));
+                    prefer_suggested(&mut queue, &ty, market, &super::suggested_zones(&message));
+                }
+                // The account's spot quota: no spot anywhere, the next market may launch.
+                Err(ProviderError::Quota { message, .. }) if market == Market::Spot && stack.markets.len() > 1 => {
+                    say!(p, "  no spot for {ty}: {message}; trying the next market");
+                    attempts.push(Attempt { zone: zone.clone(), instance_type: ty.clone(), reason: first_sentence(&message) });
+                    queue.retain(|c| c.2 != Market::Spot);
                 }
                 Err(other) => return Err(other),
             }
@@ -143,10 +158,22 @@ async fn launch_with_fallback(p: &AwsProvider, stack: &Stack, info: &StackInfo) 
     }
 }
 
-/// Moves the zones an error message suggests to the front, for the same type, in its order.
-fn prefer_suggested(queue: &mut Vec<(String, String)>, ty: &str, zones: &[String]) {
+/// A zone, an instance type and a market to launch in.
+type Candidate = (String, String, Market);
+
+/// " (spot)" or " (on demand)" in progress lines, when the stack names a market other than on demand.
+fn on_market(stack: &Stack, market: Market) -> &'static str {
+    match (market, stack.markets.as_slice()) {
+        (Market::OnDemand, [Market::OnDemand]) => "",
+        (Market::OnDemand, _) => " (on demand)",
+        (Market::Spot, _) => " (spot)",
+    }
+}
+
+/// Moves the zones an error message suggests to the front, for the same type and market, in its order.
+fn prefer_suggested(queue: &mut Vec<Candidate>, ty: &str, market: Market, zones: &[String]) {
     for z in zones.iter().rev() {
-        if let Some(pos) = queue.iter().position(|(qz, qt)| qz == z && qt == ty) {
+        if let Some(pos) = queue.iter().position(|(qz, qt, qm)| qz == z && qt == ty && *qm == market) {
             let item = queue.remove(pos);
             queue.insert(0, item);
         }
@@ -190,6 +217,7 @@ struct Launch<'a> {
     group: &'a str,
     zone: &'a str,
     ty: &'a str,
+    market: Market,
 }
 
 async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>) -> Result<Vec<NodeInfo>, ProviderError> {
@@ -208,11 +236,14 @@ async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>
         nic = nic.groups(g);
     }
     let placement = Placement::builder().availability_zone(zone).group_name(l.group);
-    let tags = TagSpecification::builder()
-        .resource_type(ResourceType::Instance)
-        .tags(Tag::builder().key(STACK_TAG).value(&stack.name).build())
-        .tags(Tag::builder().key("Name").value(format!("{}-node", stack.name)).build())
-        .build();
+    let tags = node_sets::set_tags(p.set).into_iter().fold(
+        TagSpecification::builder()
+            .resource_type(ResourceType::Instance)
+            .tags(Tag::builder().key(STACK_TAG).value(&stack.name).build())
+            .tags(Tag::builder().key("Name").value(format!("{}-node", stack.name)).build()),
+        |spec, t| spec.tags(t),
+    );
+    let tags = tags.build();
     let vol_tags = TagSpecification::builder()
         .resource_type(ResourceType::Volume)
         .tags(Tag::builder().key(STACK_TAG).value(&stack.name).build())
@@ -243,6 +274,16 @@ async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>
     if stack.capacity_block {
         req = req.instance_market_options(InstanceMarketOptionsRequest::builder().market_type(MarketType::CapacityBlock).build());
     }
+    if l.market == Market::Spot {
+        // A one-time request that ends with the instance: an interrupted node is replaced by apply.
+        let spot = SpotMarketOptions::builder()
+            .spot_instance_type(SpotInstanceType::OneTime)
+            .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+            .build();
+        req = req.instance_market_options(
+            InstanceMarketOptionsRequest::builder().market_type(MarketType::Spot).spot_options(spot).build(),
+        );
+    }
     let mut ids = run_instances(p, stack, req, zone, ty).await?;
     ids.sort();
     // Name each instance after its node, so a later apply can tell them apart.
@@ -251,7 +292,7 @@ async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>
             p.ec2
                 .create_tags()
                 .resources(id)
-                .tags(Tag::builder().key("Name").value(format!("{}-{}", stack.name, node.name)).build())
+                .tags(Tag::builder().key("Name").value(instance_name(stack, p.set, &node.name)).build())
                 .tags(Tag::builder().key("nixl:node").value(&node.name).build())
                 .send()
                 .await
@@ -354,8 +395,13 @@ fn name_nodes(stack: &Stack, mut found: Vec<Found>) -> Vec<NodeInfo> {
         .collect()
 }
 
-/// Instances of the stack that are not terminated (optionally in one zone).
+/// Instances of this node set's that are not terminated (optionally in one zone).
 pub async fn find(p: &AwsProvider, stack: &str, zone: Option<&str>) -> Result<Vec<Found>, ProviderError> {
+    find_in(p, stack, zone, Sets::One(p.set)).await
+}
+
+/// Instances of the stack's node sets `sets` that are not terminated (optionally in one zone).
+pub async fn find_in(p: &AwsProvider, stack: &str, zone: Option<&str>, sets: Sets) -> Result<Vec<Found>, ProviderError> {
     let states = ["pending", "running", "stopping", "stopped"];
     let out = with_retry(&*p.sink, "DescribeInstances", || async {
         let mut req =
@@ -368,10 +414,30 @@ pub async fn find(p: &AwsProvider, stack: &str, zone: Option<&str>) -> Result<Ve
         if let Some(z) = zone {
             req = req.filters(Filter::builder().name("availability-zone").values(z).build());
         }
+        if let Some(f) = sets.filter() {
+            req = req.filters(f);
+        }
         req.send().await.map_err(|e| classify(&e, "", ""))
     })
     .await?;
-    Ok(describe_found(out.reservations().iter().flat_map(|r| r.instances())))
+    let found = describe_found(out.reservations().iter().flat_map(|r| r.instances()));
+    Ok(found.into_iter().filter(|f| sets.holds(f.set.as_deref())).collect())
+}
+
+/// " for node set s" in progress lines, for sets beyond the first.
+fn for_set(set: u32) -> String {
+    match set {
+        1 => String::new(),
+        s => format!(" for node set {s}"),
+    }
+}
+
+/// The Name tag of an instance: `<stack>-<node>`, `<stack>-set<s>-<node>` beyond set 1.
+fn instance_name(stack: &Stack, set: u32, node: &str) -> String {
+    match set {
+        1 => format!("{}-{node}", stack.name),
+        s => format!("{}-set{s}-{node}", stack.name),
+    }
 }
 
 fn describe_found<'a>(instances: impl Iterator<Item = &'a aws_sdk_ec2::types::Instance>) -> Vec<Found> {
@@ -388,6 +454,7 @@ fn describe_found<'a>(instances: impl Iterator<Item = &'a aws_sdk_ec2::types::In
             private_ip: i.private_ip_address().unwrap_or_default().into(),
             state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
             image: i.image_id().unwrap_or_default().into(),
+            set: i.tags().iter().find(|t| t.key() == Some(SET_TAG)).and_then(|t| t.value()).map(String::from),
         })
         .collect()
 }
@@ -657,9 +724,9 @@ mod tests {
 
     #[test]
     fn suggested_zones_move_to_the_front_for_the_same_type() {
-        let q = |z: &str, t: &str| (z.to_string(), t.to_string());
+        let q = |z: &str, t: &str| (z.to_string(), t.to_string(), Market::OnDemand);
         let mut queue = vec![q("b", "x"), q("c", "x"), q("d", "x"), q("a", "y"), q("d", "y")];
-        prefer_suggested(&mut queue, "x", &["d".into(), "c".into()]);
+        prefer_suggested(&mut queue, "x", Market::OnDemand, &["d".into(), "c".into()]);
         assert_eq!(queue, vec![q("d", "x"), q("c", "x"), q("b", "x"), q("a", "y"), q("d", "y")]);
     }
 }
