@@ -242,7 +242,7 @@ impl<P: Provider> Exec<'_, P> {
                     .find(|x| x.kind == Kind::ServerStart)
                     .and_then(|x| x.group.get());
             }
-            if matches!(a.kind, Kind::Pattern | Kind::Step) && a.launch.is_some() {
+            if matches!(a.kind, Kind::Pattern | Kind::Step) && a.launch.get().is_some() {
                 self.recover_interruption(actions, a).await?;
             }
             let mut ok = self.execute(a).await?;

@@ -42,9 +42,10 @@ impl<P: Provider> Exec<'_, P> {
             return Ok(false);
         }
         self.record_new_nodes()?;
-        let start = a.launch.and_then(|n| actions.iter().find(|s| s.kind == Kind::ServerStart && s.launch == Some(n)));
+        let start =
+            a.launch.get().and_then(|n| actions.iter().find(|s| s.kind == Kind::ServerStart && s.launch.get() == Some(n)));
         if let Some(start) = start {
-            self.log(&format!("starting launch {} again on the new nodes", start.launch.unwrap_or(0)));
+            self.log(&format!("starting launch {} again on the new nodes", start.launch.get().unwrap_or(0)));
             if let Err(e) = self.server_start(start).await {
                 self.log(&format!("its servers did not start again: {e}"));
                 return Ok(false);
