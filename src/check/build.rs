@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 mod experiment;
 mod names;
+mod regions;
 mod setup;
 
 use experiment::build_experiment;
@@ -260,8 +261,14 @@ impl Ctx<'_, '_> {
 }
 
 fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model) -> Stack {
-    let region = cx.str(b, "region").unwrap_or_default();
-    let zones = cx.strs(b, "zones");
+    let regions = regions::regions(cx, b, model);
+    let (region, zones) = regions.first().map(|r| (r.region.clone(), r.zones.clone())).unwrap_or_default();
+    if let (Some(_), true) = (attrs(b).get("ami"), regions.len() > 1 && regions.iter().any(|r| r.ami.is_none())) {
+        cx.diags.push(
+            Diagnostic::error(Code::Domain, cx.span_of(b, "ami"), "an AMI id belongs to one region, and the stack lists several")
+                .help("give each entry of `regions` its own `ami`, or name the AMI with `ami_parameter`, which resolves in every region"),
+        );
+    }
     let instance_types = cx.strs(b, "instance_type");
     let itype_span = cx.span_of(b, "instance_type");
     if instance_types.is_empty() && attrs(b).contains_key("instance_type") {
@@ -332,40 +339,6 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
             _ => {}
         }
     }
-    // Zones must belong to the region.
-    let zspan = cx.span_of(b, "zones");
-    if zones.is_empty() && attrs(b).contains_key("zones") {
-        cx.diags.push(
-            Diagnostic::error(Code::Zone, zspan, "`zones` is empty")
-                .help("list at least one availability zone, e.g. [\"us-east-1a\"]"),
-        );
-    }
-    let known = model.regions.get(&region);
-    if !region.is_empty() && known.is_none() && !model.regions.is_empty() {
-        let mut d = Diagnostic::error(Code::Zone, cx.span_of(b, "region"), format!("unknown region `{region}`"));
-        if let Some(h) = did_you_mean(&region, model.regions.keys().map(String::as_str)) {
-            d = d.help(h);
-        }
-        cx.diags.push(d);
-    }
-    if let Some(ast::ExprKind::List(items)) = attrs(b).get("zones").map(|e| &e.kind).filter(|_| !region.is_empty()) {
-        for (z, item) in zones.iter().zip(items) {
-            let in_region = match known {
-                Some(list) => list.contains(z),
-                None => {
-                    z.strip_prefix(region.as_str()).is_some_and(|s| s.len() == 1 && s.chars().all(|c| c.is_ascii_lowercase()))
-                }
-            };
-            if !in_region {
-                let mut d = Diagnostic::error(Code::Zone, item.span, format!("zone `{z}` is not in region `{region}`"));
-                d = d.help(match known.and_then(|l| did_you_mean(z, l.iter().map(String::as_str))) {
-                    Some(h) => h,
-                    None => format!("zones of {region} look like {region}a, {region}b, ...").into(),
-                });
-                cx.diags.push(d);
-            }
-        }
-    }
     if let (Some(reason), true) = (capacity_bound(cx, b), markets(cx, b).contains(&Market::Spot)) {
         cx.diags.push(
             Diagnostic::error(Code::Domain, cx.span_of(b, "market"), format!("spot nodes cannot launch into {reason}"))
@@ -384,6 +357,7 @@ fn build_stack(cx: &mut Ctx, b: &Block, name: String, span: Span, model: &Model)
     Stack {
         region,
         zones,
+        regions,
         placement: cx.str(b, "placement").and_then(|s| Placement::from_symbol(&s)).unwrap_or(Placement::Cluster),
         volume,
         efa,

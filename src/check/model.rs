@@ -155,8 +155,14 @@ impl SetupStep {
 #[derive(Clone, Debug, Serialize)]
 pub struct Stack {
     pub name: String,
+    /// The region apply launches in: the first of `regions` (or the one apply fell back to, in
+    /// a copy made by `in_region`).
     pub region: String,
+    /// That region's zones, tried in order on capacity errors.
     pub zones: Vec<String>,
+    /// Every region in fallback order, each with its zones: one entry for `region` and `zones`,
+    /// several for `regions = [...]`.
+    pub regions: Vec<RegionChoice>,
     /// Candidate instance types, tried in order.
     pub instance_types: Vec<String>,
     pub placement: Placement,
@@ -192,6 +198,32 @@ impl Stack {
     pub fn span_of(&self, attribute: &str) -> Span {
         self.spans.get(attribute).copied().unwrap_or(self.span)
     }
+
+    /// This stack as launched in `choice`: its region, its zones, and its AMI id when the
+    /// entry names one (an AMI id belongs to one region; `ami_parameter` resolves in each).
+    pub fn in_region(&self, choice: &RegionChoice) -> Stack {
+        let mut st = self.clone();
+        st.region = choice.region.clone();
+        st.zones = choice.zones.clone();
+        if choice.ami.is_some() {
+            st.ami = choice.ami.clone();
+        }
+        st
+    }
+
+    /// The entry for `region`, if the stack lists it.
+    pub fn region_choice(&self, region: &str) -> Option<&RegionChoice> {
+        self.regions.iter().find(|r| r.region == region)
+    }
+}
+
+/// One region a stack may launch in, with its zones in order (`regions = [{ region, zones, ami }]`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RegionChoice {
+    pub region: String,
+    pub zones: Vec<String>,
+    /// The AMI id to launch in this region (ids differ between regions).
+    pub ami: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -224,8 +224,9 @@ pub const BLOCKS: &[BlockSchema] = &[
         stmts: &[],
         doc: "The cloud resources: nodes, placement group, bucket, zones to fall back across.",
         attrs: &[
-            req("region", Str, "AWS region"),
-            req("zones", StrList, "availability zones, tried in order on capacity errors"),
+            opt("region", Str, "AWS region (or `regions`)"),
+            opt("zones", StrList, "availability zones, tried in order on capacity errors"),
+            opt("regions", Any, "regions in fallback order, each with its zones: [{ region = \"us-east-1\", zones = [...] }, { region = \"us-west-2\", zones = [...], ami = \"ami-...\" }]"),
             req("instance_type", Any, "instance type, or a list tried in order"),
             opt("placement", Sym(PLACEMENTS), "placement group strategy (default cluster)"),
             opt("volume", Quantity(Unit::Bytes), "root volume (default: the catalogue's recommendation)"),
