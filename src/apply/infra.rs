@@ -4,7 +4,7 @@
 use super::{ActionError, ApplyError, Exec};
 use crate::design::render::{self as script, RenderVars};
 use crate::plan::Action;
-use crate::provider::{NodeInfo, Provider, StackInfo};
+use crate::provider::{NodeInfo, Provider, ProviderError, StackInfo};
 use crate::state::{NodeRecord, StackRecord};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ impl<P: Provider> Exec<'_, P> {
     }
 
     pub(super) async fn stack(&mut self, a: &Action) -> Result<(), ActionError> {
-        let st = self.stack_decl()?;
+        let st = self.active_stack()?;
         let info = self.provider.ensure_stack(&st).await?;
         let mut outputs = info.outputs.clone();
         if let Some(b) = &info.bucket {
@@ -53,8 +53,8 @@ impl<P: Provider> Exec<'_, P> {
     }
 
     pub(super) async fn ensure_nodes(&mut self, a: &Action) -> Result<(), ActionError> {
-        let st = self.stack_decl()?;
-        let info = self.stack_info.clone().unwrap_or_default();
+        let declared = self.stack_decl()?;
+        let mut st = self.active_stack()?;
         if a.change == crate::plan::Change::Replace && !self.nodes.is_empty() {
             // Other machines than the running ones: those go first, with what was set up on them.
             let why = crate::plan::node_replacement(&self.state, Some(&st))
@@ -65,8 +65,19 @@ impl<P: Provider> Exec<'_, P> {
             self.state.actions.retain(|id, _| !matches!(id, crate::address::ActionId::Setup(_)));
             self.set_nodes(vec![]);
         }
-        let nodes = self.provider.ensure_nodes(&st, &info, &self.nodes).await?;
-        self.state.infra.nodes = node_records(&nodes, &a.hash.to_string(), &st);
+        let nodes = loop {
+            let info = self.stack_info.clone().unwrap_or_default();
+            match self.provider.ensure_nodes(&st, &info, &self.nodes).await {
+                Err(ProviderError::NoCapacity { attempts, .. }) if self.region_after(&st.region).is_some() => {
+                    let next = self.region_after(&st.region).unwrap_or_else(|| unreachable!("checked in the guard"));
+                    self.log(&format!("       {} attempt(s) in {} found no capacity", attempts.len(), st.region));
+                    st = self.fall_back(&st, &next).await?;
+                }
+                found => break found?,
+            }
+        };
+        // The spec is the declared stack's, as the plan computes it; the region is where they run.
+        self.state.infra.nodes = node_records(&nodes, &a.hash.to_string(), &declared, &st.region);
         self.set_nodes(nodes);
         Ok(())
     }
@@ -102,8 +113,8 @@ impl<P: Provider> Exec<'_, P> {
                 let reachable: Vec<NodeInfo> = nodes.iter().filter_map(|n| n.as_ref().ok().cloned()).collect();
                 let timeout = Duration::from_secs_f64(step.timeout.max(1.0));
                 let secrets = self.secrets.for_step(&step);
-                let outs = match (&self.campaign.stack, secrets.is_empty()) {
-                    (Some(st), false) => self.provider.run_with_secrets(st, &reachable, &body, timeout, &secrets).await,
+                let outs = match (self.active_stack().ok(), secrets.is_empty()) {
+                    (Some(st), false) => self.provider.run_with_secrets(&st, &reachable, &body, timeout, &secrets).await,
                     _ => self.provider.run(&reachable, &body, timeout).await,
                 };
                 nodes
@@ -138,7 +149,7 @@ impl<P: Provider> Exec<'_, P> {
     /// step on them. Nothing of it is recorded: the state's nodes and setup are set 1's, and
     /// steps that skip when their condition holds make a second run on the same nodes cheap.
     pub(super) async fn prepare_own_nodes(&mut self) -> Result<(), ActionError> {
-        let st = self.stack_decl()?;
+        let st = self.active_stack()?;
         let info = self.stack_info.clone().unwrap_or_default();
         let nodes = self.provider.ensure_nodes(&st, &info, &[]).await?;
         let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
@@ -164,7 +175,7 @@ impl<P: Provider> Exec<'_, P> {
     }
 }
 
-fn node_info(r: &NodeRecord) -> NodeInfo {
+pub(super) fn node_info(r: &NodeRecord) -> NodeInfo {
     NodeInfo {
         name: r.name.clone(),
         id: r.id.clone(),
@@ -175,10 +186,11 @@ fn node_info(r: &NodeRecord) -> NodeInfo {
     }
 }
 
-/// The state's records of nodes the stack `st` launched (the nodes action's hash, the machine spec).
-pub(super) fn node_records(nodes: &[NodeInfo], hash: &str, st: &crate::check::model::Stack) -> Vec<NodeRecord> {
+/// The state's records of nodes the stack `st` launched in `region` (the nodes action's hash, the machine spec).
+pub(super) fn node_records(nodes: &[NodeInfo], hash: &str, st: &crate::check::model::Stack, region: &str) -> Vec<NodeRecord> {
     let spec = crate::plan::machine_spec(st);
-    nodes.iter().map(|n| NodeRecord { spec: Some(spec.clone()), ..node_record(n, hash) }).collect()
+    let region = Some(region.to_string());
+    nodes.iter().map(|n| NodeRecord { spec: Some(spec.clone()), region: region.clone(), ..node_record(n, hash) }).collect()
 }
 
 fn node_record(n: &NodeInfo, hash: &str) -> NodeRecord {
@@ -188,6 +200,7 @@ fn node_record(n: &NodeInfo, hash: &str) -> NodeRecord {
         hash: hash.to_string(),
         private_ip: n.private_ip.clone(),
         zone: n.zone.clone(),
+        region: None,
         instance_type: n.instance_type.clone(),
         image: n.image.clone(),
         spec: None,

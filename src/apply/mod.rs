@@ -12,6 +12,7 @@ mod post;
 mod probes;
 mod provenance;
 mod refresh;
+mod regions;
 mod replicates;
 mod secrets;
 mod server;
@@ -22,6 +23,7 @@ pub use infra::{recorded_nodes, recorded_stack};
 pub use node_sets::run_on_sets;
 pub use post::FIRED_LOG;
 pub use refresh::observe;
+pub use regions::{active as active_stack, teardown, Teardown};
 pub use secrets::{Secrets, REDACTED};
 
 use crate::address::ActionId;
@@ -113,6 +115,7 @@ pub async fn run<P: Provider>(
     let provider = &secrets::Redacting { inner: provider, secrets: &secrets };
     let mut ex = Exec::new(provider, sink, model, campaign, plan, state, opts, &secrets);
     ex.restore_infra();
+    ex.enter_recorded_region().await.map_err(ApplyError::Refresh)?;
     ex.refresh_nodes(plan).await?;
     // The plan is already limited to `--target` and marks `--replace` as changed.
     let wanted: BTreeSet<usize> = (0..plan.actions.len()).filter(|&i| runs(&plan.actions[i])).collect();

@@ -124,8 +124,15 @@ pub async fn run_on_sets<P: Provider>(
     let mut shared = new(&sets[0], state);
     shared.counter.1 = work.shared.len();
     shared.restore_infra();
+    shared.enter_recorded_region().await.map_err(ApplyError::Refresh)?;
     shared.refresh_nodes(plan).await?;
     shared.walk(&plan.actions, &work.shared).await?;
+    // Every set works in the region the stack ended in (set 1 may have fallen back).
+    if let Ok(st) = shared.active_stack() {
+        for p in &sets {
+            p.use_region(&st.region).await.map_err(ApplyError::Refresh)?;
+        }
+    }
     let base = Base {
         state: shared.state.clone(),
         nodes: shared.nodes.clone(),

@@ -205,6 +205,10 @@ impl<P: Provider> Provider for Redacting<'_, P> {
         self.inner.node_states(nodes).await
     }
 
+    async fn use_region(&self, region: &str) -> Result<(), ProviderError> {
+        self.inner.use_region(region).await
+    }
+
     async fn destroy_nodes(&self, stack: &Stack, nodes: &[NodeInfo]) -> Result<(), ProviderError> {
         self.inner.destroy_nodes(stack, nodes).await
     }

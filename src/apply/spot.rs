@@ -57,7 +57,7 @@ impl<P: Provider> Exec<'_, P> {
     /// Terminates what is left of the set's nodes (the interrupted ones are gone, or stopped and
     /// terminated with the rest: a set's nodes launch together), launches and sets up new ones.
     async fn reprovision(&mut self) -> Result<(), ActionError> {
-        let st = self.stack_decl()?;
+        let st = self.active_stack()?;
         self.provider.destroy_nodes(&st, &self.nodes).await?;
         self.set_nodes(vec![]);
         // Servers recorded as kept ran on the nodes that are gone.
@@ -69,7 +69,8 @@ impl<P: Provider> Exec<'_, P> {
     fn record_new_nodes(&mut self) -> Result<(), ApplyError> {
         let (Some(st), true) = (&self.campaign.stack, self.set.is_none_or(|s| s == 1)) else { return Ok(()) };
         let hash = self.state.infra.nodes.first().map(|r| r.hash.clone()).unwrap_or_default();
-        let records = super::infra::node_records(&self.nodes, &hash, st);
+        let region = super::regions::active(&self.state, st).region;
+        let records = super::infra::node_records(&self.nodes, &hash, st, &region);
         self.state.infra.nodes = records.clone();
         match self.ledger {
             Some(ledger) => ledger.replace_nodes(&self.opts.state_path, records)?,

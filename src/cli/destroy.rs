@@ -90,9 +90,20 @@ pub fn run(a: &Args) -> ExitCode {
             ProviderKind::Aws => {
                 let p = AwsProvider::new(&stack.region, AwsOptions::from_config(&config.aws), sink.clone()).await?;
                 if only_nodes {
-                    p.destroy_nodes(stack, &nodes).await
-                } else {
-                    p.destroy(stack, info.as_ref(), &nodes).await
+                    return p.destroy_nodes(stack, &nodes).await;
+                }
+                // Each region the stack may have used, the recorded one first (`regions = [...]`).
+                let mut left = vec![];
+                for t in nixl::apply::teardown(&state, stack) {
+                    p.use_region(&t.stack.region).await?;
+                    match p.destroy(&t.stack, t.info.as_ref(), &t.nodes).await {
+                        Err(nixl::provider::ProviderError::NotRemoved(l)) => left.extend(l),
+                        other => other?,
+                    }
+                }
+                match left.is_empty() {
+                    true => Ok(()),
+                    false => Err(nixl::provider::ProviderError::NotRemoved(left)),
                 }
             }
         }
@@ -106,6 +117,7 @@ pub fn run(a: &Args) -> ExitCode {
     state.actions.retain(|id, _| !gone(id));
     if !only_nodes {
         state.infra.stack = None;
+        state.infra.left_stacks.clear();
     }
     if let Err(e) = state.save(&state_path) {
         return output::fail(&e.to_string());

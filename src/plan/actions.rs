@@ -123,6 +123,23 @@ pub fn unencrypted_spec(st: &Stack) -> String {
     content_hash(&machine(st))
 }
 
+/// ", then us-west-2 if no zone there has capacity" for a stack with several regions.
+fn fallback_regions(st: &Stack) -> String {
+    st.regions.iter().skip(1).map(|r| format!(", then {}", r.region)).collect::<String>()
+        + if st.regions.len() > 1 { " (a stack in each region used)" } else { "" }
+}
+
+/// The zones in the order apply tries them: "us-east-1a, then us-east-1b", and with several
+/// regions each region's zones after its name.
+fn zone_order(st: &Stack) -> String {
+    match st.regions.as_slice() {
+        [_, _, ..] => {
+            st.regions.iter().map(|r| format!("{}: {}", r.region, r.zones.join(", then "))).collect::<Vec<_>>().join("; then ")
+        }
+        _ => st.zones.join(", then "),
+    }
+}
+
 /// Marks a spec whose volumes are encrypted with the account's default EBS key.
 const ENCRYPTED_WITH_THE_ACCOUNTS_KEY: &str = "root volume encrypted with the account's EBS key";
 
@@ -214,7 +231,12 @@ impl Builder<'_> {
         // releases read the same; `machine_spec` tells a replacement from a zone change.)
         // Versioning and the reason for a world-open SSH rule are part of the stack; adding them
         // moves every stack hash once, so stacks made before the hardened template get it.
-        let hardened = (&st.name, &st.region, &st.placement, &st.buckets, &st.ssh_cidr, st.versioned, &st.ssh_reason);
+        // Several regions: their order, instead of the one region (a one-region hash reads as before).
+        let region = match st.regions.as_slice() {
+            [_, _, ..] => st.regions.iter().map(|r| r.region.as_str()).collect::<Vec<_>>().join(" then "),
+            _ => st.region.clone(),
+        };
+        let hardened = (&st.name, &region, &st.placement, &st.buckets, &st.ssh_cidr, st.versioned, &st.ssh_reason);
         // Nodes of a stack made before nixl had secrets may not read them: a campaign that uses
         // secrets moves the hash once, so such a stack is updated (newer ones have nothing to change).
         let reads_secrets = self.campaign.setup.iter().flat_map(|s| &s.steps).any(|s| s.secrets().next().is_some());
@@ -222,14 +244,26 @@ impl Builder<'_> {
             if reads_secrets { content_hash(&(hardened, "nodes read the stack's secrets")) } else { content_hash(&hardened) };
         let mut stack =
             Action::new(ActionId::Stack, Kind::Stack, format!("stack \"{}\"", st.name), stack_hash, STACK_SECONDS, vec![]);
-        stack.detail =
-            format!("CloudFormation: security group, IAM role, bucket, {} placement group in {}", st.placement, st.region).into();
+        stack.detail = format!(
+            "CloudFormation: security group, IAM role, bucket, {} placement group in {}{}",
+            st.placement,
+            st.region,
+            fallback_regions(st)
+        )
+        .into();
         let stack_i = self.push(stack);
         let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
-        let spec = (&st.instance_types, &st.zones, &names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa);
-        let nodes_hash = match &st.kms_key {
-            None => content_hash(&spec),
-            Some(key) => content_hash(&(spec, key)),
+        // Several regions: every region's zones in order, and each region's AMI.
+        let zones: Vec<String> = match st.regions.as_slice() {
+            [_, _, ..] => st.regions.iter().flat_map(|r| r.zones.iter().cloned()).collect(),
+            _ => st.zones.clone(),
+        };
+        let spec = (&st.instance_types, &zones, &names, st.volume as u64, &st.ami, &st.ami_parameter, st.efa);
+        let amis: Vec<Option<&str>> = st.regions.iter().map(|r| r.ami.as_deref()).collect();
+        let nodes_hash = match (&st.kms_key, st.regions.len() > 1) {
+            (None, false) => content_hash(&spec),
+            (Some(key), false) => content_hash(&(spec, key)),
+            (key, true) => content_hash(&(spec, key, amis)),
         };
         let mut nodes = Action::new(
             ActionId::Nodes,
@@ -239,7 +273,7 @@ impl Builder<'_> {
             NODES_SECONDS,
             vec![stack_i],
         );
-        nodes.detail = format!("{} x {} in {}", names.len(), st.instance_types.join(" or "), st.zones.join(", then ")).into();
+        nodes.detail = format!("{} x {} in {}", names.len(), st.instance_types.join(" or "), zone_order(st)).into();
         let nodes_i = self.push(nodes);
         let upload = Action::new(
             ActionId::Upload,

@@ -319,7 +319,8 @@ impl From<target::UnknownTarget> for PlanError {
 fn stack_moved(state: &State, stack: Option<&crate::check::model::Stack>) -> Result<(), PlanError> {
     let (Some(rec), Some(st)) = (&state.infra.stack, stack) else { return Ok(()) };
     let (Some(name), Some(region)) = (&rec.name, &rec.region) else { return Ok(()) };
-    if name == &st.name && region == &st.region {
+    // Any region the stack lists: apply may have fallen back to a later one.
+    if name == &st.name && (region == &st.region || st.region_choice(region).is_some()) {
         return Ok(());
     }
     Err(PlanError::StackMoved {

@@ -253,6 +253,12 @@ pub trait Provider: Send + Sync {
     /// acts, so a node terminated or stopped outside nixl is not taken for a live one.
     fn node_states(&self, nodes: &[NodeInfo]) -> impl Future<Output = Result<Vec<NodeState>, ProviderError>> + Send;
 
+    /// Moves to another region of the stack (`regions = [...]`, after every zone of one refused
+    /// capacity); providers with no regions have nothing to do.
+    fn use_region(&self, _region: &str) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Removes the nodes (and whatever runs on them), keeping the base resources.
     fn destroy_nodes(&self, stack: &Stack, nodes: &[NodeInfo]) -> impl Future<Output = Result<(), ProviderError>> + Send;
 

@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Infrastructure {
+    /// The stack the nodes run in (in the region apply last used).
     pub stack: Option<StackRecord>,
+    /// Stacks of regions apply fell back from and could not delete then (`regions = [...]`):
+    /// `destroy` removes them with the rest. On disk as `stack.<region>`.
+    pub left_stacks: Vec<StackRecord>,
     /// In the order the stack declares them (node 0 serves prefill).
     pub nodes: Vec<NodeRecord>,
 }
@@ -40,6 +44,8 @@ pub struct NodeRecord {
     pub hash: String,
     pub private_ip: String,
     pub zone: Option<String>,
+    /// The region the node runs in (None in states of earlier releases: the stack's).
+    pub region: Option<String>,
     pub instance_type: Option<String>,
     pub image: Option<String>,
     /// What the machine was launched as (`plan::machine_spec`): when the file asks for
@@ -49,7 +55,7 @@ pub struct NodeRecord {
 
 impl Infrastructure {
     pub fn is_empty(&self) -> bool {
-        self.stack.is_none() && self.nodes.is_empty()
+        self.stack.is_none() && self.nodes.is_empty() && self.left_stacks.is_empty()
     }
 }
 
@@ -68,27 +74,43 @@ pub(super) mod as_resources {
     use serde::{Deserializer, Serializer};
 
     const NODE: &str = "node.";
+    const LEFT_STACK: &str = "stack.";
     const STACK_NAME: &str = "stack_name";
     const STACK_REGION: &str = "stack_region";
+
+    fn stack_resource(st: &StackRecord) -> Resource {
+        let mut attributes = st.outputs.clone();
+        if let Some(n) = &st.name {
+            attributes.insert(STACK_NAME.into(), n.clone());
+        }
+        if let Some(r) = &st.region {
+            attributes.insert(STACK_REGION.into(), r.clone());
+        }
+        Resource { kind: "stack".into(), id: st.id.clone(), hash: st.hash.clone(), attributes }
+    }
+
+    fn stack_record(mut r: Resource) -> StackRecord {
+        let name = r.attributes.remove(STACK_NAME);
+        let region = r.attributes.remove(STACK_REGION);
+        StackRecord { id: r.id, hash: r.hash, outputs: r.attributes, name, region }
+    }
 
     pub fn serialize<S: Serializer>(infra: &Infrastructure, s: S) -> Result<S::Ok, S::Error> {
         let mut map: BTreeMap<String, Resource> = BTreeMap::new();
         if let Some(st) = &infra.stack {
-            let mut attributes = st.outputs.clone();
-            if let Some(n) = &st.name {
-                attributes.insert(STACK_NAME.into(), n.clone());
-            }
-            if let Some(r) = &st.region {
-                attributes.insert(STACK_REGION.into(), r.clone());
-            }
-            let r = Resource { kind: "stack".into(), id: st.id.clone(), hash: st.hash.clone(), attributes };
-            map.insert("stack".into(), r);
+            map.insert("stack".into(), stack_resource(st));
+        }
+        for st in &infra.left_stacks {
+            map.insert(format!("{LEFT_STACK}{}", st.region.as_deref().unwrap_or_default()), stack_resource(st));
         }
         for n in &infra.nodes {
             let mut attributes = BTreeMap::new();
             attributes.insert("private_ip".to_string(), n.private_ip.clone());
             if let Some(z) = &n.zone {
                 attributes.insert("zone".into(), z.clone());
+            }
+            if let Some(r) = &n.region {
+                attributes.insert("region".into(), r.clone());
             }
             if let Some(i) = &n.image {
                 attributes.insert("image".into(), i.clone());
@@ -110,17 +132,15 @@ pub(super) mod as_resources {
         let mut infra = Infrastructure::default();
         for (address, mut r) in map {
             match (r.kind.as_str(), address.strip_prefix(NODE)) {
-                ("stack", _) => {
-                    let name = r.attributes.remove(STACK_NAME);
-                    let region = r.attributes.remove(STACK_REGION);
-                    infra.stack = Some(StackRecord { id: r.id, hash: r.hash, outputs: r.attributes, name, region })
-                }
+                ("stack", _) if address.starts_with(LEFT_STACK) => infra.left_stacks.push(stack_record(r)),
+                ("stack", _) => infra.stack = Some(stack_record(r)),
                 ("node", Some(name)) => infra.nodes.push(NodeRecord {
                     name: name.to_string(),
                     id: r.id,
                     hash: r.hash,
                     private_ip: r.attributes.remove("private_ip").unwrap_or_default(),
                     zone: r.attributes.remove("zone"),
+                    region: r.attributes.remove("region"),
                     instance_type: r.attributes.remove("instance_type"),
                     image: r.attributes.remove("image"),
                     spec: r.attributes.remove("spec"),

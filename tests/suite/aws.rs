@@ -98,10 +98,15 @@ pub struct World {
 }
 
 pub fn world(moto: &Moto) -> World {
+    world_in(moto, "us-east-1")
+}
+
+/// What moto holds in `region` (moto keeps each region apart, by the signature's region).
+pub fn world_in(moto: &Moto, region: &str) -> World {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
+            .region(aws_config::Region::new(region.to_string()))
             .endpoint_url(format!("http://127.0.0.1:{}", moto.port))
             .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
             .load()

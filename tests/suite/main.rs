@@ -7,6 +7,7 @@ mod support;
 mod auth_proxy;
 mod aws;
 mod aws_refresh;
+mod aws_regions;
 mod aws_secrets;
 mod aws_sets;
 mod aws_spot;

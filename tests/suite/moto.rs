@@ -61,6 +61,9 @@ impl Moto {
 pub struct Faults {
     /// RunInstances in these zones fails with InsufficientInstanceCapacity.
     pub capacity_zones: HashSet<String>,
+    /// RunInstances signed for these regions fails with InsufficientInstanceCapacity in every
+    /// zone (moto serves every region at one endpoint: the region is the signature's scope).
+    pub capacity_regions: HashSet<String>,
     /// After this many launches went through, RunInstances fails with InsufficientInstanceCapacity
     /// in every zone (capacity that runs out while node sets launch).
     pub capacity_after: Option<usize>,
@@ -101,6 +104,8 @@ pub struct Faults {
 #[derive(Clone, Debug)]
 pub struct Logged {
     pub service: String,
+    /// The region the request was signed for (its SigV4 credential scope).
+    pub region: String,
     pub action: String,
     pub body: String,
     pub at: Instant,
@@ -154,9 +159,11 @@ impl Proxy {
         // Query protocols (EC2, CloudFormation) send forms; SSM sends JSON, which must stay as it is.
         let body_text =
             if header(&head, "content-type").is_some_and(|c| c.contains("urlencoded")) { url_decode(&raw) } else { raw };
-        let (outcome, reply) = self.decide(&service, &action, &body_text);
+        let region = signed_region(&head);
+        let (outcome, reply) = self.decide(&service, &region, &action, &body_text);
         self.log.lock().unwrap().push(Logged {
             service: service.clone(),
+            region,
             action: action.clone(),
             body: body_text.clone(),
             at: Instant::now(),
@@ -188,7 +195,7 @@ impl Proxy {
         let _ = out.flush();
     }
 
-    fn decide(&self, service: &str, action: &str, body: &str) -> (&'static str, Reply) {
+    fn decide(&self, service: &str, region: &str, action: &str, body: &str) -> (&'static str, Reply) {
         let mut f = self.faults.lock().unwrap();
         if f.drop > 0 {
             f.drop -= 1;
@@ -224,7 +231,8 @@ impl Proxy {
         if action == "RunInstances" {
             let zone = field(body, "Placement.AvailabilityZone").unwrap_or_default();
             let ran_out = f.capacity_after.is_some_and(|n| f.launched >= n)
-                || (f.no_spot && body.contains("InstanceMarketOptions.MarketType=spot"));
+                || (f.no_spot && body.contains("InstanceMarketOptions.MarketType=spot"))
+                || f.capacity_regions.contains(region);
             let refused = f.capacity_zones.iter().find(|z| body.contains(&format!("Placement.AvailabilityZone={z}"))).cloned();
             if let Some(z) = refused.or(ran_out.then_some(zone)) {
                 let ty = field(body, "InstanceType").unwrap_or_default();
@@ -386,6 +394,15 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = l.split_once(':')?;
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
+}
+
+/// The region of the SigV4 credential scope (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`).
+fn signed_region(head: &str) -> String {
+    header(head, "authorization")
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 /// The service from the SigV4 credential scope, the action from the target header, form or path.

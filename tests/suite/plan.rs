@@ -193,6 +193,7 @@ fn done_with_nodes(plan: &Plan, spec: Option<String>) -> State {
             hash: String::new(),
             private_ip: "10.0.1.11".into(),
             zone: Some("us-east-1b".into()),
+            region: None,
             instance_type: Some("g6e.12xlarge".into()),
             image: None,
             spec: spec.clone(),

@@ -137,13 +137,40 @@ fn credential_sources() -> String {
 
 /// How long a stack may stay in an *_IN_PROGRESS status (CloudFormation's own limits are longer,
 /// but nixl's stack creates in minutes).
-const STACK_WAIT: Duration = Duration::from_secs(1800);
-
-pub struct AwsProvider {
+/// One region's clients, made from one loaded configuration (credentials, timeouts).
+struct Clients {
+    conf: aws_config::SdkConfig,
     cfn: aws_sdk_cloudformation::Client,
     ec2: aws_sdk_ec2::Client,
     ssm: aws_sdk_ssm::Client,
     s3: aws_sdk_s3::Client,
+}
+
+impl Clients {
+    fn new(conf: aws_config::SdkConfig) -> Clients {
+        // An emulator on 127.0.0.1 has no virtual-host bucket names.
+        let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let s3conf = aws_sdk_s3::config::Builder::from(&conf).force_path_style(path_style).build();
+        Clients {
+            cfn: aws_sdk_cloudformation::Client::new(&conf),
+            ec2: aws_sdk_ec2::Client::new(&conf),
+            ssm: aws_sdk_ssm::Client::new(&conf),
+            s3: aws_sdk_s3::Client::from_conf(s3conf),
+            conf,
+        }
+    }
+
+    /// The same configuration in another region.
+    fn in_region(&self, region: &str) -> Clients {
+        Clients::new(self.conf.to_builder().region(aws_config::Region::new(region.to_string())).build())
+    }
+}
+
+const STACK_WAIT: Duration = Duration::from_secs(1800);
+
+pub struct AwsProvider {
+    /// The clients of the region apply works in; `use_region` moves them (region fallback).
+    clients: std::sync::RwLock<Arc<Clients>>,
     opts: AwsOptions,
     /// The stack's outputs, once known (from `ensure_stack` or the state).
     info: Mutex<Option<StackInfo>>,
@@ -186,14 +213,8 @@ impl AwsProvider {
         if creds.provide_credentials().await.is_err() {
             return Err(ProviderError::Credentials(credential_sources()));
         }
-        // An emulator on 127.0.0.1 has no virtual-host bucket names.
-        let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let s3conf = aws_sdk_s3::config::Builder::from(&conf).force_path_style(path_style).build();
         Ok(AwsProvider {
-            cfn: aws_sdk_cloudformation::Client::new(&conf),
-            ec2: aws_sdk_ec2::Client::new(&conf),
-            ssm: aws_sdk_ssm::Client::new(&conf),
-            s3: aws_sdk_s3::Client::from_conf(s3conf),
+            clients: std::sync::RwLock::new(Arc::new(Clients::new(conf))),
             opts,
             info: Mutex::new(None),
             uploaded: Mutex::new(HashSet::new()),
@@ -207,10 +228,7 @@ impl AwsProvider {
     /// own; set s > 1 launches its own nodes, tagged with its number, in its own placement group.
     pub fn node_set(&self, set: u32) -> AwsProvider {
         AwsProvider {
-            cfn: self.cfn.clone(),
-            ec2: self.ec2.clone(),
-            ssm: self.ssm.clone(),
-            s3: self.s3.clone(),
+            clients: std::sync::RwLock::new(self.now()),
             opts: self.opts.clone(),
             info: Mutex::new(self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()),
             uploaded: Mutex::new(HashSet::new()),
@@ -218,6 +236,28 @@ impl AwsProvider {
             sink: self.sink.clone(),
             set: set.max(1),
         }
+    }
+
+    /// The clients of the region in use.
+    fn now(&self) -> Arc<Clients> {
+        self.clients.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    fn cfn(&self) -> aws_sdk_cloudformation::Client {
+        self.now().cfn.clone()
+    }
+    fn ec2(&self) -> aws_sdk_ec2::Client {
+        self.now().ec2.clone()
+    }
+    fn ssm(&self) -> aws_sdk_ssm::Client {
+        self.now().ssm.clone()
+    }
+    fn s3(&self) -> aws_sdk_s3::Client {
+        self.now().s3.clone()
+    }
+
+    /// The region the clients call.
+    pub fn region(&self) -> String {
+        self.now().conf.region().map(|r| r.to_string()).unwrap_or_default()
     }
 
     fn bucket(&self) -> Result<String, ProviderError> {
@@ -232,7 +272,7 @@ impl AwsProvider {
     /// The stack as CloudFormation reports it, or None when it does not exist.
     async fn describe(&self, name: &str) -> Result<Option<aws_sdk_cloudformation::types::Stack>, ProviderError> {
         let r = with_retry(&*self.sink, "DescribeStacks", || async {
-            match self.cfn.describe_stacks().stack_name(name).send().await {
+            match self.cfn().describe_stacks().stack_name(name).send().await {
                 Ok(o) => Ok(o.stacks().first().cloned()),
                 Err(e) => match classify(&e, "", "") {
                     ProviderError::NotFound(_) => Ok(None),
@@ -272,7 +312,7 @@ impl AwsProvider {
     }
 
     async fn print_events(&self, name: &str, seen: &mut HashSet<String>) {
-        let Ok(out) = self.cfn.describe_stack_events().stack_name(name).send().await else { return };
+        let Ok(out) = self.cfn().describe_stack_events().stack_name(name).send().await else { return };
         // Events come newest first.
         for ev in out.stack_events().iter().rev() {
             let id = ev.event_id().unwrap_or_default().to_string();
@@ -292,7 +332,7 @@ impl AwsProvider {
     /// The first failure reason among the stack's events, classified.
     async fn failure(&self, name: &str, status: &str) -> ProviderError {
         let mut reasons = vec![];
-        if let Ok(out) = self.cfn.describe_stack_events().stack_name(name).send().await {
+        if let Ok(out) = self.cfn().describe_stack_events().stack_name(name).send().await {
             for ev in out.stack_events().iter().rev() {
                 let failed = ev.resource_status().is_some_and(|s| s.as_str().ends_with("_FAILED"));
                 if let (true, Some(r)) = (failed, ev.resource_status_reason()) {
@@ -317,7 +357,7 @@ impl AwsProvider {
         say!(self, "  creating CloudFormation stack `{}` in {}", stack.name, stack.region);
         let token = format!("nixl-{}", &crate::state::content_hash(&(&stack.name, body, errors::jitter(u64::MAX)))[..32]);
         let created = with_retry(&*self.sink, "CreateStack", || async {
-            self.cfn
+            self.cfn()
                 .create_stack()
                 .stack_name(&stack.name)
                 .template_body(body)
@@ -352,7 +392,7 @@ impl AwsProvider {
         let cs = format!("nixl-{}", &crate::state::content_hash(&body)[..12]);
         say!(self, "  updating stack `{}` through change set {cs}", stack.name);
         with_retry(&*self.sink, "CreateChangeSet", || async {
-            self.cfn
+            self.cfn()
                 .create_change_set()
                 .stack_name(&stack.name)
                 .change_set_name(&cs)
@@ -368,7 +408,7 @@ impl AwsProvider {
         let mut waiting = Waiting::new(format!("change set {cs} to be ready"), STACK_WAIT);
         loop {
             let d = with_retry(&*self.sink, "DescribeChangeSet", || async {
-                self.cfn
+                self.cfn()
                     .describe_change_set()
                     .stack_name(&stack.name)
                     .change_set_name(&cs)
@@ -380,7 +420,7 @@ impl AwsProvider {
             let status = d.status().map(|s| s.as_str().to_string()).unwrap_or_default();
             if status == "FAILED" {
                 let reason = d.status_reason().unwrap_or("").to_string();
-                let _ = self.cfn.delete_change_set().stack_name(&stack.name).change_set_name(&cs).send().await;
+                let _ = self.cfn().delete_change_set().stack_name(&stack.name).change_set_name(&cs).send().await;
                 if reason.contains("didn't contain changes") || reason.contains("No updates") {
                     return Ok(());
                 }
@@ -395,7 +435,7 @@ impl AwsProvider {
             waiting.tick(&*self.sink);
             tokio::time::sleep(self.opts.poll).await;
         }
-        self.cfn
+        self.cfn()
             .execute_change_set()
             .stack_name(&stack.name)
             .change_set_name(&cs)
@@ -406,7 +446,7 @@ impl AwsProvider {
     }
 
     async fn template_differs(&self, name: &str, body: &str) -> bool {
-        let Ok(t) = self.cfn.get_template().stack_name(name).send().await else { return true };
+        let Ok(t) = self.cfn().get_template().stack_name(name).send().await else { return true };
         let old: Option<serde_json::Value> = t.template_body().and_then(|b| serde_json::from_str(b).ok());
         let new: Option<serde_json::Value> = serde_json::from_str(body).ok();
         old != new
@@ -414,7 +454,7 @@ impl AwsProvider {
 
     async fn delete_stack(&self, name: &str) -> Result<(), ProviderError> {
         with_retry(&*self.sink, "DeleteStack", || async {
-            self.cfn.delete_stack().stack_name(name).send().await.map(|_| ()).map_err(|e| classify(&e, "", ""))
+            self.cfn().delete_stack().stack_name(name).send().await.map(|_| ()).map_err(|e| classify(&e, "", ""))
         })
         .await?;
         let mut seen = HashSet::new();
@@ -431,7 +471,7 @@ impl AwsProvider {
     async fn empty_bucket(&self, bucket: &str) -> Result<usize, ProviderError> {
         let mut removed = 0;
         loop {
-            let out = match self.s3.list_object_versions().bucket(bucket).send().await {
+            let out = match self.s3().list_object_versions().bucket(bucket).send().await {
                 Ok(o) => o,
                 Err(e) => {
                     return match classify(&e, "", "") {
@@ -449,7 +489,7 @@ impl AwsProvider {
             }
             if batch.is_empty() {
                 // Emulators may list only unversioned objects through ListObjectsV2.
-                let plain = self.s3.list_objects_v2().bucket(bucket).send().await.map_err(|e| classify(&e, "", ""))?;
+                let plain = self.s3().list_objects_v2().bucket(bucket).send().await.map_err(|e| classify(&e, "", ""))?;
                 for o in plain.contents() {
                     batch.push((o.key().unwrap_or_default().into(), None));
                 }
@@ -458,7 +498,7 @@ impl AwsProvider {
                 return Ok(removed);
             }
             for (key, version) in batch {
-                let mut req = self.s3.delete_object().bucket(bucket).key(&key);
+                let mut req = self.s3().delete_object().bucket(bucket).key(&key);
                 if let Some(v) = version.filter(|v| v != "null") {
                     req = req.version_id(v);
                 }
@@ -485,6 +525,20 @@ impl Provider for AwsProvider {
 
     fn attach(&self, info: &StackInfo) {
         *self.info.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.clone());
+    }
+
+    /// Moves every client to `region`: the stack, bucket, uploads and secrets known so far
+    /// belong to the region left.
+    async fn use_region(&self, region: &str) -> Result<(), ProviderError> {
+        if self.region() == region {
+            return Ok(());
+        }
+        let moved = Arc::new(self.now().in_region(region));
+        *self.clients.write().unwrap_or_else(|e| e.into_inner()) = moved;
+        *self.info.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.uploaded.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.stored.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        Ok(())
     }
 
     async fn ensure_stack(&self, stack: &Stack) -> Result<StackInfo, ProviderError> {

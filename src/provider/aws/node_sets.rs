@@ -66,7 +66,7 @@ pub async fn ensure_group(p: &AwsProvider, stack: &Stack, set: u32) -> Result<St
     let name = group_name(stack, set);
     let want = stack.placement.as_str();
     let found = with_retry(&*p.sink, "DescribePlacementGroups", || async {
-        p.ec2.describe_placement_groups().group_names(&name).send().await.map_err(|e| classify(&e, "", ""))
+        p.ec2().describe_placement_groups().group_names(&name).send().await.map_err(|e| classify(&e, "", ""))
     })
     .await;
     match found {
@@ -94,7 +94,7 @@ pub async fn ensure_group(p: &AwsProvider, stack: &Stack, set: u32) -> Result<St
     );
     let tags = tags.build();
     let created = with_retry(&*p.sink, "CreatePlacementGroup", || async {
-        p.ec2
+        p.ec2()
             .create_placement_group()
             .group_name(&name)
             .strategy(PlacementStrategy::from(want))
@@ -116,7 +116,7 @@ pub async fn ensure_group(p: &AwsProvider, stack: &Stack, set: u32) -> Result<St
 /// stack and a set); returns their names. The stack's own group goes with the stack.
 pub async fn delete_groups(p: &AwsProvider, stack: &Stack) -> Result<Vec<String>, ProviderError> {
     let out = with_retry(&*p.sink, "DescribePlacementGroups", || async {
-        p.ec2
+        p.ec2()
             .describe_placement_groups()
             .filters(Filter::builder().name(format!("tag:{STACK_TAG}")).values(&stack.name).build())
             .send()
@@ -128,7 +128,7 @@ pub async fn delete_groups(p: &AwsProvider, stack: &Stack) -> Result<Vec<String>
     let names: Vec<String> = of_sets.filter_map(|g| g.group_name().map(String::from)).collect();
     for name in &names {
         let deleted = with_retry(&*p.sink, "DeletePlacementGroup", || async {
-            p.ec2.delete_placement_group().group_name(name).send().await.map(|_| ()).map_err(|e| classify(&e, "", ""))
+            p.ec2().delete_placement_group().group_name(name).send().await.map(|_| ()).map_err(|e| classify(&e, "", ""))
         })
         .await;
         match deleted {

@@ -62,7 +62,7 @@ async fn keep(p: &AwsProvider, stack: &Stack, found: Vec<Found>) -> Result<Vec<N
     if !stopped.is_empty() {
         say!(p, "  starting stopped nodes {}", stopped.join(", "));
         with_retry(&*p.sink, "StartInstances", || async {
-            p.ec2
+            p.ec2()
                 .start_instances()
                 .set_instance_ids(Some(stopped.clone()))
                 .send()
@@ -249,7 +249,7 @@ async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>
         .tags(Tag::builder().key(STACK_TAG).value(&stack.name).build())
         .build();
     let mut req = p
-        .ec2
+        .ec2()
         .run_instances()
         .image_id(ami)
         .instance_type(InstanceType::from(ty))
@@ -289,7 +289,7 @@ async fn launch(p: &AwsProvider, stack: &Stack, info: &StackInfo, l: &Launch<'_>
     // Name each instance after its node, so a later apply can tell them apart.
     for ((_, id), node) in ids.iter().zip(&stack.nodes) {
         with_retry(&*p.sink, "CreateTags", || async {
-            p.ec2
+            p.ec2()
                 .create_tags()
                 .resources(id)
                 .tags(Tag::builder().key("Name").value(instance_name(stack, p.set, &node.name)).build())
@@ -404,8 +404,11 @@ pub async fn find(p: &AwsProvider, stack: &str, zone: Option<&str>) -> Result<Ve
 pub async fn find_in(p: &AwsProvider, stack: &str, zone: Option<&str>, sets: Sets) -> Result<Vec<Found>, ProviderError> {
     let states = ["pending", "running", "stopping", "stopped"];
     let out = with_retry(&*p.sink, "DescribeInstances", || async {
-        let mut req =
-            p.ec2.describe_instances().filters(Filter::builder().name(format!("tag:{STACK_TAG}")).values(stack).build()).filters(
+        let mut req = p
+            .ec2()
+            .describe_instances()
+            .filters(Filter::builder().name(format!("tag:{STACK_TAG}")).values(stack).build())
+            .filters(
                 Filter::builder()
                     .name("instance-state-name")
                     .set_values(Some(states.iter().map(|s| s.to_string()).collect()))
@@ -501,7 +504,7 @@ async fn placement_group(p: &AwsProvider, stack: &Stack, info: &StackInfo) -> Re
         )));
     };
     let out = with_retry(&*p.sink, "DescribePlacementGroups", || async {
-        p.ec2.describe_placement_groups().group_names(name).send().await.map_err(|e| classify(&e, "", ""))
+        p.ec2().describe_placement_groups().group_names(name).send().await.map_err(|e| classify(&e, "", ""))
     })
     .await;
     let missing = || {
@@ -546,7 +549,7 @@ async fn wait_ssm_online(p: &AwsProvider, ids: &[String]) -> Result<(), Provider
         .map_err(|e| ProviderError::Other(e.to_string()))?;
     loop {
         let out = with_retry(&*p.sink, "DescribeInstanceInformation", || async {
-            p.ssm.describe_instance_information().filters(filter.clone()).send().await.map_err(|e| classify(&e, "", ""))
+            p.ssm().describe_instance_information().filters(filter.clone()).send().await.map_err(|e| classify(&e, "", ""))
         })
         .await?;
         let online: BTreeSet<&str> = out
@@ -581,7 +584,7 @@ pub async fn terminate(p: &AwsProvider, ids: &[String]) -> Result<(), ProviderEr
             break;
         }
         let r = with_retry(&*p.sink, "TerminateInstances", || async {
-            p.ec2
+            p.ec2()
                 .terminate_instances()
                 .set_instance_ids(Some(live.clone()))
                 .send()
@@ -652,7 +655,7 @@ async fn describe_ids(p: &AwsProvider, ids: &[String]) -> Result<Vec<aws_sdk_ec2
         return Ok(vec![]);
     }
     let out = with_retry(&*p.sink, "DescribeInstances", || async {
-        p.ec2
+        p.ec2()
             .describe_instances()
             .filters(Filter::builder().name("instance-id").set_values(Some(ids.to_vec())).build())
             .send()
@@ -665,7 +668,7 @@ async fn describe_ids(p: &AwsProvider, ids: &[String]) -> Result<Vec<aws_sdk_ec2
 
 async fn default_subnet(p: &AwsProvider, zone: &str) -> Result<String, ProviderError> {
     let out = with_retry(&*p.sink, "DescribeSubnets", || async {
-        p.ec2
+        p.ec2()
             .describe_subnets()
             .filters(Filter::builder().name("availability-zone").values(zone).build())
             .filters(Filter::builder().name("default-for-az").values("true").build())
@@ -684,7 +687,7 @@ async fn default_subnet(p: &AwsProvider, zone: &str) -> Result<String, ProviderE
 /// (zone, type) pairs EC2 offers, for the types the stack names.
 async fn offerings(p: &AwsProvider, types: &[String]) -> Result<BTreeSet<(String, String)>, ProviderError> {
     let out = with_retry(&*p.sink, "DescribeInstanceTypeOfferings", || async {
-        p.ec2
+        p.ec2()
             .describe_instance_type_offerings()
             .location_type(LocationType::AvailabilityZone)
             .filters(Filter::builder().name("instance-type").set_values(Some(types.to_vec())).build())
@@ -709,7 +712,7 @@ async fn resolve_ami(p: &AwsProvider, stack: &Stack) -> Result<String, ProviderE
         return Err(ProviderError::Credentials("the stack names no `ami` and no `ami_parameter`".into()));
     };
     let out = with_retry(&*p.sink, "GetParameter", || async {
-        p.ssm.get_parameter().name(param).send().await.map_err(|e| classify(&e, "", ""))
+        p.ssm().get_parameter().name(param).send().await.map_err(|e| classify(&e, "", ""))
     })
     .await?;
     out.parameter()

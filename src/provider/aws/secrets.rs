@@ -40,7 +40,7 @@ pub async fn ensure(p: &AwsProvider, stack: &Stack, secrets: &[SecretEnv]) -> Re
 
 async fn put(p: &AwsProvider, stack: &Stack, name: &str, s: &SecretEnv) -> Result<(), ProviderError> {
     with_retry(&*p.sink, "PutParameter", || async {
-        p.ssm
+        p.ssm()
             .put_parameter()
             .name(name)
             .value(s.value.expose())
@@ -60,7 +60,7 @@ async fn put(p: &AwsProvider, stack: &Stack, name: &str, s: &SecretEnv) -> Resul
         .build()
         .map_err(|e| ProviderError::Other(e.to_string()))?;
     with_retry(&*p.sink, "AddTagsToResource", || async {
-        p.ssm
+        p.ssm()
             .add_tags_to_resource()
             .resource_type(ResourceTypeForTagging::Parameter)
             .resource_id(name)
@@ -76,7 +76,7 @@ async fn put(p: &AwsProvider, stack: &Stack, name: &str, s: &SecretEnv) -> Resul
 /// The decrypted value of a SecureString (or any) parameter.
 pub async fn read(p: &AwsProvider, name: &str) -> Result<String, ProviderError> {
     let out = with_retry(&*p.sink, "GetParameter", || async {
-        p.ssm.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| classify(&e, "", ""))
+        p.ssm().get_parameter().name(name).with_decryption(true).send().await.map_err(|e| classify(&e, "", ""))
     })
     .await?;
     out.parameter()
@@ -91,7 +91,7 @@ pub async fn delete_all(p: &AwsProvider, stack: &str) -> Result<usize, ProviderE
     let mut next: Option<String> = None;
     loop {
         let page = with_retry(&*p.sink, "GetParametersByPath", || async {
-            p.ssm
+            p.ssm()
                 .get_parameters_by_path()
                 .path(prefix(stack))
                 .recursive(true)
@@ -110,7 +110,7 @@ pub async fn delete_all(p: &AwsProvider, stack: &str) -> Result<usize, ProviderE
     // DeleteParameters takes at most 10 names.
     for batch in names.chunks(10) {
         with_retry(&*p.sink, "DeleteParameters", || async {
-            p.ssm.delete_parameters().set_names(Some(batch.to_vec())).send().await.map(|_| ()).map_err(|e| classify(&e, "", ""))
+            p.ssm().delete_parameters().set_names(Some(batch.to_vec())).send().await.map(|_| ()).map_err(|e| classify(&e, "", ""))
         })
         .await?;
     }

@@ -38,11 +38,12 @@ pub async fn put_once(p: &AwsProvider, key: &str, bytes: &[u8]) -> Result<(), Pr
         return Ok(());
     }
     let bucket = p.bucket()?;
-    let present = p.s3.head_object().bucket(&bucket).key(key).send().await.is_ok();
+    let present = p.s3().head_object().bucket(&bucket).key(key).send().await.is_ok();
     if !present {
         let body = bytes.to_vec();
         with_retry(&*p.sink, "PutObject", || async {
-            p.s3.put_object()
+            p.s3()
+                .put_object()
                 .bucket(&bucket)
                 .key(key)
                 .body(aws_sdk_s3::primitives::ByteStream::from(body.clone()))
@@ -102,7 +103,7 @@ pub async fn run(
     let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
     let secs = timeout.as_secs().max(30);
     let sent = with_retry(&*p.sink, "SendCommand", || async {
-        p.ssm
+        p.ssm()
             .send_command()
             .document_name("AWS-RunShellScript")
             .set_instance_ids(Some(ids.clone()))
@@ -136,7 +137,7 @@ async fn wait_invocation(
     let mut waiting = Waiting::new(format!("command {command_id} on {}", node.name), timeout + Duration::from_secs(60));
     let mut pause = p.opts.poll.min(Duration::from_secs(1));
     loop {
-        let r = p.ssm.get_command_invocation().command_id(command_id).instance_id(&node.id).send().await;
+        let r = p.ssm().get_command_invocation().command_id(command_id).instance_id(&node.id).send().await;
         match r {
             Ok(inv) => {
                 let status = inv.status().cloned().unwrap_or(CommandInvocationStatus::Pending);
@@ -175,7 +176,7 @@ async fn wait_invocation(
             },
         }
         if Instant::now() > deadline {
-            let _ = p.ssm.cancel_command().command_id(command_id).instance_ids(&node.id).send().await;
+            let _ = p.ssm().cancel_command().command_id(command_id).instance_ids(&node.id).send().await;
             return Err(ProviderError::Timeout { node: node.name.clone(), seconds: timeout.as_secs() });
         }
         waiting.tick(&*p.sink);
@@ -187,7 +188,7 @@ async fn wait_invocation(
 /// SSM writes full output to `<prefix>/<command>/<instance>/awsrunShellScript/0.awsrunShellScript/<stream>`.
 async fn read_output(p: &AwsProvider, bucket: &str, command_id: &str, instance: &str, stream: &str) -> Option<String> {
     let key = format!("{OUTPUT_PREFIX}/{command_id}/{instance}/awsrunShellScript/0.awsrunShellScript/{stream}");
-    let o = p.s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+    let o = p.s3().get_object().bucket(bucket).key(key).send().await.ok()?;
     let bytes = o.body.collect().await.ok()?.into_bytes();
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
@@ -202,7 +203,7 @@ pub async fn fetch(p: &AwsProvider, node: &NodeInfo, path: &str) -> Result<Vec<u
     if let Some(o) = out.first().filter(|o| o.exit_code != 0) {
         return Err(ProviderError::Other(format!("could not copy {path} from {}: {}", node.name, o.tail(5))));
     }
-    let o = p.s3.get_object().bucket(&bucket).key(&key).send().await.map_err(|e| {
+    let o = p.s3().get_object().bucket(&bucket).key(&key).send().await.map_err(|e| {
         ProviderError::Other(format!("{path} from {} did not reach the bucket: {}", node.name, classify(&e, "", "")))
     })?;
     let bytes = o.body.collect().await.map_err(|e| ProviderError::Transient(e.to_string()))?.into_bytes();
