@@ -112,3 +112,73 @@ pub fn teardown(state: &State, st: &Stack) -> Vec<Teardown> {
 fn info_of(r: &StackRecord) -> StackInfo {
     StackInfo { id: r.id.clone(), bucket: r.bucket().map(str::to_string), outputs: r.outputs.clone() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::NodeRecord;
+
+    fn stack() -> Stack {
+        let text = r#"import "std/aws"
+stack "s" {
+  regions = [
+    { region = "us-east-1", zones = ["us-east-1a"] },
+    { region = "us-west-2", zones = ["us-west-2a", "us-west-2b"], ami = "ami-west" },
+    { region = "eu-west-1", zones = ["eu-west-1a"] },
+  ]
+  instance_type = "g6e.12xlarge"
+  ami_parameter = "/aws/service/x"
+  node "node1" {}
+}
+"#;
+        let out = crate::check::check_text("t.nixl", text, &crate::check::imports::FsLoader);
+        assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+        out.model.stacks.into_iter().next().unwrap()
+    }
+
+    fn record(region: &str) -> StackRecord {
+        StackRecord { id: format!("id-{region}"), region: Some(region.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn apply_works_in_the_recorded_region_with_its_zones_and_ami() {
+        let st = stack();
+        let mut state = State::default();
+        assert_eq!(active(&state, &st).region, "us-east-1");
+        state.infra.stack = Some(record("us-west-2"));
+        let a = active(&state, &st);
+        assert_eq!(
+            (a.region.as_str(), a.zones.clone(), a.ami.as_deref()),
+            ("us-west-2", vec!["us-west-2a".to_string(), "us-west-2b".into()], Some("ami-west"))
+        );
+        // A region the file no longer lists: the first (plan refuses the move).
+        state.infra.stack = Some(record("ap-south-1"));
+        assert_eq!(active(&state, &st).region, "us-east-1");
+    }
+
+    #[test]
+    fn destroy_visits_the_recorded_region_first_then_every_other_once_with_its_own_nodes() {
+        let mut st = stack();
+        let mut state = State::default();
+        state.infra.stack = Some(record("us-west-2"));
+        state.infra.left_stacks = vec![record("us-east-1")];
+        let node = |name: &str, region: Option<&str>| NodeRecord {
+            name: name.into(),
+            id: format!("i-{name}"),
+            region: region.map(str::to_string),
+            ..Default::default()
+        };
+        state.infra.nodes = vec![node("node1", Some("us-west-2")), node("old", None)];
+        st.region = "us-west-2".into(); // as destroy sets it from the record
+        let t = teardown(&state, &st);
+        let regions: Vec<&str> = t.iter().map(|t| t.stack.region.as_str()).collect();
+        assert_eq!(regions, ["us-west-2", "us-east-1", "eu-west-1"]);
+        assert_eq!(t[0].info.as_ref().map(|i| i.id.as_str()), Some("id-us-west-2"));
+        assert_eq!(t[1].info.as_ref().map(|i| i.id.as_str()), Some("id-us-east-1"));
+        assert!(t[2].info.is_none());
+        // A node without a region is in the stack's (records of earlier releases).
+        let names: Vec<&str> = t[0].nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["node1", "old"]);
+        assert!(t[1].nodes.is_empty() && t[2].nodes.is_empty());
+    }
+}

@@ -153,3 +153,27 @@ pub(super) mod as_resources {
         Ok(infra)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    struct OnDisk(#[serde(with = "as_resources")] Infrastructure);
+
+    #[test]
+    fn stacks_left_in_other_regions_and_each_nodes_region_survive_a_save() {
+        let st = |region: &str| StackRecord { id: format!("id-{region}"), region: Some(region.into()), ..Default::default() };
+        let infra = Infrastructure {
+            stack: Some(st("us-west-2")),
+            left_stacks: vec![st("us-east-1")],
+            nodes: vec![NodeRecord { name: "node1".into(), region: Some("us-west-2".into()), ..Default::default() }],
+        };
+        let json = serde_json::to_value(OnDisk(infra.clone())).unwrap();
+        assert_eq!(json["stack"]["attributes"]["stack_region"], "us-west-2");
+        assert_eq!(json["stack.us-east-1"]["id"], "id-us-east-1");
+        assert_eq!(json["node.node1"]["attributes"]["region"], "us-west-2");
+        let back: OnDisk = serde_json::from_value(json).unwrap();
+        assert_eq!(back.0, infra);
+    }
+}
