@@ -8,9 +8,37 @@ use super::template::STACK_TAG;
 use crate::check::model::Stack;
 use serde_json::{json, Value};
 
-/// The policy document for `stack`, in its region, for any account; `parameters` are the SSM
-/// parameters its setup reads secrets from (`secret("ssm:...")`).
+/// The policy document for `stack`, in its regions, for any account; `parameters` are the SSM
+/// parameters its setup reads secrets from (`secret("ssm:...")`). With `regions = [...]`, each
+/// later region adds its own copies of the statements scoped to a region, named after it.
 pub fn operator_policy(stack: &Stack, parameters: &[&str]) -> Value {
+    let mut all = statements(stack, parameters);
+    for choice in stack.regions.iter().skip(1) {
+        let first = all.clone();
+        for mut s in statements(&stack.in_region(choice), parameters) {
+            if !first.contains(&s) {
+                let sid = format!("{}In{}", s["Sid"].as_str().unwrap_or_default(), sid_part(&choice.region));
+                s["Sid"] = Value::String(sid);
+                all.push(s);
+            }
+        }
+    }
+    json!({ "Version": "2012-10-17", "Statement": all })
+}
+
+/// "us-west-2" as a statement id may hold it: "UsWest2".
+fn sid_part(region: &str) -> String {
+    region
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The statements for `stack` in its region.
+fn statements(stack: &Stack, parameters: &[&str]) -> Vec<Value> {
     let mut statements = vec![cloudformation(stack), ec2_read(stack)];
     statements.extend(ec2_nodes(stack));
     statements.push(ec2_base(stack));
@@ -21,7 +49,7 @@ pub fn operator_policy(stack: &Stack, parameters: &[&str]) -> Value {
     if let Some(kms) = kms(stack) {
         statements.push(kms);
     }
-    json!({ "Version": "2012-10-17", "Statement": statements })
+    statements
 }
 
 /// The policy as printed: stable, pretty JSON.
@@ -263,4 +291,35 @@ fn kms(stack: &Stack) -> Option<Value> {
         "Resource": resource,
         "Condition": { "StringEquals": { "kms:ViaService": format!("ec2.{}.amazonaws.com", stack.region) } }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stack_with_two_regions_is_allowed_its_calls_in_both_and_no_third() {
+        let text = r#"import "std/aws"
+stack "s" {
+  regions = [{ region = "us-east-1", zones = ["us-east-1a"] }, { region = "us-west-2", zones = ["us-west-2a"] }]
+  instance_type = "g6e.12xlarge"
+  ami_parameter = "/aws/service/x"
+  node "node1" {}
+}
+"#;
+        let out = crate::check::check_text("t.nixl", text, &crate::check::imports::FsLoader);
+        assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+        let policy = operator_policy(&out.model.stacks[0], &[]);
+        let statements = policy["Statement"].as_array().unwrap();
+        let sid = |s: &Value| s["Sid"].as_str().unwrap_or_default().to_string();
+        let sids: Vec<String> = statements.iter().map(sid).collect();
+        assert!(sids.contains(&"TheStack".to_string()) && sids.contains(&"TheStackInUsWest2".to_string()), "{sids:?}");
+        // Statements without a region (the node role) are there once.
+        assert_eq!(sids.iter().filter(|s| s.starts_with("PassNodeRole")).count(), 1, "{sids:?}");
+        let unique: std::collections::BTreeSet<&String> = sids.iter().collect();
+        assert_eq!(unique.len(), sids.len(), "statement ids must be unique: {sids:?}");
+        let text = policy.to_string();
+        assert!(text.contains("arn:aws:cloudformation:us-west-2:*:stack/s/*"), "{text}");
+        assert!(!text.contains("eu-west-1"), "{text}");
+    }
 }
