@@ -114,8 +114,9 @@ pub async fn run<P: Provider>(
     let secrets = Secrets::read(provider, campaign, plan).await?;
     let provider = &secrets::Redacting { inner: provider, secrets: &secrets };
     let mut ex = Exec::new(provider, sink, model, campaign, plan, state, opts, &secrets);
-    ex.restore_infra();
+    // The region first: moving the clients forgets the stack they knew.
     ex.enter_recorded_region().await.map_err(ApplyError::Refresh)?;
+    ex.restore_infra();
     ex.refresh_nodes(plan).await?;
     // The plan is already limited to `--target` and marks `--replace` as changed.
     let wanted: BTreeSet<usize> = (0..plan.actions.len()).filter(|&i| runs(&plan.actions[i])).collect();

@@ -123,8 +123,9 @@ pub async fn run_on_sets<P: Provider>(
     // 1. The stack, and set 1's nodes and setup.
     let mut shared = new(&sets[0], state);
     shared.counter.1 = work.shared.len();
-    shared.restore_infra();
+    // The region first: moving the clients forgets the stack they knew.
     shared.enter_recorded_region().await.map_err(ApplyError::Refresh)?;
+    shared.restore_infra();
     shared.refresh_nodes(plan).await?;
     shared.walk(&plan.actions, &work.shared).await?;
     // Every set works in the region the stack ended in (set 1 may have fallen back).

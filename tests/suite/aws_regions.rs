@@ -89,6 +89,18 @@ fn every_zone_of_the_first_region_refuses_capacity_and_the_nodes_land_in_the_sec
     let creates: Vec<String> = proxy.calls("CreateStack").iter().map(|c| c.region.clone()).collect();
     assert_eq!(creates, vec![EAST.to_string(), WEST.to_string()]);
 
+    // A later apply that runs commands reaches the nodes in the west, through the west bucket.
+    let sent = proxy.calls("SendCommand").len();
+    let again = [APPLY, &["--replace", "demo-efa-4k-c4"]].concat();
+    let out = run(&dir, &proxy, &again);
+    agent.stop_servers();
+    assert!(out.status.success(), "{}", text(&out));
+    let sends = proxy.calls("SendCommand");
+    assert!(sends.len() > sent, "no command was sent");
+    assert!(sends[sent..].iter().all(|c| c.region == WEST), "{:?}", sends.iter().map(|c| &c.region).collect::<Vec<_>>());
+    assert_eq!(proxy.calls("RunInstances").len(), runs.len(), "the replaced pattern launched nodes");
+    assert!(records(&dir).values().all(|&n| n == 1), "{:?}", records(&dir));
+
     let out = run(&dir, &proxy, DESTROY);
     assert!(out.status.success(), "{}", text(&out));
     for region in [EAST, WEST] {
