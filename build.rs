@@ -24,6 +24,9 @@ mod diagnostics;
 #[path = "src/syntax/explain.rs"]
 mod explain;
 #[allow(dead_code)]
+#[path = "src/syntax/fast.rs"]
+mod fast;
+#[allow(dead_code)]
 #[path = "src/syntax/parser.rs"]
 mod parser;
 #[allow(dead_code)]
@@ -62,6 +65,7 @@ fn main() {
         "grammar/nixl.pest",
         "src/syntax/ast.rs",
         "src/syntax/parser.rs",
+        "src/syntax/fast.rs",
         "src/syntax/scan.rs",
         "src/syntax/explain.rs",
         "src/diagnostics/diagnostic.rs",

@@ -2,6 +2,7 @@
 
 pub mod ast;
 mod explain;
+mod fast;
 pub mod fmt;
 pub mod parser;
 pub mod scan;

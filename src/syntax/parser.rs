@@ -1,5 +1,6 @@
-//! Text to syntax tree: limits and delimiter pre-scan, pest, then a builder that
-//! turns pest pairs into the typed AST and error nodes into diagnostics.
+//! Text to syntax tree: limits and delimiter pre-scan, then the hand-written parser for
+//! well-formed text (`fast.rs`), else pest and a builder that turns pest pairs into the
+//! typed AST and error nodes into diagnostics.
 
 use super::ast::*;
 use super::explain::{describe_error, explain_error_node};
@@ -31,6 +32,17 @@ fn init_pest() {
 
 /// Parses one file. Always returns a tree (possibly with error nodes) and every syntax diagnostic.
 pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
+    parse_with(file, text, true)
+}
+
+/// [`parse`] with pest alone, never the hand-written fast path (`fast.rs`): the reference
+/// the tests compare that path with.
+#[doc(hidden)]
+pub fn parse_with_pest(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
+    parse_with(file, text, false)
+}
+
+fn parse_with(file: FileId, text: &str, fast: bool) -> (File, Vec<Diagnostic>) {
     init_pest();
     let whole = Span::new(file, 0, text.len());
     let empty = |diags| (File { items: vec![], comments: vec![], span: whole }, diags);
@@ -53,6 +65,12 @@ pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
                 blanked = Some(clean);
             }
             None => return empty(scanned.diags),
+        }
+    }
+    // A well-formed file takes the fast path; anything pest would report goes to pest.
+    if fast && blanked.is_none() {
+        if let Some(items) = super::fast::parse(file, text) {
+            return (File { items, comments: scanned.comments, span: whole }, vec![]);
         }
     }
     let (tree, mut diags) = parse_scanned(file, blanked.as_deref().unwrap_or(text), scanned.comments);
@@ -510,7 +528,7 @@ impl Builder {
     }
 }
 
-fn climb(mut lhs: Expr, rest: &mut std::iter::Peekable<std::vec::IntoIter<(BinOp, Expr)>>, min_prec: u8) -> Expr {
+pub(super) fn climb(mut lhs: Expr, rest: &mut std::iter::Peekable<std::vec::IntoIter<(BinOp, Expr)>>, min_prec: u8) -> Expr {
     while let Some((op, _)) = rest.peek() {
         let prec = op.precedence();
         if prec < min_prec {

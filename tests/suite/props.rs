@@ -72,6 +72,50 @@ proptest! {
     }
 }
 
+/// The parser's fast path (`syntax/fast.rs`) and pest give the same tree and the same
+/// diagnostics: the fast path either builds pest's tree or leaves the text to pest.
+fn both_parsers_agree(text: &str) -> Result<(), TestCaseError> {
+    let (fast, fast_diags) = nixl::syntax::parse(0, text);
+    let (pest, pest_diags) = nixl::syntax::parser::parse_with_pest(0, text);
+    let json = |f: &nixl::syntax::ast::File| serde_json::to_string(f).expect("trees serialize");
+    prop_assert_eq!(json(&fast), json(&pest), "trees differ for {:?}", text);
+    prop_assert_eq!(format!("{fast_diags:?}"), format!("{pest_diags:?}"), "diagnostics differ for {:?}", text);
+    Ok(())
+}
+
+/// Whitespace, comments, newlines and separators put anywhere in an example: text that is
+/// often still well-formed, and otherwise fails right where a token was split.
+fn sprinkle(which: usize, cuts: &[(usize, usize)]) -> String {
+    const BITS: &[&str] = &[" ", "\t", " # note ", "\n", "\r\n", ",", ";", "\u{FEFF}", "  ", "_", "(", ")", "-"];
+    let all = examples();
+    let mut text = all[which % all.len()].clone();
+    for &(at, bit) in cuts {
+        let at = nixl::diagnostics::floor_char_boundary(&text, at % (text.len() + 1));
+        text.insert_str(at, BITS[bit % BITS.len()]);
+    }
+    text
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_fast_parser_agrees_with_pest_on_examples_with_whitespace_sprinkled(which in 0usize..64, cuts in proptest::collection::vec((0usize..100_000, 0usize..64), 0..4)) {
+        both_parsers_agree(&sprinkle(which, &cuts))?;
+    }
+
+    #[test]
+    fn the_fast_parser_agrees_with_pest_on_grammar_fragments(parts in proptest::collection::vec(prop_oneof![
+        Just("{"), Just("}"), Just("["), Just("]"), Just("("), Just(")"), Just("\""), Just("'"), Just("'''"), Just("\n"),
+        Just("="), Just("=="), Just("?"), Just(":"), Just(","), Just("experiment e "), Just("layer \"L\" "), Just("factor p = "),
+        Just("prune "), Just(" because \"r\""), Just("1K"), Just("10s"), Just("200GB"), Just("$3"), Just("x"), Just("{x}"), Just("# c"),
+        Just("let "), Just("set "), Just("when "), Just(" then run "), Just("not "), Just(" and "), Just("-"), Just("\\"),
+        Just(" a = 1"), Just("b.c"), Just("f(k = 1, 2)"), Just(" in "), Just("1.5e3"), Just(" ^ "), Just("none"), Just("\"{1}\""),
+    ], 0..40)) {
+        both_parsers_agree(&parts.concat())?;
+    }
+}
+
 #[test]
 fn random_bytes_never_panic() {
     // Binary garbage through the file loader, including invalid UTF-8.
