@@ -11,15 +11,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NIXL: &str = env!("CARGO_BIN_EXE_nixl");
+/// The binary measured: `NIXL_BENCH_BIN` if set, else the one cargo built for the benches.
+/// That one is not quite what `cargo install` builds: the dev-dependencies (proptest,
+/// criterion) turn on features of shared crates, and it measured 5-8 % slower. To measure what
+/// users run: `cargo build --release --bin nixl`, copy `target/release/nixl` aside (the bench
+/// build overwrites it), and pass the copy as `NIXL_BENCH_BIN`.
+fn nixl() -> String {
+    std::env::var("NIXL_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_nixl").to_string())
+}
 
 /// Runs `nixl args` `n` times with stdout discarded, its parsed-tree cache in `cache` (""
 /// turns the cache off); the wall times, sorted.
 fn times_cached(args: &[&str], dir: &Path, n: usize, cache: &Path) -> Vec<Duration> {
+    let nixl = nixl();
     let mut out: Vec<Duration> = (0..n)
         .map(|_| {
             let t = Instant::now();
-            let status = Command::new(NIXL)
+            let status = Command::new(&nixl)
                 .args(args)
                 .current_dir(dir)
                 .env("NO_COLOR", "1")
@@ -75,6 +83,7 @@ fn report(what: &str, t: &[Duration], rss: f64) {
 }
 
 fn main() {
+    println!("measuring {}", nixl());
     // The arguments cargo passes (`--bench`, a filter) are ignored: every figure is measured each run.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scratch = std::env::temp_dir().join(format!("nixl-bench-cli-{}", std::process::id()));
