@@ -116,6 +116,88 @@ proptest! {
     }
 }
 
+/// Random expressions of the whole grammar, with whitespace, comments and newlines where the
+/// grammar takes them (and sometimes where it does not): the fast parser's spans and trees are
+/// compared with pest's on text that is mostly well-formed.
+fn expression() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("1"),
+        Just("2.5"),
+        Just("1e3"),
+        Just("1_000"),
+        Just("10GiB"),
+        Just("3min"),
+        Just("4Gbps"),
+        Just("$4"),
+        Just("x"),
+        Just("a_b"),
+        Just("none"),
+        Just("true"),
+        Just("false"),
+        Just("nonex"),
+        Just("inner"),
+        Just("\"s\""),
+        Just("\"a{x}b\""),
+        Just("\"\\n\\{\\\"\""),
+        Just("'raw'"),
+        Just("'''l\nm'''"),
+        Just("\"{a ? 1 : 2} \""),
+        Just("-1"),
+    ]
+    .prop_map(str::to_string);
+    let sp = || prop_oneof![Just(""), Just(" "), Just("\t"), Just("  # c")];
+    let nsp = || prop_oneof![Just(""), Just(" "), Just("\n  "), Just(" # c\n"), Just("\r\n")];
+    let op = prop_oneof![
+        Just("or"),
+        Just("and"),
+        Just("=="),
+        Just("!="),
+        Just("<="),
+        Just(">="),
+        Just("<"),
+        Just(">"),
+        Just("in"),
+        Just("+"),
+        Just("-"),
+        Just("*"),
+        Just("/"),
+        Just("%"),
+        Just("^"),
+    ];
+    leaf.prop_recursive(4, 48, 3, move |e| {
+        prop_oneof![
+            (e.clone(), op.clone(), e.clone(), sp(), nsp()).prop_map(|(a, o, b, s, n)| format!("{a} {o}{s}{n}{b}")),
+            (e.clone(), prop_oneof![Just("not "), Just("-"), Just("- ")]).prop_map(|(a, u)| format!("{u}{a}")),
+            (e.clone(), nsp(), nsp()).prop_map(|(a, n, m)| format!("({n}{a}{m})")),
+            (e.clone(), e.clone(), nsp(), any::<bool>())
+                .prop_map(|(a, b, n, t)| format!("({a},{n}{b}{})", if t { "," } else { "" })),
+            (e.clone(), e.clone(), nsp(), nsp()).prop_map(|(a, b, n, m)| format!("[{n}{a},{m}{b}{n}]")),
+            (e.clone(), nsp(), any::<bool>()).prop_map(|(a, n, t)| format!("{{{n}k = {a}{}{n}}}", if t { "," } else { "" })),
+            (e.clone(), e.clone(), e.clone(), nsp()).prop_map(|(a, b, c, n)| format!("{a}({n}{b}, k = {c}{n})")),
+            (e.clone(), sp()).prop_map(|(a, s)| format!("{a}{s}.field")),
+            (e.clone(), e.clone(), sp()).prop_map(|(a, b, s)| format!("{a}{s}{{ k = {b} }}")),
+            (e.clone(), e.clone(), e.clone(), nsp(), sp()).prop_map(|(a, b, c, n, s)| format!("{a} ?{n}{b}{s}{n}:{n}{c}")),
+            e.clone().prop_map(|a| format!("\"t{{{a}}}u\"")),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_fast_parser_agrees_with_pest_on_generated_statements(
+        e in proptest::collection::vec(expression(), 5),
+        trail in prop_oneof![Just(""), Just("  "), Just(" # t"), Just(","), Just(";")],
+    ) {
+        let text = format!(
+            "let v = {}{trail}\nb \"L\" extends p {{\n  a = {}{trail}\n  factor f = {}\n  when {} then run x because \"r\"{trail}\n  prune {} because \"r\"\n  inner = 1, set s = 2\n}}\n",
+            e[0], e[1], e[2], e[3], e[4]
+        );
+        both_parsers_agree(&text)?;
+    }
+}
+
 #[test]
 fn random_bytes_never_panic() {
     // Binary garbage through the file loader, including invalid UTF-8.
