@@ -5,8 +5,6 @@
 //!   embed: `nixl plan` decodes 41 KB of trees instead of parsing them on every run, which
 //!   was a third of the time of `nixl plan examples/phase2.nixl`. A standard library that
 //!   does not parse fails the build with its diagnostics.
-//! - The parser's identity (`NIXL_PARSER_ID`: the version and a hash of the grammar and the
-//!   syntax sources) for the command line's cache of parsed trees (check/tree_cache.rs).
 //! - On Linux the binary is linked position-dependent. A PIE binary of this size (the AWS
 //!   SDK) carries about 69,000 relative relocations that the dynamic loader applies on
 //!   every start: about 0.8 ms of the 2.5 ms a `nixl --version` took (benches/cli.rs).
@@ -36,17 +34,6 @@ mod scan;
 /// The standard library's modules: the file under `stdlib/` and the name its tree gets.
 const STDLIB: &[&str] = &["aws", "models", "vllm", "tools"];
 
-/// What identifies the parser and its trees: the package version and a hash of the
-/// grammar and the syntax sources (the command line's tree cache keys its entries on it).
-fn parser_id(sources: &[&str]) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for path in sources {
-        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}")).hash(&mut h);
-    }
-    format!("{}-{:016x}", std::env::var("CARGO_PKG_VERSION").unwrap_or_default(), h.finish())
-}
-
 fn main() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     for name in STDLIB {
@@ -70,10 +57,10 @@ fn main() {
         "src/syntax/explain.rs",
         "src/diagnostics/diagnostic.rs",
     ];
+    // The standard library's trees are rebuilt whenever the parser changes.
     for path in syntax_sources {
         println!("cargo:rerun-if-changed={path}");
     }
-    println!("cargo:rustc-env=NIXL_PARSER_ID={}", parser_id(&syntax_sources));
 
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();

@@ -15,7 +15,6 @@ pub mod secret;
 pub mod shell;
 pub mod slo;
 pub mod symbols;
-pub mod tree_cache;
 pub mod until;
 pub mod value;
 

@@ -51,7 +51,7 @@ impl Opened {
 /// The steps every campaign command starts with; diagnostics and errors are printed.
 pub fn open(a: &FileArgs, format: Format) -> Result<Opened, ExitCode> {
     let file = file_or_default(a.file.as_deref())?;
-    let loaded = nixl::pipeline::load_for(&file, &nixl::check::tree_cache::CachingLoader::from_env(), a.experiment.as_deref());
+    let loaded = nixl::pipeline::load_for(&file, &nixl::check::imports::FsLoader, a.experiment.as_deref());
     if output::diagnostics(&loaded.check.diagnostics, &loaded.check.sources, format) {
         return Err(ExitCode::from(1));
     }
@@ -88,7 +88,7 @@ pub fn files_or_default(files: &[PathBuf]) -> Result<Vec<PathBuf>, ExitCode> {
 
 /// A file loaded and checked; diagnostics printed on stderr. Err when any is an error.
 pub fn load(file: &Path, format: Format) -> Result<Loaded, ExitCode> {
-    let loaded = nixl::pipeline::load_with(file, &nixl::check::tree_cache::CachingLoader::from_env());
+    let loaded = nixl::pipeline::load_with(file, &nixl::check::imports::FsLoader);
     if output::diagnostics(&loaded.check.diagnostics, &loaded.check.sources, format) {
         return Err(ExitCode::from(1));
     }

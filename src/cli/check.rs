@@ -23,7 +23,7 @@ pub fn run(a: &Args) -> ExitCode {
     let mut failed = false;
     let mut json: Vec<serde_json::Value> = vec![];
     for path in &files {
-        let loaded = nixl::pipeline::load_with(path, &nixl::check::tree_cache::CachingLoader::from_env());
+        let loaded = nixl::pipeline::load_with(path, &nixl::check::imports::FsLoader);
         failed |= loaded.check.has_errors();
         match a.format {
             Format::Json => json.extend(render::json_items(&loaded.check.diagnostics, &loaded.check.sources)),

@@ -180,7 +180,7 @@ pub fn load_saved(path: &Path, state_override: Option<&Path>) -> Result<(Plan, L
         return Err(Stale::Format(path.into(), plan.format));
     }
     let source = Path::new(&plan.source);
-    let loaded = nixl::pipeline::load_with(source, &nixl::check::tree_cache::CachingLoader::from_env());
+    let loaded = nixl::pipeline::load_with(source, &nixl::check::imports::FsLoader);
     if loaded.check.has_errors() {
         return Err(Stale::NoLongerChecks(plan.source.clone()));
     }
