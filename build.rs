@@ -22,7 +22,7 @@ mod diagnostics;
 #[path = "src/syntax/explain.rs"]
 mod explain;
 #[allow(dead_code)]
-#[path = "src/syntax/fast.rs"]
+#[path = "src/syntax/fast/mod.rs"]
 mod fast;
 #[allow(dead_code)]
 #[path = "src/syntax/parser.rs"]
@@ -52,7 +52,8 @@ fn main() {
         "grammar/nixl.pest",
         "src/syntax/ast.rs",
         "src/syntax/parser.rs",
-        "src/syntax/fast.rs",
+        "src/syntax/fast/mod.rs",
+        "src/syntax/fast/expr.rs",
         "src/syntax/scan.rs",
         "src/syntax/explain.rs",
         "src/diagnostics/diagnostic.rs",

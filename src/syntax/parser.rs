@@ -1,5 +1,5 @@
 //! Text to syntax tree: limits and delimiter pre-scan, then the hand-written parser for
-//! well-formed text (`fast.rs`), else pest and a builder that turns pest pairs into the
+//! well-formed text (`fast/`), else pest and a builder that turns pest pairs into the
 //! typed AST and error nodes into diagnostics.
 
 use super::ast::*;
@@ -35,7 +35,7 @@ pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     parse_with(file, text, true)
 }
 
-/// [`parse`] with pest alone, never the hand-written fast path (`fast.rs`): the reference
+/// [`parse`] with pest alone, never the hand-written fast path (`fast/`): the reference
 /// the tests compare that path with.
 #[doc(hidden)]
 pub fn parse_with_pest(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {

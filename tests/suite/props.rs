@@ -72,7 +72,7 @@ proptest! {
     }
 }
 
-/// The parser's fast path (`syntax/fast.rs`) and pest give the same tree and the same
+/// The parser's fast path (`syntax/fast/`) and pest give the same tree and the same
 /// diagnostics: the fast path either builds pest's tree or leaves the text to pest.
 fn both_parsers_agree(text: &str) -> Result<(), TestCaseError> {
     let (fast, fast_diags) = nixl::syntax::parse(0, text);
