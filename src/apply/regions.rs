@@ -131,9 +131,7 @@ stack "s" {
   node "node1" {}
 }
 "#;
-        let out = crate::check::check_text("t.nixl", text, &crate::check::imports::FsLoader);
-        assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
-        out.model.stacks.into_iter().next().unwrap()
+        crate::check::clean_model(text).stacks.into_iter().next().unwrap()
     }
 
     fn record(region: &str) -> StackRecord {

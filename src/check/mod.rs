@@ -58,6 +58,14 @@ pub fn check_text(name: &str, text: &str, loader: &dyn Loader) -> CheckOutput {
     finish(imports::load_text(name, text, loader))
 }
 
+/// A test's snippet checked with no diagnostic allowed: its model.
+#[cfg(test)]
+pub(crate) fn clean_model(text: &str) -> Model {
+    let out = check_text("t.nixl", text, &imports::FsLoader);
+    assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+    out.model
+}
+
 fn finish(loaded: imports::Loaded) -> CheckOutput {
     let mut diags = loaded.diagnostics;
     let syntax_failed = diags.iter().any(|d| matches!(d.code, Code::Delimiter | Code::Limit | Code::Encoding));

@@ -15,7 +15,7 @@ fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 /// The fast path's tree, when it takes the text, is pest's tree node for node.
-pub(crate) fn agrees_with_pest(text: &str) -> Option<bool> {
+fn agrees_with_pest(text: &str) -> Option<bool> {
     let fast = super::parse(3, text)?;
     let (pest, diags) = crate::syntax::parser::parse_with_pest(3, text);
     let json = |items: &Vec<crate::syntax::ast::Stmt>| serde_json::to_string(items).expect("trees serialize");
