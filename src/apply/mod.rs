@@ -20,7 +20,7 @@ mod spot;
 
 pub use errors::{diagnostic, secret_diagnostics, ActionError, ApplyError, ToolOutputError};
 pub use infra::{recorded_nodes, recorded_stack};
-pub use node_sets::run_on_sets;
+pub use node_sets::{run_on_sets, run_planned};
 pub use post::FIRED_LOG;
 pub use refresh::observe;
 pub use regions::{active as active_stack, teardown, Teardown};

@@ -17,7 +17,7 @@ use crate::design::Campaign;
 use crate::plan::target::runs;
 use crate::plan::{Action, Kind, Plan};
 use crate::progress::Sink;
-use crate::provider::{NodeInfo, Provider, StackInfo};
+use crate::provider::{NodeInfo, NodeSets, Provider, StackInfo};
 use crate::state::{ActionRecord, State, StateError};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
@@ -97,6 +97,27 @@ struct Base {
     nodes: Vec<NodeInfo>,
     stack_info: Option<StackInfo>,
     failed: BTreeMap<ActionId, Option<String>>,
+}
+
+/// Runs the plan on the node sets it declares: `parallel = k` > 1 on k copies of `provider`
+/// ([`NodeSets::node_set`]), else on the provider alone ([`super::run`]). The command line
+/// calls this for every provider.
+pub async fn run_planned<P: NodeSets>(
+    provider: &P,
+    sink: &dyn Sink,
+    model: &Model,
+    campaign: &Campaign,
+    plan: &Plan,
+    state: State,
+    opts: &Options,
+) -> Result<Outcome, ApplyError> {
+    match plan.sets.as_ref().map(|s| s.parallel) {
+        Some(k) if k > 1 => {
+            let sets: Vec<P> = (1..=k).map(|s| provider.node_set(s)).collect();
+            run_on_sets(&sets, sink, model, campaign, plan, state, opts).await
+        }
+        _ => super::run(provider, sink, model, campaign, plan, state, opts).await,
+    }
 }
 
 /// Runs the plan on `providers.len()` node sets (`providers[s - 1]` reaches set s), then

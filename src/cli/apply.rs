@@ -184,14 +184,7 @@ pub fn run(a: &Args) -> ExitCode {
         match kind {
             ProviderKind::Local => {
                 let p = LocalProvider::new(&local_root(&file, &plan.experiment), &args::dir_of(&file));
-                match plan.sets.as_ref().map(|s| s.parallel) {
-                    Some(k) if k > 1 => {
-                        let sets: Vec<LocalProvider> = (1..=k).map(|s| p.node_set(s)).collect();
-                        nixl::apply::run_on_sets(&sets, &*sink, model, campaign, &plan, state, &opts).await
-                    }
-                    _ => nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await,
-                }
-                .map_err(Failure::Apply)
+                nixl::apply::run_planned(&p, &*sink, model, campaign, &plan, state, &opts).await.map_err(Failure::Apply)
             }
             ProviderKind::Aws => {
                 let region = campaign.stack.as_ref().map(|s| s.region.clone()).unwrap_or_default();
@@ -201,14 +194,7 @@ pub fn run(a: &Args) -> ExitCode {
                     ..AwsOptions::from_config(&config.aws)
                 };
                 let p = AwsProvider::new(&region, aws_opts, sink.clone()).await.map_err(Failure::Provider)?;
-                match plan.sets.as_ref().map(|s| s.parallel) {
-                    Some(k) if k > 1 => {
-                        let sets: Vec<AwsProvider> = (1..=k).map(|s| p.node_set(s)).collect();
-                        nixl::apply::run_on_sets(&sets, &*sink, model, campaign, &plan, state, &opts).await
-                    }
-                    _ => nixl::apply::run(&p, &*sink, model, campaign, &plan, state, &opts).await,
-                }
-                .map_err(Failure::Apply)
+                nixl::apply::run_planned(&p, &*sink, model, campaign, &plan, state, &opts).await.map_err(Failure::Apply)
             }
         }
     });

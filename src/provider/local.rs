@@ -24,12 +24,6 @@ impl LocalProvider {
         LocalProvider { root: root.to_path_buf(), here: here.to_path_buf(), set: 1 }
     }
 
-    /// The same place for node set `set`: set 1's nodes are the campaign's own
-    /// (`nodes/<name>`), set s > 1 has its own directories (`sets/<s>/<name>`).
-    pub fn node_set(&self, set: u32) -> LocalProvider {
-        LocalProvider { root: self.root.clone(), here: self.here.clone(), set: set.max(1) }
-    }
-
     fn node_dir(&self, name: &str) -> PathBuf {
         match self.set {
             1 => self.root.join("nodes").join(name),
@@ -51,6 +45,14 @@ impl LocalProvider {
 
 fn io(e: std::io::Error) -> ProviderError {
     ProviderError::Other(e.to_string())
+}
+
+impl crate::provider::NodeSets for LocalProvider {
+    /// The same place for node set `set`: set 1's nodes are the campaign's own
+    /// (`nodes/<name>`), set s > 1 has its own directories (`sets/<s>/<name>`).
+    fn node_set(&self, set: u32) -> LocalProvider {
+        LocalProvider { root: self.root.clone(), here: self.here.clone(), set: set.max(1) }
+    }
 }
 
 impl Provider for LocalProvider {

@@ -196,6 +196,12 @@ pub enum NodeState {
     Changed(String),
 }
 
+/// A provider that can stand for one node set of `parallel = k` (1-based): set 1's nodes
+/// are the campaign's own, each further set has nodes of its own.
+pub trait NodeSets: Provider + Sized {
+    fn node_set(&self, set: u32) -> Self;
+}
+
 /// What the executor needs from a place to run a campaign.
 pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;

@@ -225,20 +225,6 @@ impl AwsProvider {
         })
     }
 
-    /// The same clients for node set `set` (`parallel = k`): set 1's nodes are the campaign's
-    /// own; set s > 1 launches its own nodes, tagged with its number, in its own placement group.
-    pub fn node_set(&self, set: u32) -> AwsProvider {
-        AwsProvider {
-            clients: std::sync::RwLock::new(self.now()),
-            opts: self.opts.clone(),
-            info: Mutex::new(self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()),
-            uploaded: Mutex::new(HashSet::new()),
-            stored: Mutex::new(HashSet::new()),
-            sink: self.sink.clone(),
-            set: set.max(1),
-        }
-    }
-
     /// The clients of the region in use.
     fn now(&self) -> Arc<Clients> {
         self.clients.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -268,6 +254,22 @@ impl AwsProvider {
             .as_ref()
             .and_then(|i| i.bucket.clone())
             .ok_or_else(|| ProviderError::Other("the stack's bucket is not known yet: apply the stack first".into()))
+    }
+}
+
+impl crate::provider::NodeSets for AwsProvider {
+    /// The same clients for node set `set` (`parallel = k`): set 1's nodes are the campaign's
+    /// own; set s > 1 launches its own nodes, tagged with its number, in its own placement group.
+    fn node_set(&self, set: u32) -> AwsProvider {
+        AwsProvider {
+            clients: std::sync::RwLock::new(self.now()),
+            opts: self.opts.clone(),
+            info: Mutex::new(self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+            uploaded: Mutex::new(HashSet::new()),
+            stored: Mutex::new(HashSet::new()),
+            sink: self.sink.clone(),
+            set: set.max(1),
+        }
     }
 }
 
